@@ -1,0 +1,144 @@
+//! Onboarding a new hire: create their record, then provision a laptop and
+//! grant system access in parallel, then summarize.
+//!
+//! Each step body prints what it does on stderr (with wall-clock times), so
+//! you can see which bodies ran on a given drive and that the two parallel
+//! steps overlap.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use durable_sdk::{Error, parallel, step};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct NewHire {
+    name: String,
+    email: String,
+    #[serde(default = "default_team")]
+    team: String,
+}
+
+fn default_team() -> String {
+    "engineering".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Record {
+    employee_id: String,
+    name: String,
+    email: String,
+    team: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Laptop {
+    asset_tag: String,
+    model: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Access {
+    groups: Vec<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Summary {
+    employee_id: String,
+    name: String,
+    laptop: String,
+    groups: Vec<String>,
+    status: String,
+}
+
+fn now_ms() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0)
+}
+
+/// A stable id from the e-mail address, so every run of the same hire
+/// gets the same record (what an idempotent HR system would do).
+fn employee_id(email: &str) -> String {
+    let h = email.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    format!("EMP-{:06}", h % 1_000_000)
+}
+
+fn create_record(hire: NewHire) -> Result<Record, String> {
+    if !hire.email.contains('@') {
+        return Err(format!("{:?} is not an e-mail address", hire.email));
+    }
+    let record = Record {
+        employee_id: employee_id(&hire.email),
+        name: hire.name,
+        email: hire.email,
+        team: hire.team,
+    };
+    eprintln!(
+        "  [guest] create_record: created {} for {} at {}",
+        record.employee_id,
+        record.name,
+        now_ms()
+    );
+    Ok(record)
+}
+
+fn provision_laptop(record: Record) -> Result<Laptop, String> {
+    let start = now_ms();
+    std::thread::sleep(Duration::from_millis(300)); // ordering from the vendor
+    let laptop = Laptop {
+        asset_tag: format!("LT-{}", &record.employee_id[4..]),
+        model: if record.team == "design" {
+            "MacBook Pro 16"
+        } else {
+            "ThinkPad X1"
+        }
+        .into(),
+    };
+    eprintln!(
+        "  [guest] provision_laptop: {} for {} from {start} to {}",
+        laptop.asset_tag,
+        record.employee_id,
+        now_ms()
+    );
+    Ok(laptop)
+}
+
+fn grant_access(record: Record) -> Result<Access, String> {
+    let start = now_ms();
+    std::thread::sleep(Duration::from_millis(300)); // waiting on the directory service
+    let access = Access {
+        groups: vec![
+            "all-staff".into(),
+            record.team.clone(),
+            format!("{}-oncall", record.team),
+        ],
+    };
+    eprintln!(
+        "  [guest] grant_access: {} groups for {} from {start} to {}",
+        access.groups.len(),
+        record.employee_id,
+        now_ms()
+    );
+    Ok(access)
+}
+
+fn onboarding(hire: NewHire) -> Result<Summary, Error> {
+    let record = step!(create_record).call(&hire)?;
+    let (laptop, access) = parallel!(
+        step!(provision_laptop).with(&record),
+        step!(grant_access).with(&record),
+    );
+    let (laptop, access) = (laptop?, access?);
+    Ok(Summary {
+        employee_id: record.employee_id,
+        name: record.name,
+        laptop: format!("{} ({})", laptop.model, laptop.asset_tag),
+        groups: access.groups,
+        status: "onboarded".into(),
+    })
+}
+
+durable_sdk::workflow!(run: onboarding, steps: [create_record, provision_laptop, grant_access]);

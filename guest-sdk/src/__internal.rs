@@ -1,0 +1,37 @@
+//! Items the macros expand to. Not a public API.
+
+use std::fmt::Display;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+wit_bindgen::generate!({
+    world: "workflow",
+    path: "../wit",
+    pub_export_macro: true,
+    export_macro_name: "__export_workflow",
+    default_bindings_module: "durable_sdk::__internal",
+});
+
+/// Decodes `input`, calls `f`, encodes its result: the shape of both the
+/// workflow entry point and every step body.
+pub fn invoke<I, O, E, F>(input: &str, f: F) -> Result<String, String>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    E: Display,
+    F: FnOnce(I) -> Result<O, E>,
+{
+    let input: I =
+        serde_json::from_str(input).map_err(|e| format!("cannot decode the input: {e}"))?;
+    let output = f(input).map_err(|e| e.to_string())?;
+    serde_json::to_string(&output).map_err(|e| format!("cannot encode the result: {e}"))
+}
+
+/// The error for a step name that is not registered.
+pub fn unknown_step(name: &str, known: &[&str]) -> String {
+    format!(
+        "this workflow has no step named {name:?} (registered: {}); list it in durable_sdk::workflow!",
+        known.join(", ")
+    )
+}

@@ -1,0 +1,372 @@
+//! # durable-sdk
+//!
+//! Write durable workflows in Rust. A workflow is ordinary code that calls
+//! *steps*; the `durable` host commits every step's result before your code
+//! sees it, and after a crash replays your workflow from the top, answering
+//! completed steps from its record instead of running them again.
+//!
+//! ```ignore
+//! use durable_sdk::{step, Error};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Order { id: u32 }
+//!
+//! // A step: any function from one serde value to a Result of another.
+//! fn charge(order: Order) -> Result<String, String> {
+//!     Ok(format!("receipt-{}", order.id))
+//! }
+//!
+//! // The workflow: deterministic orchestration of steps.
+//! fn checkout(order: Order) -> Result<String, Error> {
+//!     let receipt = step!(charge).call(&order)?;
+//!     Ok(receipt)
+//! }
+//!
+//! durable_sdk::workflow!(run: checkout, steps: [charge]);
+//! ```
+//!
+//! Build with `cargo build --release --target wasm32-wasip2` and run the
+//! `.wasm` with `durable run`.
+//!
+//! ## Rules for workflow code
+//! The workflow function must make the same durable calls in the same order
+//! every time it runs with the same input and the same step results. Read
+//! time and randomness with [`now_ms`] and [`random_u64`] (recorded), not
+//! from the OS (frozen in the workflow instance). Step bodies are free to do
+//! anything the host grants; they run at least once, so give external
+//! services the [`idempotency_key`].
+
+#![warn(missing_docs)]
+
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+#[doc(hidden)]
+pub mod __internal;
+
+use __internal::durable::workflow::{durable as host, types};
+
+/// Why a step gave no value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepError {
+    /// The step body returned an error with this message.
+    Failed(String),
+    /// The step's instance trapped (for example, it panicked).
+    Trapped(String),
+    /// The input could not be encoded, or the result decoded, as the types
+    /// at the call site say.
+    Encoding(String),
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StepError::Failed(m) => write!(f, "step failed: {m}"),
+            StepError::Trapped(m) => write!(f, "step trapped: {m}"),
+            StepError::Encoding(m) => write!(f, "step value encoding: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for StepError {}
+
+/// A workflow's error: a message that ends the run as failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<StepError> for Error {
+    fn from(e: StepError) -> Self {
+        Error(e.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error(format!("JSON: {e}"))
+    }
+}
+
+impl From<String> for Error {
+    fn from(s: String) -> Self {
+        Error(s)
+    }
+}
+
+impl From<&str> for Error {
+    fn from(s: &str) -> Self {
+        Error(s.to_string())
+    }
+}
+
+/// A typed handle to a step: its registered name and its input and output
+/// types. Make one with [`step!`].
+pub struct Step<I, O> {
+    name: &'static str,
+    types: PhantomData<fn(I) -> O>,
+}
+
+impl<I, O> Clone for Step<I, O> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<I, O> Copy for Step<I, O> {}
+
+impl<I: Serialize, O: DeserializeOwned> Step<I, O> {
+    /// A handle to the step registered as `name`. Prefer [`step!`], which
+    /// takes the name and the types from the function itself.
+    pub const fn named(name: &'static str) -> Self {
+        Step {
+            name,
+            types: PhantomData,
+        }
+    }
+
+    /// The handle of step function `body`, registered as `name`.
+    #[doc(hidden)]
+    pub fn of<E>(name: &'static str, _body: fn(I) -> Result<O, E>) -> Self {
+        Step::named(name)
+    }
+
+    /// The step's name.
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Runs the step durably and returns its result: from the record when
+    /// it has one, else by running the body (in its own instance) and
+    /// committing the result first.
+    pub fn call(&self, input: &I) -> Result<O, StepError> {
+        let input = encode(input)?;
+        decode(host::step(self.name, &input))
+    }
+
+    /// Prepares a call for [`parallel!`].
+    pub fn with(&self, input: &I) -> Call<O> {
+        Call {
+            name: self.name,
+            input: encode(input),
+            output: PhantomData,
+        }
+    }
+
+    /// Runs the step once per input, all concurrently, and returns the
+    /// results in input order.
+    pub fn map<'a>(&self, inputs: impl IntoIterator<Item = &'a I>) -> Vec<Result<O, StepError>>
+    where
+        I: 'a,
+    {
+        let calls: Vec<Call<O>> = inputs.into_iter().map(|i| self.with(i)).collect();
+        run_parallel(calls.iter().map(Call::erase).collect())
+            .into_iter()
+            .zip(calls)
+            .map(|(raw, call)| call.finish(raw))
+            .collect()
+    }
+}
+
+/// A prepared step call, for [`parallel!`].
+pub struct Call<O> {
+    name: &'static str,
+    input: Result<String, StepError>,
+    output: PhantomData<fn() -> O>,
+}
+
+/// What a call's slot in a batch holds: the host's answer, or the reason
+/// the call was not sent.
+#[doc(hidden)]
+pub type Raw = Result<Result<String, types::StepError>, StepError>;
+
+impl<O: DeserializeOwned> Call<O> {
+    #[doc(hidden)]
+    pub fn erase(&self) -> Option<types::Call> {
+        let input = self.input.as_ref().ok()?;
+        Some(types::Call {
+            name: self.name.to_string(),
+            input: input.clone(),
+        })
+    }
+
+    #[doc(hidden)]
+    pub fn finish(self, raw: Raw) -> Result<O, StepError> {
+        decode(raw?)
+    }
+}
+
+/// Runs prepared calls as one `parallel` batch. Calls whose input could not
+/// be encoded are left out of the batch and answered with their error.
+#[doc(hidden)]
+pub fn run_parallel(calls: Vec<Option<types::Call>>) -> Vec<Raw> {
+    let batch: Vec<types::Call> = calls.iter().flatten().cloned().collect();
+    let mut answers = host::parallel(&batch).into_iter();
+    calls
+        .into_iter()
+        .map(|c| match c {
+            Some(_) => Ok(answers.next().unwrap_or_else(|| {
+                Err(types::StepError::Failed(
+                    "the host answered too few calls".into(),
+                ))
+            })),
+            None => Err(StepError::Encoding("input could not be encoded".into())),
+        })
+        .collect()
+}
+
+fn encode<I: Serialize>(input: &I) -> Result<String, StepError> {
+    serde_json::to_string(input).map_err(|e| StepError::Encoding(format!("input: {e}")))
+}
+
+fn decode<O: DeserializeOwned>(raw: Result<String, types::StepError>) -> Result<O, StepError> {
+    match raw {
+        Ok(json) => {
+            serde_json::from_str(&json).map_err(|e| StepError::Encoding(format!("result: {e}")))
+        }
+        Err(types::StepError::Failed(m)) => Err(StepError::Failed(m)),
+        Err(types::StepError::Trapped(m)) => Err(StepError::Trapped(m)),
+    }
+}
+
+/// The typed handle of a step function: `step!(create_record)`.
+///
+/// The function's name is the step's registered name; list the function
+/// in [`workflow!`] so that the host can dispatch to it.
+#[macro_export]
+macro_rules! step {
+    ($f:ident) => {
+        $crate::Step::of(::core::stringify!($f), $f)
+    };
+}
+
+/// Runs prepared calls concurrently and returns their results as a tuple,
+/// in call order: `let (a, b) = parallel!(s1.with(&x), s2.with(&y));`.
+#[macro_export]
+macro_rules! parallel {
+    ($($call:expr),+ $(,)?) => {{
+        let calls = ($($call,)+);
+        $crate::__parallel_tuple!(calls; $($call),+)
+    }};
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __parallel_tuple {
+    ($c:ident; $a:expr) => {{
+        let mut raw = $crate::run_parallel(vec![$c.0.erase()]).into_iter();
+        ($c.0.finish(raw.next().expect("one answer per call")),)
+    }};
+    ($c:ident; $a:expr, $b:expr) => {{
+        let mut raw = $crate::run_parallel(vec![$c.0.erase(), $c.1.erase()]).into_iter();
+        (
+            $c.0.finish(raw.next().expect("one answer per call")),
+            $c.1.finish(raw.next().expect("one answer per call")),
+        )
+    }};
+    ($c:ident; $a:expr, $b:expr, $d:expr) => {{
+        let mut raw =
+            $crate::run_parallel(vec![$c.0.erase(), $c.1.erase(), $c.2.erase()]).into_iter();
+        (
+            $c.0.finish(raw.next().expect("one answer per call")),
+            $c.1.finish(raw.next().expect("one answer per call")),
+            $c.2.finish(raw.next().expect("one answer per call")),
+        )
+    }};
+    ($c:ident; $a:expr, $b:expr, $d:expr, $e:expr) => {{
+        let mut raw =
+            $crate::run_parallel(vec![$c.0.erase(), $c.1.erase(), $c.2.erase(), $c.3.erase()])
+                .into_iter();
+        (
+            $c.0.finish(raw.next().expect("one answer per call")),
+            $c.1.finish(raw.next().expect("one answer per call")),
+            $c.2.finish(raw.next().expect("one answer per call")),
+            $c.3.finish(raw.next().expect("one answer per call")),
+        )
+    }};
+}
+
+/// Wall-clock time in ms since the Unix epoch: recorded the first time,
+/// the same value on every replay.
+pub fn now_ms() -> u64 {
+    host::now_ms()
+}
+
+/// A random number: recorded the first time, the same on every replay.
+pub fn random_u64() -> u64 {
+    host::random_u64()
+}
+
+/// The same string on every attempt and replay of the current step
+/// (`<run-id>/<step-key>`), or `<run-id>` in the workflow itself. Send it
+/// to external services so that they can drop duplicates.
+pub fn idempotency_key() -> String {
+    host::idempotency_key()
+}
+
+/// Log lines, shown by the host with the run and step they came from.
+pub mod log {
+    use super::types::LogLevel;
+
+    /// Logs at debug level.
+    pub fn debug(message: &str) {
+        super::host::log(LogLevel::Debug, message);
+    }
+    /// Logs at info level.
+    pub fn info(message: &str) {
+        super::host::log(LogLevel::Info, message);
+    }
+    /// Logs at warn level.
+    pub fn warn(message: &str) {
+        super::host::log(LogLevel::Warn, message);
+    }
+    /// Logs at error level.
+    pub fn error(message: &str) {
+        super::host::log(LogLevel::Error, message);
+    }
+}
+
+/// Declares the workflow's entry point and its steps, and exports them.
+///
+/// ```ignore
+/// durable_sdk::workflow!(run: onboarding, steps: [create_record, provision_laptop]);
+/// ```
+/// `run` names a function `fn(I) -> Result<O, E>` with serde types `I` and
+/// `O` and `E: Display`; each step is such a function too. The host calls
+/// a step by its function's name.
+#[macro_export]
+macro_rules! workflow {
+    (run: $run:path, steps: [$($step:ident),* $(,)?] $(,)?) => {
+        struct __DurableWorkflow;
+
+        impl $crate::__internal::Guest for __DurableWorkflow {
+            fn run(input: ::std::string::String) -> ::core::result::Result<::std::string::String, ::std::string::String> {
+                $crate::__internal::invoke(&input, $run)
+            }
+        }
+
+        impl $crate::__internal::exports::durable::workflow::steps::Guest for __DurableWorkflow {
+            fn run_step(
+                name: ::std::string::String,
+                input: ::std::string::String,
+            ) -> ::core::result::Result<::std::string::String, ::std::string::String> {
+                $(
+                    if name == ::core::stringify!($step) {
+                        return $crate::__internal::invoke(&input, $step);
+                    }
+                )*
+                ::core::result::Result::Err($crate::__internal::unknown_step(&name, &[$(::core::stringify!($step)),*]))
+            }
+        }
+
+        $crate::__internal::__export_workflow!(__DurableWorkflow with_types_in $crate::__internal);
+    };
+}

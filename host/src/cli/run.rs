@@ -1,0 +1,253 @@
+//! `durable run` and `durable resume`.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+use durable::runner::{Finished, RunError, Runtime, RuntimeConfig};
+use durable::store::{RunStatus, Store};
+
+use super::print::Lines;
+use super::{DriveArgs, ExitCode, ResumeArgs, RunArgs};
+
+/// Prints `durable: <message>` on stderr.
+fn error(message: impl std::fmt::Display) {
+    eprintln!("durable: {message}");
+}
+
+fn runtime(store: Store, drive: &DriveArgs, many_runs: bool) -> Result<Runtime, ExitCode> {
+    let mut config = RuntimeConfig {
+        max_concurrent_steps: drive.max_parallel,
+        crash_after: drive.crash_after.clone(),
+        observer: Arc::new(Lines {
+            with_run: many_runs,
+        }),
+        ..RuntimeConfig::default()
+    };
+    if let Some(dir) = &drive.cache_dir {
+        config.cache_dir = Some(dir.clone());
+    }
+    Runtime::new(store, config).map_err(|e| {
+        error(format_args!("could not start the engine: {e:#}"));
+        ExitCode::Failure
+    })
+}
+
+async fn open(db: &Path) -> Result<Store, ExitCode> {
+    Store::open(db).await.map_err(|e| {
+        error(chain(&e));
+        ExitCode::of_store(&e)
+    })
+}
+
+/// `durable run`.
+pub async fn run(db: &Path, args: RunArgs) -> ExitCode {
+    match run_inner(db, args).await {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+async fn run_inner(db: &Path, args: RunArgs) -> Result<ExitCode, ExitCode> {
+    let input = read_input(&args)?;
+    let bytes = std::fs::read(&args.component).map_err(|e| {
+        error(format_args!(
+            "cannot read {}: {e}",
+            args.component.display()
+        ));
+        ExitCode::Usage
+    })?;
+    let store = open(db).await?;
+    let rt = runtime(store.clone(), &args.drive, false)?;
+    let name = args.component.display().to_string();
+    let workflow = rt.load(&name, bytes).map_err(|e| {
+        error(chain(&e));
+        ExitCode::Usage
+    })?;
+    tracing::debug!(source = ?workflow.source, time = ?workflow.load_time, "component loaded");
+    let run_id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| new_run_id(&workflow.name));
+    if args.id.is_none() {
+        eprintln!("run {run_id}");
+    }
+    let result = rt.start(&workflow, &run_id, &input).await;
+    drop(rt);
+    store.close().await;
+    Ok(report_one(&run_id, result))
+}
+
+/// `durable resume`.
+pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
+    let store = match open(db).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let single = args.ids.len() == 1;
+    let rt = match runtime(store.clone(), &args.drive, !single) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let ids = if args.ids.is_empty() {
+        match rt.resumable().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                error(chain(&e));
+                return ExitCode::of(&e);
+            }
+        }
+    } else {
+        args.ids.clone()
+    };
+    if ids.is_empty() {
+        eprintln!("durable: no interrupted runs to resume");
+    }
+    let code = if single {
+        report_one(&ids[0], rt.resume(&ids[0]).await)
+    } else {
+        // All runs at once: their steps share the host's step limit.
+        let rt = Arc::new(rt);
+        let mut set = tokio::task::JoinSet::new();
+        for (i, id) in ids.iter().enumerate() {
+            let (rt, id) = (rt.clone(), id.clone());
+            set.spawn(async move { (i, rt.resume(&id).await) });
+        }
+        let mut results: Vec<Option<Result<Finished, RunError>>> =
+            ids.iter().map(|_| None).collect();
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok((i, r)) => results[i] = Some(r),
+                Err(e) => error(format_args!("internal error: {e}")),
+            }
+        }
+        let mut worst = ExitCode::Success;
+        for (id, result) in ids.iter().zip(results) {
+            let code = match result {
+                Some(r) => report_line(id, r),
+                None => ExitCode::Failure,
+            };
+            worst = worst.max(code);
+        }
+        worst
+    };
+    store.close().await;
+    code
+}
+
+/// Reports a single run: output JSON on stdout, errors on stderr.
+fn report_one(run_id: &str, result: Result<Finished, RunError>) -> ExitCode {
+    match result {
+        Ok(Finished { run, already }) => {
+            if already {
+                eprintln!(
+                    "durable: run {run_id} had already finished ({}); showing its stored result",
+                    run.status
+                );
+            }
+            match run.status {
+                RunStatus::Succeeded => {
+                    print_stdout(run.output.as_deref().unwrap_or("null"));
+                    ExitCode::Success
+                }
+                _ => {
+                    error(format_args!(
+                        "run {run_id} failed: {}",
+                        run.error.as_deref().unwrap_or("no error recorded")
+                    ));
+                    ExitCode::RunFailed
+                }
+            }
+        }
+        Err(e) => {
+            error(chain(&e));
+            ExitCode::of(&e)
+        }
+    }
+}
+
+/// Reports one of several runs as a JSON line on stdout.
+fn report_line(run_id: &str, result: Result<Finished, RunError>) -> ExitCode {
+    let (line, code) = match result {
+        Ok(Finished { run, .. }) => {
+            let output = run
+                .output
+                .as_deref()
+                .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok());
+            let code = if run.status == RunStatus::Succeeded {
+                ExitCode::Success
+            } else {
+                ExitCode::RunFailed
+            };
+            (
+                serde_json::json!({"id": run_id, "status": run.status.as_str(), "output": output, "error": run.error}),
+                code,
+            )
+        }
+        Err(e) => {
+            let message = chain(&e);
+            error(&message);
+            (
+                serde_json::json!({"id": run_id, "status": "error", "output": null, "error": message}),
+                ExitCode::of(&e),
+            )
+        }
+    };
+    print_stdout(&line.to_string());
+    code
+}
+
+fn print_stdout(s: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed stdout (`| head`) is not an error worth reporting.
+    let _ = writeln!(out, "{s}");
+    let _ = out.flush();
+}
+
+fn read_input(args: &RunArgs) -> Result<String, ExitCode> {
+    let text = match (&args.input, &args.input_file) {
+        (Some(s), _) => s.clone(),
+        (None, Some(p)) if p.as_os_str() == "-" => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s).map_err(|e| {
+                error(format_args!("cannot read the input from stdin: {e}"));
+                ExitCode::Usage
+            })?;
+            s
+        }
+        (None, Some(p)) => std::fs::read_to_string(p).map_err(|e| {
+            error(format_args!("cannot read {}: {e}", p.display()));
+            ExitCode::Usage
+        })?,
+        (None, None) => "null".to_string(),
+    };
+    if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+        error(format_args!("the run input is not valid JSON: {e}"));
+        return Err(ExitCode::Usage);
+    }
+    Ok(text)
+}
+
+fn new_run_id(workflow: &str) -> String {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    format!(
+        "{workflow}-{}-{:08x}",
+        durable::store::now_ms(),
+        u32::from_le_bytes(b)
+    )
+}
+
+/// An error with its causes, `a: b: c`.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let c = cause.to_string();
+        if !s.contains(&c) {
+            s.push_str(": ");
+            s.push_str(&c);
+        }
+        source = cause.source();
+    }
+    s
+}

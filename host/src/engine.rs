@@ -1,0 +1,216 @@
+//! The wasmtime side of loading a workflow: one `Engine` and `Linker` per
+//! host process, the on-disk compile cache, and the pre-linked
+//! `InstancePre` from which every workflow and step instance is made.
+//!
+//! **Invariant:** a component is compiled at most once per content digest
+//! and engine configuration on a machine; later starts deserialize it.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker};
+
+use crate::history::sha256_hex;
+use crate::runner::bindings::{Workflow, WorkflowPre};
+use crate::runner::HostState;
+
+/// Why a component could not be loaded. Nothing is written to the store
+/// before a component loads.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not WebAssembly at all.
+    #[error("{name} is not a WebAssembly file (it does not start with \\0asm)")]
+    NotWasm {
+        /// What was loaded.
+        name: String,
+    },
+    /// A core module where a component is needed.
+    #[error(
+        "{name} is a core WebAssembly module, not a component; build the guest for \
+         wasm32-wasip2 (cargo build --target wasm32-wasip2) or wrap it with wasm-tools component new"
+    )]
+    CoreModule {
+        /// What was loaded.
+        name: String,
+    },
+    /// The component did not validate or compile.
+    #[error("{name} could not be compiled")]
+    Compile {
+        /// What was loaded.
+        name: String,
+        /// Wasmtime's reason.
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// The component is not of world `durable:workflow/workflow`.
+    #[error("{name} is not a durable workflow component (world durable:workflow/workflow)")]
+    World {
+        /// What was loaded.
+        name: String,
+        /// Wasmtime's reason, naming the import or export.
+        #[source]
+        source: wasmtime::Error,
+    },
+}
+
+/// How a component was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileSource {
+    /// Deserialized from the compile cache.
+    Cache,
+    /// Compiled now (and stored in the cache if there is one).
+    Compiled,
+}
+
+/// A component ready to instantiate.
+#[derive(Clone)]
+pub struct LoadedWorkflow {
+    /// The workflow's name (the file stem it was loaded from).
+    pub name: String,
+    /// SHA-256 of the component bytes.
+    pub digest: String,
+    /// The component bytes (stored with runs so `resume` needs no file).
+    pub bytes: Arc<Vec<u8>>,
+    /// Whether the cache answered.
+    pub source: CompileSource,
+    /// How long compiling or deserializing took.
+    pub load_time: Duration,
+    pub(crate) pre: WorkflowPre<HostState>,
+}
+
+/// The wasmtime engine, linker and compile cache of one host process.
+pub struct Engine {
+    engine: wasmtime::Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    config_key: u64,
+}
+
+impl Engine {
+    /// Builds the engine. `cache_dir` holds compiled components; `None`
+    /// compiles every time.
+    ///
+    /// # Errors
+    /// When wasmtime rejects the configuration or linking WASI fails.
+    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Engine> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = wasmtime::Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        Workflow::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut h);
+        env!("CARGO_PKG_VERSION").hash(&mut h);
+        Ok(Engine {
+            engine,
+            linker,
+            cache_dir,
+            config_key: h.finish(),
+        })
+    }
+
+    /// The default compile cache: `$DURABLE_CACHE_DIR`, else
+    /// `$XDG_CACHE_HOME/durable`, else `~/.cache/durable`.
+    pub fn default_cache_dir() -> Option<PathBuf> {
+        if let Some(d) = std::env::var_os("DURABLE_CACHE_DIR") {
+            return Some(PathBuf::from(d));
+        }
+        if let Some(d) = std::env::var_os("XDG_CACHE_HOME") {
+            return Some(PathBuf::from(d).join("durable"));
+        }
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("durable"))
+    }
+
+    /// Loads a component from `bytes`, named `name` in messages.
+    ///
+    /// # Errors
+    /// See [`LoadError`].
+    pub fn load(&self, name: &str, bytes: Arc<Vec<u8>>) -> Result<LoadedWorkflow, LoadError> {
+        check_header(name, &bytes)?;
+        let digest = sha256_hex(&bytes);
+        let started = Instant::now();
+        let (component, source) = self.compile_cached(name, &digest, &bytes)?;
+        let load_time = started.elapsed();
+        let world = |source| LoadError::World {
+            name: name.to_string(),
+            source,
+        };
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(world)?;
+        let pre = WorkflowPre::new(instance_pre).map_err(world)?;
+        Ok(LoadedWorkflow {
+            name: workflow_name(name),
+            digest,
+            bytes,
+            source,
+            load_time,
+            pre,
+        })
+    }
+
+    fn compile_cached(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<(Component, CompileSource), LoadError> {
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{digest}-{:016x}.cwasm", self.config_key)));
+        if let Some(path) = &cached
+            && path.exists()
+        {
+            // SAFETY: the file was written by `serialize` of this same
+            // wasmtime version and configuration (both are in its name),
+            // into the user's own cache directory; wasmtime checks the
+            // header again and we recompile if it refuses.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(c) => return Ok((c, CompileSource::Cache)),
+                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry"),
+            }
+        }
+        let component = Component::new(&self.engine, bytes).map_err(|source| LoadError::Compile {
+            name: name.to_string(),
+            source,
+        })?;
+        if let Some(path) = &cached
+            && let Err(e) = write_atomically(path, &component)
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not write the compile cache");
+        }
+        Ok((component, CompileSource::Compiled))
+    }
+}
+
+fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {
+    let bytes = component.serialize()?;
+    let dir = path.parent().expect("cache paths are files in a directory");
+    std::fs::create_dir_all(dir)?;
+    // A unique temporary name, then rename: concurrent hosts never see a
+    // half-written file.
+    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), crate::store::now_ms()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })?;
+    Ok(())
+}
+
+fn check_header(name: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm { name: name.to_string() });
+    }
+    // Bytes 4..8: version 1 and layer 0 for a core module; the component
+    // encoding uses layer 1.
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::CoreModule { name: name.to_string() });
+    }
+    Ok(())
+}
+
+/// The workflow name for a component loaded from `name`: the file stem.
+fn workflow_name(name: &str) -> String {
+    Path::new(name)
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| name.to_string())
+}

@@ -1,0 +1,371 @@
+//! Step keys, the replay check, and divergence. Pure: no IO, no wasmtime.
+//!
+//! Every durable call a context makes (a step, a `now-ms`, a `random-u64`)
+//! takes the context's next *position*; a step named `n` also takes the key
+//! `n#k` for its k-th call of that name in the context. A step called from a
+//! step body lives in a child context whose keys are prefixed with the
+//! parent's key and a `/`. On replay, the recorded entry at the same
+//! context and position must have the same key and input digest; anything
+//! else is a [`Divergence`].
+
+use std::collections::HashMap;
+use std::fmt;
+
+use sha2::{Digest, Sha256};
+
+use crate::store::StepRecord;
+
+/// Reserved name under which `now-ms` answers are recorded.
+pub const NOW: &str = "$now";
+/// Reserved name under which `random-u64` answers are recorded.
+pub const RANDOM: &str = "$random";
+
+/// Hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Digest of a step input as recorded in the history (first 16 bytes of its
+/// SHA-256, which is plenty to tell two inputs apart).
+pub fn input_digest(input: &str) -> String {
+    let mut d = sha256_hex(input.as_bytes());
+    d.truncate(32);
+    d
+}
+
+/// Why a step name cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid step name {name:?}: {reason}")]
+pub struct InvalidName {
+    /// The name.
+    pub name: String,
+    /// Why.
+    pub reason: &'static str,
+}
+
+/// Checks a guest-chosen step name: it becomes part of keys, so it must not
+/// contain the key separators, and `$` names are the host's.
+pub fn validate_name(name: &str) -> Result<(), InvalidName> {
+    let reason = if name.is_empty() {
+        "it is empty"
+    } else if name.len() > 256 {
+        "it is longer than 256 bytes"
+    } else if name.contains(['/', '#']) {
+        "it contains '/' or '#'"
+    } else if name.starts_with('$') {
+        "names starting with '$' are reserved"
+    } else if name.chars().any(char::is_control) {
+        "it contains control characters"
+    } else {
+        return Ok(());
+    };
+    Err(InvalidName {
+        name: name.to_string(),
+        reason,
+    })
+}
+
+/// One context of durable calls: the workflow itself, or one step body.
+#[derive(Debug, Clone)]
+pub struct Context {
+    parent: String,
+    counts: HashMap<String, u32>,
+    position: u32,
+}
+
+/// A durable call with its place in the history decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Planned {
+    /// Full key, `parent/name#n` (no prefix at the root).
+    pub key: String,
+    /// Key of the step whose body made the call; empty at the root.
+    pub parent: String,
+    /// Position in the context.
+    pub position: u32,
+    /// The step's name.
+    pub name: String,
+    /// Digest of the input.
+    pub input_digest: String,
+}
+
+impl Context {
+    /// The workflow's own context.
+    pub fn root() -> Context {
+        Context::child_of("")
+    }
+
+    /// The context of the body of the step with key `parent`.
+    pub fn child_of(parent: &str) -> Context {
+        Context {
+            parent: parent.to_string(),
+            counts: HashMap::new(),
+            position: 0,
+        }
+    }
+
+    /// The key of the step whose body this is; empty at the root.
+    pub fn parent(&self) -> &str {
+        &self.parent
+    }
+
+    /// Assigns the next position and key to a call of `name` with `input`.
+    pub fn plan(&mut self, name: &str, input: &str) -> Planned {
+        let n = self.counts.entry(name.to_string()).or_insert(0);
+        *n += 1;
+        let key = if self.parent.is_empty() {
+            format!("{name}#{n}")
+        } else {
+            format!("{}/{name}#{n}", self.parent)
+        };
+        let position = self.position;
+        self.position += 1;
+        Planned {
+            key,
+            parent: self.parent.clone(),
+            position,
+            name: name.to_string(),
+            input_digest: input_digest(input),
+        }
+    }
+}
+
+/// A run's committed history, indexed for replay. Loaded once per drive.
+#[derive(Debug, Default)]
+pub struct History {
+    by_key: HashMap<String, StepRecord>,
+    by_slot: HashMap<(String, u32), String>,
+}
+
+impl History {
+    /// Indexes `records`.
+    pub fn new(records: Vec<StepRecord>) -> History {
+        let mut h = History::default();
+        for r in records {
+            h.by_slot.insert((r.parent.clone(), r.position), r.key.clone());
+            h.by_key.insert(r.key.clone(), r);
+        }
+        h
+    }
+
+    /// Number of recorded entries.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// True when nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// The recorded entry for `call`, `None` if it has none yet.
+    ///
+    /// # Errors
+    /// A [`Divergence`] when the history holds a different call at this
+    /// position, or this call at a different position.
+    pub fn check(&self, run_id: &str, call: &Planned) -> Result<Option<&StepRecord>, Box<Divergence>> {
+        let at_slot = self
+            .by_slot
+            .get(&(call.parent.clone(), call.position))
+            .and_then(|k| self.by_key.get(k));
+        let diverged = |recorded: &StepRecord| {
+            Box::new(Divergence {
+                run_id: run_id.to_string(),
+                parent: call.parent.clone(),
+                position: call.position,
+                recorded: Some(Recorded {
+                    key: recorded.key.clone(),
+                    position: recorded.position,
+                    input_digest: recorded.input_digest.clone(),
+                }),
+                requested_key: call.key.clone(),
+                requested_digest: call.input_digest.clone(),
+            })
+        };
+        match at_slot {
+            Some(rec) if rec.key == call.key && rec.input_digest == call.input_digest => Ok(Some(rec)),
+            Some(rec) => Err(diverged(rec)),
+            None => match self.by_key.get(&call.key) {
+                Some(rec) => Err(diverged(rec)),
+                None => Ok(None),
+            },
+        }
+    }
+}
+
+/// What the history holds where a replay asked for something else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// Its key.
+    pub key: String,
+    /// Its position.
+    pub position: u32,
+    /// Its input digest.
+    pub input_digest: String,
+}
+
+/// Replay asked for a call that the history does not have where it asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    /// The run.
+    pub run_id: String,
+    /// The context (parent key; empty for the workflow itself).
+    pub parent: String,
+    /// The position asked for.
+    pub position: u32,
+    /// What the history holds there (or holds under the key asked for).
+    pub recorded: Option<Recorded>,
+    /// The key asked for.
+    pub requested_key: String,
+    /// The digest of the input asked for.
+    pub requested_digest: String,
+}
+
+impl std::error::Error for Divergence {}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let context = if self.parent.is_empty() {
+            "the workflow".to_string()
+        } else {
+            format!("step {}", self.parent)
+        };
+        write!(
+            f,
+            "run {:?} diverged from its history at position {} of {context}: ",
+            self.run_id, self.position
+        )?;
+        match &self.recorded {
+            Some(r) if r.key == self.requested_key && r.position == self.position => write!(
+                f,
+                "step {} was recorded with input digest {} but is now called with input digest {}",
+                r.key, r.input_digest, self.requested_digest
+            )?,
+            Some(r) if r.position == self.position => write!(
+                f,
+                "the history has step {} there, the code now calls step {}",
+                r.key, self.requested_key
+            )?,
+            Some(r) => write!(
+                f,
+                "the code now calls step {} here, but the history has it at position {}",
+                self.requested_key, r.position
+            )?,
+            None => write!(f, "the code now calls step {}", self.requested_key)?,
+        }
+        write!(
+            f,
+            ". The workflow code changed or is not deterministic; the history was left untouched"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Outcome;
+
+    fn record(call: &Planned) -> StepRecord {
+        StepRecord {
+            key: call.key.clone(),
+            parent: call.parent.clone(),
+            position: call.position,
+            name: call.name.clone(),
+            input_digest: call.input_digest.clone(),
+            outcome: Outcome::Ok("null".into()),
+            attempts: 1,
+            started_at_ms: 0,
+            finished_at_ms: 0,
+        }
+    }
+
+    #[test]
+    fn repeated_names_get_sequence_numbers_and_nesting_prefixes_keys() {
+        let mut root = Context::root();
+        let keys: Vec<_> = ["send", "send", "other", "send"]
+            .iter()
+            .map(|n| root.plan(n, "{}"))
+            .map(|p| (p.key, p.position))
+            .collect();
+        assert_eq!(
+            keys,
+            [("send#1".into(), 0), ("send#2".into(), 1), ("other#1".into(), 2), ("send#3".into(), 3)]
+        );
+        let mut child = Context::child_of("grant_access#1");
+        let p = child.plan("notify", "1");
+        assert_eq!((p.key.as_str(), p.parent.as_str(), p.position), ("grant_access#1/notify#1", "grant_access#1", 0));
+    }
+
+    #[test]
+    fn replay_check_table() {
+        let mut ctx = Context::root();
+        let a = ctx.plan("a", "1");
+        let b = ctx.plan("b", "2");
+        let history = History::new(vec![record(&a), record(&b)]);
+
+        struct Case {
+            calls: &'static [(&'static str, &'static str)],
+            expect: Result<&'static [bool], &'static str>,
+        }
+        let cases = [
+            // Same calls: both recovered.
+            Case { calls: &[("a", "1"), ("b", "2")], expect: Ok(&[true, true]) },
+            // One more call at the end: new.
+            Case { calls: &[("a", "1"), ("b", "2"), ("c", "3")], expect: Ok(&[true, true, false]) },
+            // Renamed step at position 1.
+            Case { calls: &[("a", "1"), ("x", "2")], expect: Err("the history has step b#1 there, the code now calls step x#1") },
+            // Same name, other input.
+            Case { calls: &[("a", "1"), ("b", "9")], expect: Err("step b#1 was recorded with input digest") },
+            // Reordered.
+            Case { calls: &[("b", "2")], expect: Err("the history has step a#1 there, the code now calls step b#1") },
+        ];
+        for case in cases {
+            let mut ctx = Context::root();
+            let got: Result<Vec<bool>, String> = case
+                .calls
+                .iter()
+                .map(|(n, i)| {
+                    history
+                        .check("r1", &ctx.plan(n, i))
+                        .map(|r| r.is_some())
+                        .map_err(|d| d.to_string())
+                })
+                .collect();
+            match (case.expect, got) {
+                (Ok(want), Ok(got)) => assert_eq!(want, got.as_slice(), "{:?}", case.calls),
+                (Err(want), Err(got)) => {
+                    assert!(got.contains(want), "{got}");
+                    assert!(got.contains("run \"r1\""), "{got}");
+                }
+                (want, got) => panic!("{:?}: wanted {want:?}, got {got:?}", case.calls),
+            }
+        }
+    }
+
+    #[test]
+    fn a_recorded_key_at_another_position_is_divergence() {
+        let mut ctx = Context::root();
+        let _ = ctx.plan("a", "1");
+        let b = ctx.plan("b", "2");
+        // History has b#1 at position 1 but nothing at position 0 (a was in
+        // flight at a crash); now the code calls b first.
+        let history = History::new(vec![record(&b)]);
+        let mut ctx = Context::root();
+        let err = history.check("r", &ctx.plan("b", "2")).unwrap_err();
+        assert!(err.to_string().contains("has it at position 1"), "{err}");
+    }
+
+    #[test]
+    fn step_names_that_would_break_keys_are_refused() {
+        for bad in ["", "a/b", "a#1", "$now", "tab\there"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["create_record", "send-email", "ünïcode step"] {
+            assert!(validate_name(good).is_ok(), "{good:?}");
+        }
+    }
+}

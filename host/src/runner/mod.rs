@@ -1,0 +1,323 @@
+//! Drives runs: claims a run in the store, loads its history once, runs the
+//! workflow's `run` export in a deterministic instance, and answers every
+//! durable call from the history or by executing the step in a fresh
+//! instance and committing its outcome first.
+//!
+//! **Invariant:** a step's outcome is committed before the guest that asked
+//! for it sees it. **Invariant:** only this module decides whether a failure
+//! is the guest's (a step error, returned to the workflow) or the host's (a
+//! trap that stops the run and is never shown to the guest as a value).
+
+pub(crate) mod bindings;
+mod drive;
+mod observer;
+mod state;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
+
+pub use drive::human;
+pub use observer::{Level, Observer, Silent, Source};
+pub use state::HostState;
+
+use crate::engine::{Engine, LoadError, LoadedWorkflow};
+use crate::history::{Divergence, History};
+use crate::owner::{LEASE_MS, Owner};
+use crate::store::{Claim, ComponentSwitch, NewRun, RunRecord, RunStatus, Store, StoreError};
+use drive::{Drive, trap_message};
+
+/// Why a run could not be driven to an end. A run that *failed* (its
+/// workflow returned an error or trapped) is not a `RunError`: it is a
+/// [`Finished`] with status `failed`.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Replay asked for something the history does not have; nothing was
+    /// written, the run stays resumable.
+    #[error(transparent)]
+    Divergence(Box<Divergence>),
+    /// The store failed or refused (not found, owned elsewhere, locked...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The component could not be loaded.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The run exists with another input than the one given.
+    #[error(
+        "run {run:?} already exists with a different input; resume it without --input, or choose another --id"
+    )]
+    InputMismatch {
+        /// The run id.
+        run: String,
+    },
+    /// The run input is not valid JSON.
+    #[error("the run input is not valid JSON: {0}")]
+    BadInput(String),
+    /// Instantiating the component failed.
+    #[error("could not instantiate the workflow: {0}")]
+    Instantiate(String),
+    /// A bug in the host.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// A run that reached its end (now or earlier).
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The run's final record.
+    pub run: RunRecord,
+    /// True when the run had already finished before this call.
+    pub already: bool,
+}
+
+/// Settings of a [`Runtime`].
+pub struct RuntimeConfig {
+    /// Most step instances running at once in this process; more wait.
+    pub max_concurrent_steps: usize,
+    /// Kill the process right after the step with this key commits.
+    pub crash_after: Option<String>,
+    /// Compile cache directory; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Receives progress.
+    pub observer: Arc<dyn Observer>,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_concurrent_steps: 64,
+            crash_after: None,
+            cache_dir: Engine::default_cache_dir(),
+            observer: Arc::new(Silent),
+        }
+    }
+}
+
+/// A host process's runtime: engine, store, identity, step limit.
+pub struct Runtime {
+    engine: Engine,
+    store: Store,
+    owner: Owner,
+    permits: Arc<Semaphore>,
+    crash_after: Option<String>,
+    observer: Arc<dyn Observer>,
+    loaded: Mutex<HashMap<String, LoadedWorkflow>>,
+}
+
+impl Runtime {
+    /// Builds a runtime on an open store.
+    ///
+    /// # Errors
+    /// When the wasmtime engine cannot be built.
+    pub fn new(store: Store, config: RuntimeConfig) -> anyhow::Result<Runtime> {
+        Ok(Runtime {
+            engine: Engine::new(config.cache_dir)?,
+            store,
+            owner: Owner::current(),
+            permits: Arc::new(Semaphore::new(config.max_concurrent_steps.max(1))),
+            crash_after: config.crash_after,
+            observer: config.observer,
+            loaded: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Loads a component (through the compile cache).
+    ///
+    /// # Errors
+    /// See [`LoadError`].
+    pub fn load(&self, name: &str, bytes: Vec<u8>) -> Result<LoadedWorkflow, LoadError> {
+        let wf = self.engine.load(name, Arc::new(bytes))?;
+        if let Ok(mut m) = self.loaded.lock() {
+            m.insert(wf.digest.clone(), wf.clone());
+        }
+        Ok(wf)
+    }
+
+    /// Starts run `run_id` of `workflow` with `input` and drives it to its
+    /// end; if the run exists unfinished, resumes it (driven by this
+    /// component); if it has finished, returns it as it is.
+    ///
+    /// # Errors
+    /// See [`RunError`]. On any error the run stays resumable.
+    ///
+    /// # Cancel safety
+    /// Dropping the future stops the drive between durable calls; committed
+    /// steps stay committed, and the run is resumable once the lease lapses.
+    pub async fn start(&self, workflow: &LoadedWorkflow, run_id: &str, input: &str) -> Result<Finished, RunError> {
+        serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| RunError::BadInput(e.to_string()))?;
+        let seed = {
+            let mut b = [0u8; 8];
+            getrandom::fill(&mut b).map_err(|e| RunError::Internal(format!("no OS randomness: {e}")))?;
+            u64::from_le_bytes(b) >> 1
+        };
+        let new = NewRun {
+            id: run_id.to_string(),
+            workflow: workflow.name.clone(),
+            component_digest: workflow.digest.clone(),
+            component: workflow.bytes.clone(),
+            input: input.to_string(),
+            seed,
+        };
+        match self.store.claim_run(new, &self.owner).await? {
+            Claim::Finished(run) => Ok(Finished { run, already: true }),
+            Claim::Created(run) => self.drive(run, workflow, None).await,
+            Claim::Resumed(run) => {
+                if !same_json(&run.input, input) {
+                    self.store.release(run_id, &self.owner).await?;
+                    return Err(RunError::InputMismatch { run: run_id.to_string() });
+                }
+                let switch = (run.component_digest != workflow.digest).then(|| ComponentSwitch {
+                    digest: workflow.digest.clone(),
+                    bytes: workflow.bytes.clone(),
+                });
+                self.drive(run, workflow, switch).await
+            }
+        }
+    }
+
+    /// Resumes run `run_id` with the component it was last driven with.
+    ///
+    /// # Errors
+    /// See [`RunError`]; [`StoreError::RunNotFound`] when there is no such run.
+    pub async fn resume(&self, run_id: &str) -> Result<Finished, RunError> {
+        let run = match self.store.claim_existing(run_id, &self.owner).await? {
+            Claim::Finished(run) => return Ok(Finished { run, already: true }),
+            Claim::Created(run) | Claim::Resumed(run) => run,
+        };
+        let cached = self.loaded.lock().ok().and_then(|m| m.get(&run.component_digest).cloned());
+        let workflow = match cached {
+            Some(w) => w,
+            None => {
+                let bytes = self.store.component(&run.component_digest).await?.ok_or_else(|| {
+                    StoreError::Corrupt(format!("component {} of run {run_id} is missing", run.component_digest))
+                })?;
+                // A component that was loadable when the run started is
+                // loadable now; if not (engine change), say so.
+                match self.load(&run.workflow, bytes) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        self.store.release(run_id, &self.owner).await?;
+                        return Err(e.into());
+                    }
+                }
+            }
+        };
+        self.drive(run, &workflow, None).await
+    }
+
+    /// Ids of the runs that `resume` with no arguments would take.
+    pub async fn resumable(&self) -> Result<Vec<String>, RunError> {
+        Ok(self.store.resumable_runs().await?)
+    }
+
+    async fn drive(
+        &self,
+        run: RunRecord,
+        workflow: &LoadedWorkflow,
+        switch: Option<ComponentSwitch>,
+    ) -> Result<Finished, RunError> {
+        let run_id = run.id.clone();
+        let result = self.drive_owned(run, workflow, switch).await;
+        if result.is_err() {
+            // Leave the run for `resume` at once rather than when the lease
+            // lapses. A failure to release only delays that.
+            let _ = self.store.release(&run_id, &self.owner).await;
+        }
+        result
+    }
+
+    async fn drive_owned(
+        &self,
+        run: RunRecord,
+        workflow: &LoadedWorkflow,
+        switch: Option<ComponentSwitch>,
+    ) -> Result<Finished, RunError> {
+        let history = History::new(self.store.history(&run.id).await?);
+        let drive = Arc::new(Drive::new(
+            run.id.clone(),
+            workflow.pre.clone(),
+            self.store.clone(),
+            self.owner.clone(),
+            history,
+            self.permits.clone(),
+            self.observer.clone(),
+            self.crash_after.clone(),
+            switch,
+        ));
+        let lease = tokio::spawn(renew_lease(self.store.clone(), run.id.clone(), self.owner.clone()));
+        let outcome = run_workflow(&drive, &run).await;
+        lease.abort();
+        if let Some(fatal) = drive.take_fatal() {
+            return Err(fatal);
+        }
+        let result = match outcome {
+            Ok(Ok(output)) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+                Ok(_) => Ok(output),
+                Err(e) => Err(format!("the workflow returned invalid JSON: {e}")),
+            },
+            Ok(Err(message)) => Err(message),
+            Err(WorkflowFailure::Trap(message)) => Err(format!("the workflow trapped: {message}")),
+            Err(WorkflowFailure::Instantiate(message)) => return Err(RunError::Instantiate(message)),
+        };
+        self.store
+            .finish_run(&run.id, &self.owner, result, drive.take_switch())
+            .await?;
+        let run = self
+            .store
+            .run(&run.id)
+            .await?
+            .ok_or_else(|| StoreError::RunNotFound(run.id.clone()))?;
+        debug_assert_ne!(run.status, RunStatus::Running);
+        Ok(Finished { run, already: false })
+    }
+}
+
+enum WorkflowFailure {
+    Instantiate(String),
+    Trap(String),
+}
+
+async fn run_workflow(drive: &Arc<Drive>, run: &RunRecord) -> Result<Result<String, String>, WorkflowFailure> {
+    let state = HostState::for_workflow(drive.clone(), run.created_at_ms, run.seed);
+    let mut store = wasmtime::Store::new(drive.pre.engine(), state);
+    let instance = drive
+        .pre
+        .instantiate_async(&mut store)
+        .await
+        .map_err(|e| WorkflowFailure::Instantiate(format!("{e:#}")))?;
+    match instance.call_run(&mut store, &run.input).await {
+        Ok(result) => Ok(result),
+        // A trap after the host stopped the run is the host's; the caller
+        // reports the fatal error instead.
+        Err(_) if drive.is_stopped() => Ok(Err(String::new())),
+        Err(trap) => Err(WorkflowFailure::Trap(trap_message(&trap))),
+    }
+}
+
+/// Keeps the lease alive while a drive lasts (aborted when it ends).
+async fn renew_lease(store: Store, run_id: String, owner: Owner) {
+    let period = std::time::Duration::from_millis((LEASE_MS / 3) as u64);
+    loop {
+        tokio::time::sleep(period).await;
+        if let Err(e) = store.renew_lease(&run_id, &owner).await {
+            tracing::warn!(run = %run_id, error = %e, "could not renew the lease");
+        }
+    }
+}
+
+fn same_json(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}

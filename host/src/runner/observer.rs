@@ -1,0 +1,60 @@
+//! What a drive reports as it goes: the seam between the runner and
+//! whoever shows progress (the CLI prints lines; tests and embedders may
+//! collect events).
+
+use std::time::Duration;
+
+use crate::store::Outcome;
+
+/// How a step's outcome was obtained on this drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The body ran now and its outcome was committed.
+    Executed,
+    /// The outcome came from the history; nothing ran.
+    Recovered,
+}
+
+impl Source {
+    /// `executed` or `recovered`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Executed => "executed",
+            Source::Recovered => "recovered",
+        }
+    }
+}
+
+/// Severity of a guest log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Trace.
+    Trace,
+    /// Debug.
+    Debug,
+    /// Info.
+    Info,
+    /// Warn.
+    Warn,
+    /// Error.
+    Error,
+}
+
+/// Receives progress of runs. Called from tokio tasks: keep it quick.
+pub trait Observer: Send + Sync {
+    /// A step's outcome is committed (executed) or was found in the history
+    /// (recovered). `elapsed` is the time the body ran, or the lookup took.
+    fn step(&self, run_id: &str, key: &str, source: Source, outcome: &Outcome, elapsed: Duration);
+
+    /// A guest wrote a log line; `key` is the step whose body logged, or
+    /// empty for the workflow itself.
+    fn log(&self, run_id: &str, key: &str, level: Level, message: &str);
+}
+
+/// An observer that drops everything.
+pub struct Silent;
+
+impl Observer for Silent {
+    fn step(&self, _: &str, _: &str, _: Source, _: &Outcome, _: Duration) {}
+    fn log(&self, _: &str, _: &str, _: Level, _: &str) {}
+}

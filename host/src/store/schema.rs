@@ -1,0 +1,157 @@
+//! Opening a database file: connection settings, identification and
+//! numbered migrations.
+//!
+//! A durable database is marked with SQLite's `application_id` so that a
+//! file of some other program is refused instead of being written to, and
+//! carries its schema version in `user_version` so that a file written by a
+//! newer `durable` is refused instead of being misread.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::StoreError;
+
+/// `application_id` of a durable database: "DURA" in ASCII.
+const APPLICATION_ID: i32 = 0x4455_5241;
+
+/// How long a statement waits for another process's write lock before it
+/// fails with a "database is locked" error that we translate.
+pub(crate) const BUSY_TIMEOUT_MS: u64 = 5_000;
+
+/// The migrations, in order; `user_version` is the number applied.
+const MIGRATIONS: &[&str] = &[
+    // 1: runs, their steps, and the components that drive them.
+    r#"
+    CREATE TABLE components (
+        digest      TEXT PRIMARY KEY,
+        bytes       BLOB NOT NULL,
+        added_at_ms INTEGER NOT NULL
+    ) STRICT;
+
+    CREATE TABLE runs (
+        id               TEXT PRIMARY KEY,
+        workflow         TEXT NOT NULL,
+        component_digest TEXT NOT NULL REFERENCES components(digest),
+        input            TEXT NOT NULL,
+        status           TEXT NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
+        output           TEXT,
+        error            TEXT,
+        seed             INTEGER NOT NULL,
+        created_at_ms    INTEGER NOT NULL,
+        finished_at_ms   INTEGER,
+        owner            TEXT,
+        lease_until_ms   INTEGER
+    ) STRICT;
+    CREATE INDEX runs_by_status ON runs(status, created_at_ms);
+
+    CREATE TABLE steps (
+        run_id         TEXT NOT NULL REFERENCES runs(id),
+        key            TEXT NOT NULL,
+        parent         TEXT NOT NULL,
+        position       INTEGER NOT NULL,
+        name           TEXT NOT NULL,
+        input_digest   TEXT NOT NULL,
+        outcome        TEXT NOT NULL CHECK (outcome IN ('ok', 'failed', 'trapped')),
+        value          TEXT NOT NULL,
+        attempts       INTEGER NOT NULL,
+        started_at_ms  INTEGER NOT NULL,
+        finished_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (run_id, key),
+        UNIQUE (run_id, parent, position)
+    ) STRICT, WITHOUT ROWID;
+    "#,
+];
+
+/// The schema version this build writes.
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens (creating if needed) and prepares the database at `path`.
+///
+/// # Errors
+/// [`StoreError::NotDurable`] when the file is not a SQLite database or is
+/// one of another program; [`StoreError::NewerSchema`] when a newer
+/// `durable` wrote it; [`StoreError::Sqlite`] for anything else.
+pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
+    let sql = |source| StoreError::Sqlite {
+        context: format!("opening {}", path.display()),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+        .map_err(sql)?;
+
+    // The first read tells a SQLite file from anything else.
+    let (app_id, version, tables) = identify(&conn).map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::NotADatabase | rusqlite::ErrorCode::DatabaseCorrupt
+            ) =>
+        {
+            StoreError::NotDurable {
+                path: path.to_path_buf(),
+                reason: "it is not a SQLite database (or it is corrupt)".into(),
+            }
+        }
+        other => StoreError::from_sqlite(format!("reading {}", path.display()), other),
+    })?;
+    if app_id != APPLICATION_ID && (app_id != 0 || tables > 0) {
+        return Err(StoreError::NotDurable {
+            path: path.to_path_buf(),
+            reason: "it is a SQLite database of another program".into(),
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+
+    // WAL lets readers run beside the writer; FULL syncs the WAL on every
+    // commit, which is what makes a committed step survive power loss.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(sql)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Sqlite {
+            context: format!("{}: journal_mode is {mode}, WAL is required", path.display()),
+            source: rusqlite::Error::InvalidQuery,
+        });
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        .map_err(sql)?;
+
+    migrate(&conn, version).map_err(|e| StoreError::from_sqlite("migrating the schema".into(), e))?;
+    Ok(conn)
+}
+
+fn identify(conn: &Connection) -> rusqlite::Result<(i32, i64, i64)> {
+    let app_id = conn.query_row("PRAGMA application_id", [], |r| r.get(0))?;
+    let version = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let tables = conn.query_row("SELECT count(*) FROM sqlite_schema", [], |r| r.get(0))?;
+    Ok((app_id, version, tables))
+}
+
+fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
+    if from == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = rusqlite::Transaction::new_unchecked(conn, rusqlite::TransactionBehavior::Immediate)?;
+    // Another process may have migrated while we waited for the lock.
+    let now: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, step) in MIGRATIONS.iter().enumerate().skip(now as usize) {
+        tx.execute_batch(step)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+    }
+    tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
+    tx.commit()
+}

@@ -1,0 +1,165 @@
+//! The records the store reads and writes. They are the storage boundary:
+//! these types map to SQL rows, nothing else in the host does.
+
+use std::fmt;
+
+/// Where a run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    /// Started and not finished: a host drives it, or it waits for `resume`.
+    Running,
+    /// The workflow returned `Ok`; the output is stored.
+    Succeeded,
+    /// The workflow returned `Err` or trapped; the error is stored.
+    Failed,
+}
+
+impl RunStatus {
+    /// The name stored in the database and shown to users.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One run as stored.
+#[derive(Debug, Clone)]
+pub struct RunRecord {
+    /// The run id, unique in the database.
+    pub id: String,
+    /// The workflow's name (the component file's stem when it was started).
+    pub workflow: String,
+    /// SHA-256 of the component the run is driven with.
+    pub component_digest: String,
+    /// The run's input JSON.
+    pub input: String,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// The output JSON, when succeeded.
+    pub output: Option<String>,
+    /// The error message, when failed.
+    pub error: Option<String>,
+    /// Seed recorded at start, for the workflow instance's WASI random.
+    pub seed: u64,
+    /// When the run was created, in ms since the Unix epoch.
+    pub created_at_ms: i64,
+    /// When the run finished, in ms since the Unix epoch.
+    pub finished_at_ms: Option<i64>,
+}
+
+/// What a step produced: the value the workflow sees, forever.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The step returned this JSON.
+    Ok(String),
+    /// The step body returned this error.
+    Failed(String),
+    /// The step's instance trapped with this message.
+    Trapped(String),
+}
+
+impl Outcome {
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Ok(_) => "ok",
+            Outcome::Failed(_) => "failed",
+            Outcome::Trapped(_) => "trapped",
+        }
+    }
+
+    pub(crate) fn payload(&self) -> &str {
+        match self {
+            Outcome::Ok(s) | Outcome::Failed(s) | Outcome::Trapped(s) => s,
+        }
+    }
+
+    pub(crate) fn from_parts(kind: &str, payload: String) -> Option<Self> {
+        Some(match kind {
+            "ok" => Outcome::Ok(payload),
+            "failed" => Outcome::Failed(payload),
+            "trapped" => Outcome::Trapped(payload),
+            _ => return None,
+        })
+    }
+}
+
+/// One committed entry of a run's history: a step, or a recorded `now-ms`
+/// or `random-u64` answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepRecord {
+    /// Full key, `name#n` with the parent's key as prefix (`a#1/b#2`).
+    pub key: String,
+    /// The parent's full key; empty for calls made by the workflow itself.
+    pub parent: String,
+    /// The call's position among all durable calls of its context.
+    pub position: u32,
+    /// The step's name.
+    pub name: String,
+    /// Digest of the step's input, checked on replay.
+    pub input_digest: String,
+    /// What the step produced.
+    pub outcome: Outcome,
+    /// How many times the body ran before this outcome was committed.
+    pub attempts: u32,
+    /// When the committed attempt started, in ms since the Unix epoch.
+    pub started_at_ms: i64,
+    /// When it finished.
+    pub finished_at_ms: i64,
+}
+
+/// A run to create, if its id is not taken yet.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The run id.
+    pub id: String,
+    /// The workflow's name.
+    pub workflow: String,
+    /// SHA-256 of the component.
+    pub component_digest: String,
+    /// The component's bytes, stored once per digest so that `resume` does not
+    /// depend on the file still being where it was.
+    pub component: std::sync::Arc<Vec<u8>>,
+    /// The run's input JSON.
+    pub input: String,
+    /// Seed for the workflow instance's WASI random.
+    pub seed: u64,
+}
+
+/// What claiming a run found.
+#[derive(Debug, Clone)]
+pub enum Claim {
+    /// The run did not exist; it is created and owned by the caller.
+    Created(RunRecord),
+    /// The run existed unfinished; the caller owns it now.
+    Resumed(RunRecord),
+    /// The run had already finished; nothing was changed.
+    Finished(RunRecord),
+}
+
+/// The component a run switches to when a new component drives it (recorded
+/// with the first new commit, so a replay that diverges changes nothing).
+#[derive(Debug, Clone)]
+pub struct ComponentSwitch {
+    /// SHA-256 of the new component.
+    pub digest: String,
+    /// Its bytes.
+    pub bytes: std::sync::Arc<Vec<u8>>,
+}

@@ -1,0 +1,184 @@
+//! The single writer: one OS thread owns the database connection and applies
+//! what callers send it in batches, one transaction and one fsync per batch
+//! (group commit).
+//!
+//! **Invariant:** a caller's reply is sent only after the transaction that
+//! holds its change has committed, so "the future resolved `Ok`" means "the
+//! change is on disk per `synchronous=FULL`".
+//!
+//! Each job runs inside its own savepoint: a job that fails is rolled back
+//! alone and gets its error, the rest of the batch commits.
+
+use std::path::PathBuf;
+
+use rusqlite::{Connection, Transaction, TransactionBehavior};
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+/// Most jobs applied in one transaction; bounds the latency of the first.
+const MAX_BATCH: usize = 512;
+
+/// Queue length before senders wait (backpressure on the writer).
+const QUEUE: usize = 4096;
+
+/// What a job hands back after running in the transaction: whether it
+/// failed (so its savepoint is rolled back), and how to reply once the
+/// commit outcome is known.
+struct Applied {
+    failed: bool,
+    reply: Box<dyn FnOnce(Option<&StoreError>) + Send>,
+}
+
+/// A job gets the open transaction, or the reason there is none (then it
+/// replies with that reason and its `Applied` is ignored).
+type Job = Box<dyn FnOnce(Result<&Transaction<'_>, &StoreError>) -> Applied + Send>;
+
+/// A handle to the writer thread. Cloning it is cheap; the thread ends when
+/// the last handle is dropped or [`Writer::close`] is called.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    /// `None` asks the thread to stop after what is queued before it.
+    jobs: mpsc::Sender<Option<Job>>,
+    path: PathBuf,
+}
+
+impl Writer {
+    /// Starts the writer thread on an already opened connection.
+    pub(crate) fn spawn(conn: Connection, path: PathBuf) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let handle = std::thread::Builder::new()
+            .name("durable-writer".into())
+            .spawn(move || run(conn, rx))
+            .map_err(|e| StoreError::Io {
+                context: "starting the database writer thread".into(),
+                source: e,
+            })?;
+        Ok((Writer { jobs: tx, path }, handle))
+    }
+
+    /// Runs `f` in the writer's next transaction and returns its value once
+    /// that transaction has committed.
+    ///
+    /// # Errors
+    /// `f`'s own error (its changes are rolled back, the batch goes on), a
+    /// failed commit, or [`StoreError::Closed`] when the writer is gone.
+    ///
+    /// # Cancel safety
+    /// Dropping the future does not withdraw the job: once sent, it may still
+    /// be applied and committed. Callers that care re-read the state.
+    pub(crate) async fn transact<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job: Job = Box::new(move |txn| {
+            let out = match txn {
+                Ok(txn) => f(txn),
+                Err(e) => Err(e.duplicate()),
+            };
+            let failed = out.is_err();
+            Applied {
+                failed,
+                reply: Box::new(move |commit_error| {
+                    let result = match (commit_error, out) {
+                        (Some(e), Ok(_)) => Err(e.duplicate()),
+                        (_, out) => out,
+                    };
+                    let _ = tx.send(result);
+                }),
+            }
+        });
+        self.jobs.send(Some(job)).await.map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Asks the thread to stop once the jobs queued before this call are
+    /// done. Jobs sent later fail with [`StoreError::Closed`].
+    pub(crate) async fn shutdown(&self) {
+        let _ = self.jobs.send(None).await;
+    }
+
+    pub(crate) fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Option<Job>>) {
+    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+    let mut stopping = false;
+    while !stopping {
+        match rx.blocking_recv() {
+            Some(Some(first)) => batch.push(first),
+            Some(None) | None => break,
+        }
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(Some(job)) => batch.push(job),
+                Ok(None) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        apply_batch(&mut conn, &mut batch);
+    }
+    // Refuse what arrives from now on: senders see `Closed`.
+    rx.close();
+    // Dropping the connection checkpoints nothing on its own; SQLite
+    // finishes the WAL on the next open. Close errors have nobody to go to.
+    let _ = conn.close();
+}
+
+fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
+    let txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(t) => t,
+        Err(e) => {
+            let err = StoreError::from_sqlite("starting a write transaction".into(), e);
+            // The jobs never ran: each caller gets the reason.
+            for job in batch.drain(..) {
+                fail_unapplied(job, &err);
+            }
+            return;
+        }
+    };
+    let mut replies: Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>> = Vec::with_capacity(batch.len());
+    for job in batch.drain(..) {
+        if let Err(e) = txn.execute_batch("SAVEPOINT job") {
+            let err = StoreError::from_sqlite("opening a savepoint".into(), e);
+            fail_unapplied(job, &err);
+            continue;
+        }
+        let applied = job(Ok(&txn));
+        let end = if applied.failed {
+            "ROLLBACK TO job; RELEASE job"
+        } else {
+            "RELEASE job"
+        };
+        if let Err(e) = txn.execute_batch(end) {
+            // The transaction is in an unknown state: abandon it whole.
+            let err = StoreError::from_sqlite("closing a savepoint".into(), e);
+            (applied.reply)(Some(&err));
+            for reply in replies {
+                reply(Some(&err));
+            }
+            return;
+        }
+        replies.push(applied.reply);
+    }
+    let commit = txn
+        .commit()
+        .err()
+        .map(|e| StoreError::from_sqlite("committing".into(), e));
+    for reply in replies {
+        reply(commit.as_ref());
+    }
+}
+
+/// Answers a job that cannot run with the reason.
+fn fail_unapplied(job: Job, err: &StoreError) {
+    let applied = job(Err(err));
+    (applied.reply)(None);
+}
