@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::history::sha256_hex;
-use crate::runner::bindings::{Workflow, WorkflowPre};
 use crate::runner::HostState;
+use crate::runner::bindings::{Workflow, WorkflowPre};
 
 /// Why a component could not be loaded. Nothing is written to the store
 /// before a component loads.
@@ -151,7 +151,12 @@ impl Engine {
         })
     }
 
-    fn compile_cached(&self, name: &str, digest: &str, bytes: &[u8]) -> Result<(Component, CompileSource), LoadError> {
+    fn compile_cached(
+        &self,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+    ) -> Result<(Component, CompileSource), LoadError> {
         let cached = self
             .cache_dir
             .as_ref()
@@ -165,13 +170,16 @@ impl Engine {
             // header again and we recompile if it refuses.
             match unsafe { Component::deserialize_file(&self.engine, path) } {
                 Ok(c) => return Ok((c, CompileSource::Cache)),
-                Err(e) => tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry")
+                }
             }
         }
-        let component = Component::new(&self.engine, bytes).map_err(|source| LoadError::Compile {
-            name: name.to_string(),
-            source,
-        })?;
+        let component =
+            Component::new(&self.engine, bytes).map_err(|source| LoadError::Compile {
+                name: name.to_string(),
+                source,
+            })?;
         if let Some(path) = &cached
             && let Err(e) = write_atomically(path, &component)
         {
@@ -187,7 +195,11 @@ fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     // A unique temporary name, then rename: concurrent hosts never see a
     // half-written file.
-    let tmp = dir.join(format!(".{}.{}.tmp", std::process::id(), crate::store::now_ms()));
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        std::process::id(),
+        crate::store::now_ms()
+    ));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
@@ -197,12 +209,16 @@ fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {
 
 fn check_header(name: &str, bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
-        return Err(LoadError::NotWasm { name: name.to_string() });
+        return Err(LoadError::NotWasm {
+            name: name.to_string(),
+        });
     }
     // Bytes 4..8: version 1 and layer 0 for a core module; the component
     // encoding uses layer 1.
     if bytes[4..8] == [1, 0, 0, 0] {
-        return Err(LoadError::CoreModule { name: name.to_string() });
+        return Err(LoadError::CoreModule {
+            name: name.to_string(),
+        });
     }
     Ok(())
 }

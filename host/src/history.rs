@@ -146,7 +146,8 @@ impl History {
     pub fn new(records: Vec<StepRecord>) -> History {
         let mut h = History::default();
         for r in records {
-            h.by_slot.insert((r.parent.clone(), r.position), r.key.clone());
+            h.by_slot
+                .insert((r.parent.clone(), r.position), r.key.clone());
             h.by_key.insert(r.key.clone(), r);
         }
         h
@@ -167,7 +168,11 @@ impl History {
     /// # Errors
     /// A [`Divergence`] when the history holds a different call at this
     /// position, or this call at a different position.
-    pub fn check(&self, run_id: &str, call: &Planned) -> Result<Option<&StepRecord>, Box<Divergence>> {
+    pub fn check(
+        &self,
+        run_id: &str,
+        call: &Planned,
+    ) -> Result<Option<&StepRecord>, Box<Divergence>> {
         let at_slot = self
             .by_slot
             .get(&(call.parent.clone(), call.position))
@@ -187,7 +192,9 @@ impl History {
             })
         };
         match at_slot {
-            Some(rec) if rec.key == call.key && rec.input_digest == call.input_digest => Ok(Some(rec)),
+            Some(rec) if rec.key == call.key && rec.input_digest == call.input_digest => {
+                Ok(Some(rec))
+            }
             Some(rec) => Err(diverged(rec)),
             None => match self.by_key.get(&call.key) {
                 Some(rec) => Err(diverged(rec)),
@@ -293,11 +300,19 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            [("send#1".into(), 0), ("send#2".into(), 1), ("other#1".into(), 2), ("send#3".into(), 3)]
+            [
+                ("send#1".into(), 0),
+                ("send#2".into(), 1),
+                ("other#1".into(), 2),
+                ("send#3".into(), 3)
+            ]
         );
         let mut child = Context::child_of("grant_access#1");
         let p = child.plan("notify", "1");
-        assert_eq!((p.key.as_str(), p.parent.as_str(), p.position), ("grant_access#1/notify#1", "grant_access#1", 0));
+        assert_eq!(
+            (p.key.as_str(), p.parent.as_str(), p.position),
+            ("grant_access#1/notify#1", "grant_access#1", 0)
+        );
     }
 
     #[test]
@@ -313,15 +328,30 @@ mod tests {
         }
         let cases = [
             // Same calls: both recovered.
-            Case { calls: &[("a", "1"), ("b", "2")], expect: Ok(&[true, true]) },
+            Case {
+                calls: &[("a", "1"), ("b", "2")],
+                expect: Ok(&[true, true]),
+            },
             // One more call at the end: new.
-            Case { calls: &[("a", "1"), ("b", "2"), ("c", "3")], expect: Ok(&[true, true, false]) },
+            Case {
+                calls: &[("a", "1"), ("b", "2"), ("c", "3")],
+                expect: Ok(&[true, true, false]),
+            },
             // Renamed step at position 1.
-            Case { calls: &[("a", "1"), ("x", "2")], expect: Err("the history has step b#1 there, the code now calls step x#1") },
+            Case {
+                calls: &[("a", "1"), ("x", "2")],
+                expect: Err("the history has step b#1 there, the code now calls step x#1"),
+            },
             // Same name, other input.
-            Case { calls: &[("a", "1"), ("b", "9")], expect: Err("step b#1 was recorded with input digest") },
+            Case {
+                calls: &[("a", "1"), ("b", "9")],
+                expect: Err("step b#1 was recorded with input digest"),
+            },
             // Reordered.
-            Case { calls: &[("b", "2")], expect: Err("the history has step a#1 there, the code now calls step b#1") },
+            Case {
+                calls: &[("b", "2")],
+                expect: Err("the history has step a#1 there, the code now calls step b#1"),
+            },
         ];
         for case in cases {
             let mut ctx = Context::root();

@@ -23,7 +23,10 @@ pub fn workflow_ctx(start_ms: i64, seed: u64) -> WasiCtx {
     b.wall_clock(FrozenWall(Duration::from_millis(start_ms.max(0) as u64)))
         .monotonic_clock(FrozenMonotonic)
         .secure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(seed, 4096)))
-        .insecure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(seed ^ 0x5eed, 4096)))
+        .insecure_random(wasmtime_wasi::Deterministic::new(seeded_bytes(
+            seed ^ 0x5eed,
+            4096,
+        )))
         .insecure_random_seed(u128::from(seed))
         .allow_tcp(false)
         .allow_udp(false)

@@ -7,10 +7,10 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
+use super::RunError;
 use super::bindings::WorkflowPre;
 use super::observer::{Observer, Source};
 use super::state::HostState;
-use super::RunError;
 use crate::history::{History, Planned};
 use crate::owner::Owner;
 use crate::store::{ComponentSwitch, Outcome, StepRecord, Store, now_ms};
@@ -91,8 +91,13 @@ impl Drive {
         match self.history.check(&self.run_id, call) {
             Ok(Some(rec)) => {
                 if !call.name.starts_with('$') {
-                    self.observer
-                        .step(&self.run_id, &call.key, Source::Recovered, &rec.outcome, started.elapsed());
+                    self.observer.step(
+                        &self.run_id,
+                        &call.key,
+                        Source::Recovered,
+                        &rec.outcome,
+                        started.elapsed(),
+                    );
                 }
                 Ok(Some(rec.outcome.clone()))
             }
@@ -104,7 +109,11 @@ impl Drive {
     /// Runs step `call` in a fresh instance and commits its outcome.
     ///
     /// Waits for a permit of the host-wide step limit first.
-    pub(crate) async fn execute(self: Arc<Self>, call: Planned, input: String) -> Result<Outcome, RunError> {
+    pub(crate) async fn execute(
+        self: Arc<Self>,
+        call: Planned,
+        input: String,
+    ) -> Result<Outcome, RunError> {
         let permit = self
             .permits
             .clone()
@@ -147,12 +156,21 @@ impl Drive {
     }
 
     /// Commits an outcome the host produced itself (`now-ms`, `random-u64`).
-    pub(crate) async fn record(&self, call: &Planned, outcome: Outcome) -> Result<Outcome, RunError> {
+    pub(crate) async fn record(
+        &self,
+        call: &Planned,
+        outcome: Outcome,
+    ) -> Result<Outcome, RunError> {
         self.commit(call, outcome.clone(), now_ms()).await?;
         Ok(outcome)
     }
 
-    async fn commit(&self, call: &Planned, outcome: Outcome, started_at_ms: i64) -> Result<(), RunError> {
+    async fn commit(
+        &self,
+        call: &Planned,
+        outcome: Outcome,
+        started_at_ms: i64,
+    ) -> Result<(), RunError> {
         let record = StepRecord {
             key: call.key.clone(),
             parent: call.parent.clone(),

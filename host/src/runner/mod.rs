@@ -150,11 +150,18 @@ impl Runtime {
     /// # Cancel safety
     /// Dropping the future stops the drive between durable calls; committed
     /// steps stay committed, and the run is resumable once the lease lapses.
-    pub async fn start(&self, workflow: &LoadedWorkflow, run_id: &str, input: &str) -> Result<Finished, RunError> {
-        serde_json::from_str::<serde::de::IgnoredAny>(input).map_err(|e| RunError::BadInput(e.to_string()))?;
+    pub async fn start(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: &str,
+        input: &str,
+    ) -> Result<Finished, RunError> {
+        serde_json::from_str::<serde::de::IgnoredAny>(input)
+            .map_err(|e| RunError::BadInput(e.to_string()))?;
         let seed = {
             let mut b = [0u8; 8];
-            getrandom::fill(&mut b).map_err(|e| RunError::Internal(format!("no OS randomness: {e}")))?;
+            getrandom::fill(&mut b)
+                .map_err(|e| RunError::Internal(format!("no OS randomness: {e}")))?;
             u64::from_le_bytes(b) >> 1
         };
         let new = NewRun {
@@ -171,7 +178,9 @@ impl Runtime {
             Claim::Resumed(run) => {
                 if !same_json(&run.input, input) {
                     self.store.release(run_id, &self.owner).await?;
-                    return Err(RunError::InputMismatch { run: run_id.to_string() });
+                    return Err(RunError::InputMismatch {
+                        run: run_id.to_string(),
+                    });
                 }
                 let switch = (run.component_digest != workflow.digest).then(|| ComponentSwitch {
                     digest: workflow.digest.clone(),
@@ -191,13 +200,24 @@ impl Runtime {
             Claim::Finished(run) => return Ok(Finished { run, already: true }),
             Claim::Created(run) | Claim::Resumed(run) => run,
         };
-        let cached = self.loaded.lock().ok().and_then(|m| m.get(&run.component_digest).cloned());
+        let cached = self
+            .loaded
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&run.component_digest).cloned());
         let workflow = match cached {
             Some(w) => w,
             None => {
-                let bytes = self.store.component(&run.component_digest).await?.ok_or_else(|| {
-                    StoreError::Corrupt(format!("component {} of run {run_id} is missing", run.component_digest))
-                })?;
+                let bytes = self
+                    .store
+                    .component(&run.component_digest)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "component {} of run {run_id} is missing",
+                            run.component_digest
+                        ))
+                    })?;
                 // A component that was loadable when the run started is
                 // loadable now; if not (engine change), say so.
                 match self.load(&run.workflow, bytes) {
@@ -251,7 +271,11 @@ impl Runtime {
             self.crash_after.clone(),
             switch,
         ));
-        let lease = tokio::spawn(renew_lease(self.store.clone(), run.id.clone(), self.owner.clone()));
+        let lease = tokio::spawn(renew_lease(
+            self.store.clone(),
+            run.id.clone(),
+            self.owner.clone(),
+        ));
         let outcome = run_workflow(&drive, &run).await;
         lease.abort();
         if let Some(fatal) = drive.take_fatal() {
@@ -264,7 +288,9 @@ impl Runtime {
             },
             Ok(Err(message)) => Err(message),
             Err(WorkflowFailure::Trap(message)) => Err(format!("the workflow trapped: {message}")),
-            Err(WorkflowFailure::Instantiate(message)) => return Err(RunError::Instantiate(message)),
+            Err(WorkflowFailure::Instantiate(message)) => {
+                return Err(RunError::Instantiate(message));
+            }
         };
         self.store
             .finish_run(&run.id, &self.owner, result, drive.take_switch())
@@ -275,7 +301,10 @@ impl Runtime {
             .await?
             .ok_or_else(|| StoreError::RunNotFound(run.id.clone()))?;
         debug_assert_ne!(run.status, RunStatus::Running);
-        Ok(Finished { run, already: false })
+        Ok(Finished {
+            run,
+            already: false,
+        })
     }
 }
 
@@ -284,7 +313,10 @@ enum WorkflowFailure {
     Trap(String),
 }
 
-async fn run_workflow(drive: &Arc<Drive>, run: &RunRecord) -> Result<Result<String, String>, WorkflowFailure> {
+async fn run_workflow(
+    drive: &Arc<Drive>,
+    run: &RunRecord,
+) -> Result<Result<String, String>, WorkflowFailure> {
     let state = HostState::for_workflow(drive.clone(), run.created_at_ms, run.seed);
     let mut store = wasmtime::Store::new(drive.pre.engine(), state);
     let instance = drive

@@ -40,7 +40,11 @@ impl HostState {
         }
     }
 
-    pub(crate) fn for_step(drive: Arc<Drive>, key: &str, permit: OwnedSemaphorePermit) -> HostState {
+    pub(crate) fn for_step(
+        drive: Arc<Drive>,
+        key: &str,
+        permit: OwnedSemaphorePermit,
+    ) -> HostState {
         HostState {
             wasi: sandbox::step_ctx(),
             table: ResourceTable::new(),
@@ -61,7 +65,11 @@ impl HostState {
     }
 
     /// Records (or replays) a value the host produces itself.
-    async fn recorded_u64(&mut self, name: &str, fresh: impl FnOnce() -> u64) -> wasmtime::Result<u64> {
+    async fn recorded_u64(
+        &mut self,
+        name: &str,
+        fresh: impl FnOnce() -> u64,
+    ) -> wasmtime::Result<u64> {
         let call = self.context.plan(name, "");
         let drive = self.drive.clone();
         let outcome = match drive.lookup(&call) {
@@ -73,10 +81,16 @@ impl HostState {
             Err(e) => return Err(drive.stop(e)),
         };
         match outcome {
-            Outcome::Ok(v) => v
-                .parse()
-                .map_err(|_| drive.stop(RunError::Internal(format!("recorded {} is not a number: {v:?}", call.key)))),
-            other => Err(drive.stop(RunError::Internal(format!("recorded {} is not a value: {other:?}", call.key)))),
+            Outcome::Ok(v) => v.parse().map_err(|_| {
+                drive.stop(RunError::Internal(format!(
+                    "recorded {} is not a number: {v:?}",
+                    call.key
+                )))
+            }),
+            other => Err(drive.stop(RunError::Internal(format!(
+                "recorded {} is not a value: {other:?}",
+                call.key
+            )))),
         }
     }
 }
@@ -99,7 +113,9 @@ fn refuse(name: &str, input: &str) -> Option<StepError> {
         return Some(StepError::Failed(e.to_string()));
     }
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(input) {
-        return Some(StepError::Failed(format!("input of step {name:?} is not valid JSON: {e}")));
+        return Some(StepError::Failed(format!(
+            "input of step {name:?} is not valid JSON: {e}"
+        )));
     }
     None
 }
@@ -113,7 +129,11 @@ fn to_wit(outcome: Outcome) -> Result<String, StepError> {
 }
 
 impl durable::Host for HostState {
-    async fn step(&mut self, name: String, input: String) -> wasmtime::Result<Result<String, StepError>> {
+    async fn step(
+        &mut self,
+        name: String,
+        input: String,
+    ) -> wasmtime::Result<Result<String, StepError>> {
         if let Some(refused) = refuse(&name, &input) {
             return Ok(Err(refused));
         }
@@ -124,13 +144,19 @@ impl durable::Host for HostState {
             Ok(None) => {}
             Err(e) => return Err(drive.stop(e)),
         }
-        match self.without_permit(drive.clone().execute(call, input)).await {
+        match self
+            .without_permit(drive.clone().execute(call, input))
+            .await
+        {
             Ok(outcome) => Ok(to_wit(outcome)),
             Err(e) => Err(drive.stop(e)),
         }
     }
 
-    async fn parallel(&mut self, calls: Vec<Call>) -> wasmtime::Result<Vec<Result<String, StepError>>> {
+    async fn parallel(
+        &mut self,
+        calls: Vec<Call>,
+    ) -> wasmtime::Result<Vec<Result<String, StepError>>> {
         let drive = self.drive.clone();
         // Keys and positions are assigned in list order, and every recorded
         // call is checked before anything runs, so a divergence is reported
@@ -170,7 +196,11 @@ impl durable::Host for HostState {
                     match joined {
                         Ok((i, Ok(outcome))) => done.push((i, outcome)),
                         Ok((_, Err(e))) => return Err(e),
-                        Err(e) => return Err(RunError::Internal(format!("a parallel branch failed: {e}"))),
+                        Err(e) => {
+                            return Err(RunError::Internal(format!(
+                                "a parallel branch failed: {e}"
+                            )));
+                        }
                     }
                 }
                 Ok(done)

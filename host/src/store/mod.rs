@@ -260,7 +260,9 @@ impl Store {
     /// The run's committed history, in no particular order.
     pub async fn history(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let run_id = run_id.to_string();
-        self.writer.transact(move |tx| read_history(tx, &run_id)).await
+        self.writer
+            .transact(move |tx| read_history(tx, &run_id))
+            .await
     }
 
     /// Commits one step's outcome and renews the owner's lease; optionally
@@ -495,7 +497,12 @@ fn renew(tx: &Transaction<'_>, run_id: &str, owner: &str, now: i64) -> Result<()
     Ok(())
 }
 
-fn insert_component(tx: &Transaction<'_>, digest: &str, bytes: &[u8], now: i64) -> Result<(), StoreError> {
+fn insert_component(
+    tx: &Transaction<'_>,
+    digest: &str,
+    bytes: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
     tx.execute(
         "INSERT OR IGNORE INTO components (digest, bytes, added_at_ms) VALUES (?1, ?2, ?3)",
         params![digest, bytes, now],

@@ -123,14 +123,18 @@ pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
         .map_err(sql)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(StoreError::Sqlite {
-            context: format!("{}: journal_mode is {mode}, WAL is required", path.display()),
+            context: format!(
+                "{}: journal_mode is {mode}, WAL is required",
+                path.display()
+            ),
             source: rusqlite::Error::InvalidQuery,
         });
     }
     conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
         .map_err(sql)?;
 
-    migrate(&conn, version).map_err(|e| StoreError::from_sqlite("migrating the schema".into(), e))?;
+    migrate(&conn, version)
+        .map_err(|e| StoreError::from_sqlite("migrating the schema".into(), e))?;
     Ok(conn)
 }
 

@@ -45,7 +45,10 @@ pub(crate) struct Writer {
 
 impl Writer {
     /// Starts the writer thread on an already opened connection.
-    pub(crate) fn spawn(conn: Connection, path: PathBuf) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
+    pub(crate) fn spawn(
+        conn: Connection,
+        path: PathBuf,
+    ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE);
         let handle = std::thread::Builder::new()
             .name("durable-writer".into())
@@ -90,7 +93,10 @@ impl Writer {
                 }),
             }
         });
-        self.jobs.send(Some(job)).await.map_err(|_| StoreError::Closed)?;
+        self.jobs
+            .send(Some(job))
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
@@ -144,7 +150,8 @@ fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
             return;
         }
     };
-    let mut replies: Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>> = Vec::with_capacity(batch.len());
+    let mut replies: Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>> =
+        Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
         if let Err(e) = txn.execute_batch("SAVEPOINT job") {
             let err = StoreError::from_sqlite("opening a savepoint".into(), e);

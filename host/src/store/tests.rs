@@ -1,0 +1,144 @@
+use std::sync::Arc;
+
+use super::*;
+
+fn new_run(id: &str) -> NewRun {
+    NewRun {
+        id: id.into(),
+        workflow: "wf".into(),
+        component_digest: "d1".into(),
+        component: Arc::new(b"\0asm".to_vec()),
+        input: "{}".into(),
+        seed: 7,
+    }
+}
+
+fn step(key: &str, position: u32) -> StepRecord {
+    StepRecord {
+        key: key.into(),
+        parent: String::new(),
+        position,
+        name: key.split('#').next().unwrap_or(key).into(),
+        input_digest: "x".into(),
+        outcome: Outcome::Ok(format!("{{\"p\":{position}}}")),
+        attempts: 1,
+        started_at_ms: 1,
+        finished_at_ms: 2,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commits_are_all_durable_and_visible_to_another_connection() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("d.db");
+    let store = Store::open(&path).await.expect("open");
+    let me = Owner::current();
+    assert!(matches!(
+        store.claim_run(new_run("r"), &me).await,
+        Ok(Claim::Created(_))
+    ));
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let store = store.clone();
+        let me = me.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .commit_step("r", &me, step(&format!("s#{}", i + 1), i), None)
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("commit");
+    }
+    // Every commit that returned is visible to an independent connection.
+    let other = rusqlite::Connection::open(&path).expect("second connection");
+    let n: i64 = other
+        .query_row("SELECT count(*) FROM steps WHERE run_id = 'r'", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
+    assert_eq!(n, 200);
+    assert_eq!(store.history("r").await.expect("history").len(), 200);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_committed_step_cannot_be_overwritten() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("d.db")).await.expect("open");
+    let me = Owner::current();
+    store.claim_run(new_run("r"), &me).await.expect("claim");
+    store
+        .commit_step("r", &me, step("a#1", 0), None)
+        .await
+        .expect("first");
+    let mut again = step("a#1", 0);
+    again.outcome = Outcome::Failed("other".into());
+    assert!(store.commit_step("r", &me, again, None).await.is_err());
+    // The failed job did not disturb the writer or the record.
+    let h = store.history("r").await.expect("history");
+    assert_eq!(h, vec![step("a#1", 0)]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_live_owner_keeps_the_run_and_a_release_hands_it_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(&dir.path().join("d.db")).await.expect("open");
+    let me = Owner::current();
+    store.claim_run(new_run("r"), &me).await.expect("claim");
+    // Another identity in this same (live) process is refused.
+    let text = me.to_string();
+    let (same_process, _nonce) = text.rsplit_once(':').expect("owner text has a nonce");
+    let other = Owner::parse(&format!("{same_process}:1")).expect("parse");
+    let err = store
+        .claim_existing("r", &other)
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, StoreError::Owned { .. }), "{err}");
+    assert!(err.to_string().contains("another process"), "{err}");
+    // A commit by the non-owner is refused too.
+    assert!(matches!(
+        store.commit_step("r", &other, step("a#1", 0), None).await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    store.release("r", &me).await.expect("release");
+    assert!(matches!(
+        store.claim_existing("r", &other).await,
+        Ok(Claim::Resumed(_))
+    ));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn files_that_are_not_durable_databases_are_refused_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = dir.path().join("notes.db");
+    std::fs::write(
+        &text,
+        b"this is not a database, it is a long enough text file to have a header",
+    )
+    .expect("write");
+    let before = std::fs::read(&text).expect("read");
+    let err = Store::open(&text).await.err().expect("refused");
+    assert!(err.to_string().contains("not a SQLite database"), "{err}");
+    assert_eq!(std::fs::read(&text).expect("read"), before);
+
+    let foreign = dir.path().join("other.db");
+    rusqlite::Connection::open(&foreign)
+        .and_then(|c| c.execute_batch("CREATE TABLE t (x)"))
+        .expect("foreign db");
+    let err = Store::open(&foreign).await.err().expect("refused");
+    assert!(err.to_string().contains("another program"), "{err}");
+
+    let newer = dir.path().join("newer.db");
+    Store::open(&newer).await.expect("create").close().await;
+    rusqlite::Connection::open(&newer)
+        .and_then(|c| c.execute_batch("PRAGMA user_version = 99"))
+        .expect("bump");
+    let err = Store::open(&newer).await.err().expect("refused");
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
+}
