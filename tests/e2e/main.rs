@@ -1,1 +1,10 @@
+//! End-to-end tests: real guests built for wasm32-wasip2, driven by the real
+//! `durable` binary in child processes, killed for real.
+//!
+//! One test binary (wasmtime links slowly); one module per area.
 
+mod util;
+
+mod cli;
+mod crash;
+mod replay;

@@ -1,0 +1,207 @@
+//! The harness: guests built once, a fresh directory and database per test,
+//! and child processes that report everything when they fail.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is inside the workspace")
+        .to_path_buf()
+}
+
+fn scratch() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+}
+
+/// Builds the guests once per test process (in their own target directory,
+/// so the outer cargo's lock is not in the way) and returns the path of
+/// guest `name`'s component.
+pub fn guest(name: &str) -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let target = scratch().join("guests");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(root())
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .args(["-p", "onboarding", "-p", "testbed", "-p", "diverge"])
+            .arg("--target-dir")
+            .arg(&target)
+            .env_remove("CARGO_TARGET_DIR")
+            .output()
+            .expect("cargo runs");
+        assert!(
+            out.status.success(),
+            "building the guests failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        target.join("wasm32-wasip2").join("release")
+    });
+    dir.join(format!("{name}.wasm"))
+}
+
+/// One test's world: a temporary directory with its own database.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let dir = tempfile::Builder::new()
+            .prefix("durable-e2e-")
+            .tempdir_in(scratch())
+            .expect("temp dir");
+        Env { dir }
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.dir.path().join("durable.db")
+    }
+
+    /// `durable ARGS` in this test's directory and database.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_durable"));
+        c.current_dir(self.dir.path())
+            .args(args)
+            .env("DURABLE_DB", self.db())
+            // Compiled components are shared by all tests.
+            .env("DURABLE_CACHE_DIR", scratch().join("compile-cache"))
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut c = self.cmd(args);
+        let out = c.output().expect("durable starts");
+        Run::new(format!("{c:?}"), out, self.db())
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("durable starts")
+    }
+
+    /// Keys of the committed steps of `run`, read straight from the file.
+    pub fn committed(&self, run: &str) -> BTreeSet<String> {
+        if !self.db().exists() {
+            return BTreeSet::new();
+        }
+        let conn = rusqlite::Connection::open(self.db()).expect("open db");
+        let mut stmt = conn
+            .prepare("SELECT key FROM steps WHERE run_id = ?1 AND key NOT LIKE '$%'")
+            .expect("prepare");
+        stmt.query_map([run], |r| r.get::<_, String>(0))
+            .expect("query")
+            .map(|k| k.expect("row"))
+            .collect()
+    }
+
+    /// Every row of the run, step and component tables, as text: to show
+    /// that nothing changed. The run's owner and lease are left out: taking
+    /// a run over to try a replay is ownership, not history.
+    pub fn dump(&self) -> Vec<String> {
+        let conn = rusqlite::Connection::open(self.db()).expect("open db");
+        let queries = [
+            "SELECT id, workflow, component_digest, input, status, output, error, seed,
+                    created_at_ms, finished_at_ms FROM runs ORDER BY id",
+            "SELECT * FROM steps ORDER BY run_id, key",
+            "SELECT digest, length(bytes) FROM components ORDER BY digest",
+        ];
+        let mut rows = Vec::new();
+        for sql in queries {
+            let mut stmt = conn.prepare(sql).expect("prepare");
+            let n = stmt.column_count();
+            let mut q = stmt.query([]).expect("query");
+            while let Some(r) = q.next().expect("row") {
+                let cols: Vec<String> = (0..n)
+                    .map(|i| match r.get_ref(i).expect("column") {
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        other => format!("{other:?}"),
+                    })
+                    .collect();
+                rows.push(cols.join(" | "));
+            }
+        }
+        rows
+    }
+}
+
+/// A finished child process.
+pub struct Run {
+    pub cmd: String,
+    pub out: Output,
+    pub db: PathBuf,
+}
+
+impl Run {
+    pub fn new(cmd: String, out: Output, db: PathBuf) -> Run {
+        Run { cmd, out, db }
+    }
+
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.out.stdout).into_owned()
+    }
+
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.out.stderr).into_owned()
+    }
+
+    /// Panics with everything we know unless the exit code is `code`
+    /// (`None`: killed by a signal).
+    #[track_caller]
+    pub fn expect_code(&self, code: Option<i32>) -> &Run {
+        if self.out.status.code() != code {
+            panic!(
+                "expected exit code {code:?}, got {:?}\ncommand: {}\ndb: {}\n--- stdout\n{}\n--- stderr\n{}",
+                self.out.status,
+                self.cmd,
+                self.db.display(),
+                self.stdout(),
+                self.stderr()
+            );
+        }
+        self
+    }
+
+    #[track_caller]
+    pub fn success(&self) -> serde_json::Value {
+        self.expect_code(Some(0));
+        serde_json::from_str(self.stdout().trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\n--- stderr\n{}",
+                self.stdout(),
+                self.stderr()
+            )
+        })
+    }
+
+    /// The idempotency keys of the step bodies that ran (their `EXEC` lines).
+    pub fn executed(&self) -> Vec<String> {
+        executed_in(&self.stderr())
+    }
+}
+
+pub fn executed_in(stderr: &str) -> Vec<String> {
+    stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("EXEC "))
+        .map(|k| k.split_once('/').map_or(k, |(_, key)| key).to_string())
+        .collect()
+}
+
+/// Waits for a spawned child and collects its output.
+pub fn finish(child: Child, what: &str, db: &Path) -> Run {
+    let out = child.wait_with_output().expect("wait");
+    Run::new(what.to_string(), out, db.to_path_buf())
+}
