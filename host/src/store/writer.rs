@@ -27,8 +27,11 @@ const QUEUE: usize = 4096;
 /// commit outcome is known.
 struct Applied {
     failed: bool,
-    reply: Box<dyn FnOnce(Option<&StoreError>) + Send>,
+    reply: Reply,
 }
+
+/// Sends a job's result, given the commit error if the commit failed.
+type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 /// A job gets the open transaction, or the reason there is none (then it
 /// replies with that reason and its `Applied` is ignored).
@@ -150,8 +153,7 @@ fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
             return;
         }
     };
-    let mut replies: Vec<Box<dyn FnOnce(Option<&StoreError>) + Send>> =
-        Vec::with_capacity(batch.len());
+    let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
         if let Err(e) = txn.execute_batch("SAVEPOINT job") {
             let err = StoreError::from_sqlite("opening a savepoint".into(), e);
