@@ -141,3 +141,41 @@ fn a_database_file_of_another_kind_is_refused_and_left_as_it_was() {
         "precious notes, not a database at all, long enough"
     );
 }
+
+#[test]
+fn a_second_start_loads_the_compiled_component_from_the_cache() {
+    let env = Env::new();
+    let wasm = guest("testbed");
+    let cache = env.dir.path().join("cache");
+    let start = |id: &str| {
+        let mut c = env.cmd(&[
+            "run",
+            wasm.to_str().expect("utf-8"),
+            "--input",
+            r#"{"mode":"seq3"}"#,
+            "--id",
+            id,
+        ]);
+        c.arg("--cache-dir")
+            .arg(&cache)
+            .env("RUST_LOG", "durable=debug");
+        let out = c.output().expect("durable starts");
+        crate::util::Run::new(format!("{c:?}"), out, env.db())
+    };
+    let first = start("one");
+    first.success();
+    assert!(
+        first.stderr().contains("component loaded source=Compiled"),
+        "{}",
+        first.stderr()
+    );
+    let entries: Vec<_> = std::fs::read_dir(&cache).expect("cache dir").collect();
+    assert_eq!(entries.len(), 1, "one compiled component in the cache");
+    let second = start("two");
+    second.success();
+    assert!(
+        second.stderr().contains("component loaded source=Cache"),
+        "{}",
+        second.stderr()
+    );
+}

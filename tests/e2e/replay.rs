@@ -89,6 +89,8 @@ fn a_trapping_step_fails_with_the_trap_message_and_the_host_keeps_going() {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    // The message says what the guest said when it panicked, and what trap followed.
+    assert!(trapped.contains("step exploded on purpose"), "{out}");
     assert!(trapped.contains("unreachable"), "{out}");
     // After the trap, the same process ran more steps, in parallel with
     // another trapping one.

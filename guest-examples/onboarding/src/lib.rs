@@ -5,6 +5,7 @@
 //! you can see which bodies ran on a given drive and that the two parallel
 //! steps overlap.
 
+use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use durable_sdk::{Error, parallel, step};
@@ -50,6 +51,12 @@ struct Summary {
     status: String,
 }
 
+/// Prints one line on stderr with a single write, so that the lines of the
+/// two parallel steps never interleave.
+fn say(line: String) {
+    let _ = std::io::stderr().write_all(format!("  [guest] {line}\n").as_bytes());
+}
+
 fn now_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -76,12 +83,12 @@ fn create_record(hire: NewHire) -> Result<Record, String> {
         email: hire.email,
         team: hire.team,
     };
-    eprintln!(
-        "  [guest] create_record: created {} for {} at {}",
+    say(format!(
+        "create_record: created {} for {} at {}",
         record.employee_id,
         record.name,
         now_ms()
-    );
+    ));
     Ok(record)
 }
 
@@ -97,12 +104,12 @@ fn provision_laptop(record: Record) -> Result<Laptop, String> {
         }
         .into(),
     };
-    eprintln!(
-        "  [guest] provision_laptop: {} for {} from {start} to {}",
+    say(format!(
+        "provision_laptop: {} for {} from {start} to {}",
         laptop.asset_tag,
         record.employee_id,
         now_ms()
-    );
+    ));
     Ok(laptop)
 }
 
@@ -116,12 +123,12 @@ fn grant_access(record: Record) -> Result<Access, String> {
             format!("{}-oncall", record.team),
         ],
     };
-    eprintln!(
-        "  [guest] grant_access: {} groups for {} from {start} to {}",
+    say(format!(
+        "grant_access: {} groups for {} from {start} to {}",
         access.groups.len(),
         record.employee_id,
         now_ms()
-    );
+    ));
     Ok(access)
 }
 

@@ -13,6 +13,7 @@ use super::observer::{Observer, Source};
 use super::state::HostState;
 use crate::history::{History, Planned};
 use crate::owner::Owner;
+use crate::sandbox::StderrTail;
 use crate::store::{ComponentSwitch, Outcome, StepRecord, Store, now_ms};
 
 /// What all instances of one drive of a run share.
@@ -122,7 +123,8 @@ impl Drive {
             .map_err(|_| RunError::Internal("the step limiter was closed".into()))?;
         let started_at = now_ms();
         let started = Instant::now();
-        let state = HostState::for_step(self.clone(), &call.key, permit);
+        let output = StderrTail::default();
+        let state = HostState::for_step(self.clone(), &call.key, permit, &output);
         let mut store = wasmtime::Store::new(self.pre.engine(), state);
         let instance = self
             .pre
@@ -144,7 +146,11 @@ impl Drive {
                 if let Some(fatal) = self.take_fatal() {
                     return Err(fatal);
                 }
-                Outcome::Trapped(trap_message(&trap))
+                let mut message = trap_message(&trap);
+                if let Some(said) = output.explanation() {
+                    message = format!("{said} ({message})");
+                }
+                Outcome::Trapped(message)
             }
         };
         let elapsed = started.elapsed();

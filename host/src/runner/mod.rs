@@ -317,7 +317,8 @@ async fn run_workflow(
     drive: &Arc<Drive>,
     run: &RunRecord,
 ) -> Result<Result<String, String>, WorkflowFailure> {
-    let state = HostState::for_workflow(drive.clone(), run.created_at_ms, run.seed);
+    let output = crate::sandbox::StderrTail::default();
+    let state = HostState::for_workflow(drive.clone(), run.created_at_ms, run.seed, &output);
     let mut store = wasmtime::Store::new(drive.pre.engine(), state);
     let instance = drive
         .pre
@@ -329,7 +330,13 @@ async fn run_workflow(
         // A trap after the host stopped the run is the host's; the caller
         // reports the fatal error instead.
         Err(_) if drive.is_stopped() => Ok(Err(String::new())),
-        Err(trap) => Err(WorkflowFailure::Trap(trap_message(&trap))),
+        Err(trap) => {
+            let message = trap_message(&trap);
+            Err(WorkflowFailure::Trap(match output.explanation() {
+                Some(said) => format!("{said} ({message})"),
+                None => message,
+            }))
+        }
     }
 }
 

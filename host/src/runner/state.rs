@@ -30,9 +30,14 @@ pub struct HostState {
 }
 
 impl HostState {
-    pub(crate) fn for_workflow(drive: Arc<Drive>, start_ms: i64, seed: u64) -> HostState {
+    pub(crate) fn for_workflow(
+        drive: Arc<Drive>,
+        start_ms: i64,
+        seed: u64,
+        output: &sandbox::StderrTail,
+    ) -> HostState {
         HostState {
-            wasi: sandbox::workflow_ctx(start_ms, seed),
+            wasi: sandbox::workflow_ctx(start_ms, seed, output),
             table: ResourceTable::new(),
             drive,
             context: Context::root(),
@@ -44,9 +49,10 @@ impl HostState {
         drive: Arc<Drive>,
         key: &str,
         permit: OwnedSemaphorePermit,
+        output: &sandbox::StderrTail,
     ) -> HostState {
         HostState {
-            wasi: sandbox::step_ctx(),
+            wasi: sandbox::step_ctx(output),
             table: ResourceTable::new(),
             drive,
             context: Context::child_of(key),
