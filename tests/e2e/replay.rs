@@ -120,49 +120,27 @@ fn a_trapping_step_fails_with_the_trap_message_and_the_host_keeps_going() {
 fn a_workflow_that_traps_or_errs_fails_the_run_with_its_message() {
     let wasm = testbed();
     let env = Env::new();
-    let run = env.run(&[
-        "run",
-        &wasm,
-        "--input",
-        r#"{"mode":"workflow-panic"}"#,
-        "--id",
-        "p",
-    ]);
-    run.expect_code(Some(1));
+    let failing = |mode: &str, id: &str, message: &str| {
+        let input = format!(r#"{{"mode":"{mode}"}}"#);
+        let run = env.run(&["run", &wasm, "--input", &input, "--id", id]);
+        run.expect_code(Some(1));
+        assert!(
+            run.stderr().contains(message),
+            "{message:?} missing in: {}",
+            run.stderr()
+        );
+        run
+    };
+    let panicked = failing("workflow-panic", "p", "run p failed: the workflow trapped");
+    // The message carries what the guest said when it panicked.
     assert!(
-        run.stderr().contains("run p failed: the workflow trapped"),
+        panicked.stderr().contains("the workflow itself panicked"),
         "{}",
-        run.stderr()
+        panicked.stderr()
     );
-    let run = env.run(&[
-        "run",
-        &wasm,
-        "--input",
-        r#"{"mode":"workflow-error"}"#,
-        "--id",
-        "q",
-    ]);
-    run.expect_code(Some(1));
-    assert!(
-        run.stderr().contains("run q failed: the workflow gave up"),
-        "{}",
-        run.stderr()
-    );
+    failing("workflow-error", "q", "run q failed: the workflow gave up");
     // A failed run is final: running it again reports the stored failure.
-    let again = env.run(&[
-        "run",
-        &wasm,
-        "--input",
-        r#"{"mode":"workflow-error"}"#,
-        "--id",
-        "q",
-    ]);
-    again.expect_code(Some(1));
-    assert!(
-        again.stderr().contains("already finished (failed)"),
-        "{}",
-        again.stderr()
-    );
+    let again = failing("workflow-error", "q", "already finished (failed)");
     assert!(again.executed().is_empty());
 }
 
@@ -224,10 +202,17 @@ fn nested_steps_are_keyed_under_their_parent_and_recovered_inside_a_rerun_parent
     ])
     .expect_code(None);
     let committed = env.committed("n");
-    assert!(committed.contains("fan#1/work#1") && committed.contains("fan#1/work#2"));
-    assert!(!committed.contains("fan#1"));
+    assert!(committed.contains("fan#1/work#2"), "{committed:?}");
+    assert!(!committed.contains("fan#1"), "{committed:?}");
     let resumed = env.run(&["resume", "n"]);
     resumed.success();
-    // The parent ran again (it was in flight); its committed children did not.
-    assert_eq!(resumed.executed(), ["fan#1"]);
+    // The parent ran again (it was in flight), and so did its sibling child
+    // if that was still in flight at the kill (the two run in parallel); the
+    // committed child did not.
+    let mut expected: BTreeSet<String> = BTreeSet::from(["fan#1".to_string()]);
+    if !committed.contains("fan#1/work#1") {
+        expected.insert("fan#1/work#1".to_string());
+    }
+    let executed: BTreeSet<String> = resumed.executed().into_iter().collect();
+    assert_eq!(executed, expected);
 }
