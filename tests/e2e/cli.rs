@@ -94,17 +94,7 @@ fn bad_input_gets_a_clear_error_and_exit_code() {
     usage.expect_code(Some(2));
 
     // Same id, other input: refused, the run untouched.
-    env.run(&[
-        "run",
-        wasm,
-        "--input",
-        r#"{"mode":"seq3"}"#,
-        "--id",
-        "x",
-        "--crash-after",
-        "step_a#1",
-    ])
-    .expect_code(None);
+    env.crash_after(wasm, r#"{"mode":"seq3"}"#, "x", "step_a#1");
     let other = env.run(&["run", wasm, "--input", r#"{"mode":"repeat"}"#, "--id", "x"]);
     other.expect_code(Some(2));
     assert!(

@@ -36,17 +36,7 @@ fn crash_after_create_record_then_resume_does_not_rerun_it_and_matches_an_uninte
         .success();
 
     let env = Env::new();
-    let crashed = env.run(&[
-        "run",
-        wasm,
-        "--input",
-        HIRE,
-        "--id",
-        "ada",
-        "--crash-after",
-        "create_record#1",
-    ]);
-    crashed.expect_code(None); // killed by SIGKILL
+    let crashed = env.crash_after(wasm, HIRE, "ada", "create_record#1"); // killed by SIGKILL
     assert_eq!(
         crashed.stderr().matches("[guest] create_record:").count(),
         1
@@ -129,40 +119,31 @@ fn sigkill_at_random_moments_then_resume_matches_an_uninterrupted_run_and_reruns
         // takes longer), or let it finish once we have killed three times.
         let kill_at = Duration::from_millis(100 + next(&mut rng) % 500);
         let mut child = child;
-        let finished = if kills < 3 {
+        let mut killed = false;
+        if kills < 3 {
             while started.elapsed() < kill_at && child.try_wait().expect("try_wait").is_none() {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let killed = child.try_wait().expect("try_wait").is_none();
+            killed = child.try_wait().expect("try_wait").is_none();
             if killed {
                 child.kill().expect("SIGKILL");
             }
-            let run = finish(child, "durable run (killed)", &env.db());
-            let ran = executed_in(&run.stderr());
-            for key in &ran {
-                assert!(
-                    !committed_before_drive.contains(key),
-                    "{key} was committed before drive {kills} and ran again (seed {seed})"
-                );
-            }
-            executions.extend(ran);
-            if killed {
-                kills += 1;
-                assert!(run.out.status.code().is_none(), "the child was killed");
-                None
-            } else {
-                Some(run)
-            }
+        }
+        let run = finish(child, "durable run", &env.db());
+        let ran = executed_in(&run.stderr());
+        for key in &ran {
+            assert!(
+                !committed_before_drive.contains(key),
+                "{key} was committed before drive {} and ran again (seed {seed})",
+                kills + 1
+            );
+        }
+        executions.extend(ran);
+        let finished = if killed {
+            kills += 1;
+            assert!(run.out.status.code().is_none(), "the child was killed");
+            None
         } else {
-            let run = finish(child, "durable run (final)", &env.db());
-            let ran = executed_in(&run.stderr());
-            for key in &ran {
-                assert!(
-                    !committed_before_drive.contains(key),
-                    "{key} ran again in the last drive (seed {seed})"
-                );
-            }
-            executions.extend(ran);
             Some(run)
         };
         if let Some(run) = finished {

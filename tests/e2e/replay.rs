@@ -15,17 +15,7 @@ fn repeated_step_names_get_numbered_keys_and_replay_returns_each_call_its_own_re
     let wasm = testbed();
     let env = Env::new();
     let input = r#"{"mode":"repeat"}"#;
-    env.run(&[
-        "run",
-        &wasm,
-        "--input",
-        input,
-        "--id",
-        "r",
-        "--crash-after",
-        "echo#2",
-    ])
-    .expect_code(None);
+    env.crash_after(&wasm, input, "r", "echo#2");
     assert_eq!(
         env.committed("r"),
         BTreeSet::from(["echo#1".to_string(), "echo#2".to_string()])
@@ -45,17 +35,7 @@ fn a_step_error_is_recorded_and_replayed_as_the_same_error() {
     let wasm = testbed();
     let env = Env::new();
     let input = r#"{"mode":"error"}"#;
-    let first = env.run(&[
-        "run",
-        &wasm,
-        "--input",
-        input,
-        "--id",
-        "e",
-        "--crash-after",
-        "fail#1",
-    ]);
-    first.expect_code(None);
+    let first = env.crash_after(&wasm, input, "e", "fail#1"); // killed by SIGKILL
     assert_eq!(first.executed(), ["fail#1"]);
     assert!(
         first.stderr().contains("error: boom: 1"),
@@ -100,17 +80,7 @@ fn a_trapping_step_fails_with_the_trap_message_and_the_host_keeps_going() {
     // The trap is recorded: replaying the finished run's steps is not
     // needed, but resuming a copy that crashed after it gives the same.
     let env2 = Env::new();
-    env2.run(&[
-        "run",
-        &wasm,
-        "--input",
-        r#"{"mode":"trap"}"#,
-        "--id",
-        "t",
-        "--crash-after",
-        "explode#1",
-    ])
-    .expect_code(None);
+    env2.crash_after(&wasm, r#"{"mode":"trap"}"#, "t", "explode#1");
     let resumed = env2.run(&["resume", "t"]);
     assert_eq!(resumed.success(), out);
     assert!(!resumed.executed().contains(&"explode#1".to_string()));
@@ -151,17 +121,7 @@ fn resuming_with_a_changed_component_is_divergence_and_changes_nothing() {
     let changed = changed.to_str().expect("utf-8 path");
     let env = Env::new();
     let input = r#"{"mode":"seq3"}"#;
-    env.run(&[
-        "run",
-        &wasm,
-        "--input",
-        input,
-        "--id",
-        "d",
-        "--crash-after",
-        "step_b#1",
-    ])
-    .expect_code(None);
+    env.crash_after(&wasm, input, "d", "step_b#1");
     let before = env.dump();
 
     let diverged = env.run(&["run", changed, "--input", input, "--id", "d"]);
@@ -190,17 +150,7 @@ fn nested_steps_are_keyed_under_their_parent_and_recovered_inside_a_rerun_parent
     let env = Env::new();
     // Step 6 is `fan`, whose body runs work#1 and work#2 of its own.
     let input = r#"{"mode":"long","n":7}"#;
-    env.run(&[
-        "run",
-        &wasm,
-        "--input",
-        input,
-        "--id",
-        "n",
-        "--crash-after",
-        "fan#1/work#2",
-    ])
-    .expect_code(None);
+    env.crash_after(&wasm, input, "n", "fan#1/work#2");
     let committed = env.committed("n");
     assert!(committed.contains("fan#1/work#2"), "{committed:?}");
     assert!(!committed.contains("fan#1"), "{committed:?}");

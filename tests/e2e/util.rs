@@ -82,6 +82,23 @@ impl Env {
         Run::new(format!("{c:?}"), out, self.db())
     }
 
+    /// `durable run WASM --input INPUT --id ID --crash-after KEY`, which
+    /// must end killed.
+    pub fn crash_after(&self, wasm: &str, input: &str, id: &str, key: &str) -> Run {
+        let run = self.run(&[
+            "run",
+            wasm,
+            "--input",
+            input,
+            "--id",
+            id,
+            "--crash-after",
+            key,
+        ]);
+        run.expect_code(None);
+        run
+    }
+
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.cmd(args)
             .stdout(Stdio::piped())

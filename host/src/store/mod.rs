@@ -287,12 +287,7 @@ impl Store {
                 let now = now_ms();
                 renew(tx, &run_id, &owner, now)?;
                 if let Some(switch) = switch {
-                    insert_component(tx, &switch.digest, &switch.bytes, now)?;
-                    tx.execute(
-                        "UPDATE runs SET component_digest = ?2 WHERE id = ?1",
-                        params![run_id, switch.digest],
-                    )
-                    .map_err(sql("switching the run's component"))?;
+                    switch_component(tx, &run_id, &switch, now)?;
                 }
                 tx.execute(
                     "INSERT INTO steps (run_id, key, parent, position, name, input_digest,
@@ -332,12 +327,7 @@ impl Store {
                 let now = now_ms();
                 renew(tx, &run_id, &owner, now)?;
                 if let Some(switch) = switch {
-                    insert_component(tx, &switch.digest, &switch.bytes, now)?;
-                    tx.execute(
-                        "UPDATE runs SET component_digest = ?2 WHERE id = ?1",
-                        params![run_id, switch.digest],
-                    )
-                    .map_err(sql("switching the run's component"))?;
+                    switch_component(tx, &run_id, &switch, now)?;
                 }
                 let (status, output, error) = match result {
                     Ok(out) => ("succeeded", Some(out), None),
@@ -494,6 +484,21 @@ fn renew(tx: &Transaction<'_>, run_id: &str, owner: &str, now: i64) -> Result<()
             run: run_id.to_string(),
         });
     }
+    Ok(())
+}
+
+fn switch_component(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    switch: &ComponentSwitch,
+    now: i64,
+) -> Result<(), StoreError> {
+    insert_component(tx, &switch.digest, &switch.bytes, now)?;
+    tx.execute(
+        "UPDATE runs SET component_digest = ?2 WHERE id = ?1",
+        params![run_id, switch.digest],
+    )
+    .map_err(sql("switching the run's component"))?;
     Ok(())
 }
 
