@@ -13,8 +13,44 @@ wit_bindgen::generate!({
     default_bindings_module: "durable_sdk::__internal",
 });
 
-/// Decodes `input`, calls `f`, encodes its result: the shape of both the
-/// workflow entry point and every step body.
+/// The error half of `run-step`.
+pub use self::durable::workflow::types::Failure as StepFailure;
+
+/// Runs a step body: decodes `input` (a bad input is a permanent failure),
+/// calls `f`, encodes its result.
+pub fn invoke_step<I, O, E, F>(input: &str, f: F) -> Result<String, StepFailure>
+where
+    I: DeserializeOwned,
+    O: Serialize,
+    E: crate::IntoFailure,
+    F: FnOnce(I) -> Result<O, E>,
+{
+    use StepFailure as Wire;
+    let permanent = |message: String| Wire {
+        message,
+        retryable: false,
+    };
+    let input: I = serde_json::from_str(input)
+        .map_err(|e| permanent(format!("cannot decode the input: {e}")))?;
+    let output = f(input).map_err(|e| {
+        let f = e.into_failure();
+        Wire {
+            message: f.message,
+            retryable: f.retryable,
+        }
+    })?;
+    serde_json::to_string(&output).map_err(|e| permanent(format!("cannot encode the result: {e}")))
+}
+
+/// The error for a step name that is not registered (permanent).
+pub fn unknown_step_failure(name: &str, known: &[&str]) -> StepFailure {
+    StepFailure {
+        message: unknown_step(name, known),
+        retryable: false,
+    }
+}
+
+/// Decodes `input`, calls `f`, encodes its result: the workflow entry point.
 pub fn invoke<I, O, E, F>(input: &str, f: F) -> Result<String, String>
 where
     I: DeserializeOwned,

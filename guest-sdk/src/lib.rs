@@ -55,8 +55,11 @@ use __internal::durable::workflow::{durable as host, types};
 pub enum StepError {
     /// The step body returned an error with this message.
     Failed(String),
-    /// The step's instance trapped (for example, it panicked).
+    /// The step's instance trapped (for example, it panicked or hit the
+    /// memory limit).
     Trapped(String),
+    /// The last attempt ran longer than its timeout (in ms).
+    TimedOut(u64),
     /// The input could not be encoded, or the result decoded, as the types
     /// at the call site say.
     Encoding(String),
@@ -67,12 +70,57 @@ impl fmt::Display for StepError {
         match self {
             StepError::Failed(m) => write!(f, "step failed: {m}"),
             StepError::Trapped(m) => write!(f, "step trapped: {m}"),
+            StepError::TimedOut(ms) => write!(f, "step timed out after {ms} ms"),
             StepError::Encoding(m) => write!(f, "step value encoding: {m}"),
         }
     }
 }
 
 impl std::error::Error for StepError {}
+
+/// A step body's error. Any `Display` error a step returns is retryable;
+/// return `Failure::permanent(..)` for one that no retry can fix.
+pub struct Failure {
+    message: String,
+    retryable: bool,
+}
+
+impl Failure {
+    /// An error that another attempt will not fix: retries stop at once.
+    pub fn permanent(message: impl std::fmt::Display) -> Self {
+        Failure {
+            message: message.to_string(),
+            retryable: false,
+        }
+    }
+
+    /// An error that another attempt may fix (the default for any error).
+    pub fn retryable(message: impl std::fmt::Display) -> Self {
+        Failure {
+            message: message.to_string(),
+            retryable: true,
+        }
+    }
+}
+
+/// What a step body's error type turns into: any `Display` type is a
+/// retryable failure; [`Failure`] says for itself.
+pub trait IntoFailure {
+    #[doc(hidden)]
+    fn into_failure(self) -> Failure;
+}
+
+impl IntoFailure for Failure {
+    fn into_failure(self) -> Failure {
+        self
+    }
+}
+
+impl<E: std::fmt::Display> IntoFailure for E {
+    fn into_failure(self) -> Failure {
+        Failure::retryable(self)
+    }
+}
 
 /// A workflow's error: a message that ends the run as failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,16 +160,48 @@ impl From<&str> for Error {
 /// types. Make one with [`step!`].
 pub struct Step<I, O> {
     name: &'static str,
+    options: Option<types::StepOptions>,
     types: PhantomData<fn(I) -> O>,
 }
 
 impl<I, O> Clone for Step<I, O> {
     fn clone(&self) -> Self {
-        *self
+        Step {
+            name: self.name,
+            options: self.options,
+            types: PhantomData,
+        }
     }
 }
 
-impl<I, O> Copy for Step<I, O> {}
+/// How a step's failed attempts are retried: `Retry::attempts(5)` and so on.
+/// Attempt n+1 waits `initial * factor^(n-1)` (capped), less up to half.
+pub type Retry = types::RetryPolicy;
+
+impl types::RetryPolicy {
+    /// `n` attempts in all, with waits of 100 ms doubling up to 10 s.
+    pub fn attempts(n: u32) -> Self {
+        types::RetryPolicy {
+            max_attempts: n,
+            initial_backoff_ms: 100,
+            backoff_factor: 2.0,
+            max_backoff_ms: 10_000,
+        }
+    }
+
+    /// One attempt only.
+    pub fn none() -> Self {
+        Self::attempts(1)
+    }
+
+    /// The same, waiting `ms` before the first retry.
+    pub fn initial_backoff_ms(self, ms: u64) -> Self {
+        types::RetryPolicy {
+            initial_backoff_ms: ms,
+            ..self
+        }
+    }
+}
 
 impl<I: Serialize, O: DeserializeOwned> Step<I, O> {
     /// A handle to the step registered as `name`. Prefer [`step!`], which
@@ -129,8 +209,31 @@ impl<I: Serialize, O: DeserializeOwned> Step<I, O> {
     pub const fn named(name: &'static str) -> Self {
         Step {
             name,
+            options: None,
             types: PhantomData,
         }
+    }
+
+    /// The same step with its own retry policy instead of the host's.
+    pub fn retry(mut self, policy: Retry) -> Self {
+        self.options
+            .get_or_insert(types::StepOptions {
+                retry: None,
+                timeout_ms: None,
+            })
+            .retry = Some(policy);
+        self
+    }
+
+    /// The same step with its own timeout per attempt instead of the host's.
+    pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.options
+            .get_or_insert(types::StepOptions {
+                retry: None,
+                timeout_ms: None,
+            })
+            .timeout_ms = Some(timeout.as_millis() as u64);
+        self
     }
 
     /// The handle of step function `body`, registered as `name`.
@@ -149,7 +252,7 @@ impl<I: Serialize, O: DeserializeOwned> Step<I, O> {
     /// committing the result first.
     pub fn call(&self, input: &I) -> Result<O, StepError> {
         let input = encode(input)?;
-        decode(host::step(self.name, &input))
+        decode(host::step(self.name, &input, self.options))
     }
 
     /// Prepares a call for [`parallel!`].
@@ -157,6 +260,7 @@ impl<I: Serialize, O: DeserializeOwned> Step<I, O> {
         Call {
             name: self.name,
             input: encode(input),
+            options: self.options,
             output: PhantomData,
         }
     }
@@ -180,6 +284,7 @@ impl<I: Serialize, O: DeserializeOwned> Step<I, O> {
 pub struct Call<O> {
     name: &'static str,
     input: Result<String, StepError>,
+    options: Option<types::StepOptions>,
     output: PhantomData<fn() -> O>,
 }
 
@@ -195,6 +300,7 @@ impl<O: DeserializeOwned> Call<O> {
         Some(types::Call {
             name: self.name.to_string(),
             input: input.clone(),
+            options: self.options,
         })
     }
 
@@ -234,6 +340,7 @@ fn decode<O: DeserializeOwned>(raw: Result<String, types::StepError>) -> Result<
         }
         Err(types::StepError::Failed(m)) => Err(StepError::Failed(m)),
         Err(types::StepError::Trapped(m)) => Err(StepError::Trapped(m)),
+        Err(types::StepError::TimedOut(ms)) => Err(StepError::TimedOut(ms)),
     }
 }
 
@@ -357,13 +464,16 @@ macro_rules! workflow {
             fn run_step(
                 name: ::std::string::String,
                 input: ::std::string::String,
-            ) -> ::core::result::Result<::std::string::String, ::std::string::String> {
+            ) -> ::core::result::Result<::std::string::String, $crate::__internal::StepFailure> {
                 $(
                     if name == ::core::stringify!($step) {
-                        return $crate::__internal::invoke(&input, $step);
+                        return $crate::__internal::invoke_step(&input, $step);
                     }
                 )*
-                ::core::result::Result::Err($crate::__internal::unknown_step(&name, &[$(::core::stringify!($step)),*]))
+                ::core::result::Result::Err($crate::__internal::unknown_step_failure(
+                    &name,
+                    &[$(::core::stringify!($step)),*],
+                ))
             }
         }
 

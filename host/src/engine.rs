@@ -98,7 +98,12 @@ impl Engine {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+        // Epochs let a running guest be interrupted: stores yield to tokio
+        // at every tick, which is what makes step timeouts and fairness
+        // between parallel steps work for guests that never call the host.
+        config.epoch_interruption(true);
         let engine = wasmtime::Engine::new(&config)?;
+        start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Workflow::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
@@ -187,6 +192,27 @@ impl Engine {
         }
         Ok((component, CompileSource::Compiled))
     }
+}
+
+/// How often the epoch advances; the granularity of timeouts and yields.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] on a thread that ends
+/// when the engine is dropped.
+fn start_epoch_ticker(engine: &wasmtime::Engine) -> anyhow::Result<()> {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("durable-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => return,
+                }
+            }
+        })?;
+    Ok(())
 }
 
 fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {

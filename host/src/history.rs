@@ -153,6 +153,11 @@ impl History {
         h
     }
 
+    /// Bytes of all recorded outcomes (what the history size limit counts).
+    pub fn total_bytes(&self) -> u64 {
+        self.by_key.values().map(|r| r.outcome.size() as u64).sum()
+    }
+
     /// Number of recorded entries.
     pub fn len(&self) -> usize {
         self.by_key.len()

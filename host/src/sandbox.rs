@@ -1,29 +1,62 @@
 //! The WASI contexts that workflow and step instances get.
 //!
 //! Deny by default. Neither kind of instance gets a file system, network,
-//! environment variables, arguments or stdin.
+//! environment variables, arguments or stdin unless granted, and only steps
+//! can be granted anything.
 //!
 //! - The **workflow** instance must be deterministic: its wall clock is
 //!   frozen at the run's recorded start, its monotonic clock is frozen at
 //!   zero, and its random streams are seeded from the run's recorded seed,
 //!   so a replay reads exactly what the first drive read. Real time and
 //!   fresh randomness reach it only through `now-ms` and `random-u64`, which
-//!   are recorded.
+//!   are recorded. It never gets grants.
 //! - A **step** instance does real work: it gets the host's clocks and
-//!   random, and its stdout and stderr go to the host's stderr.
+//!   random, plus exactly what [`Grants`] lists: environment variables,
+//!   preopened directories (read-write or read-only), and TCP connections
+//!   to listed addresses. Nothing else: no other files, no name lookup, no
+//!   UDP, no listening sockets.
+//!
+//! Both kinds of instance have their stdout and stderr captured line by line
+//! ([`Output`]) and handed to the host's observer with the run and step they
+//! came from.
 
-use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
+use wasmtime_wasi::sockets::SocketAddrUse;
+use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
+
+use crate::runner::Observer;
+
+/// A directory a step may use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirGrant {
+    /// The directory on the host.
+    pub host: PathBuf,
+    /// Where the guest sees it.
+    pub guest: String,
+    /// Whether the guest may only read.
+    pub read_only: bool,
+}
+
+/// What step instances may use beyond computing; nothing by default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Grants {
+    /// Environment variables, with their values.
+    pub env: Vec<(String, String)>,
+    /// Preopened directories.
+    pub dirs: Vec<DirGrant>,
+    /// Addresses steps may open TCP connections to.
+    pub tcp_connect: Vec<SocketAddr>,
+}
 
 /// Builds the context of a workflow instance for a run that started at
-/// `start_ms` with `seed`.
-/// Its output goes to the host's stderr through `tail`.
-pub fn workflow_ctx(start_ms: i64, seed: u64, tail: &StderrTail) -> WasiCtx {
+/// `start_ms` with `seed`. Its output goes to `output`.
+pub fn workflow_ctx(start_ms: i64, seed: u64, output: &Output) -> WasiCtx {
     let mut b = WasiCtxBuilder::new();
     b.wall_clock(FrozenWall(Duration::from_millis(start_ms.max(0) as u64)))
         .monotonic_clock(FrozenMonotonic)
@@ -37,42 +70,99 @@ pub fn workflow_ctx(start_ms: i64, seed: u64, tail: &StderrTail) -> WasiCtx {
         .allow_udp(false)
         .allow_ip_name_lookup(false)
         // Guest prints are for debugging; they repeat on replay.
-        .stdout(tail.clone())
-        .stderr(tail.clone());
+        .stdout(output.clone())
+        .stderr(output.clone());
     b.build()
 }
 
-/// Builds the context of a step instance. The guest's stdout and stderr go
-/// to the host's stderr, and the last few KiB are kept in `tail` so that a
-/// trap can be explained with what the guest printed (a Rust panic prints
-/// its message before it traps).
-pub fn step_ctx(tail: &StderrTail) -> WasiCtx {
+/// Builds the context of a step instance with `grants`.
+///
+/// # Errors
+/// When a granted directory cannot be opened.
+pub fn step_ctx(grants: &Grants, output: &Output) -> anyhow::Result<WasiCtx> {
     let mut b = WasiCtxBuilder::new();
-    b.allow_tcp(false)
-        .allow_udp(false)
+    b.allow_udp(false)
         .allow_ip_name_lookup(false)
-        // Stdout belongs to the run's output JSON: guest output goes to stderr.
-        .stdout(tail.clone())
-        .stderr(tail.clone());
-    b.build()
+        // Stdout belongs to the run's output JSON: guest output is captured.
+        .stdout(output.clone())
+        .stderr(output.clone());
+    for (k, v) in &grants.env {
+        b.env(k, v);
+    }
+    for d in &grants.dirs {
+        let perms = if d.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        b.preopened_dir(&d.host, &d.guest, perms).map_err(|e| {
+            anyhow::anyhow!("cannot open granted directory {}: {e}", d.host.display())
+        })?;
+    }
+    if grants.tcp_connect.is_empty() {
+        b.allow_tcp(false);
+    } else {
+        let allowed = Arc::new(grants.tcp_connect.clone());
+        b.allow_tcp(true).socket_addr_check(move |addr, usage| {
+            let ok = matches!(usage, SocketAddrUse::TcpConnect) && allowed.contains(&addr);
+            Box::pin(async move { ok })
+        });
+    }
+    Ok(b.build())
 }
 
-/// Keeps the end of what a step instance printed, and passes it all on to
-/// the host's stderr.
-#[derive(Clone, Default)]
-pub struct StderrTail {
-    kept: Arc<Mutex<Vec<u8>>>,
+/// A guest's stdout and stderr: split into lines, each handed to the
+/// observer with the run and step; the last few KiB are kept so that a trap
+/// can be explained with what the guest printed (a Rust panic prints its
+/// message before it traps).
+#[derive(Clone)]
+pub struct Output {
+    inner: Arc<Mutex<OutputInner>>,
 }
 
-/// How much of a step's output is kept for trap messages.
+struct OutputInner {
+    run_id: String,
+    key: String,
+    observer: Arc<dyn Observer>,
+    pending: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+/// How much of an instance's output is kept for trap messages.
 const TAIL_BYTES: usize = 4096;
+/// A line longer than this is passed on in pieces.
+const MAX_LINE: usize = 16 * 1024;
 
-impl StderrTail {
-    /// A Rust guest's panic message, from `panicked at <place>:\n<message>`,
-    /// or else the last line the guest printed.
+impl Output {
+    /// Output of the instance running `key` (empty for the workflow) of `run_id`.
+    pub fn new(run_id: &str, key: &str, observer: Arc<dyn Observer>) -> Output {
+        Output {
+            inner: Arc::new(Mutex::new(OutputInner {
+                run_id: run_id.to_string(),
+                key: key.to_string(),
+                observer,
+                pending: Vec::new(),
+                tail: Vec::new(),
+            })),
+        }
+    }
+
+    /// Passes on a last line that had no newline. Call when the instance is done.
+    pub fn finish(&self) {
+        if let Ok(mut inner) = self.inner.lock()
+            && !inner.pending.is_empty()
+        {
+            let line = std::mem::take(&mut inner.pending);
+            inner.emit(&line);
+        }
+    }
+
+    /// A Rust guest's panic message, from `panicked at <place>:\n<message>`.
     pub fn explanation(&self) -> Option<String> {
-        let kept = self.kept.lock().ok()?;
-        let text = String::from_utf8_lossy(&kept);
+        let inner = self.inner.lock().ok()?;
+        let mut bytes = inner.tail.clone();
+        bytes.extend_from_slice(&inner.pending);
+        let text = String::from_utf8_lossy(&bytes);
         if let Some(at) = text.rfind("panicked at ") {
             let rest = &text[at..];
             let mut lines = rest.lines();
@@ -80,45 +170,57 @@ impl StderrTail {
             let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note: ")).collect();
             return Some(format!("{place}: {}", message.join(" ").trim()));
         }
-        text.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .map(str::to_string)
+        None
     }
 
-    fn keep(&self, bytes: &[u8]) {
-        if let Ok(mut kept) = self.kept.lock() {
-            kept.extend_from_slice(bytes);
-            if kept.len() > TAIL_BYTES {
-                let cut = kept.len() - TAIL_BYTES;
-                kept.drain(..cut);
-            }
+    fn write(&self, buf: &[u8]) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        inner.tail.extend_from_slice(buf);
+        if inner.tail.len() > TAIL_BYTES {
+            let cut = inner.tail.len() - TAIL_BYTES;
+            inner.tail.drain(..cut);
+        }
+        inner.pending.extend_from_slice(buf);
+        while let Some(nl) = inner.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = inner.pending.drain(..=nl).collect();
+            inner.emit(&line[..line.len() - 1]);
+        }
+        if inner.pending.len() > MAX_LINE {
+            let line = std::mem::take(&mut inner.pending);
+            inner.emit(&line);
         }
     }
 }
 
-impl wasmtime_wasi::cli::IsTerminal for StderrTail {
+impl OutputInner {
+    fn emit(&self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line);
+        self.observer
+            .output(&self.run_id, &self.key, line.trim_end_matches('\r'));
+    }
+}
+
+impl wasmtime_wasi::cli::IsTerminal for Output {
     fn is_terminal(&self) -> bool {
         false
     }
 }
 
-impl wasmtime_wasi::cli::StdoutStream for StderrTail {
+impl wasmtime_wasi::cli::StdoutStream for Output {
     fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
 }
 
-impl tokio::io::AsyncWrite for StderrTail {
+impl tokio::io::AsyncWrite for Output {
     fn poll_write(
         self: Pin<&mut Self>,
         _: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        // Guest output is small and line-sized; one locked write per call
-        // keeps lines of concurrent steps apart.
-        let _ = std::io::stderr().lock().write_all(buf);
-        self.keep(buf);
+        self.write(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -173,17 +275,50 @@ fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use crate::runner::{Level, Observer, Source};
+    use crate::store::Outcome;
+
+    #[derive(Default)]
+    struct Lines(Mutex<Vec<String>>);
+
+    impl Observer for Lines {
+        fn step(&self, _: &str, _: &str, _: Source, _: &Outcome, _: std::time::Duration) {}
+        fn log(&self, _: &str, _: &str, _: Level, _: &str) {}
+        fn output(&self, run: &str, key: &str, line: &str) {
+            self.0
+                .lock()
+                .expect("lock")
+                .push(format!("{run}/{key}: {line}"));
+        }
+    }
+
     #[test]
-    fn a_panic_message_is_found_in_the_tail() {
-        let tail = super::StderrTail::default();
-        tail.keep(b"EXEC r/x#1\n\nthread '<unnamed>' (1) panicked at src/lib.rs:51:5:\nstep exploded\nnote: run with `RUST_BACKTRACE=1`\n");
+    fn output_is_split_into_lines_with_context_and_panics_are_explained() {
+        let lines = Arc::new(Lines::default());
+        let out = super::Output::new("r", "x#1", lines.clone());
+        out.write(b"EXEC r/x#1\n\nthread '<unnamed>' (1) panicked at src/lib.rs:51:5:\nstep ");
+        out.write(b"exploded\nnote: run with `RUST_BACKTRACE=1`\nno newline");
+        out.finish();
         assert_eq!(
-            tail.explanation().as_deref(),
+            *lines.0.lock().expect("lock"),
+            [
+                "r/x#1: EXEC r/x#1",
+                "r/x#1: ",
+                "r/x#1: thread '<unnamed>' (1) panicked at src/lib.rs:51:5:",
+                "r/x#1: step exploded",
+                "r/x#1: note: run with `RUST_BACKTRACE=1`",
+                "r/x#1: no newline",
+            ]
+        );
+        assert_eq!(
+            out.explanation().as_deref(),
             Some("panicked at src/lib.rs:51:5: step exploded")
         );
-        let plain = super::StderrTail::default();
-        plain.keep(b"first\nlast words\n\n");
-        assert_eq!(plain.explanation().as_deref(), Some("last words"));
+        let plain = super::Output::new("r", "", lines);
+        plain.write(b"first\nlast words\n\n");
+        assert_eq!(plain.explanation(), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ const HIRE: &str = r#"{"name":"Ada Lovelace","email":"ada@example.com"}"#;
 fn interval(stderr: &str, step: &str) -> (u128, u128) {
     let line = stderr
         .lines()
-        .find(|l| l.contains(&format!("[guest] {step}:")))
+        .find(|l| l.contains(&format!("{step}#1 | ")))
         .unwrap_or_else(|| panic!("no line of {step} in:\n{stderr}"));
     let words: Vec<&str> = line.split_whitespace().collect();
     let at = |w: &str| {
@@ -37,12 +37,9 @@ fn crash_after_create_record_then_resume_does_not_rerun_it_and_matches_an_uninte
 
     let env = Env::new();
     let crashed = env.crash_after(wasm, HIRE, "ada", "create_record#1"); // killed by SIGKILL
-    assert_eq!(
-        crashed.stderr().matches("[guest] create_record:").count(),
-        1
-    );
+    assert_eq!(crashed.stderr().matches("create_record#1 | ").count(), 1);
     assert!(
-        !crashed.stderr().contains("[guest] provision_laptop"),
+        !crashed.stderr().contains("provision_laptop#1 | "),
         "{}",
         crashed.stderr()
     );
@@ -55,7 +52,7 @@ fn crash_after_create_record_then_resume_does_not_rerun_it_and_matches_an_uninte
     assert_eq!(resumed.success(), expected);
     let err = resumed.stderr();
     // The body of create_record did not run again: its own line is absent.
-    assert!(!err.contains("[guest] create_record:"), "{err}");
+    assert!(!err.contains("create_record#1 | "), "{err}");
     assert!(
         err.contains("create_record#1") && err.contains("recovered"),
         "{err}"

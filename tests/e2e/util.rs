@@ -29,7 +29,7 @@ pub fn guest(name: &str) -> PathBuf {
         let out = Command::new(cargo)
             .current_dir(root())
             .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args(["-p", "onboarding", "-p", "testbed", "-p", "diverge"])
+            .args(["-p", "onboarding", "-p", "testbed", "-p", "diverge", "-p", "raw", "-p", "hello"])
             .arg("--target-dir")
             .arg(&target)
             .env_remove("CARGO_TARGET_DIR")
@@ -212,7 +212,7 @@ impl Run {
 pub fn executed_in(stderr: &str) -> Vec<String> {
     stderr
         .lines()
-        .filter_map(|l| l.strip_prefix("EXEC "))
+        .filter_map(|l| l.split_once("EXEC ").map(|(_, k)| k))
         .map(|k| k.split_once('/').map_or(k, |(_, key)| key).to_string())
         .collect()
 }

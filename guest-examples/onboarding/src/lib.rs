@@ -1,9 +1,9 @@
 //! Onboarding a new hire: create their record, then provision a laptop and
 //! grant system access in parallel, then summarize.
 //!
-//! Each step body prints what it does on stderr (with wall-clock times), so
-//! you can see which bodies ran on a given drive and that the two parallel
-//! steps overlap.
+//! Each step body prints what it does (with wall-clock times); the host shows
+//! each line with the step it came from, so you can see which bodies ran on
+//! a given drive and that the two parallel steps overlap.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -54,7 +54,7 @@ struct Summary {
 /// Prints one line on stderr with a single write, so that the lines of the
 /// two parallel steps never interleave.
 fn say(line: String) {
-    let _ = std::io::stderr().write_all(format!("  [guest] {line}\n").as_bytes());
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
 }
 
 fn now_ms() -> u128 {

@@ -43,6 +43,7 @@ impl ExitCode {
                 ExitCode::Usage
             }
             RunError::Store(s) => ExitCode::of_store(s),
+            RunError::HistoryLimit { .. } => ExitCode::RunFailed,
             RunError::Instantiate(_) | RunError::Internal(_) => ExitCode::Failure,
         }
     }

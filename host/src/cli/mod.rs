@@ -2,6 +2,7 @@
 //! Everything user-facing about the CLI is here; the work is in the library.
 
 mod exit;
+mod grants;
 mod print;
 mod run;
 
@@ -95,6 +96,68 @@ pub struct DriveArgs {
     /// $XDG_CACHE_HOME/durable, else ~/.cache/durable].
     #[arg(long, value_name = "PATH")]
     pub cache_dir: Option<PathBuf>,
+
+    /// Let steps read environment variable NAME (its value here), or see
+    /// NAME=VALUE. Repeatable. Steps get no environment otherwise.
+    #[arg(long, value_name = "NAME[=VALUE]", help_heading = "Step capabilities")]
+    pub allow_env: Vec<String>,
+
+    /// Let steps read and write directory HOST_PATH, seen by the guest at
+    /// GUEST_PATH (default: the same path). Repeatable.
+    #[arg(
+        long,
+        value_name = "HOST_PATH[::GUEST_PATH]",
+        help_heading = "Step capabilities"
+    )]
+    pub allow_dir: Vec<String>,
+
+    /// Let steps read (only) directory HOST_PATH, seen at GUEST_PATH.
+    /// Repeatable.
+    #[arg(
+        long,
+        value_name = "HOST_PATH[::GUEST_PATH]",
+        help_heading = "Step capabilities"
+    )]
+    pub allow_dir_ro: Vec<String>,
+
+    /// Let steps open TCP connections to HOST:PORT (resolved at start).
+    /// Repeatable. Steps get no network otherwise.
+    #[arg(long, value_name = "HOST:PORT", help_heading = "Step capabilities")]
+    pub allow_tcp: Vec<String>,
+
+    /// Most memory one workflow or step instance may use, in MiB.
+    #[arg(
+        long,
+        value_name = "NUM",
+        default_value_t = 256,
+        help_heading = "Limits"
+    )]
+    pub max_memory_mb: usize,
+
+    /// Time one attempt of a step may take unless its options say
+    /// otherwise, in ms.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 300_000,
+        help_heading = "Limits"
+    )]
+    pub step_timeout_ms: u64,
+
+    /// Attempts per step unless its options say otherwise (1: no retries).
+    /// Retries wait 100 ms, then twice as long each time (at most 10 s),
+    /// less up to half at random.
+    #[arg(long, value_name = "NUM", default_value_t = 3, help_heading = "Limits")]
+    pub max_attempts: u32,
+
+    /// Largest step result or workflow output, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20, help_heading = "Limits")]
+    pub max_result_bytes: usize,
+
+    /// Largest total of recorded results in one run, in bytes; a run that
+    /// would exceed it fails.
+    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20, help_heading = "Limits")]
+    pub max_history_bytes: u64,
 }
 
 /// Runs the parsed command line.

@@ -26,8 +26,7 @@ impl Observer for Lines {
     fn step(&self, run_id: &str, key: &str, source: Source, outcome: &Outcome, elapsed: Duration) {
         let tail = match outcome {
             Outcome::Ok(_) => String::new(),
-            Outcome::Failed(m) => format!("  error: {m}"),
-            Outcome::Trapped(m) => format!("  trapped: {m}"),
+            failed => format!("  {}", failed.describe()),
         };
         let line = format!(
             "{}step {key:<24} {:<9} {:>9}{tail}\n",
@@ -36,6 +35,29 @@ impl Observer for Lines {
             human(elapsed)
         );
         // One write per line, so lines of parallel steps do not interleave.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn output(&self, run_id: &str, key: &str, line: &str) {
+        let at = if key.is_empty() { "workflow" } else { key };
+        let line = format!("{}  {at} | {line}\n", self.prefix(run_id));
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    }
+
+    fn attempt_failed(
+        &self,
+        run_id: &str,
+        key: &str,
+        attempt: u32,
+        outcome: &Outcome,
+        retry_in: Duration,
+    ) {
+        let line = format!(
+            "{}step {key:<24} attempt {attempt} {}; retrying in {}\n",
+            self.prefix(run_id),
+            outcome.describe(),
+            human(retry_in)
+        );
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 

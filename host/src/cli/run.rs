@@ -4,7 +4,9 @@ use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::Arc;
 
-use durable::runner::{Finished, RunError, Runtime, RuntimeConfig};
+use std::time::Duration;
+
+use durable::runner::{Finished, Limits, RetryPolicy, RunError, Runtime, RuntimeConfig};
 use durable::store::{RunStatus, Store};
 
 use super::print::Lines;
@@ -16,12 +18,28 @@ fn error(message: impl std::fmt::Display) {
 }
 
 fn runtime(store: Store, drive: &DriveArgs, many_runs: bool) -> Result<Runtime, ExitCode> {
+    let grants = super::grants::parse(drive).map_err(|e| {
+        error(e);
+        ExitCode::Usage
+    })?;
+    let limits = Limits {
+        memory_bytes: drive.max_memory_mb.saturating_mul(1 << 20),
+        step_timeout: Duration::from_millis(drive.step_timeout_ms),
+        max_result_bytes: drive.max_result_bytes,
+        max_history_bytes: drive.max_history_bytes,
+        retry: RetryPolicy {
+            max_attempts: drive.max_attempts.max(1),
+            ..RetryPolicy::default()
+        },
+    };
     let mut config = RuntimeConfig {
         max_concurrent_steps: drive.max_parallel,
         crash_after: drive.crash_after.clone(),
         observer: Arc::new(Lines {
             with_run: many_runs,
         }),
+        limits,
+        grants,
         ..RuntimeConfig::default()
     };
     if let Some(dir) = &drive.cache_dir {

@@ -9,4 +9,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use durable::workflow::types::{Call, LogLevel, StepError};
+pub use self::durable::workflow::types::{Call, LogLevel, RetryPolicy, StepError, StepOptions};

@@ -1,7 +1,9 @@
 //! One drive of one run: the state every instance of the run shares, the
-//! history lookup, executing a step in a fresh instance, and committing its
-//! outcome before anyone sees it.
+//! history lookup, executing a step (attempts, timeouts, retries) in fresh
+//! instances, and committing its outcome before anyone sees it.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,12 +11,13 @@ use tokio::sync::Semaphore;
 
 use super::RunError;
 use super::bindings::WorkflowPre;
+use super::limits::{Limits, StepPolicy};
 use super::observer::{Observer, Source};
 use super::state::HostState;
 use crate::history::{History, Planned};
 use crate::owner::Owner;
-use crate::sandbox::StderrTail;
-use crate::store::{ComponentSwitch, Outcome, StepRecord, Store, now_ms};
+use crate::sandbox::{Grants, Output};
+use crate::store::{AttemptRecord, ComponentSwitch, Outcome, StepRecord, Store, now_ms};
 
 /// What all instances of one drive of a run share.
 pub(crate) struct Drive {
@@ -26,37 +29,59 @@ pub(crate) struct Drive {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) observer: Arc<dyn Observer>,
     pub(crate) crash_after: Option<String>,
-    /// Set when the run must stop (divergence, store failure): the trap
-    /// that unwinds the guest then is ours, not the guest's.
+    pub(crate) limits: Limits,
+    pub(crate) grants: Arc<Grants>,
+    /// Failed attempts recorded by earlier drives, per step key.
+    prior_attempts: HashMap<String, u32>,
+    /// Bytes of recorded outcomes, checked against the history limit.
+    history_bytes: AtomicU64,
+    /// Set when the run must stop (divergence, store failure, a limit): the
+    /// trap that unwinds the guest then is ours, not the guest's.
     fatal: Mutex<Option<RunError>>,
     /// A new component's switch, written with the first new commit.
     switch: Mutex<Option<ComponentSwitch>>,
 }
 
+/// What the runtime hands a new drive.
+pub(crate) struct DriveSetup {
+    pub(crate) run_id: String,
+    pub(crate) pre: WorkflowPre<HostState>,
+    pub(crate) store: Store,
+    pub(crate) owner: Owner,
+    pub(crate) history: History,
+    pub(crate) prior_attempts: HashMap<String, u32>,
+    pub(crate) permits: Arc<Semaphore>,
+    pub(crate) observer: Arc<dyn Observer>,
+    pub(crate) crash_after: Option<String>,
+    pub(crate) limits: Limits,
+    pub(crate) grants: Arc<Grants>,
+    pub(crate) switch: Option<ComponentSwitch>,
+}
+
+/// How one attempt ended.
+struct Attempt {
+    outcome: Outcome,
+    retryable: bool,
+}
+
 impl Drive {
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
-        run_id: String,
-        pre: WorkflowPre<HostState>,
-        store: Store,
-        owner: Owner,
-        history: History,
-        permits: Arc<Semaphore>,
-        observer: Arc<dyn Observer>,
-        crash_after: Option<String>,
-        switch: Option<ComponentSwitch>,
-    ) -> Drive {
+    pub(crate) fn new(s: DriveSetup) -> Drive {
+        let history_bytes = s.history.total_bytes();
         Drive {
-            run_id,
-            pre,
-            store,
-            owner,
-            history,
-            permits,
-            observer,
-            crash_after,
+            run_id: s.run_id,
+            pre: s.pre,
+            store: s.store,
+            owner: s.owner,
+            history: s.history,
+            permits: s.permits,
+            observer: s.observer,
+            crash_after: s.crash_after,
+            limits: s.limits,
+            grants: s.grants,
+            prior_attempts: s.prior_attempts,
+            history_bytes: AtomicU64::new(history_bytes),
             fatal: Mutex::new(None),
-            switch: Mutex::new(switch),
+            switch: Mutex::new(s.switch),
         }
     }
 
@@ -107,58 +132,137 @@ impl Drive {
         }
     }
 
-    /// Runs step `call` in a fresh instance and commits its outcome.
+    /// Runs step `call` until an attempt succeeds, fails permanently, or
+    /// its retry policy gives up; commits the outcome and returns it.
     ///
-    /// Waits for a permit of the host-wide step limit first.
+    /// Each attempt is a fresh instance holding a permit of the host-wide
+    /// step limit; backoff waits hold none.
     pub(crate) async fn execute(
         self: Arc<Self>,
         call: Planned,
         input: String,
+        policy: StepPolicy,
     ) -> Result<Outcome, RunError> {
+        let mut attempt = self.prior_attempts.get(&call.key).copied().unwrap_or(0);
+        loop {
+            attempt += 1;
+            let started_at = now_ms();
+            let started = Instant::now();
+            let Attempt { outcome, retryable } =
+                self.attempt(&call, &input, policy.timeout).await?;
+            let elapsed = started.elapsed();
+            let failed = (!matches!(outcome, Outcome::Ok(_))).then(|| AttemptRecord {
+                key: call.key.clone(),
+                attempt,
+                outcome: outcome.clone(),
+                started_at_ms: started_at,
+                finished_at_ms: now_ms(),
+            });
+            let last = failed.is_none() || !retryable || attempt >= policy.retry.max_attempts;
+            if last {
+                self.commit(&call, outcome.clone(), attempt, started_at, failed)
+                    .await?;
+                self.observer
+                    .step(&self.run_id, &call.key, Source::Executed, &outcome, elapsed);
+                self.crash_if_asked(&call.key);
+                return Ok(outcome);
+            }
+            let wait = policy.retry.backoff_with_jitter(attempt, random_u64());
+            self.store
+                .commit_attempt(
+                    &self.run_id,
+                    &self.owner,
+                    failed.expect("a failed attempt is not last only if it failed"),
+                )
+                .await?;
+            self.observer
+                .attempt_failed(&self.run_id, &call.key, attempt, &outcome, wait);
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One attempt: a fresh instance, a permit, the timeout and the limits.
+    async fn attempt(
+        self: &Arc<Self>,
+        call: &Planned,
+        input: &str,
+        timeout: Duration,
+    ) -> Result<Attempt, RunError> {
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| RunError::Internal("the step limiter was closed".into()))?;
-        let started_at = now_ms();
-        let started = Instant::now();
-        let output = StderrTail::default();
-        let state = HostState::for_step(self.clone(), &call.key, permit, &output);
+        let output = Output::new(&self.run_id, &call.key, self.observer.clone());
+        let state = HostState::for_step(self.clone(), &call.key, permit, &output)
+            .map_err(|e| RunError::Internal(format!("{e:#}")))?;
         let mut store = wasmtime::Store::new(self.pre.engine(), state);
-        let instance = self
-            .pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(|e| RunError::Instantiate(format!("{e:#}")))?;
-        let result = instance
-            .durable_workflow_steps()
-            .call_run_step(&mut store, &call.name, &input)
-            .await;
+        store.limiter(|s| s.limiter());
+        // Yield to tokio at every epoch tick: a busy guest neither blocks a
+        // worker thread nor escapes the timeout below.
+        store.epoch_deadline_async_yield_and_update(1);
+        let work = async {
+            let instance = self.pre.instantiate_async(&mut store).await?;
+            instance
+                .durable_workflow_steps()
+                .call_run_step(&mut store, &call.name, &input.to_string())
+                .await
+        };
+        let result = tokio::time::timeout(timeout, work).await;
         drop(store);
-        let outcome = match result {
-            Ok(Ok(json)) => match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
-                Ok(_) => Outcome::Ok(json),
-                Err(e) => Outcome::Failed(format!("step {} returned invalid JSON: {e}", call.key)),
+        output.finish();
+        if let Some(fatal) = self.take_fatal() {
+            return Err(fatal);
+        }
+        let timeout_ms = timeout.as_millis() as u64;
+        Ok(match result {
+            Err(_) => Attempt {
+                outcome: Outcome::TimedOut(timeout_ms),
+                retryable: true,
             },
-            Ok(Err(message)) => Outcome::Failed(message),
-            Err(trap) => {
-                if let Some(fatal) = self.take_fatal() {
-                    return Err(fatal);
-                }
+            Ok(Ok(Ok(json))) => self.check_result(call, json),
+            Ok(Ok(Err(failure))) => Attempt {
+                outcome: Outcome::Failed(failure.message),
+                retryable: failure.retryable,
+            },
+            Ok(Err(trap)) => {
                 let mut message = trap_message(&trap);
-                if let Some(said) = output.explanation() {
+                if let Some(said) = output.explanation()
+                    && !message.contains(&said)
+                {
                     message = format!("{said} ({message})");
                 }
-                Outcome::Trapped(message)
+                Attempt {
+                    outcome: Outcome::Trapped(message),
+                    retryable: true,
+                }
             }
+        })
+    }
+
+    /// A step's value must be JSON and within the result size limit; if it
+    /// is not, the step failed, and trying again would not change that.
+    fn check_result(&self, call: &Planned, json: String) -> Attempt {
+        let permanent = |m: String| Attempt {
+            outcome: Outcome::Failed(m),
+            retryable: false,
         };
-        let elapsed = started.elapsed();
-        self.commit(&call, outcome.clone(), started_at).await?;
-        self.observer
-            .step(&self.run_id, &call.key, Source::Executed, &outcome, elapsed);
-        self.crash_if_asked(&call.key);
-        Ok(outcome)
+        if json.len() > self.limits.max_result_bytes {
+            return permanent(format!(
+                "step {} returned {} bytes, over the result size limit of {} bytes (--max-result-bytes)",
+                call.key,
+                json.len(),
+                self.limits.max_result_bytes
+            ));
+        }
+        match serde_json::from_str::<serde::de::IgnoredAny>(&json) {
+            Ok(_) => Attempt {
+                outcome: Outcome::Ok(json),
+                retryable: false,
+            },
+            Err(e) => permanent(format!("step {} returned invalid JSON: {e}", call.key)),
+        }
     }
 
     /// Commits an outcome the host produced itself (`now-ms`, `random-u64`).
@@ -167,7 +271,8 @@ impl Drive {
         call: &Planned,
         outcome: Outcome,
     ) -> Result<Outcome, RunError> {
-        self.commit(call, outcome.clone(), now_ms()).await?;
+        self.commit(call, outcome.clone(), 1, now_ms(), None)
+            .await?;
         Ok(outcome)
     }
 
@@ -175,8 +280,19 @@ impl Drive {
         &self,
         call: &Planned,
         outcome: Outcome,
+        attempts: u32,
         started_at_ms: i64,
+        last_attempt: Option<AttemptRecord>,
     ) -> Result<(), RunError> {
+        let size = outcome.size() as u64;
+        let total = self.history_bytes.fetch_add(size, Ordering::SeqCst) + size;
+        if total > self.limits.max_history_bytes {
+            return Err(RunError::HistoryLimit {
+                run: self.run_id.clone(),
+                key: call.key.clone(),
+                limit: self.limits.max_history_bytes,
+            });
+        }
         let record = StepRecord {
             key: call.key.clone(),
             parent: call.parent.clone(),
@@ -184,13 +300,13 @@ impl Drive {
             name: call.name.clone(),
             input_digest: call.input_digest.clone(),
             outcome,
-            attempts: 1,
+            attempts,
             started_at_ms,
             finished_at_ms: now_ms(),
         };
         let switch = self.take_switch();
         self.store
-            .commit_step(&self.run_id, &self.owner, record, switch)
+            .commit_step(&self.run_id, &self.owner, record, last_attempt, switch)
             .await
             .map_err(RunError::Store)
     }
@@ -202,6 +318,13 @@ impl Drive {
             crash_now();
         }
     }
+}
+
+fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    // Jitter only; without OS randomness it is simply zero.
+    let _ = getrandom::fill(&mut b);
+    u64::from_le_bytes(b)
 }
 
 /// Ends the process at once with SIGKILL: no destructors, no flushing, no

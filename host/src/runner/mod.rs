@@ -10,6 +10,7 @@
 
 pub(crate) mod bindings;
 mod drive;
+mod limits;
 mod observer;
 mod state;
 
@@ -20,14 +21,16 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 pub use drive::human;
+pub use limits::{Limits, RetryPolicy};
 pub use observer::{Level, Observer, Silent, Source};
 pub use state::HostState;
 
 use crate::engine::{Engine, LoadError, LoadedWorkflow};
 use crate::history::{Divergence, History};
 use crate::owner::{LEASE_MS, Owner};
+use crate::sandbox::{Grants, Output};
 use crate::store::{Claim, ComponentSwitch, NewRun, RunRecord, RunStatus, Store, StoreError};
-use drive::{Drive, trap_message};
+use drive::{Drive, DriveSetup, trap_message};
 
 /// Why a run could not be driven to an end. A run that *failed* (its
 /// workflow returned an error or trapped) is not a `RunError`: it is a
@@ -58,6 +61,19 @@ pub enum RunError {
     /// Instantiating the component failed.
     #[error("could not instantiate the workflow: {0}")]
     Instantiate(String),
+    /// Recording one more outcome would take the run's history over the
+    /// limit; the run fails with this message.
+    #[error(
+        "run {run:?} stopped at step {key}: its history would exceed the history size limit of {limit} bytes (--max-history-bytes)"
+    )]
+    HistoryLimit {
+        /// The run id.
+        run: String,
+        /// The step whose outcome did not fit.
+        key: String,
+        /// The limit.
+        limit: u64,
+    },
     /// A bug in the host.
     #[error("internal error: {0}")]
     Internal(String),
@@ -82,6 +98,10 @@ pub struct RuntimeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Receives progress.
     pub observer: Arc<dyn Observer>,
+    /// Limits and retry defaults.
+    pub limits: Limits,
+    /// What step instances may use.
+    pub grants: Grants,
 }
 
 impl Default for RuntimeConfig {
@@ -91,6 +111,8 @@ impl Default for RuntimeConfig {
             crash_after: None,
             cache_dir: Engine::default_cache_dir(),
             observer: Arc::new(Silent),
+            limits: Limits::default(),
+            grants: Grants::default(),
         }
     }
 }
@@ -103,6 +125,8 @@ pub struct Runtime {
     permits: Arc<Semaphore>,
     crash_after: Option<String>,
     observer: Arc<dyn Observer>,
+    limits: Limits,
+    grants: Arc<Grants>,
     loaded: Mutex<HashMap<String, LoadedWorkflow>>,
 }
 
@@ -119,6 +143,8 @@ impl Runtime {
             permits: Arc::new(Semaphore::new(config.max_concurrent_steps.max(1))),
             crash_after: config.crash_after,
             observer: config.observer,
+            limits: config.limits,
+            grants: Arc::new(config.grants),
             loaded: Mutex::new(HashMap::new()),
         })
     }
@@ -260,17 +286,26 @@ impl Runtime {
         switch: Option<ComponentSwitch>,
     ) -> Result<Finished, RunError> {
         let history = History::new(self.store.history(&run.id).await?);
-        let drive = Arc::new(Drive::new(
-            run.id.clone(),
-            workflow.pre.clone(),
-            self.store.clone(),
-            self.owner.clone(),
+        let prior_attempts = self
+            .store
+            .attempt_counts(&run.id)
+            .await?
+            .into_iter()
+            .collect();
+        let drive = Arc::new(Drive::new(DriveSetup {
+            run_id: run.id.clone(),
+            pre: workflow.pre.clone(),
+            store: self.store.clone(),
+            owner: self.owner.clone(),
             history,
-            self.permits.clone(),
-            self.observer.clone(),
-            self.crash_after.clone(),
+            prior_attempts,
+            permits: self.permits.clone(),
+            observer: self.observer.clone(),
+            crash_after: self.crash_after.clone(),
+            limits: self.limits,
+            grants: self.grants.clone(),
             switch,
-        ));
+        }));
         let lease = tokio::spawn(renew_lease(
             self.store.clone(),
             run.id.clone(),
@@ -278,10 +313,18 @@ impl Runtime {
         ));
         let outcome = run_workflow(&drive, &run).await;
         lease.abort();
-        if let Some(fatal) = drive.take_fatal() {
-            return Err(fatal);
-        }
+        let outcome = match drive.take_fatal() {
+            // A limit ends the run for good: it would be hit again.
+            Some(e @ RunError::HistoryLimit { .. }) => Ok(Err(e.to_string())),
+            Some(fatal) => return Err(fatal),
+            None => outcome,
+        };
         let result = match outcome {
+            Ok(Ok(output)) if output.len() > self.limits.max_result_bytes => Err(format!(
+                "the workflow's output is {} bytes, over the result size limit of {} bytes (--max-result-bytes)",
+                output.len(),
+                self.limits.max_result_bytes
+            )),
             Ok(Ok(output)) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
                 Ok(_) => Ok(output),
                 Err(e) => Err(format!("the workflow returned invalid JSON: {e}")),
@@ -317,15 +360,22 @@ async fn run_workflow(
     drive: &Arc<Drive>,
     run: &RunRecord,
 ) -> Result<Result<String, String>, WorkflowFailure> {
-    let output = crate::sandbox::StderrTail::default();
+    let output = Output::new(&run.id, "", drive.observer.clone());
     let state = HostState::for_workflow(drive.clone(), run.created_at_ms, run.seed, &output);
     let mut store = wasmtime::Store::new(drive.pre.engine(), state);
+    store.limiter(|s| s.limiter());
+    // Yield at every epoch tick, so that a busy workflow does not hold a
+    // worker thread that its own parallel steps need.
+    store.epoch_deadline_async_yield_and_update(1);
     let instance = drive
         .pre
         .instantiate_async(&mut store)
         .await
         .map_err(|e| WorkflowFailure::Instantiate(format!("{e:#}")))?;
-    match instance.call_run(&mut store, &run.input).await {
+    let result = instance.call_run(&mut store, &run.input).await;
+    drop(store);
+    output.finish();
+    match result {
         Ok(result) => Ok(result),
         // A trap after the host stopped the run is the host's; the caller
         // reports the fatal error instead.

@@ -49,6 +49,24 @@ pub trait Observer: Send + Sync {
     /// A guest wrote a log line; `key` is the step whose body logged, or
     /// empty for the workflow itself.
     fn log(&self, run_id: &str, key: &str, level: Level, message: &str);
+
+    /// A guest printed a line on its stdout or stderr; `key` as for `log`.
+    fn output(&self, run_id: &str, key: &str, line: &str) {
+        let _ = (run_id, key, line);
+    }
+
+    /// Attempt `attempt` of a step failed and the step will be tried again
+    /// after `retry_in`.
+    fn attempt_failed(
+        &self,
+        run_id: &str,
+        key: &str,
+        attempt: u32,
+        outcome: &Outcome,
+        retry_in: Duration,
+    ) {
+        let _ = (run_id, key, attempt, outcome, retry_in);
+    }
 }
 
 /// An observer that drops everything.

@@ -10,8 +10,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::RunError;
 use super::bindings::durable::workflow::{durable, types};
-use super::bindings::{Call, LogLevel, StepError};
+use super::bindings::{Call, LogLevel, StepError, StepOptions};
 use super::drive::Drive;
+use super::limits::{MemoryLimit, StepPolicy};
 use super::observer::Level;
 use crate::history::{self, Context, Planned};
 use crate::sandbox;
@@ -27,6 +28,7 @@ pub struct HostState {
     /// is given back while the step waits on steps of its own, so nested
     /// steps can never starve their parents of permits.
     permit: Option<OwnedSemaphorePermit>,
+    memory: MemoryLimit,
 }
 
 impl HostState {
@@ -34,30 +36,41 @@ impl HostState {
         drive: Arc<Drive>,
         start_ms: i64,
         seed: u64,
-        output: &sandbox::StderrTail,
+        output: &sandbox::Output,
     ) -> HostState {
         HostState {
             wasi: sandbox::workflow_ctx(start_ms, seed, output),
             table: ResourceTable::new(),
+            memory: MemoryLimit {
+                bytes: drive.limits.memory_bytes,
+            },
             drive,
             context: Context::root(),
             permit: None,
         }
     }
 
+    /// The store's resource limiter.
+    pub(crate) fn limiter(&mut self) -> &mut dyn wasmtime::ResourceLimiter {
+        &mut self.memory
+    }
+
     pub(crate) fn for_step(
         drive: Arc<Drive>,
         key: &str,
         permit: OwnedSemaphorePermit,
-        output: &sandbox::StderrTail,
-    ) -> HostState {
-        HostState {
-            wasi: sandbox::step_ctx(output),
+        output: &sandbox::Output,
+    ) -> anyhow::Result<HostState> {
+        Ok(HostState {
+            wasi: sandbox::step_ctx(&drive.grants, output)?,
             table: ResourceTable::new(),
+            memory: MemoryLimit {
+                bytes: drive.limits.memory_bytes,
+            },
             drive,
             context: Context::child_of(key),
             permit: Some(permit),
-        }
+        })
     }
 
     /// Gives back the permit while `wait` runs, then takes one again.
@@ -131,6 +144,7 @@ fn to_wit(outcome: Outcome) -> Result<String, StepError> {
         Outcome::Ok(v) => Ok(v),
         Outcome::Failed(m) => Err(StepError::Failed(m)),
         Outcome::Trapped(m) => Err(StepError::Trapped(m)),
+        Outcome::TimedOut(ms) => Err(StepError::TimedOut(ms)),
     }
 }
 
@@ -139,6 +153,7 @@ impl durable::Host for HostState {
         &mut self,
         name: String,
         input: String,
+        options: Option<StepOptions>,
     ) -> wasmtime::Result<Result<String, StepError>> {
         if let Some(refused) = refuse(&name, &input) {
             return Ok(Err(refused));
@@ -150,8 +165,9 @@ impl durable::Host for HostState {
             Ok(None) => {}
             Err(e) => return Err(drive.stop(e)),
         }
+        let policy = StepPolicy::resolve(&drive.limits, options.as_ref());
         match self
-            .without_permit(drive.clone().execute(call, input))
+            .without_permit(drive.clone().execute(call, input, policy))
             .await
         {
             Ok(outcome) => Ok(to_wit(outcome)),
@@ -168,8 +184,16 @@ impl durable::Host for HostState {
         // call is checked before anything runs, so a divergence is reported
         // at the first differing call and nothing new is committed.
         let mut results: Vec<Option<Result<String, StepError>>> = Vec::with_capacity(calls.len());
-        let mut pending: Vec<(usize, Planned, String)> = Vec::new();
-        for (i, Call { name, input }) in calls.into_iter().enumerate() {
+        let mut pending: Vec<(usize, Planned, String, StepPolicy)> = Vec::new();
+        for (
+            i,
+            Call {
+                name,
+                input,
+                options,
+            },
+        ) in calls.into_iter().enumerate()
+        {
             if let Some(refused) = refuse(&name, &input) {
                 results.push(Some(Err(refused)));
                 continue;
@@ -179,7 +203,8 @@ impl durable::Host for HostState {
                 Ok(Some(outcome)) => results.push(Some(to_wit(outcome))),
                 Ok(None) => {
                     results.push(None);
-                    pending.push((i, call, input));
+                    let policy = StepPolicy::resolve(&drive.limits, options.as_ref());
+                    pending.push((i, call, input, policy));
                 }
                 Err(e) => return Err(drive.stop(e)),
             }
@@ -193,9 +218,9 @@ impl durable::Host for HostState {
         let joined = self
             .without_permit(async {
                 let mut set = JoinSet::new();
-                for (i, call, input) in pending {
+                for (i, call, input, policy) in pending {
                     let drive = drive.clone();
-                    set.spawn(async move { (i, drive.execute(call, input).await) });
+                    set.spawn(async move { (i, drive.execute(call, input, policy).await) });
                 }
                 let mut done = Vec::with_capacity(set.len());
                 while let Some(joined) = set.join_next().await {

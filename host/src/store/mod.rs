@@ -20,7 +20,9 @@ use std::sync::Arc;
 use rusqlite::{OptionalExtension, Row, Transaction, params};
 
 use crate::owner::{LEASE_MS, Owner};
-pub use types::{Claim, ComponentSwitch, NewRun, Outcome, RunRecord, RunStatus, StepRecord};
+pub use types::{
+    AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, RunRecord, RunStatus, StepRecord,
+};
 use writer::Writer;
 
 /// Errors of the store. Messages name the run or the file concerned.
@@ -279,6 +281,7 @@ impl Store {
         run_id: &str,
         owner: &Owner,
         record: StepRecord,
+        last_attempt: Option<AttemptRecord>,
         switch: Option<ComponentSwitch>,
     ) -> Result<(), StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
@@ -288,6 +291,9 @@ impl Store {
                 renew(tx, &run_id, &owner, now)?;
                 if let Some(switch) = switch {
                     switch_component(tx, &run_id, &switch, now)?;
+                }
+                if let Some(attempt) = &last_attempt {
+                    insert_attempt(tx, &run_id, attempt)?;
                 }
                 tx.execute(
                     "INSERT INTO steps (run_id, key, parent, position, name, input_digest,
@@ -309,6 +315,93 @@ impl Store {
                 )
                 .map_err(sql("committing a step"))?;
                 Ok(())
+            })
+            .await
+    }
+
+    /// Records a failed attempt of a step that will be tried again.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when another process owns the run now.
+    pub async fn commit_attempt(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+        attempt: AttemptRecord,
+    ) -> Result<(), StoreError> {
+        let (run_id, owner) = (run_id.to_string(), owner.to_string());
+        self.writer
+            .transact(move |tx| {
+                renew(tx, &run_id, &owner, now_ms())?;
+                insert_attempt(tx, &run_id, &attempt)
+            })
+            .await
+    }
+
+    /// For each step of the run with failed attempts, the number of the
+    /// last one recorded (so a resumed step continues the count).
+    pub async fn attempt_counts(&self, run_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
+        let run_id = run_id.to_string();
+        self.writer
+            .transact(move |tx| {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT key, max(attempt) FROM attempts WHERE run_id = ?1 GROUP BY key",
+                    )
+                    .map_err(sql("reading attempts"))?;
+                let rows = stmt
+                    .query_map([&run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .map_err(sql("reading attempts"))?;
+                rows.collect::<Result<Vec<_>, _>>()
+                    .map_err(sql("reading attempts"))
+            })
+            .await
+    }
+
+    /// The failed attempts of one step, oldest first.
+    pub async fn attempts(
+        &self,
+        run_id: &str,
+        key: &str,
+    ) -> Result<Vec<AttemptRecord>, StoreError> {
+        let (run_id, key) = (run_id.to_string(), key.to_string());
+        self.writer
+            .transact(move |tx| {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT attempt, outcome, value, started_at_ms, finished_at_ms FROM attempts
+                         WHERE run_id = ?1 AND key = ?2 ORDER BY attempt",
+                    )
+                    .map_err(sql("reading attempts"))?;
+                let rows = stmt
+                    .query_map([&run_id, &key], |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                        ))
+                    })
+                    .map_err(sql("reading attempts"))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (attempt, kind, value, started_at_ms, finished_at_ms) =
+                        row.map_err(sql("reading attempts"))?;
+                    let outcome = Outcome::from_parts(&kind, value).ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "attempt {attempt} of {key} has outcome {kind:?}"
+                        ))
+                    })?;
+                    out.push(AttemptRecord {
+                        key: key.clone(),
+                        attempt,
+                        outcome,
+                        started_at_ms,
+                        finished_at_ms,
+                    });
+                }
+                Ok(out)
             })
             .await
     }
@@ -499,6 +592,24 @@ fn switch_component(
         params![run_id, switch.digest],
     )
     .map_err(sql("switching the run's component"))?;
+    Ok(())
+}
+
+fn insert_attempt(tx: &Transaction<'_>, run_id: &str, a: &AttemptRecord) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO attempts (run_id, key, attempt, outcome, value, started_at_ms, finished_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            run_id,
+            a.key,
+            a.attempt,
+            a.outcome.kind(),
+            a.outcome.payload(),
+            a.started_at_ms,
+            a.finished_at_ms
+        ],
+    )
+    .map_err(sql("recording an attempt"))?;
     Ok(())
 }
 

@@ -60,6 +60,39 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, key),
         UNIQUE (run_id, parent, position)
     ) STRICT, WITHOUT ROWID;
+
+    "#,
+    // 2: steps may time out; failed attempts are kept.
+    r#"
+    CREATE TABLE steps_v2 (
+        run_id         TEXT NOT NULL REFERENCES runs(id),
+        key            TEXT NOT NULL,
+        parent         TEXT NOT NULL,
+        position       INTEGER NOT NULL,
+        name           TEXT NOT NULL,
+        input_digest   TEXT NOT NULL,
+        outcome        TEXT NOT NULL CHECK (outcome IN ('ok', 'failed', 'trapped', 'timed-out')),
+        value          TEXT NOT NULL,
+        attempts       INTEGER NOT NULL,
+        started_at_ms  INTEGER NOT NULL,
+        finished_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (run_id, key),
+        UNIQUE (run_id, parent, position)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO steps_v2 SELECT * FROM steps;
+    DROP TABLE steps;
+    ALTER TABLE steps_v2 RENAME TO steps;
+
+    CREATE TABLE attempts (
+        run_id         TEXT NOT NULL REFERENCES runs(id),
+        key            TEXT NOT NULL,
+        attempt        INTEGER NOT NULL,
+        outcome        TEXT NOT NULL CHECK (outcome IN ('failed', 'trapped', 'timed-out')),
+        value          TEXT NOT NULL,
+        started_at_ms  INTEGER NOT NULL,
+        finished_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (run_id, key, attempt)
+    ) STRICT, WITHOUT ROWID;
     "#,
 ];
 

@@ -74,6 +74,8 @@ pub enum Outcome {
     Failed(String),
     /// The step's instance trapped with this message.
     Trapped(String),
+    /// The last attempt ran out of time; the payload is the timeout in ms.
+    TimedOut(u64),
 }
 
 impl Outcome {
@@ -82,12 +84,32 @@ impl Outcome {
             Outcome::Ok(_) => "ok",
             Outcome::Failed(_) => "failed",
             Outcome::Trapped(_) => "trapped",
+            Outcome::TimedOut(_) => "timed-out",
         }
     }
 
-    pub(crate) fn payload(&self) -> &str {
+    pub(crate) fn payload(&self) -> String {
         match self {
-            Outcome::Ok(s) | Outcome::Failed(s) | Outcome::Trapped(s) => s,
+            Outcome::Ok(s) | Outcome::Failed(s) | Outcome::Trapped(s) => s.clone(),
+            Outcome::TimedOut(ms) => ms.to_string(),
+        }
+    }
+
+    /// Bytes this outcome adds to the history.
+    pub fn size(&self) -> usize {
+        match self {
+            Outcome::Ok(s) | Outcome::Failed(s) | Outcome::Trapped(s) => s.len(),
+            Outcome::TimedOut(_) => 8,
+        }
+    }
+
+    /// A one-line description of a failure (empty for `Ok`).
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Ok(_) => String::new(),
+            Outcome::Failed(m) => format!("error: {m}"),
+            Outcome::Trapped(m) => format!("trapped: {m}"),
+            Outcome::TimedOut(ms) => format!("timed out after {ms} ms"),
         }
     }
 
@@ -96,6 +118,7 @@ impl Outcome {
             "ok" => Outcome::Ok(payload),
             "failed" => Outcome::Failed(payload),
             "trapped" => Outcome::Trapped(payload),
+            "timed-out" => Outcome::TimedOut(payload.parse().ok()?),
             _ => return None,
         })
     }
@@ -162,4 +185,20 @@ pub struct ComponentSwitch {
     pub digest: String,
     /// Its bytes.
     pub bytes: std::sync::Arc<Vec<u8>>,
+}
+
+/// One failed attempt of a step, kept for inspection: the step's final
+/// outcome is its [`StepRecord`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptRecord {
+    /// The step's full key.
+    pub key: String,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// How it failed.
+    pub outcome: Outcome,
+    /// When it started, in ms since the Unix epoch.
+    pub started_at_ms: i64,
+    /// When it ended.
+    pub finished_at_ms: i64,
 }

@@ -6,7 +6,11 @@
 use std::io::Write;
 use std::time::Duration;
 
-use durable_sdk::{Error, StepError, idempotency_key, parallel, step};
+use std::hash::{BuildHasher, Hasher};
+
+use durable_sdk::{
+    Error, Failure, Retry, StepError, idempotency_key, now_ms, parallel, random_u64, step,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -17,6 +21,8 @@ struct Input {
     n: u32,
     #[serde(default)]
     delay_ms: u64,
+    #[serde(default)]
+    probes: Vec<Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -25,10 +31,18 @@ struct Work {
     delay_ms: u64,
 }
 
-/// One write per line, so lines of parallel steps never interleave.
+/// Says that this body runs: on stderr, and as a line appended to
+/// `/exec/log` when the host granted the directory `/exec`.
 fn mark() {
     let line = format!("EXEC {}\n", idempotency_key());
     let _ = std::io::stderr().write_all(line.as_bytes());
+    if let Ok(mut log) = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open("/exec/log")
+    {
+        let _ = log.write_all(line.as_bytes());
+    }
 }
 
 fn work(w: Work) -> Result<Value, String> {
@@ -69,6 +83,97 @@ fn step_c(v: Value) -> Result<Value, String> {
     Ok(json!({ "c": v }))
 }
 
+/// Fails until it has been attempted `n` times, counting attempts in a
+/// file of the granted directory `/state`.
+fn flaky(n: u32) -> Result<Value, String> {
+    mark();
+    let path = format!("/state/{}", idempotency_key().replace('/', "_"));
+    let seen: u32 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+        + 1;
+    std::fs::write(&path, seen.to_string()).map_err(|e| format!("cannot write {path}: {e}"))?;
+    if seen < n {
+        return Err(format!("attempt {seen} fails"));
+    }
+    Ok(json!({ "succeeded_on_attempt": seen }))
+}
+
+fn refuse(v: Value) -> Result<Value, Failure> {
+    mark();
+    Err(Failure::permanent(format!("{v} is never acceptable")))
+}
+
+fn spin(_: Value) -> Result<Value, String> {
+    mark();
+    let mut x: u64 = 0;
+    loop {
+        x = std::hint::black_box(x.wrapping_add(1));
+    }
+}
+
+fn bomb(_: Value) -> Result<Value, String> {
+    mark();
+    let mut hoard: Vec<Vec<u8>> = Vec::new();
+    loop {
+        hoard.push(vec![1u8; 1 << 20]);
+        std::hint::black_box(&hoard);
+    }
+}
+
+fn big(bytes: usize) -> Result<Value, String> {
+    mark();
+    Ok(Value::String("x".repeat(bytes)))
+}
+
+/// Tries one thing the sandbox may deny, and says what happened.
+fn probe(what: Value) -> Result<Value, String> {
+    mark();
+    let kind = what["kind"].as_str().unwrap_or_default();
+    let arg = what["arg"].as_str().unwrap_or_default();
+    let result: Result<String, String> = match kind {
+        "read" => std::fs::read_to_string(arg).map_err(|e| e.to_string()),
+        "list" => std::fs::read_dir(arg)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .map_err(|e| e.to_string()),
+        "write" => std::fs::write(arg, "written by a step")
+            .map(|_| "written".to_string())
+            .map_err(|e| e.to_string()),
+        "env" => std::env::var(arg).map_err(|e| e.to_string()),
+        "tcp" => std::net::TcpStream::connect(arg)
+            .and_then(|mut s| {
+                use std::io::Read;
+                let mut buf = String::new();
+                s.read_to_string(&mut buf).map(|_| buf)
+            })
+            .map_err(|e| e.to_string()),
+        other => Err(format!("unknown probe {other}")),
+    };
+    Ok(match result {
+        Ok(v) => json!({ "ok": v }),
+        Err(e) => json!({ "err": e }),
+    })
+}
+
+/// What the workflow instance reads from WASI and from the host's recorded
+/// sources, in one value.
+fn readings() -> Value {
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    // RandomState is keyed from WASI random.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(1);
+    json!({ "wall_ms": wall, "wasi_random": h.finish(), "now_ms": now_ms(), "random_u64": random_u64() })
+}
+
 /// A step whose body calls steps of its own (a nested context).
 fn fan(w: Work) -> Result<Value, String> {
     mark();
@@ -94,6 +199,7 @@ fn describe(r: Result<Value, StepError>) -> Value {
         Ok(v) => json!({ "ok": v }),
         Err(StepError::Failed(m)) => json!({ "failed": m }),
         Err(StepError::Trapped(m)) => json!({ "trapped": m }),
+        Err(StepError::TimedOut(ms)) => json!({ "timed_out": ms }),
         Err(StepError::Encoding(m)) => json!({ "encoding": m }),
     }
 }
@@ -133,15 +239,15 @@ fn run(input: Input) -> Result<Value, Error> {
             Ok(json!([a, b, c]))
         }
         "error" => {
-            let failed = describe(step!(fail).call(&json!(1)));
+            let failed = describe(step!(fail).retry(Retry::none()).call(&json!(1)));
             let after = step!(echo).call(&json!("after"))?;
             Ok(json!({ "fail": failed, "after": after }))
         }
         "trap" => {
-            let trapped = describe(step!(explode).call(&json!(1)));
+            let trapped = describe(step!(explode).retry(Retry::none()).call(&json!(1)));
             let (a, b) = parallel!(
                 step!(echo).with(&json!("x")),
-                step!(explode).with(&json!(2))
+                step!(explode).retry(Retry::none()).with(&json!(2))
             );
             Ok(json!({ "trap": trapped, "parallel": [describe(a), describe(b)] }))
         }
@@ -150,6 +256,64 @@ fn run(input: Input) -> Result<Value, Error> {
             panic!("the workflow itself panicked")
         }
         "workflow-error" => Err(Error("the workflow gave up".into())),
+        "flaky" => {
+            let r = step!(flaky)
+                .retry(Retry::attempts(5).initial_backoff_ms(10))
+                .call(&input.n);
+            Ok(describe(r))
+        }
+        "always-fails" => {
+            let r = step!(fail)
+                .retry(Retry::attempts(3).initial_backoff_ms(10))
+                .call(&json!("again"));
+            Ok(describe(r))
+        }
+        "permanent" => Ok(describe(
+            step!(refuse).retry(Retry::attempts(5)).call(&json!(7)),
+        )),
+        "loop" => {
+            let spun = step!(spin)
+                .timeout(Duration::from_millis(input.delay_ms))
+                .retry(Retry::attempts(2).initial_backoff_ms(10))
+                .call(&json!(null));
+            let after = step!(echo).call(&json!("still alive"))?;
+            Ok(json!({ "loop": describe(spun), "after": after }))
+        }
+        "bomb" => {
+            let r = step!(bomb).retry(Retry::none()).call(&json!(null));
+            let after = step!(echo).call(&json!("still alive"))?;
+            Ok(json!({ "bomb": describe(r), "after": after }))
+        }
+        "big" => Ok(describe(step!(big).call(&(input.n as usize)))),
+        "history" => {
+            for i in 0..input.n {
+                step!(big)
+                    .retry(Retry::none())
+                    .call(&(1000 + i as usize % 2))?;
+            }
+            Ok(json!("done"))
+        }
+        "probe" => {
+            let results: Vec<Value> = input
+                .probes
+                .iter()
+                .map(|p| {
+                    step!(probe)
+                        .retry(Retry::none())
+                        .call(p)
+                        .unwrap_or_else(|e| json!({ "step": e.to_string() }))
+                })
+                .collect();
+            Ok(json!(results))
+        }
+        "deterministic" => {
+            let before = readings();
+            println!("READINGS {before}");
+            step!(echo).call(&json!("a"))?;
+            let after = readings();
+            step!(echo).call(&json!("b"))?;
+            Ok(json!({ "before": before, "after": after }))
+        }
         "seq3" => {
             let a = step!(step_a).call(&json!(1))?;
             let b = step!(step_b).call(&json!(2))?;
@@ -160,4 +324,7 @@ fn run(input: Input) -> Result<Value, Error> {
     }
 }
 
-durable_sdk::workflow!(run: run, steps: [work, echo, fail, explode, step_a, step_b, step_c, fan]);
+durable_sdk::workflow!(
+    run: run,
+    steps: [work, echo, fail, explode, step_a, step_b, step_c, fan, flaky, refuse, spin, bomb, big, probe]
+);

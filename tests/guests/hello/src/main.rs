@@ -1,0 +1,5 @@
+//! A plain command component: not a durable workflow.
+
+fn main() {
+    println!("hello");
+}
