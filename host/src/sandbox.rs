@@ -104,7 +104,13 @@ pub fn step_ctx(grants: &Grants, output: &Output) -> anyhow::Result<WasiCtx> {
     } else {
         let allowed = Arc::new(grants.tcp_connect.clone());
         b.allow_tcp(true).socket_addr_check(move |addr, usage| {
-            let ok = matches!(usage, SocketAddrUse::TcpConnect) && allowed.contains(&addr);
+            let ok = match usage {
+                SocketAddrUse::TcpConnect => allowed.contains(&addr),
+                // The implicit bind that precedes a connect: the wildcard
+                // address with an OS-chosen port. Listening stays denied.
+                SocketAddrUse::TcpBind => addr.ip().is_unspecified() && addr.port() == 0,
+                _ => false,
+            };
             Box::pin(async move { ok })
         });
     }

@@ -169,3 +169,143 @@ fn a_second_start_loads_the_compiled_component_from_the_cache() {
         second.stderr()
     );
 }
+
+#[test]
+fn a_component_of_another_world_is_refused_naming_what_is_missing() {
+    let env = Env::new();
+    let run = env.run(&["run", &crate::util::wasm("hello")]);
+    run.expect_code(Some(2));
+    let err = run.stderr();
+    assert!(err.contains("is not a durable workflow component"), "{err}");
+    assert!(err.contains("durable:workflow/steps"), "{err}");
+    assert!(!env.db().exists() || env.query("SELECT count(*) FROM runs") == [["0"]]);
+}
+
+#[test]
+fn a_guest_that_returns_invalid_json_gets_a_clear_error() {
+    let env = Env::new();
+    let raw = crate::util::wasm("raw");
+    // From a step: the step fails (permanently), the workflow sees why.
+    let run = env.run(&["run", &raw, "--id", "s"]);
+    let out = run.success();
+    let msg = out["step_error"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("step garbage#1 returned invalid JSON"),
+        "{out}"
+    );
+    // From the workflow itself: the run fails.
+    let bad = env.run(&["run", &raw, "--input", r#""bad-output""#, "--id", "w"]);
+    bad.expect_code(Some(1));
+    assert!(
+        bad.stderr().contains("the workflow returned invalid JSON"),
+        "{}",
+        bad.stderr()
+    );
+}
+
+#[test]
+fn a_truncated_database_is_refused_and_not_overwritten() {
+    let env = Env::new();
+    env.run(&[
+        "run",
+        &crate::util::wasm("testbed"),
+        "--input",
+        r#"{"mode":"long","n":40}"#,
+        "--id",
+        "t",
+    ])
+    .success();
+    // Fold the WAL into the main file, then cut the file in the middle.
+    rusqlite::Connection::open(env.db())
+        .and_then(|c| c.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)"))
+        .expect("checkpoint");
+    let bytes = std::fs::read(env.db()).expect("read");
+    assert!(bytes.len() > 8192, "the database is large enough to cut");
+    std::fs::write(env.db(), &bytes[..bytes.len() / 2]).expect("truncate");
+    let cut = std::fs::read(env.db()).expect("read");
+    let run = env.run(&["resume", "t"]);
+    assert_ne!(run.out.status.code(), Some(0), "{}", run.stderr());
+    let err = run.stderr();
+    assert!(
+        err.contains("corrupt") || err.contains("malformed"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(env.db()).expect("read"),
+        cut,
+        "the file was changed"
+    );
+}
+
+#[test]
+fn a_database_of_a_newer_schema_is_refused() {
+    let env = Env::new();
+    env.run(&[
+        "run",
+        &crate::util::wasm("testbed"),
+        "--input",
+        r#"{"mode":"seq3"}"#,
+        "--id",
+        "n",
+    ])
+    .success();
+    rusqlite::Connection::open(env.db())
+        .and_then(|c| c.execute_batch("PRAGMA user_version = 99"))
+        .expect("bump");
+    let run = env.run(&["resume", "n"]);
+    run.expect_code(Some(2));
+    assert!(
+        run.stderr().contains("schema version 99"),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stderr().contains("upgrade durable"), "{}", run.stderr());
+}
+
+#[test]
+fn a_database_locked_by_another_process_gets_a_clear_message_after_a_wait() {
+    let env = Env::new();
+    let testbed = crate::util::wasm("testbed");
+    env.run(&[
+        "run",
+        &testbed,
+        "--input",
+        r#"{"mode":"seq3"}"#,
+        "--id",
+        "first",
+    ])
+    .success();
+    let holder = rusqlite::Connection::open(env.db()).expect("open");
+    holder
+        .execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let started = std::time::Instant::now();
+    let run = env.run(&[
+        "run",
+        &testbed,
+        "--input",
+        r#"{"mode":"seq3"}"#,
+        "--id",
+        "second",
+    ]);
+    run.expect_code(Some(6));
+    let err = run.stderr();
+    assert!(err.contains("locked by another process"), "{err}");
+    assert!(!err.to_lowercase().contains("sqlite_busy"), "{err}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "it waited for the lock first"
+    );
+    holder.execute_batch("ROLLBACK").expect("release");
+    // Once the lock is gone, the same command works and nothing was lost.
+    env.run(&[
+        "run",
+        &testbed,
+        "--input",
+        r#"{"mode":"seq3"}"#,
+        "--id",
+        "second",
+    ])
+    .success();
+    assert_eq!(env.query("SELECT count(*) FROM runs"), [["2"]]);
+}

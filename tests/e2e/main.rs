@@ -7,4 +7,6 @@ mod util;
 
 mod cli;
 mod crash;
+mod limits;
 mod replay;
+mod sandbox;

@@ -22,6 +22,15 @@ fn scratch() -> PathBuf {
 /// so the outer cargo's lock is not in the way) and returns the path of
 /// guest `name`'s component.
 pub fn guest(name: &str) -> PathBuf {
+    guest_path(name)
+}
+
+/// [`guest`] as a `String`, for argument lists.
+pub fn wasm(name: &str) -> String {
+    guest(name).to_str().expect("utf-8 path").to_string()
+}
+
+fn guest_path(name: &str) -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let target = scratch().join("guests");
@@ -29,7 +38,18 @@ pub fn guest(name: &str) -> PathBuf {
         let out = Command::new(cargo)
             .current_dir(root())
             .args(["build", "--release", "--target", "wasm32-wasip2"])
-            .args(["-p", "onboarding", "-p", "testbed", "-p", "diverge", "-p", "raw", "-p", "hello"])
+            .args([
+                "-p",
+                "onboarding",
+                "-p",
+                "testbed",
+                "-p",
+                "diverge",
+                "-p",
+                "raw",
+                "-p",
+                "hello",
+            ])
             .arg("--target-dir")
             .arg(&target)
             .env_remove("CARGO_TARGET_DIR")
@@ -120,6 +140,29 @@ impl Env {
             .expect("query")
             .map(|k| k.expect("row"))
             .collect()
+    }
+
+    /// The rows `sql` selects, each column as text.
+    pub fn query(&self, sql: &str) -> Vec<Vec<String>> {
+        let conn = rusqlite::Connection::open(self.db()).expect("open db");
+        let mut stmt = conn.prepare(sql).expect("prepare");
+        let n = stmt.column_count();
+        let mut q = stmt.query([]).expect("query");
+        let mut rows = Vec::new();
+        while let Some(r) = q.next().expect("row") {
+            rows.push(
+                (0..n)
+                    .map(|i| match r.get_ref(i).expect("column") {
+                        rusqlite::types::ValueRef::Text(t) => {
+                            String::from_utf8_lossy(t).into_owned()
+                        }
+                        rusqlite::types::ValueRef::Integer(i) => i.to_string(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect(),
+            );
+        }
+        rows
     }
 
     /// Every row of the run, step and component tables, as text: to show
