@@ -10,3 +10,4 @@ mod crash;
 mod limits;
 mod replay;
 mod sandbox;
+mod torture;
