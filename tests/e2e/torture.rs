@@ -2,7 +2,9 @@
 //! nested steps is killed at random moments (seeded) and resumed until it
 //! finishes.
 //!
-//! `DURABLE_TORTURE_KILLS` sets the number of kills (default 20);
+//! `DURABLE_TORTURE_KILLS` sets the number of kills (default 20),
+//! `DURABLE_TORTURE_LENGTH` the workflow's iterations (default 80, about 130
+//! steps; a long run needs more so that it outlasts its kills), and
 //! `DURABLE_TEST_SEED` replays a failing sequence. The figures are printed
 //! at the end (`cargo test torture -- --nocapture`).
 
@@ -10,8 +12,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::util::{Env, finish, wasm};
-
-const INPUT: &str = r#"{"mode":"long","n":80,"delay_ms":20}"#;
 
 fn seed() -> u64 {
     std::env::var("DURABLE_TEST_SEED")
@@ -66,10 +66,16 @@ fn sigkill_torture_loses_nothing_and_reruns_only_what_was_in_flight() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
+    let length: u32 = std::env::var("DURABLE_TORTURE_LENGTH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(80);
+    let input = format!(r#"{{"mode":"long","n":{length},"delay_ms":20}}"#);
+    let input = input.as_str();
 
     let clean = Env::new();
     let expected = clean
-        .run(&["run", &testbed, "--input", INPUT, "--id", "t"])
+        .run(&["run", &testbed, "--input", input, "--id", "t"])
         .success();
     let expected_steps = steps(&clean, "t");
     assert!(
@@ -103,7 +109,7 @@ fn sigkill_torture_loses_nothing_and_reruns_only_what_was_in_flight() {
                 "run",
                 &testbed,
                 "--input",
-                INPUT,
+                input,
                 "--id",
                 "t",
                 "--allow-dir",

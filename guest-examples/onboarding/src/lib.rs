@@ -84,7 +84,7 @@ fn create_record(hire: NewHire) -> Result<Record, String> {
         team: hire.team,
     };
     say(format!(
-        "create_record: created {} for {} at {}",
+        "created {} for {} at {}",
         record.employee_id,
         record.name,
         now_ms()
@@ -105,7 +105,7 @@ fn provision_laptop(record: Record) -> Result<Laptop, String> {
         .into(),
     };
     say(format!(
-        "provision_laptop: {} for {} from {start} to {}",
+        "assigned laptop {} to {} from {start} to {}",
         laptop.asset_tag,
         record.employee_id,
         now_ms()
@@ -124,7 +124,7 @@ fn grant_access(record: Record) -> Result<Access, String> {
         ],
     };
     say(format!(
-        "grant_access: {} groups for {} from {start} to {}",
+        "granted {} groups to {} from {start} to {}",
         access.groups.len(),
         record.employee_id,
         now_ms()

@@ -51,7 +51,9 @@ impl ExitCode {
     /// The code for a store error.
     pub fn of_store(e: &StoreError) -> ExitCode {
         match e {
-            StoreError::NotDurable { .. } | StoreError::NewerSchema { .. } => ExitCode::Usage,
+            StoreError::NotDurable { .. }
+            | StoreError::NewerSchema { .. }
+            | StoreError::Corrupt(_) => ExitCode::Usage,
             StoreError::RunNotFound(_) => ExitCode::NotFound,
             StoreError::Owned { .. } | StoreError::LeaseLost { .. } => ExitCode::Busy,
             _ => ExitCode::Failure,

@@ -122,6 +122,16 @@ impl StoreError {
             {
                 StoreError::Locked { context }
             }
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                ) =>
+            {
+                StoreError::Corrupt(format!(
+                    "the database file is damaged (found while {context}: {e}); it was not modified, restore it from a backup"
+                ))
+            }
             _ => StoreError::Sqlite { context, source: e },
         }
     }
