@@ -15,9 +15,10 @@ fn interval(stderr: &str, step: &str) -> (u128, u128) {
         .unwrap_or_else(|| panic!("no line of {step} in:\n{stderr}"));
     let words: Vec<&str> = line.split_whitespace().collect();
     let at = |w: &str| {
+        // The line ends "... from <ms> to <ms>".
         let i = words
             .iter()
-            .position(|x| *x == w)
+            .rposition(|x| *x == w)
             .expect("from/to in the line");
         words[i + 1].parse::<u128>().expect("a time")
     };
