@@ -42,6 +42,7 @@ fn steps_get_no_files_environment_or_network_unless_granted() {
         {"kind": "tcp", "arg": addr},
         {"kind": "read", "arg": "/data/f.txt"},
         {"kind": "write", "arg": "/data/new.txt"},
+        {"kind": "list", "arg": "/data"},
     ]);
 
     let denied = probe(&env, "denied", probes.clone(), &[]);
@@ -75,6 +76,7 @@ fn steps_get_no_files_environment_or_network_unless_granted() {
     // Read-only means read-only.
     assert!(granted[5]["err"].is_string(), "{}", granted[5]);
     assert!(!data.join("new.txt").exists());
+    assert_eq!(ok(&granted[6]), Some("f.txt"));
     server.join().expect("server");
 
     // A read-write grant lets the step write.
