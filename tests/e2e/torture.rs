@@ -101,8 +101,7 @@ fn sigkill_torture_loses_nothing_and_reruns_only_what_was_in_flight() {
         let committed_before = steps(&env, "t");
         // Alternate the two ways of continuing a run (`resume` only once the
         // run exists: a kill may land before the first drive created it).
-        let exists = env.db().exists()
-            && env.query("SELECT count(*) FROM sqlite_schema WHERE name = 'runs'") == [["1"]]
+        let exists = env.has_table("runs")
             && env.query("SELECT count(*) FROM runs WHERE id = 't'") == [["1"]];
         let args: Vec<&str> = if drives % 2 == 1 || !exists {
             vec![

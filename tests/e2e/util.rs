@@ -129,7 +129,7 @@ impl Env {
 
     /// Keys of the committed steps of `run`, read straight from the file.
     pub fn committed(&self, run: &str) -> BTreeSet<String> {
-        if !self.db().exists() {
+        if !self.has_table("steps") {
             return BTreeSet::new();
         }
         let conn = rusqlite::Connection::open(self.db()).expect("open db");
@@ -140,6 +140,15 @@ impl Env {
             .expect("query")
             .map(|k| k.expect("row"))
             .collect()
+    }
+
+    /// Whether the database exists and has `table` (a drive that was just
+    /// started may not have created the schema yet).
+    pub fn has_table(&self, table: &str) -> bool {
+        self.db().exists()
+            && self.query(&format!(
+                "SELECT count(*) FROM sqlite_schema WHERE name = '{table}'"
+            )) == [["1"]]
     }
 
     /// The rows `sql` selects, each column as text.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use durable::engine::Engine;
 use durable::runner::{Finished, Limits, RetryPolicy, RunError, Runtime, RuntimeConfig};
 use durable::store::{RunStatus, Store};
 
@@ -17,7 +18,7 @@ fn error(message: impl std::fmt::Display) {
     eprintln!("durable: {message}");
 }
 
-fn runtime(store: Store, drive: &DriveArgs, many_runs: bool) -> Result<Runtime, ExitCode> {
+fn config(drive: &DriveArgs, many_runs: bool) -> Result<RuntimeConfig, ExitCode> {
     let grants = super::grants::parse(drive).map_err(|e| {
         error(e);
         ExitCode::Usage
@@ -45,7 +46,11 @@ fn runtime(store: Store, drive: &DriveArgs, many_runs: bool) -> Result<Runtime, 
     if let Some(dir) = &drive.cache_dir {
         config.cache_dir = Some(dir.clone());
     }
-    Runtime::new(store, config).map_err(|e| {
+    Ok(config)
+}
+
+fn engine(config: &RuntimeConfig) -> Result<Engine, ExitCode> {
+    Engine::new(config.cache_dir.clone()).map_err(|e| {
         error(format_args!("could not start the engine: {e:#}"));
         ExitCode::Failure
     })
@@ -74,13 +79,16 @@ async fn run_inner(db: &Path, args: RunArgs) -> Result<ExitCode, ExitCode> {
         ));
         ExitCode::Usage
     })?;
-    let store = open(db).await?;
-    let rt = runtime(store.clone(), &args.drive, false)?;
+    let config = config(&args.drive, false)?;
+    let engine = engine(&config)?;
     let name = args.component.display().to_string();
-    let workflow = rt.load(&name, bytes).map_err(|e| {
+    // Load before opening the database: a bad component changes nothing.
+    let workflow = engine.load(&name, Arc::new(bytes)).map_err(|e| {
         error(chain(&e));
         ExitCode::Usage
     })?;
+    let store = open(db).await?;
+    let rt = Runtime::with_engine(engine, store.clone(), config);
     tracing::debug!(source = ?workflow.source, time = ?workflow.load_time, "component loaded");
     let run_id = args
         .id
@@ -97,13 +105,25 @@ async fn run_inner(db: &Path, args: RunArgs) -> Result<ExitCode, ExitCode> {
 
 /// `durable resume`.
 pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
+    if !db.exists() {
+        // Opening would create an empty database; there is nothing to resume.
+        error(format_args!(
+            "there is no database at {}: nothing to resume",
+            db.display()
+        ));
+        return if args.ids.is_empty() {
+            ExitCode::Success
+        } else {
+            ExitCode::NotFound
+        };
+    }
     let store = match open(db).await {
         Ok(s) => s,
         Err(code) => return code,
     };
     let single = args.ids.len() == 1;
-    let rt = match runtime(store.clone(), &args.drive, !single) {
-        Ok(rt) => rt,
+    let rt = match config(&args.drive, !single).and_then(|c| Ok((engine(&c)?, c))) {
+        Ok((engine, config)) => Runtime::with_engine(engine, store.clone(), config),
         Err(code) => return code,
     };
     let ids = if args.ids.is_empty() {

@@ -136,8 +136,16 @@ impl Runtime {
     /// # Errors
     /// When the wasmtime engine cannot be built.
     pub fn new(store: Store, config: RuntimeConfig) -> anyhow::Result<Runtime> {
-        Ok(Runtime {
-            engine: Engine::new(config.cache_dir)?,
+        let engine = Engine::new(config.cache_dir.clone())?;
+        Ok(Runtime::with_engine(engine, store, config))
+    }
+
+    /// Builds a runtime around an engine that already loaded components
+    /// (so that a bad component is refused before any database is opened).
+    /// `config.cache_dir` is ignored: the engine has its own.
+    pub fn with_engine(engine: Engine, store: Store, config: RuntimeConfig) -> Runtime {
+        Runtime {
+            engine,
             store,
             owner: Owner::current(),
             permits: Arc::new(Semaphore::new(config.max_concurrent_steps.max(1))),
@@ -146,7 +154,7 @@ impl Runtime {
             limits: config.limits,
             grants: Arc::new(config.grants),
             loaded: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// The store.
