@@ -91,6 +91,8 @@ pub struct Planned {
     pub name: String,
     /// Digest of the input.
     pub input_digest: String,
+    /// For a call of a `parallel` batch, the position of its first call.
+    pub batch: Option<u32>,
 }
 
 impl Context {
@@ -113,6 +115,11 @@ impl Context {
         &self.parent
     }
 
+    /// The position the next call will take.
+    pub fn next_position(&self) -> u32 {
+        self.position
+    }
+
     /// Assigns the next position and key to a call of `name` with `input`.
     pub fn plan(&mut self, name: &str, input: &str) -> Planned {
         let n = self.counts.entry(name.to_string()).or_insert(0);
@@ -130,6 +137,7 @@ impl Context {
             position,
             name: name.to_string(),
             input_digest: input_digest(input),
+            batch: None,
         }
     }
 }
@@ -292,6 +300,8 @@ mod tests {
             attempts: 1,
             started_at_ms: 0,
             finished_at_ms: 0,
+            drive: 1,
+            batch: call.batch,
         }
     }
 

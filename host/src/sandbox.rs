@@ -31,6 +31,7 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 use crate::runner::Observer;
+use crate::store::OutputLine;
 
 /// A directory a step may use.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,10 +130,17 @@ pub struct Output {
 struct OutputInner {
     run_id: String,
     key: String,
+    drive: u32,
     observer: Arc<dyn Observer>,
     pending: Vec<u8>,
     tail: Vec<u8>,
+    lines: Vec<OutputLine>,
+    kept_bytes: usize,
 }
+
+/// Most bytes of output kept per instance for the store; the rest is still
+/// shown, and a marker line says how much was dropped.
+const KEEP_BYTES: usize = 256 * 1024;
 
 /// How much of an instance's output is kept for trap messages.
 const TAIL_BYTES: usize = 4096;
@@ -140,17 +148,37 @@ const TAIL_BYTES: usize = 4096;
 const MAX_LINE: usize = 16 * 1024;
 
 impl Output {
-    /// Output of the instance running `key` (empty for the workflow) of `run_id`.
-    pub fn new(run_id: &str, key: &str, observer: Arc<dyn Observer>) -> Output {
+    /// Output of the instance running `key` (empty for the workflow) of
+    /// `run_id`, in drive `drive`.
+    pub fn new(run_id: &str, key: &str, drive: u32, observer: Arc<dyn Observer>) -> Output {
         Output {
             inner: Arc::new(Mutex::new(OutputInner {
                 run_id: run_id.to_string(),
                 key: key.to_string(),
+                drive,
                 observer,
                 pending: Vec::new(),
                 tail: Vec::new(),
+                lines: Vec::new(),
+                kept_bytes: 0,
             })),
         }
+    }
+
+    /// Records a `log` call of the guest (already shown by the caller).
+    pub fn log(&self, level: &str, message: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.keep(&format!("log:{level}"), message);
+        }
+    }
+
+    /// The lines printed and logged so far, to be stored; later lines
+    /// start a new batch.
+    pub fn take_lines(&self) -> Vec<OutputLine> {
+        self.inner
+            .lock()
+            .map(|mut i| std::mem::take(&mut i.lines))
+            .unwrap_or_default()
     }
 
     /// Passes on a last line that had no newline. Call when the instance is done.
@@ -201,10 +229,31 @@ impl Output {
 }
 
 impl OutputInner {
-    fn emit(&self, line: &[u8]) {
-        let line = String::from_utf8_lossy(line);
-        self.observer
-            .output(&self.run_id, &self.key, line.trim_end_matches('\r'));
+    fn emit(&mut self, line: &[u8]) {
+        let line = String::from_utf8_lossy(line)
+            .trim_end_matches('\r')
+            .to_string();
+        self.observer.output(&self.run_id, &self.key, &line);
+        self.keep("out", &line);
+    }
+
+    fn keep(&mut self, kind: &str, line: &str) {
+        if self.kept_bytes > KEEP_BYTES {
+            return;
+        }
+        self.kept_bytes += line.len();
+        let line = if self.kept_bytes > KEEP_BYTES {
+            format!("[durable: output beyond {KEEP_BYTES} bytes is not stored]")
+        } else {
+            line.to_string()
+        };
+        self.lines.push(OutputLine {
+            key: self.key.clone(),
+            drive: self.drive,
+            at_ms: crate::store::now_ms(),
+            kind: kind.to_string(),
+            line,
+        });
     }
 }
 
@@ -303,7 +352,7 @@ mod tests {
     #[test]
     fn output_is_split_into_lines_with_context_and_panics_are_explained() {
         let lines = Arc::new(Lines::default());
-        let out = super::Output::new("r", "x#1", lines.clone());
+        let out = super::Output::new("r", "x#1", 1, lines.clone());
         out.write(b"EXEC r/x#1\n\nthread '<unnamed>' (1) panicked at src/lib.rs:51:5:\nstep ");
         out.write(b"exploded\nnote: run with `RUST_BACKTRACE=1`\nno newline");
         out.finish();
@@ -322,7 +371,9 @@ mod tests {
             out.explanation().as_deref(),
             Some("panicked at src/lib.rs:51:5: step exploded")
         );
-        let plain = super::Output::new("r", "", lines);
+        assert_eq!(out.take_lines().len(), 6);
+        assert!(out.take_lines().is_empty());
+        let plain = super::Output::new("r", "", 1, lines);
         plain.write(b"first\nlast words\n\n");
         assert_eq!(plain.explanation(), None);
     }

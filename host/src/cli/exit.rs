@@ -12,7 +12,8 @@ Exit codes:
   3  no run with that id
   4  the run is driven by another process right now
   5  divergence: the workflow no longer matches the run's history
-  6  the database or the host failed (locked, I/O, internal error)";
+  6  the database or the host failed (locked, I/O, internal error)
+  7  the run was cancelled (or is being cancelled)";
 
 /// The process's exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -32,6 +33,8 @@ pub enum ExitCode {
     Divergence = 5,
     /// Store or host failure.
     Failure = 6,
+    /// The run was cancelled.
+    Cancelled = 7,
 }
 
 impl ExitCode {
@@ -44,6 +47,7 @@ impl ExitCode {
             }
             RunError::Store(s) => ExitCode::of_store(s),
             RunError::HistoryLimit { .. } => ExitCode::RunFailed,
+            RunError::Cancelled { .. } => ExitCode::Cancelled,
             RunError::Instantiate(_) | RunError::Internal(_) => ExitCode::Failure,
         }
     }
@@ -54,7 +58,9 @@ impl ExitCode {
             StoreError::NotDurable { .. }
             | StoreError::NewerSchema { .. }
             | StoreError::Corrupt(_) => ExitCode::Usage,
-            StoreError::RunNotFound(_) => ExitCode::NotFound,
+            StoreError::RunNotFound(_) | StoreError::StepNotFound { .. } => ExitCode::NotFound,
+            StoreError::RunExists(_) => ExitCode::Usage,
+            StoreError::AlreadyFinished { .. } => ExitCode::Usage,
             StoreError::Owned { .. } | StoreError::LeaseLost { .. } => ExitCode::Busy,
             _ => ExitCode::Failure,
         }

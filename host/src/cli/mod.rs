@@ -3,8 +3,12 @@
 
 mod exit;
 mod grants;
+mod inspect;
+mod json;
 mod print;
+mod progress;
 mod run;
+mod tree;
 
 use std::path::PathBuf;
 
@@ -44,6 +48,75 @@ pub enum Command {
     /// With one id, prints that run's output JSON on stdout. Otherwise
     /// prints one JSON object per run: {"id", "status", "output", "error"}.
     Resume(ResumeArgs),
+    /// List runs, newest first.
+    List(ListArgs),
+    /// Show a run: its input, status, output or error, and its step tree.
+    Show(ShowArgs),
+    /// Cancel a run: at once if no process drives it, else at its next
+    /// durable call (steps already running finish and are recorded).
+    Cancel(CancelArgs),
+    /// Start a new run from a copy of a run's history before a step, so that
+    /// the step and everything after it run again.
+    Fork(ForkArgs),
+}
+
+/// Arguments of `durable list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only runs with this status (running, succeeded, failed, cancelled).
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Only runs of this workflow.
+    #[arg(long, value_name = "NAME")]
+    pub workflow: Option<String>,
+    /// At most this many runs (0: all).
+    #[arg(long, value_name = "NUM", default_value_t = 50)]
+    pub limit: usize,
+    /// Print JSON (one array; see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `durable show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The run.
+    #[arg(value_name = "RUN_ID")]
+    pub id: String,
+    /// Add each step's log lines and captured stdout/stderr.
+    #[arg(long)]
+    pub logs: bool,
+    /// Print JSON (one object; see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `durable cancel`.
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// The run.
+    #[arg(value_name = "RUN_ID")]
+    pub id: String,
+}
+
+/// Arguments of `durable fork`.
+#[derive(Debug, Args)]
+pub struct ForkArgs {
+    /// The run to fork.
+    #[arg(value_name = "RUN_ID")]
+    pub id: String,
+    /// The first step to run again (a key as `durable show` prints it).
+    #[arg(long, value_name = "STEP_KEY")]
+    pub from_step: String,
+    /// The new run's id [default: <RUN_ID>-fork-<time>].
+    #[arg(long = "id", value_name = "NEW_ID")]
+    pub new_id: Option<String>,
+    /// Only create the new run; start it later with `durable resume`.
+    #[arg(long)]
+    pub no_start: bool,
+
+    #[command(flatten)]
+    pub drive: DriveArgs,
 }
 
 /// Arguments of `durable run`.
@@ -166,5 +239,9 @@ pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Run(args) => run::run(&db, args).await,
         Command::Resume(args) => run::resume(&db, args).await,
+        Command::List(args) => inspect::list(&db, args).await,
+        Command::Show(args) => inspect::show(&db, args).await,
+        Command::Cancel(args) => inspect::cancel(&db, args).await,
+        Command::Fork(args) => run::fork(&db, args).await,
     }
 }

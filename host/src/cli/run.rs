@@ -11,11 +11,23 @@ use durable::runner::{Finished, Limits, RetryPolicy, RunError, Runtime, RuntimeC
 use durable::store::{RunStatus, Store};
 
 use super::print::Lines;
-use super::{DriveArgs, ExitCode, ResumeArgs, RunArgs};
+use super::{DriveArgs, ExitCode, ForkArgs, ResumeArgs, RunArgs};
 
 /// Prints `durable: <message>` on stderr.
 fn error(message: impl std::fmt::Display) {
     eprintln!("durable: {message}");
+}
+
+/// The live view on a terminal, plain lines otherwise.
+fn observer(many_runs: bool) -> Arc<dyn durable::runner::Observer> {
+    let lines = Lines {
+        with_run: many_runs,
+    };
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        Arc::new(super::progress::Live::new(lines))
+    } else {
+        Arc::new(lines)
+    }
 }
 
 fn config(drive: &DriveArgs, many_runs: bool) -> Result<RuntimeConfig, ExitCode> {
@@ -36,9 +48,7 @@ fn config(drive: &DriveArgs, many_runs: bool) -> Result<RuntimeConfig, ExitCode>
     let mut config = RuntimeConfig {
         max_concurrent_steps: drive.max_parallel,
         crash_after: drive.crash_after.clone(),
-        observer: Arc::new(Lines {
-            with_run: many_runs,
-        }),
+        observer: observer(many_runs),
         limits,
         grants,
         ..RuntimeConfig::default()
@@ -172,6 +182,51 @@ pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
     code
 }
 
+/// `durable fork`.
+pub async fn fork(db: &Path, args: ForkArgs) -> ExitCode {
+    if !db.exists() {
+        error(format_args!("there is no database at {}", db.display()));
+        return ExitCode::NotFound;
+    }
+    let config = match config(&args.drive, false) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let store = match open(db).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let new_id = args
+        .new_id
+        .clone()
+        .unwrap_or_else(|| format!("{}-fork-{}", args.id, durable::store::now_ms()));
+    let forked = match store.fork(&args.id, &args.from_step, &new_id).await {
+        Ok(run) => run,
+        Err(e) => {
+            error(&e);
+            store.close().await;
+            return ExitCode::of_store(&e);
+        }
+    };
+    eprintln!(
+        "run {new_id}: forked from {} before step {}",
+        args.id, args.from_step
+    );
+    if args.no_start {
+        print_stdout(&forked.id);
+        store.close().await;
+        return ExitCode::Success;
+    }
+    let rt = match engine(&config) {
+        Ok(engine) => Runtime::with_engine(engine, store.clone(), config),
+        Err(code) => return code,
+    };
+    let code = report_one(&new_id, rt.resume(&new_id).await);
+    drop(rt);
+    store.close().await;
+    code
+}
+
 /// Reports a single run: output JSON on stdout, errors on stderr.
 fn report_one(run_id: &str, result: Result<Finished, RunError>) -> ExitCode {
     match result {
@@ -186,6 +241,10 @@ fn report_one(run_id: &str, result: Result<Finished, RunError>) -> ExitCode {
                 RunStatus::Succeeded => {
                     print_stdout(run.output.as_deref().unwrap_or("null"));
                     ExitCode::Success
+                }
+                RunStatus::Cancelled => {
+                    error(format_args!("run {run_id} was cancelled"));
+                    ExitCode::Cancelled
                 }
                 _ => {
                     error(format_args!(
@@ -211,10 +270,10 @@ fn report_line(run_id: &str, result: Result<Finished, RunError>) -> ExitCode {
                 .output
                 .as_deref()
                 .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok());
-            let code = if run.status == RunStatus::Succeeded {
-                ExitCode::Success
-            } else {
-                ExitCode::RunFailed
+            let code = match run.status {
+                RunStatus::Succeeded => ExitCode::Success,
+                RunStatus::Cancelled => ExitCode::Cancelled,
+                _ => ExitCode::RunFailed,
             };
             (
                 serde_json::json!({"id": run_id, "status": run.status.as_str(), "output": output, "error": run.error}),

@@ -3,7 +3,7 @@
 //! instances, and committing its outcome before anyone sees it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,9 @@ use super::state::HostState;
 use crate::history::{History, Planned};
 use crate::owner::Owner;
 use crate::sandbox::{Grants, Output};
-use crate::store::{AttemptRecord, ComponentSwitch, Outcome, StepRecord, Store, now_ms};
+use crate::store::{
+    AttemptRecord, ComponentSwitch, Outcome, OutputLine, StepCommit, StepRecord, Store, now_ms,
+};
 
 /// What all instances of one drive of a run share.
 pub(crate) struct Drive {
@@ -31,6 +33,10 @@ pub(crate) struct Drive {
     pub(crate) crash_after: Option<String>,
     pub(crate) limits: Limits,
     pub(crate) grants: Arc<Grants>,
+    /// This drive's number (the run's `drives` after the claim).
+    pub(crate) number: u32,
+    /// Set when the store reports that `durable cancel` asked to stop.
+    cancel_requested: AtomicBool,
     /// Failed attempts recorded by earlier drives, per step key.
     prior_attempts: HashMap<String, u32>,
     /// Bytes of recorded outcomes, checked against the history limit.
@@ -56,6 +62,7 @@ pub(crate) struct DriveSetup {
     pub(crate) limits: Limits,
     pub(crate) grants: Arc<Grants>,
     pub(crate) switch: Option<ComponentSwitch>,
+    pub(crate) number: u32,
 }
 
 /// How one attempt ended.
@@ -79,6 +86,8 @@ impl Drive {
             limits: s.limits,
             grants: s.grants,
             prior_attempts: s.prior_attempts,
+            number: s.number,
+            cancel_requested: AtomicBool::new(false),
             history_bytes: AtomicU64::new(history_bytes),
             fatal: Mutex::new(None),
             switch: Mutex::new(s.switch),
@@ -104,6 +113,24 @@ impl Drive {
 
     pub(crate) fn is_stopped(&self) -> bool {
         self.fatal.lock().map(|f| f.is_some()).unwrap_or(true)
+    }
+
+    /// Notes what the store said about a cancel request.
+    pub(crate) fn note_cancel(&self, requested: bool) {
+        if requested {
+            self.cancel_requested.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Stops the guest if the run was cancelled: called at every durable
+    /// call, so running steps finish and the workflow stops at its next one.
+    pub(crate) fn check_cancel(&self) -> Result<(), wasmtime::Error> {
+        if self.cancel_requested.load(Ordering::SeqCst) {
+            return Err(self.stop(RunError::Cancelled {
+                run: self.run_id.clone(),
+            }));
+        }
+        Ok(())
     }
 
     /// The pending component switch, for the run's final record.
@@ -148,7 +175,7 @@ impl Drive {
             attempt += 1;
             let started_at = now_ms();
             let started = Instant::now();
-            let Attempt { outcome, retryable } =
+            let (Attempt { outcome, retryable }, output) =
                 self.attempt(&call, &input, policy.timeout).await?;
             let elapsed = started.elapsed();
             let failed = (!matches!(outcome, Outcome::Ok(_))).then(|| AttemptRecord {
@@ -160,7 +187,7 @@ impl Drive {
             });
             let last = failed.is_none() || !retryable || attempt >= policy.retry.max_attempts;
             if last {
-                self.commit(&call, outcome.clone(), attempt, started_at, failed)
+                self.commit(&call, outcome.clone(), attempt, started_at, failed, output)
                     .await?;
                 self.observer
                     .step(&self.run_id, &call.key, Source::Executed, &outcome, elapsed);
@@ -168,13 +195,12 @@ impl Drive {
                 return Ok(outcome);
             }
             let wait = policy.retry.backoff_with_jitter(attempt, random_u64());
-            self.store
-                .commit_attempt(
-                    &self.run_id,
-                    &self.owner,
-                    failed.expect("a failed attempt is not last only if it failed"),
-                )
+            let failed = failed.expect("a failed attempt is not last only if it failed");
+            let cancel = self
+                .store
+                .commit_attempt(&self.run_id, &self.owner, failed, output)
                 .await?;
+            self.note_cancel(cancel);
             self.observer
                 .attempt_failed(&self.run_id, &call.key, attempt, &outcome, wait);
             tokio::time::sleep(wait).await;
@@ -187,14 +213,16 @@ impl Drive {
         call: &Planned,
         input: &str,
         timeout: Duration,
-    ) -> Result<Attempt, RunError> {
+    ) -> Result<(Attempt, Vec<OutputLine>), RunError> {
         let permit = self
             .permits
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| RunError::Internal("the step limiter was closed".into()))?;
-        let output = Output::new(&self.run_id, &call.key, self.observer.clone());
+        let output = Output::new(&self.run_id, &call.key, self.number, self.observer.clone());
+        self.observer.step_started(&self.run_id, &call.key);
+        tracing::debug!(run = %self.run_id, key = %call.key, "attempt started");
         let state = HostState::for_step(self.clone(), &call.key, permit, &output)
             .map_err(|e| RunError::Internal(format!("{e:#}")))?;
         let mut store = wasmtime::Store::new(self.pre.engine(), state);
@@ -216,7 +244,7 @@ impl Drive {
             return Err(fatal);
         }
         let timeout_ms = timeout.as_millis() as u64;
-        Ok(match result {
+        let attempt = match result {
             Err(_) => Attempt {
                 outcome: Outcome::TimedOut(timeout_ms),
                 retryable: true,
@@ -238,7 +266,8 @@ impl Drive {
                     retryable: true,
                 }
             }
-        })
+        };
+        Ok((attempt, output.take_lines()))
     }
 
     /// A step's value must be JSON and within the result size limit; if it
@@ -271,7 +300,7 @@ impl Drive {
         call: &Planned,
         outcome: Outcome,
     ) -> Result<Outcome, RunError> {
-        self.commit(call, outcome.clone(), 1, now_ms(), None)
+        self.commit(call, outcome.clone(), 1, now_ms(), None, Vec::new())
             .await?;
         Ok(outcome)
     }
@@ -283,6 +312,7 @@ impl Drive {
         attempts: u32,
         started_at_ms: i64,
         last_attempt: Option<AttemptRecord>,
+        output: Vec<OutputLine>,
     ) -> Result<(), RunError> {
         let size = outcome.size() as u64;
         let total = self.history_bytes.fetch_add(size, Ordering::SeqCst) + size;
@@ -303,12 +333,21 @@ impl Drive {
             attempts,
             started_at_ms,
             finished_at_ms: now_ms(),
+            drive: self.number,
+            batch: call.batch,
         };
-        let switch = self.take_switch();
-        self.store
-            .commit_step(&self.run_id, &self.owner, record, last_attempt, switch)
-            .await
-            .map_err(RunError::Store)
+        let commit = StepCommit {
+            record,
+            last_attempt,
+            output,
+            switch: self.take_switch(),
+        };
+        let cancel = self
+            .store
+            .commit_step(&self.run_id, &self.owner, commit)
+            .await?;
+        self.note_cancel(cancel);
+        Ok(())
     }
 
     /// `--crash-after`: die like a power cut right after `key` committed.

@@ -29,7 +29,9 @@ use crate::engine::{Engine, LoadError, LoadedWorkflow};
 use crate::history::{Divergence, History};
 use crate::owner::{LEASE_MS, Owner};
 use crate::sandbox::{Grants, Output};
-use crate::store::{Claim, ComponentSwitch, NewRun, RunRecord, RunStatus, Store, StoreError};
+use crate::store::{
+    Claim, ComponentSwitch, NewRun, OutputLine, RunEnd, RunRecord, RunStatus, Store, StoreError,
+};
 use drive::{Drive, DriveSetup, trap_message};
 
 /// Why a run could not be driven to an end. A run that *failed* (its
@@ -61,6 +63,13 @@ pub enum RunError {
     /// Instantiating the component failed.
     #[error("could not instantiate the workflow: {0}")]
     Instantiate(String),
+    /// `durable cancel` stopped the run (reported as a finished run with
+    /// status `cancelled`; this value only travels inside a drive).
+    #[error("run {run:?} was cancelled")]
+    Cancelled {
+        /// The run id.
+        run: String,
+    },
     /// Recording one more outcome would take the run's history over the
     /// limit; the run fails with this message.
     #[error(
@@ -313,17 +322,27 @@ impl Runtime {
             limits: self.limits,
             grants: self.grants.clone(),
             switch,
+            number: run.drives,
         }));
-        let lease = tokio::spawn(renew_lease(
-            self.store.clone(),
-            run.id.clone(),
-            self.owner.clone(),
-        ));
-        let outcome = run_workflow(&drive, &run).await;
+        tracing::debug!(run = %run.id, drive = run.drives, recorded = drive.history.len(), "drive starts");
+        let lease = tokio::spawn(renew_lease(drive.clone()));
+        let (outcome, output) = run_workflow(&drive, &run).await;
         lease.abort();
         let outcome = match drive.take_fatal() {
             // A limit ends the run for good: it would be hit again.
             Some(e @ RunError::HistoryLimit { .. }) => Ok(Err(e.to_string())),
+            Some(RunError::Cancelled { .. }) => {
+                self.store
+                    .finish_run(
+                        &run.id,
+                        &self.owner,
+                        RunEnd::Cancelled,
+                        drive.take_switch(),
+                        output,
+                    )
+                    .await?;
+                return self.finished(&run.id).await;
+            }
             Some(fatal) => return Err(fatal),
             None => outcome,
         };
@@ -343,14 +362,22 @@ impl Runtime {
                 return Err(RunError::Instantiate(message));
             }
         };
+        let end = match result {
+            Ok(out) => RunEnd::Succeeded(out),
+            Err(e) => RunEnd::Failed(e),
+        };
         self.store
-            .finish_run(&run.id, &self.owner, result, drive.take_switch())
+            .finish_run(&run.id, &self.owner, end, drive.take_switch(), output)
             .await?;
+        self.finished(&run.id).await
+    }
+
+    async fn finished(&self, run_id: &str) -> Result<Finished, RunError> {
         let run = self
             .store
-            .run(&run.id)
+            .run(run_id)
             .await?
-            .ok_or_else(|| StoreError::RunNotFound(run.id.clone()))?;
+            .ok_or_else(|| StoreError::RunNotFound(run_id.to_string()))?;
         debug_assert_ne!(run.status, RunStatus::Running);
         Ok(Finished {
             run,
@@ -367,9 +394,21 @@ enum WorkflowFailure {
 async fn run_workflow(
     drive: &Arc<Drive>,
     run: &RunRecord,
+) -> (
+    Result<Result<String, String>, WorkflowFailure>,
+    Vec<OutputLine>,
+) {
+    let output = Output::new(&run.id, "", drive.number, drive.observer.clone());
+    let result = call_workflow(drive, run, &output).await;
+    (result, output.take_lines())
+}
+
+async fn call_workflow(
+    drive: &Arc<Drive>,
+    run: &RunRecord,
+    output: &Output,
 ) -> Result<Result<String, String>, WorkflowFailure> {
-    let output = Output::new(&run.id, "", drive.observer.clone());
-    let state = HostState::for_workflow(drive.clone(), run.created_at_ms, run.seed, &output);
+    let state = HostState::for_workflow(drive.clone(), run.clock_ms, run.seed, output);
     let mut store = wasmtime::Store::new(drive.pre.engine(), state);
     store.limiter(|s| s.limiter());
     // Yield at every epoch tick, so that a busy workflow does not hold a
@@ -398,16 +437,21 @@ async fn run_workflow(
     }
 }
 
-/// Keeps the lease alive while a drive lasts (aborted when it ends).
-async fn renew_lease(store: Store, run_id: String, owner: Owner) {
-    let period = std::time::Duration::from_millis((LEASE_MS / 3) as u64);
+/// Keeps the lease alive while a drive lasts (aborted when it ends), and
+/// notices a cancel request even while no step commits.
+async fn renew_lease(drive: Arc<Drive>) {
+    let period = std::time::Duration::from_millis((LEASE_MS / 3) as u64).min(CANCEL_POLL);
     loop {
         tokio::time::sleep(period).await;
-        if let Err(e) = store.renew_lease(&run_id, &owner).await {
-            tracing::warn!(run = %run_id, error = %e, "could not renew the lease");
+        match drive.store.renew_lease(&drive.run_id, &drive.owner).await {
+            Ok(cancel) => drive.note_cancel(cancel),
+            Err(e) => tracing::warn!(run = %drive.run_id, error = %e, "could not renew the lease"),
         }
     }
 }
+
+/// How often a drive with no commits checks for a cancel request.
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 fn same_json(a: &str, b: &str) -> bool {
     match (

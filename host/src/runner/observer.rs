@@ -50,6 +50,11 @@ pub trait Observer: Send + Sync {
     /// empty for the workflow itself.
     fn log(&self, run_id: &str, key: &str, level: Level, message: &str);
 
+    /// An attempt of step `key` starts running (a fresh instance).
+    fn step_started(&self, run_id: &str, key: &str) {
+        let _ = (run_id, key);
+    }
+
     /// A guest printed a line on its stdout or stderr; `key` as for `log`.
     fn output(&self, run_id: &str, key: &str, line: &str) {
         let _ = (run_id, key, line);

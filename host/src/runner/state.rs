@@ -29,6 +29,7 @@ pub struct HostState {
     /// steps can never starve their parents of permits.
     permit: Option<OwnedSemaphorePermit>,
     memory: MemoryLimit,
+    output: sandbox::Output,
 }
 
 impl HostState {
@@ -40,6 +41,7 @@ impl HostState {
     ) -> HostState {
         HostState {
             wasi: sandbox::workflow_ctx(start_ms, seed, output),
+            output: output.clone(),
             table: ResourceTable::new(),
             memory: MemoryLimit {
                 bytes: drive.limits.memory_bytes,
@@ -63,6 +65,7 @@ impl HostState {
     ) -> anyhow::Result<HostState> {
         Ok(HostState {
             wasi: sandbox::step_ctx(&drive.grants, output)?,
+            output: output.clone(),
             table: ResourceTable::new(),
             memory: MemoryLimit {
                 bytes: drive.limits.memory_bytes,
@@ -89,6 +92,7 @@ impl HostState {
         name: &str,
         fresh: impl FnOnce() -> u64,
     ) -> wasmtime::Result<u64> {
+        self.drive.check_cancel()?;
         let call = self.context.plan(name, "");
         let drive = self.drive.clone();
         let outcome = match drive.lookup(&call) {
@@ -155,6 +159,7 @@ impl durable::Host for HostState {
         input: String,
         options: Option<StepOptions>,
     ) -> wasmtime::Result<Result<String, StepError>> {
+        self.drive.check_cancel()?;
         if let Some(refused) = refuse(&name, &input) {
             return Ok(Err(refused));
         }
@@ -179,7 +184,9 @@ impl durable::Host for HostState {
         &mut self,
         calls: Vec<Call>,
     ) -> wasmtime::Result<Vec<Result<String, StepError>>> {
+        self.drive.check_cancel()?;
         let drive = self.drive.clone();
+        let first = self.context.next_position();
         // Keys and positions are assigned in list order, and every recorded
         // call is checked before anything runs, so a divergence is reported
         // at the first differing call and nothing new is committed.
@@ -198,7 +205,8 @@ impl durable::Host for HostState {
                 results.push(Some(Err(refused)));
                 continue;
             }
-            let call = self.context.plan(&name, &input);
+            let mut call = self.context.plan(&name, &input);
+            call.batch = Some(first);
             match drive.lookup(&call) {
                 Ok(Some(outcome)) => results.push(Some(to_wit(outcome))),
                 Ok(None) => {
@@ -286,6 +294,8 @@ impl durable::Host for HostState {
         self.drive
             .observer
             .log(&self.drive.run_id, self.context.parent(), level, &message);
+        self.output
+            .log(&format!("{level:?}").to_lowercase(), &message);
         Ok(())
     }
 }

@@ -94,6 +94,51 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, key, attempt)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 3: cancelled runs, drive numbers, parallel batches, forks, and the
+    // output guests print, kept per step.
+    r#"
+    CREATE TABLE runs_v3 (
+        id                     TEXT PRIMARY KEY,
+        workflow               TEXT NOT NULL,
+        component_digest       TEXT NOT NULL REFERENCES components(digest),
+        input                  TEXT NOT NULL,
+        status                 TEXT NOT NULL
+                               CHECK (status IN ('running', 'succeeded', 'failed', 'cancelled')),
+        output                 TEXT,
+        error                  TEXT,
+        seed                   INTEGER NOT NULL,
+        created_at_ms          INTEGER NOT NULL,
+        finished_at_ms         INTEGER,
+        owner                  TEXT,
+        lease_until_ms         INTEGER,
+        clock_ms               INTEGER NOT NULL,
+        drives                 INTEGER NOT NULL DEFAULT 0,
+        cancel_requested_at_ms INTEGER,
+        forked_from            TEXT
+    ) STRICT;
+    INSERT INTO runs_v3
+        SELECT id, workflow, component_digest, input, status, output, error, seed,
+               created_at_ms, finished_at_ms, owner, lease_until_ms, created_at_ms, 1, NULL, NULL
+        FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v3 RENAME TO runs;
+    CREATE INDEX runs_by_status ON runs(status, created_at_ms);
+    CREATE INDEX runs_by_created ON runs(created_at_ms);
+
+    ALTER TABLE steps ADD COLUMN drive INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE steps ADD COLUMN batch INTEGER;
+
+    CREATE TABLE output (
+        id      INTEGER PRIMARY KEY,
+        run_id  TEXT NOT NULL REFERENCES runs(id),
+        key     TEXT NOT NULL,
+        drive   INTEGER NOT NULL,
+        at_ms   INTEGER NOT NULL,
+        kind    TEXT NOT NULL,
+        line    TEXT NOT NULL
+    ) STRICT;
+    CREATE INDEX output_by_step ON output(run_id, key, id);
+    "#,
 ];
 
 /// The schema version this build writes.
@@ -163,11 +208,14 @@ pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
             source: rusqlite::Error::InvalidQuery,
         });
     }
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+    conn.execute_batch("PRAGMA synchronous = FULL;")
         .map_err(sql)?;
-
+    // Migrations rebuild tables, which SQLite allows only with foreign keys
+    // off; they are checked once the migration is done.
     migrate(&conn, version)
         .map_err(|e| StoreError::from_sqlite("migrating the schema".into(), e))?;
+    conn.execute_batch("PRAGMA foreign_keys = ON;")
+        .map_err(sql)?;
     Ok(conn)
 }
 
@@ -188,6 +236,17 @@ fn migrate(conn: &Connection, from: i64) -> rusqlite::Result<()> {
     for (i, step) in MIGRATIONS.iter().enumerate().skip(now as usize) {
         tx.execute_batch(step)?;
         tx.execute_batch(&format!("PRAGMA user_version = {}", i + 1))?;
+    }
+    let broken: i64 = tx.query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+        r.get(0)
+    })?;
+    if broken > 0 {
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+            Some(format!(
+                "the migration left {broken} dangling references; nothing was changed"
+            )),
+        ));
     }
     tx.execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID}"))?;
     tx.commit()

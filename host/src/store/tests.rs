@@ -13,6 +13,15 @@ fn new_run(id: &str) -> NewRun {
     }
 }
 
+fn only(record: StepRecord) -> StepCommit {
+    StepCommit {
+        record,
+        last_attempt: None,
+        output: Vec::new(),
+        switch: None,
+    }
+}
+
 fn step(key: &str, position: u32) -> StepRecord {
     StepRecord {
         key: key.into(),
@@ -24,6 +33,8 @@ fn step(key: &str, position: u32) -> StepRecord {
         attempts: 1,
         started_at_ms: 1,
         finished_at_ms: 2,
+        drive: 1,
+        batch: None,
     }
 }
 
@@ -43,7 +54,7 @@ async fn concurrent_commits_are_all_durable_and_visible_to_another_connection() 
         let me = me.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .commit_step("r", &me, step(&format!("s#{}", i + 1), i), None, None)
+                .commit_step("r", &me, only(step(&format!("s#{}", i + 1), i)))
                 .await
         }));
     }
@@ -69,14 +80,14 @@ async fn a_committed_step_cannot_be_overwritten() {
     let me = Owner::current();
     store.claim_run(new_run("r"), &me).await.expect("claim");
     store
-        .commit_step("r", &me, step("a#1", 0), None, None)
+        .commit_step("r", &me, only(step("a#1", 0)))
         .await
         .expect("first");
     let mut again = step("a#1", 0);
     again.outcome = Outcome::Failed("other".into());
     assert!(
         store
-            .commit_step("r", &me, again, None, None)
+            .commit_step("r", &me, only(again))
             .await
             .is_err()
     );
@@ -105,7 +116,7 @@ async fn a_live_owner_keeps_the_run_and_a_release_hands_it_over() {
     // A commit by the non-owner is refused too.
     assert!(matches!(
         store
-            .commit_step("r", &other, step("a#1", 0), None, None)
+            .commit_step("r", &other, only(step("a#1", 0)))
             .await,
         Err(StoreError::LeaseLost { .. })
     ));

@@ -12,6 +12,8 @@ pub enum RunStatus {
     Succeeded,
     /// The workflow returned `Err` or trapped; the error is stored.
     Failed,
+    /// `durable cancel` stopped it; it will not run again.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -21,7 +23,13 @@ impl RunStatus {
             RunStatus::Running => "running",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
         }
+    }
+
+    /// The status named `s` (as [`RunStatus::as_str`] writes it).
+    pub fn parse_name(s: &str) -> Option<Self> {
+        Self::parse(s)
     }
 
     pub(crate) fn parse(s: &str) -> Option<Self> {
@@ -29,6 +37,7 @@ impl RunStatus {
             "running" => RunStatus::Running,
             "succeeded" => RunStatus::Succeeded,
             "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
             _ => return None,
         })
     }
@@ -63,6 +72,16 @@ pub struct RunRecord {
     pub created_at_ms: i64,
     /// When the run finished, in ms since the Unix epoch.
     pub finished_at_ms: Option<i64>,
+    /// The workflow instance's frozen WASI wall clock, in ms (the start of
+    /// the run, or of the run it was forked from).
+    pub clock_ms: i64,
+    /// How many times a process has taken the run up (this one included,
+    /// when returned by a claim).
+    pub drives: u32,
+    /// Whether `durable cancel` asked for the run to stop.
+    pub cancel_requested: bool,
+    /// `run-id/step-key` this run was forked from, if it was.
+    pub forked_from: Option<String>,
 }
 
 /// What a step produced: the value the workflow sees, forever.
@@ -146,6 +165,26 @@ pub struct StepRecord {
     pub started_at_ms: i64,
     /// When it finished.
     pub finished_at_ms: i64,
+    /// The drive (see [`RunRecord::drives`]) that committed it.
+    pub drive: u32,
+    /// For a call of a `parallel` batch, the position of the batch's first
+    /// call; `None` for a call made alone.
+    pub batch: Option<u32>,
+}
+
+/// A line a guest printed or logged, kept with the step it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLine {
+    /// The step's key; empty for the workflow itself.
+    pub key: String,
+    /// The drive it was printed in.
+    pub drive: u32,
+    /// When, in ms since the Unix epoch.
+    pub at_ms: i64,
+    /// `out` for stdout/stderr, `log:<level>` for `log` calls.
+    pub kind: String,
+    /// The line.
+    pub line: String,
 }
 
 /// A run to create, if its id is not taken yet.
@@ -201,4 +240,28 @@ pub struct AttemptRecord {
     pub started_at_ms: i64,
     /// When it ended.
     pub finished_at_ms: i64,
+}
+
+/// What [`super::Store::commit_step`] writes in one transaction.
+#[derive(Debug, Clone)]
+pub struct StepCommit {
+    /// The step's final record.
+    pub record: StepRecord,
+    /// Its last failed attempt, when it ended in failure.
+    pub last_attempt: Option<AttemptRecord>,
+    /// What its body printed or logged in its last attempt.
+    pub output: Vec<OutputLine>,
+    /// A new component for the run, switched with this first new commit.
+    pub switch: Option<ComponentSwitch>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunEnd {
+    /// The workflow returned this output.
+    Succeeded(String),
+    /// The workflow failed with this message.
+    Failed(String),
+    /// The run was cancelled.
+    Cancelled,
 }

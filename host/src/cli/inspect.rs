@@ -1,0 +1,285 @@
+//! `durable list`, `durable show` and `durable cancel`.
+
+use std::io::Write;
+use std::path::Path;
+
+use durable::store::{Cancelled, RunFilter, RunStatus, Store, StoreError};
+
+use super::json::{self, ListedRun, ShownRun};
+use super::{CancelArgs, ExitCode, ListArgs, ShowArgs, tree};
+
+fn error(message: impl std::fmt::Display) {
+    eprintln!("durable: {message}");
+}
+
+/// Opens an existing database; reading never creates one.
+async fn open_existing(db: &Path) -> Result<Option<Store>, ExitCode> {
+    if !db.exists() {
+        return Ok(None);
+    }
+    Store::open(db).await.map(Some).map_err(|e| {
+        error(&e);
+        ExitCode::of_store(&e)
+    })
+}
+
+fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    // A closed pipe (`| head`) is fine.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// `durable list`.
+pub async fn list(db: &Path, args: ListArgs) -> ExitCode {
+    let status = match args
+        .status
+        .as_deref()
+        .map(|s| RunStatus::parse_name(s).ok_or(s))
+    {
+        Some(Err(s)) => {
+            error(format_args!(
+                "--status {s}: expected running, succeeded, failed or cancelled"
+            ));
+            return ExitCode::Usage;
+        }
+        Some(Ok(s)) => Some(s),
+        None => None,
+    };
+    let store = match open_existing(db).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            print(if args.json { "[]\n" } else { "" });
+            return ExitCode::Success;
+        }
+        Err(code) => return code,
+    };
+    let filter = RunFilter {
+        status,
+        workflow: args.workflow.clone(),
+        limit: args.limit,
+    };
+    let runs = match store.list(filter).await {
+        Ok(r) => r,
+        Err(e) => {
+            error(&e);
+            return ExitCode::of_store(&e);
+        }
+    };
+    store.close().await;
+    if args.json {
+        let listed: Vec<ListedRun> = runs.iter().map(ListedRun::new).collect();
+        print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&listed).unwrap_or_default()
+        ));
+        return ExitCode::Success;
+    }
+    let mut text = format!(
+        "{:<36} {:<16} {:<10} {:<20} {:>10} {:>7} {:>9}\n",
+        "RUN", "WORKFLOW", "STATUS", "STARTED (UTC)", "DURATION", "STEPS", "EXEC/REC"
+    );
+    for s in &runs {
+        let r = &s.run;
+        let duration = r
+            .finished_at_ms
+            .map(|f| format_duration(f - r.created_at_ms))
+            .unwrap_or_else(|| "-".into());
+        text.push_str(&format!(
+            "{:<36} {:<16} {:<10} {:<20} {:>10} {:>7} {:>9}\n",
+            r.id,
+            r.workflow,
+            r.status.as_str(),
+            format_time(r.created_at_ms),
+            duration,
+            s.steps,
+            format!("{}/{}", s.executed, s.recovered)
+        ));
+    }
+    print(&text);
+    ExitCode::Success
+}
+
+/// `durable show`.
+pub async fn show(db: &Path, args: ShowArgs) -> ExitCode {
+    let store = match open_existing(db).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            error(StoreError::RunNotFound(args.id.clone()));
+            return ExitCode::NotFound;
+        }
+        Err(code) => return code,
+    };
+    let detail = match store.detail(&args.id, args.logs).await {
+        Ok(d) => d,
+        Err(e) => {
+            error(&e);
+            return ExitCode::of_store(&e);
+        }
+    };
+    store.close().await;
+    let steps = tree::build(&detail, args.logs);
+    let r = &detail.run;
+    let workflow_output = args.logs.then(|| {
+        detail
+            .output
+            .iter()
+            .filter(|l| l.key.is_empty())
+            .map(json::line)
+            .collect::<Vec<_>>()
+    });
+    let shown = ShownRun {
+        id: r.id.clone(),
+        workflow: r.workflow.clone(),
+        status: r.status.as_str(),
+        input: json::parse_json(&r.input),
+        output: r.output.as_deref().map(json::parse_json),
+        error: r.error.clone(),
+        created_at_ms: r.created_at_ms,
+        finished_at_ms: r.finished_at_ms,
+        duration_ms: r.finished_at_ms.map(|f| f - r.created_at_ms),
+        drives: r.drives,
+        component_digest: r.component_digest.clone(),
+        forked_from: r.forked_from.clone(),
+        cancel_requested: r.cancel_requested,
+        steps,
+        workflow_output,
+    };
+    if args.json {
+        print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&shown).unwrap_or_default()
+        ));
+        return ExitCode::Success;
+    }
+    let mut text = format!("run        {}\n", shown.id);
+    text.push_str(&format!(
+        "workflow   {} (component {})\n",
+        shown.workflow,
+        &shown.component_digest[..12.min(shown.component_digest.len())]
+    ));
+    let cancel = if shown.cancel_requested && r.status == RunStatus::Running {
+        ", cancel requested"
+    } else {
+        ""
+    };
+    text.push_str(&format!(
+        "status     {} after {} drive(s){cancel}\n",
+        shown.status, shown.drives
+    ));
+    text.push_str(&format!(
+        "started    {} UTC{}\n",
+        format_time(shown.created_at_ms),
+        shown
+            .duration_ms
+            .map(|d| format!(", took {}", format_duration(d)))
+            .unwrap_or_default()
+    ));
+    if let Some(f) = &shown.forked_from {
+        text.push_str(&format!("forked     from {f}\n"));
+    }
+    text.push_str(&format!("input      {}\n", shown.input));
+    if let Some(o) = &shown.output {
+        text.push_str(&format!("output     {o}\n"));
+    }
+    if let Some(e) = &shown.error {
+        text.push_str(&format!("error      {e}\n"));
+    }
+    text.push_str(&format!(
+        "steps      (executed: by drive {}; recovered: committed before it)\n",
+        shown.drives
+    ));
+    text.push_str(&tree::draw(&shown.steps));
+    if let Some(lines) = &shown.workflow_output
+        && !lines.is_empty()
+    {
+        text.push_str("workflow output\n");
+        for l in lines {
+            text.push_str(&format!("   | {}{}\n", tree::kind_prefix(&l.kind), l.line));
+        }
+    }
+    print(&text);
+    ExitCode::Success
+}
+
+/// `durable cancel`.
+pub async fn cancel(db: &Path, args: CancelArgs) -> ExitCode {
+    let store = match open_existing(db).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            error(StoreError::RunNotFound(args.id.clone()));
+            return ExitCode::NotFound;
+        }
+        Err(code) => return code,
+    };
+    let result = store.cancel(&args.id).await;
+    store.close().await;
+    match result {
+        Ok(Cancelled::Now) => {
+            eprintln!("durable: run {} is cancelled", args.id);
+            ExitCode::Success
+        }
+        Ok(Cancelled::Requested) => {
+            eprintln!(
+                "durable: run {} is being driven by another process; it stops at its next durable call",
+                args.id
+            );
+            ExitCode::Success
+        }
+        // Cancelling twice is fine.
+        Err(StoreError::AlreadyFinished {
+            status: RunStatus::Cancelled,
+            ..
+        }) => {
+            eprintln!("durable: run {} is cancelled", args.id);
+            ExitCode::Success
+        }
+        Err(e) => {
+            error(&e);
+            ExitCode::of_store(&e)
+        }
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (UTC) for ms since the Unix epoch.
+pub fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// `850 ms`, `12.3 s`, `4 min 5 s`.
+pub fn format_duration(ms: i64) -> String {
+    match ms {
+        ..1000 => format!("{ms} ms"),
+        ..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
+        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_and_durations_read_well() {
+        assert_eq!(super::format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(super::format_time(1_795_693_143_988), "2026-11-26 11:39:03");
+        assert_eq!(super::format_duration(850), "850 ms");
+        assert_eq!(super::format_duration(12_345), "12.3 s");
+        assert_eq!(super::format_duration(245_000), "4 min 5 s");
+    }
+}

@@ -1,0 +1,172 @@
+//! The `--json` shapes of the read verbs: the CLI's serialization boundary.
+//! Documented in docs/json.md; fields are only ever added.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use durable::store::{AttemptRecord, Outcome, OutputLine, RunRecord, RunSummary, StepRecord};
+
+/// A run in `durable list --json`.
+#[derive(Serialize)]
+pub struct ListedRun {
+    pub id: String,
+    pub workflow: String,
+    pub status: &'static str,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub steps: u32,
+    pub executed: u32,
+    pub recovered: u32,
+    pub drives: u32,
+    pub forked_from: Option<String>,
+}
+
+impl ListedRun {
+    pub fn new(s: &RunSummary) -> Self {
+        ListedRun {
+            id: s.run.id.clone(),
+            workflow: s.run.workflow.clone(),
+            status: s.run.status.as_str(),
+            created_at_ms: s.run.created_at_ms,
+            finished_at_ms: s.run.finished_at_ms,
+            duration_ms: s.run.finished_at_ms.map(|f| f - s.run.created_at_ms),
+            steps: s.steps,
+            executed: s.executed,
+            recovered: s.recovered,
+            drives: s.run.drives,
+            forked_from: s.run.forked_from.clone(),
+        }
+    }
+}
+
+/// A run in `durable show --json`.
+#[derive(Serialize)]
+pub struct ShownRun {
+    pub id: String,
+    pub workflow: String,
+    pub status: &'static str,
+    pub input: Value,
+    pub output: Option<Value>,
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+    pub finished_at_ms: Option<i64>,
+    pub duration_ms: Option<i64>,
+    pub drives: u32,
+    pub component_digest: String,
+    pub forked_from: Option<String>,
+    pub cancel_requested: bool,
+    pub steps: Vec<ShownStep>,
+    /// What the workflow itself printed (with --logs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow_output: Option<Vec<ShownLine>>,
+}
+
+/// A node of the step tree.
+#[derive(Serialize)]
+pub struct ShownStep {
+    pub key: String,
+    pub name: String,
+    /// ok, failed, trapped or timed-out.
+    pub status: &'static str,
+    pub value: Option<Value>,
+    pub error: Option<String>,
+    pub attempts: u32,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+    pub duration_ms: i64,
+    /// executed (by the run's last drive) or recovered (committed earlier).
+    pub source: &'static str,
+    pub drive: u32,
+    /// Position of the first call of its `parallel` batch, if any.
+    pub parallel: Option<u32>,
+    pub failed_attempts: Vec<ShownAttempt>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Vec<ShownLine>>,
+    pub children: Vec<ShownStep>,
+}
+
+#[derive(Serialize)]
+pub struct ShownAttempt {
+    pub attempt: u32,
+    pub status: &'static str,
+    pub error: String,
+    pub started_at_ms: i64,
+    pub finished_at_ms: i64,
+}
+
+#[derive(Serialize)]
+pub struct ShownLine {
+    pub drive: u32,
+    pub at_ms: i64,
+    /// out (stdout/stderr) or log:<level>.
+    pub kind: String,
+    pub line: String,
+}
+
+pub fn status(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Ok(_) => "ok",
+        Outcome::Failed(_) => "failed",
+        Outcome::Trapped(_) => "trapped",
+        Outcome::TimedOut(_) => "timed-out",
+    }
+}
+
+pub fn value_and_error(o: &Outcome) -> (Option<Value>, Option<String>) {
+    match o {
+        Outcome::Ok(v) => (
+            Some(serde_json::from_str(v).unwrap_or(Value::String(v.clone()))),
+            None,
+        ),
+        other => (None, Some(other.describe())),
+    }
+}
+
+pub fn attempt(a: &AttemptRecord) -> ShownAttempt {
+    ShownAttempt {
+        attempt: a.attempt,
+        status: status(&a.outcome),
+        error: a.outcome.describe(),
+        started_at_ms: a.started_at_ms,
+        finished_at_ms: a.finished_at_ms,
+    }
+}
+
+pub fn line(l: &OutputLine) -> ShownLine {
+    ShownLine {
+        drive: l.drive,
+        at_ms: l.at_ms,
+        kind: l.kind.clone(),
+        line: l.line.clone(),
+    }
+}
+
+pub fn step_node(s: &StepRecord, run: &RunRecord) -> ShownStep {
+    let (value, error) = value_and_error(&s.outcome);
+    ShownStep {
+        key: s.key.clone(),
+        name: s.name.clone(),
+        status: status(&s.outcome),
+        value,
+        error,
+        attempts: s.attempts,
+        started_at_ms: s.started_at_ms,
+        finished_at_ms: s.finished_at_ms,
+        duration_ms: s.finished_at_ms - s.started_at_ms,
+        source: if s.drive == run.drives {
+            "executed"
+        } else {
+            "recovered"
+        },
+        drive: s.drive,
+        parallel: s.batch,
+        failed_attempts: Vec::new(),
+        output: None,
+        children: Vec::new(),
+    }
+}
+
+pub fn parse_json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
+}

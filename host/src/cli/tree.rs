@@ -1,0 +1,164 @@
+//! The step tree of `durable show`: built from a run's history, drawn as
+//! text with parallel batches grouped.
+
+use std::collections::HashMap;
+use std::fmt::Write;
+
+use durable::store::RunDetail;
+
+use super::json::{self, ShownStep};
+
+/// The tree of `detail`'s steps (children in call order), with attempts and,
+/// if `with_output`, guest output attached.
+pub fn build(detail: &RunDetail, with_output: bool) -> Vec<ShownStep> {
+    let mut attempts: HashMap<&str, Vec<json::ShownAttempt>> = HashMap::new();
+    for a in &detail.attempts {
+        attempts
+            .entry(a.key.as_str())
+            .or_default()
+            .push(json::attempt(a));
+    }
+    let mut output: HashMap<&str, Vec<json::ShownLine>> = HashMap::new();
+    for l in &detail.output {
+        output
+            .entry(l.key.as_str())
+            .or_default()
+            .push(json::line(l));
+    }
+    let mut children: HashMap<&str, Vec<&durable::store::StepRecord>> = HashMap::new();
+    for s in &detail.steps {
+        children.entry(s.parent.as_str()).or_default().push(s);
+    }
+    for list in children.values_mut() {
+        list.sort_by_key(|s| s.position);
+    }
+    fn node(
+        key: &str,
+        detail: &RunDetail,
+        children: &HashMap<&str, Vec<&durable::store::StepRecord>>,
+        attempts: &mut HashMap<&str, Vec<json::ShownAttempt>>,
+        output: &mut HashMap<&str, Vec<json::ShownLine>>,
+        with_output: bool,
+    ) -> Vec<ShownStep> {
+        let Some(list) = children.get(key) else {
+            return Vec::new();
+        };
+        list.iter()
+            .map(|s| {
+                let mut n = json::step_node(s, &detail.run);
+                n.failed_attempts = attempts.remove(s.key.as_str()).unwrap_or_default();
+                if with_output {
+                    n.output = Some(output.remove(s.key.as_str()).unwrap_or_default());
+                }
+                n.children = node(&s.key, detail, children, attempts, output, with_output);
+                n
+            })
+            .collect()
+    }
+    node(
+        "",
+        detail,
+        &children,
+        &mut attempts,
+        &mut output,
+        with_output,
+    )
+}
+
+/// Draws `steps` as an indented tree, one line per step (plus its failed
+/// attempts and, when present, its output lines).
+pub fn draw(steps: &[ShownStep]) -> String {
+    let mut out = String::new();
+    draw_level(steps, "", &mut out);
+    out
+}
+
+fn draw_level(steps: &[ShownStep], indent: &str, out: &mut String) {
+    // Group consecutive calls of one parallel batch under a "parallel" node.
+    let mut groups: Vec<&[ShownStep]> = Vec::new();
+    let mut i = 0;
+    while i < steps.len() {
+        let mut j = i + 1;
+        if let Some(b) = steps[i].parallel {
+            while j < steps.len() && steps[j].parallel == Some(b) {
+                j += 1;
+            }
+        }
+        groups.push(&steps[i..j]);
+        i = j;
+    }
+    for (gi, group) in groups.iter().enumerate() {
+        let last = gi + 1 == groups.len();
+        let (branch, below) = if last {
+            ("└─ ", "   ")
+        } else {
+            ("├─ ", "│  ")
+        };
+        if group[0].parallel.is_some() {
+            let _ = writeln!(out, "{indent}{branch}parallel ({} calls)", group.len());
+            draw_steps(group, &format!("{indent}{below}"), out);
+        } else {
+            draw_step(&group[0], indent, branch, below, out);
+        }
+    }
+}
+
+fn draw_steps(steps: &[ShownStep], indent: &str, out: &mut String) {
+    for (i, s) in steps.iter().enumerate() {
+        let last = i + 1 == steps.len();
+        let (branch, below) = if last {
+            ("└─ ", "   ")
+        } else {
+            ("├─ ", "│  ")
+        };
+        draw_step(s, indent, branch, below, out);
+    }
+}
+
+fn draw_step(s: &ShownStep, indent: &str, branch: &str, below: &str, out: &mut String) {
+    let label = if s.key.starts_with('$') {
+        format!(
+            "{} = {}",
+            s.key,
+            s.value.as_ref().map(|v| v.to_string()).unwrap_or_default()
+        )
+    } else {
+        s.key.clone()
+    };
+    let attempts = if s.attempts == 1 {
+        "1 attempt".to_string()
+    } else {
+        format!("{} attempts", s.attempts)
+    };
+    let error = s
+        .error
+        .as_deref()
+        .map(|e| format!("  {e}"))
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "{indent}{branch}{label:<28} {:<9} {attempts:<11} {:>8}  {}{error}",
+        s.status,
+        format!("{} ms", s.duration_ms),
+        s.source
+    );
+    let inner = format!("{indent}{below}");
+    for a in &s.failed_attempts {
+        let _ = writeln!(out, "{inner}   attempt {}: {}", a.attempt, a.error);
+    }
+    if let Some(lines) = &s.output {
+        for l in lines {
+            let _ = writeln!(out, "{inner}   | {}{}", kind_prefix(&l.kind), l.line);
+        }
+    }
+    if !s.children.is_empty() {
+        draw_level(&s.children, &inner, out);
+    }
+}
+
+/// `[info] ` for log lines, nothing for printed output.
+pub fn kind_prefix(kind: &str) -> String {
+    kind.strip_prefix("log:")
+        .map(|l| format!("[{l}] "))
+        .unwrap_or_default()
+}

@@ -1,0 +1,165 @@
+//! The store's errors.
+
+use std::path::PathBuf;
+
+use super::schema;
+
+/// Errors of the store. Messages name the run or the file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file exists but is not a durable database; it was not modified.
+    #[error("{} cannot be used as a durable database: {reason}", path.display())]
+    NotDurable {
+        /// The database path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The database was written by a newer `durable`.
+    #[error(
+        "{} has schema version {found}, this durable supports up to {supported}: upgrade durable",
+        path.display()
+    )]
+    NewerSchema {
+        /// The database path.
+        path: PathBuf,
+        /// The version in the file.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// Another process held the database's write lock for longer than the
+    /// busy timeout.
+    #[error(
+        "the database is locked by another process (waited {} s while {context}); retry when it is done",
+        schema::BUSY_TIMEOUT_MS / 1000
+    )]
+    Locked {
+        /// What we were doing.
+        context: String,
+    },
+    /// No run has this id.
+    #[error("no run with id {0:?}")]
+    RunNotFound(String),
+    /// Another live process drives the run.
+    #[error(
+        "run {run:?} is being driven by another process (pid {pid} on {host}); \
+         wait for it to finish, or stop it and run `durable resume {run}`"
+    )]
+    Owned {
+        /// The run id.
+        run: String,
+        /// The owner's pid.
+        pid: u32,
+        /// The owner's host.
+        host: String,
+    },
+    /// This process's ownership of the run was taken by another process
+    /// (its lease had expired).
+    #[error("run {run:?} was taken over by another process; stopping here")]
+    LeaseLost {
+        /// The run id.
+        run: String,
+    },
+    /// The run has no step with this key.
+    #[error("run {run:?} has no step {key:?} (see durable show {run})")]
+    StepNotFound {
+        /// The run id.
+        run: String,
+        /// The key asked for.
+        key: String,
+    },
+    /// A run with this id exists already.
+    #[error("a run with id {0:?} exists already; choose another --id")]
+    RunExists(String),
+    /// The run has finished; there is nothing to cancel.
+    #[error("run {run:?} has already finished ({status})")]
+    AlreadyFinished {
+        /// The run id.
+        run: String,
+        /// How it finished.
+        status: super::RunStatus,
+    },
+    /// A row holds a value this build cannot read.
+    #[error("corrupt record in the database: {0}")]
+    Corrupt(String),
+    /// Any other SQLite failure.
+    #[error("database error while {context}")]
+    Sqlite {
+        /// What we were doing.
+        context: String,
+        /// The SQLite error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A failure the same batch shared, given to every caller in it.
+    #[error("{0}")]
+    Shared(String),
+    /// An I/O failure outside SQLite.
+    #[error("{context}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The writer thread has stopped.
+    #[error("the database writer has stopped")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn from_sqlite(context: String, e: rusqlite::Error) -> Self {
+        match &e {
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) =>
+            {
+                StoreError::Locked { context }
+            }
+            rusqlite::Error::SqliteFailure(f, _)
+                if matches!(
+                    f.code,
+                    rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+                ) =>
+            {
+                StoreError::Corrupt(format!(
+                    "the database file is damaged (found while {context}: {e}); it was not modified, restore it from a backup"
+                ))
+            }
+            _ => StoreError::Sqlite { context, source: e },
+        }
+    }
+
+    /// A copy for the other callers of a batch that failed as a whole.
+    pub(crate) fn duplicate(&self) -> StoreError {
+        match self {
+            StoreError::Locked { context } => StoreError::Locked {
+                context: context.clone(),
+            },
+            other => StoreError::Shared(format!("{:#}", DisplayChain(other))),
+        }
+    }
+}
+
+/// Formats an error with its sources, `a: b: c`.
+struct DisplayChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for DisplayChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn sql(context: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |e| StoreError::from_sqlite(context.to_string(), e)
+}

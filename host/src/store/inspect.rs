@@ -1,0 +1,361 @@
+//! Reading runs for people and scripts (`list`, `show`) and acting on them
+//! (`cancel`, `fork`).
+
+use std::collections::HashMap;
+
+use rusqlite::{Transaction, params};
+
+use super::error::sql;
+use super::rows::{
+    RUN_COLUMNS, insert_step, mark_cancelled, owner_is_gone, read_history, read_run, run_from_row,
+};
+use super::{
+    AttemptRecord, Outcome, OutputLine, RunRecord, RunStatus, StepRecord, Store, StoreError, now_ms,
+};
+
+/// Which runs `list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// At most this many, newest first.
+    pub limit: usize,
+}
+
+/// A run with counts of its steps.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run.
+    pub run: RunRecord,
+    /// Steps committed (recorded `now-ms` / `random-u64` answers excluded).
+    pub steps: u32,
+    /// Of those, the ones the last drive executed.
+    pub executed: u32,
+    /// The ones committed by earlier drives (or copied by a fork).
+    pub recovered: u32,
+}
+
+/// Everything recorded about a run.
+#[derive(Debug, Clone)]
+pub struct RunDetail {
+    /// The run.
+    pub run: RunRecord,
+    /// Its history, ordered by parent and position.
+    pub steps: Vec<StepRecord>,
+    /// Failed attempts, by key and number.
+    pub attempts: Vec<AttemptRecord>,
+    /// What guests printed and logged (only when asked for).
+    pub output: Vec<OutputLine>,
+}
+
+/// What `cancel` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Nobody drove the run: it is cancelled now.
+    Now,
+    /// A live process drives it: it stops at the workflow's next durable
+    /// call (steps already running finish and are recorded).
+    Requested,
+}
+
+impl Store {
+    /// Runs matching `filter`, newest first.
+    pub async fn list(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        self.writer
+            .transact(move |tx| {
+                let mut stmt = tx
+                    .prepare(&format!(
+                        "SELECT {RUN_COLUMNS},
+                            (SELECT count(*) FROM steps s WHERE s.run_id = runs.id AND s.name NOT LIKE '$%'),
+                            (SELECT count(*) FROM steps s WHERE s.run_id = runs.id AND s.name NOT LIKE '$%'
+                                                          AND s.drive = runs.drives)
+                         FROM runs
+                         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
+                         ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
+                    ))
+                    .map_err(sql("listing runs"))?;
+                let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
+                let rows = stmt
+                    .query_map(
+                        params![filter.status.map(|s| s.as_str()), filter.workflow, limit],
+                        |r| Ok((run_from_row(r)?, r.get::<_, u32>(14)?, r.get::<_, u32>(15)?)),
+                    )
+                    .map_err(sql("listing runs"))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (run, steps, executed) = row.map_err(sql("listing runs"))?;
+                    out.push(RunSummary {
+                        run: run?,
+                        steps,
+                        executed,
+                        recovered: steps - executed,
+                    });
+                }
+                Ok(out)
+            })
+            .await
+    }
+
+    /// Everything about run `run_id`; its guest output too if `with_output`.
+    ///
+    /// # Errors
+    /// [`StoreError::RunNotFound`].
+    pub async fn detail(&self, run_id: &str, with_output: bool) -> Result<RunDetail, StoreError> {
+        let run_id = run_id.to_string();
+        self.writer
+            .transact(move |tx| {
+                let run = read_run(tx, &run_id)?
+                    .ok_or_else(|| StoreError::RunNotFound(run_id.clone()))?;
+                let mut steps = read_history(tx, &run_id)?;
+                steps.sort_by(|a, b| (&a.parent, a.position).cmp(&(&b.parent, b.position)));
+                let attempts = read_attempts(tx, &run_id)?;
+                let output = if with_output {
+                    read_output(tx, &run_id)?
+                } else {
+                    Vec::new()
+                };
+                Ok(RunDetail {
+                    run,
+                    steps,
+                    attempts,
+                    output,
+                })
+            })
+            .await
+    }
+
+    /// Cancels run `run_id`: at once if no live process drives it, else at
+    /// its driver's next durable call. A later resume refuses it.
+    ///
+    /// # Errors
+    /// [`StoreError::RunNotFound`]; [`StoreError::AlreadyFinished`].
+    pub async fn cancel(&self, run_id: &str) -> Result<Cancelled, StoreError> {
+        let run_id = run_id.to_string();
+        self.writer
+            .transact(move |tx| {
+                let run = read_run(tx, &run_id)?.ok_or_else(|| StoreError::RunNotFound(run_id.clone()))?;
+                if run.status != RunStatus::Running {
+                    return Err(StoreError::AlreadyFinished {
+                        run: run_id.clone(),
+                        status: run.status,
+                    });
+                }
+                let now = now_ms();
+                tx.execute(
+                    "UPDATE runs SET cancel_requested_at_ms = coalesce(cancel_requested_at_ms, ?2) WHERE id = ?1",
+                    params![run_id, now],
+                )
+                .map_err(sql("requesting the cancel"))?;
+                let (owner, lease): (Option<String>, Option<i64>) = tx
+                    .query_row("SELECT owner, lease_until_ms FROM runs WHERE id = ?1", [&run_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .map_err(sql("reading the run's owner"))?;
+                if owner_is_gone(owner.as_deref(), lease, now) {
+                    mark_cancelled(tx, &run_id, now)?;
+                    Ok(Cancelled::Now)
+                } else {
+                    Ok(Cancelled::Requested)
+                }
+            })
+            .await
+    }
+
+    /// Creates run `new_id`: the same component, input, seed and frozen
+    /// clock as `run_id`, with a copy of its history before step `from_key`
+    /// (everything that precedes it in the step tree; not the step itself,
+    /// not what follows, not its ancestors, which must run again to reach
+    /// it). Driving the new run recovers the copy and executes the rest.
+    ///
+    /// # Errors
+    /// [`StoreError::RunNotFound`], [`StoreError::StepNotFound`],
+    /// [`StoreError::RunExists`].
+    pub async fn fork(
+        &self,
+        run_id: &str,
+        from_key: &str,
+        new_id: &str,
+    ) -> Result<RunRecord, StoreError> {
+        let (run_id, from_key, new_id) =
+            (run_id.to_string(), from_key.to_string(), new_id.to_string());
+        self.writer
+            .transact(move |tx| {
+                let run = read_run(tx, &run_id)?.ok_or_else(|| StoreError::RunNotFound(run_id.clone()))?;
+                if read_run(tx, &new_id)?.is_some() {
+                    return Err(StoreError::RunExists(new_id.clone()));
+                }
+                let history = read_history(tx, &run_id)?;
+                let keep = steps_before(&history, &from_key).ok_or_else(|| StoreError::StepNotFound {
+                    run: run_id.clone(),
+                    key: from_key.clone(),
+                })?;
+                tx.execute(
+                    "INSERT INTO runs (id, workflow, component_digest, input, status, seed, created_at_ms,
+                                       clock_ms, drives, forked_from)
+                     VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, 0, ?8)",
+                    params![
+                        new_id,
+                        run.workflow,
+                        run.component_digest,
+                        run.input,
+                        run.seed as i64,
+                        now_ms(),
+                        run.clock_ms,
+                        format!("{run_id}/{from_key}")
+                    ],
+                )
+                .map_err(sql("creating the forked run"))?;
+                for mut step in keep {
+                    // Drive 0: committed before the fork's first drive.
+                    step.drive = 0;
+                    insert_step(tx, &new_id, &step)?;
+                }
+                read_run(tx, &new_id)?.ok_or_else(|| StoreError::RunNotFound(new_id.clone()))
+            })
+            .await
+    }
+}
+
+/// The records that precede step `key` in the step tree, or `None` when
+/// there is no such step. A step's place is the path of positions from the
+/// workflow down to it; a record precedes `key` if its path is smaller and
+/// is not a prefix of `key`'s (an ancestor runs again to reach the step).
+fn steps_before(history: &[StepRecord], key: &str) -> Option<Vec<StepRecord>> {
+    let by_key: HashMap<&str, &StepRecord> = history.iter().map(|s| (s.key.as_str(), s)).collect();
+    fn path_of(by_key: &HashMap<&str, &StepRecord>, key: &str) -> Vec<u32> {
+        let mut p = Vec::new();
+        let mut k = key;
+        while let Some(s) = by_key.get(k) {
+            p.push(s.position);
+            if s.parent.is_empty() {
+                break;
+            }
+            k = s.parent.as_str();
+        }
+        p.reverse();
+        p
+    }
+    let path = |k: &str| path_of(&by_key, k);
+    by_key.get(key)?;
+    let target = path(key);
+    Some(
+        history
+            .iter()
+            .filter(|s| {
+                let p = path(&s.key);
+                p < target && !target.starts_with(&p)
+            })
+            .cloned()
+            .collect(),
+    )
+}
+
+fn read_attempts(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT key, attempt, outcome, value, started_at_ms, finished_at_ms FROM attempts
+             WHERE run_id = ?1 ORDER BY key, attempt",
+        )
+        .map_err(sql("reading attempts"))?;
+    let rows = stmt
+        .query_map([run_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .map_err(sql("reading attempts"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (key, attempt, kind, value, started_at_ms, finished_at_ms) =
+            row.map_err(sql("reading attempts"))?;
+        let outcome = Outcome::from_parts(&kind, value).ok_or_else(|| {
+            StoreError::Corrupt(format!("attempt {attempt} of {key} has outcome {kind:?}"))
+        })?;
+        out.push(AttemptRecord {
+            key,
+            attempt,
+            outcome,
+            started_at_ms,
+            finished_at_ms,
+        });
+    }
+    Ok(out)
+}
+
+fn read_output(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<OutputLine>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT key, drive, at_ms, kind, line FROM output WHERE run_id = ?1 ORDER BY id",
+        )
+        .map_err(sql("reading guest output"))?;
+    let rows = stmt
+        .query_map([run_id], |r| {
+            Ok(OutputLine {
+                key: r.get(0)?,
+                drive: r.get(1)?,
+                at_ms: r.get(2)?,
+                kind: r.get(3)?,
+                line: r.get(4)?,
+            })
+        })
+        .map_err(sql("reading guest output"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(sql("reading guest output"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(key: &str, parent: &str, position: u32) -> StepRecord {
+        StepRecord {
+            key: key.into(),
+            parent: parent.into(),
+            position,
+            name: "n".into(),
+            input_digest: "d".into(),
+            outcome: Outcome::Ok("1".into()),
+            attempts: 1,
+            started_at_ms: 0,
+            finished_at_ms: 0,
+            drive: 1,
+            batch: None,
+        }
+    }
+
+    #[test]
+    fn a_fork_keeps_what_precedes_the_step_in_the_tree() {
+        let h = vec![
+            rec("a#1", "", 0),
+            rec("b#1", "", 1),
+            rec("b#1/x#1", "b#1", 0),
+            rec("b#1/y#1", "b#1", 1),
+            rec("b#1/y#1/z#1", "b#1/y#1", 0),
+            rec("c#1", "", 2),
+        ];
+        let keys = |k: &str| -> Vec<String> {
+            let mut v: Vec<String> = steps_before(&h, k)
+                .expect("found")
+                .into_iter()
+                .map(|s| s.key)
+                .collect();
+            v.sort();
+            v
+        };
+        assert!(keys("a#1").is_empty());
+        assert_eq!(keys("b#1"), ["a#1"]);
+        assert_eq!(keys("b#1/y#1"), ["a#1", "b#1/x#1"]);
+        assert_eq!(
+            keys("c#1"),
+            ["a#1", "b#1", "b#1/x#1", "b#1/y#1", "b#1/y#1/z#1"]
+        );
+        assert!(steps_before(&h, "nope#1").is_none());
+    }
+}

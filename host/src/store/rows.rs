@@ -1,0 +1,291 @@
+//! Reading and writing rows: the SQL behind [`super::Store`]'s methods,
+//! each run inside the writer's transaction.
+
+use rusqlite::{OptionalExtension, Row, Transaction, params};
+
+use super::error::sql;
+use super::{
+    AttemptRecord, ComponentSwitch, Outcome, OutputLine, RunRecord, RunStatus, StepRecord,
+    StoreError,
+};
+use crate::owner::{LEASE_MS, Owner};
+
+pub(super) fn owner_is_gone(owner: Option<&str>, lease_until: Option<i64>, now: i64) -> bool {
+    let Some(owner) = owner else { return true };
+    if lease_until.is_none_or(|l| l < now) {
+        return true;
+    }
+    Owner::parse(owner).is_some_and(|o| o.is_provably_dead())
+}
+
+pub(super) fn take_over(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    owner: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    let (current, lease): (Option<String>, Option<i64>) = tx
+        .query_row(
+            "SELECT owner, lease_until_ms FROM runs WHERE id = ?1",
+            [run_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql("reading the run's owner"))?;
+    if current.as_deref() != Some(owner) && !owner_is_gone(current.as_deref(), lease, now) {
+        let other = current.as_deref().and_then(Owner::parse);
+        return Err(StoreError::Owned {
+            run: run_id.to_string(),
+            pid: other.as_ref().map_or(0, |o| o.pid()),
+            host: other.map_or_else(|| "an unknown host".into(), |o| o.host().to_string()),
+        });
+    }
+    tx.execute(
+        "UPDATE runs SET owner = ?2, lease_until_ms = ?3, drives = drives + 1 WHERE id = ?1",
+        params![run_id, owner, now + LEASE_MS],
+    )
+    .map_err(sql("taking ownership of the run"))?;
+    Ok(())
+}
+
+/// Claims a run that exists: a finished run is returned as it is; a run
+/// whose cancel was requested while nobody drove it becomes cancelled;
+/// otherwise `owner` takes it over (see [`take_over`]) for a new drive.
+pub(super) fn claim_existing_run(
+    tx: &Transaction<'_>,
+    run: RunRecord,
+    owner: &str,
+    now: i64,
+) -> Result<super::Claim, StoreError> {
+    if run.status != RunStatus::Running {
+        return Ok(super::Claim::Finished(run));
+    }
+    take_over(tx, &run.id, owner, now)?;
+    if run.cancel_requested {
+        mark_cancelled(tx, &run.id, now)?;
+    }
+    let run = read_run(tx, &run.id)?.ok_or_else(|| StoreError::RunNotFound(run.id.clone()))?;
+    Ok(if run.status == RunStatus::Running {
+        super::Claim::Resumed(run)
+    } else {
+        super::Claim::Finished(run)
+    })
+}
+
+pub(super) fn mark_cancelled(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE runs SET status = 'cancelled', error = 'cancelled', finished_at_ms = ?2,
+                         owner = NULL, lease_until_ms = NULL
+         WHERE id = ?1 AND status = 'running'",
+        params![run_id, now],
+    )
+    .map_err(sql("cancelling the run"))?;
+    Ok(())
+}
+
+/// Extends `owner`'s lease; returns whether a cancel was requested.
+pub(super) fn renew(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    owner: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let cancel: Option<Option<i64>> = tx
+        .query_row(
+            "UPDATE runs SET lease_until_ms = ?3 WHERE id = ?1 AND owner = ?2
+             RETURNING cancel_requested_at_ms",
+            params![run_id, owner, now + LEASE_MS],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql("renewing the lease"))?;
+    match cancel {
+        None => Err(StoreError::LeaseLost {
+            run: run_id.to_string(),
+        }),
+        Some(requested) => Ok(requested.is_some()),
+    }
+}
+
+pub(super) fn insert_step(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    record: &StepRecord,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO steps (run_id, key, parent, position, name, input_digest, outcome, value,
+                            attempts, started_at_ms, finished_at_ms, drive, batch)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            run_id,
+            record.key,
+            record.parent,
+            record.position,
+            record.name,
+            record.input_digest,
+            record.outcome.kind(),
+            record.outcome.payload(),
+            record.attempts,
+            record.started_at_ms,
+            record.finished_at_ms,
+            record.drive,
+            record.batch
+        ],
+    )
+    .map_err(sql("committing a step"))?;
+    Ok(())
+}
+
+pub(super) fn insert_output(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    lines: &[OutputLine],
+) -> Result<(), StoreError> {
+    let mut stmt = tx
+        .prepare_cached("INSERT INTO output (run_id, key, drive, at_ms, kind, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+        .map_err(sql("storing guest output"))?;
+    for l in lines {
+        stmt.execute(params![run_id, l.key, l.drive, l.at_ms, l.kind, l.line])
+            .map_err(sql("storing guest output"))?;
+    }
+    Ok(())
+}
+
+pub(super) fn switch_component(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    switch: &ComponentSwitch,
+    now: i64,
+) -> Result<(), StoreError> {
+    insert_component(tx, &switch.digest, &switch.bytes, now)?;
+    tx.execute(
+        "UPDATE runs SET component_digest = ?2 WHERE id = ?1",
+        params![run_id, switch.digest],
+    )
+    .map_err(sql("switching the run's component"))?;
+    Ok(())
+}
+
+pub(super) fn insert_attempt(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    a: &AttemptRecord,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO attempts (run_id, key, attempt, outcome, value, started_at_ms, finished_at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            run_id,
+            a.key,
+            a.attempt,
+            a.outcome.kind(),
+            a.outcome.payload(),
+            a.started_at_ms,
+            a.finished_at_ms
+        ],
+    )
+    .map_err(sql("recording an attempt"))?;
+    Ok(())
+}
+
+pub(super) fn insert_component(
+    tx: &Transaction<'_>,
+    digest: &str,
+    bytes: &[u8],
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT OR IGNORE INTO components (digest, bytes, added_at_ms) VALUES (?1, ?2, ?3)",
+        params![digest, bytes, now],
+    )
+    .map_err(sql("storing the component"))?;
+    Ok(())
+}
+
+pub(super) fn read_run(
+    tx: &Transaction<'_>,
+    run_id: &str,
+) -> Result<Option<RunRecord>, StoreError> {
+    tx.query_row(
+        &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
+        [run_id],
+        run_from_row,
+    )
+    .optional()
+    .map_err(sql("reading the run"))?
+    .transpose()
+}
+
+/// The columns [`run_from_row`] reads, in order.
+pub(super) const RUN_COLUMNS: &str = "id, workflow, component_digest, input, status, output, error, seed, \
+     created_at_ms, finished_at_ms, clock_ms, drives, cancel_requested_at_ms, forked_from";
+
+pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, StoreError>> {
+    let status: String = r.get(4)?;
+    let Some(status) = RunStatus::parse(&status) else {
+        return Ok(Err(StoreError::Corrupt(format!("run status {status:?}"))));
+    };
+    Ok(Ok(RunRecord {
+        id: r.get(0)?,
+        workflow: r.get(1)?,
+        component_digest: r.get(2)?,
+        input: r.get(3)?,
+        status,
+        output: r.get(5)?,
+        error: r.get(6)?,
+        seed: r.get::<_, i64>(7)? as u64,
+        created_at_ms: r.get(8)?,
+        finished_at_ms: r.get(9)?,
+        clock_ms: r.get(10)?,
+        drives: r.get(11)?,
+        cancel_requested: r.get::<_, Option<i64>>(12)?.is_some(),
+        forked_from: r.get(13)?,
+    }))
+}
+
+pub(super) fn read_history(
+    tx: &Transaction<'_>,
+    run_id: &str,
+) -> Result<Vec<StepRecord>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT key, parent, position, name, input_digest, outcome, value, attempts,
+                    started_at_ms, finished_at_ms, drive, batch
+             FROM steps WHERE run_id = ?1",
+        )
+        .map_err(sql("reading the history"))?;
+    let rows = stmt
+        .query_map([run_id], |r| {
+            let kind: String = r.get(5)?;
+            let value: String = r.get(6)?;
+            Ok((
+                StepRecord {
+                    key: r.get(0)?,
+                    parent: r.get(1)?,
+                    position: r.get(2)?,
+                    name: r.get(3)?,
+                    input_digest: r.get(4)?,
+                    outcome: Outcome::Ok(String::new()),
+                    attempts: r.get(7)?,
+                    started_at_ms: r.get(8)?,
+                    finished_at_ms: r.get(9)?,
+                    drive: r.get(10)?,
+                    batch: r.get(11)?,
+                },
+                kind,
+                value,
+            ))
+        })
+        .map_err(sql("reading the history"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (mut rec, kind, value) = row.map_err(sql("reading the history"))?;
+        rec.outcome = Outcome::from_parts(&kind, value)
+            .ok_or_else(|| StoreError::Corrupt(format!("step {} has outcome {kind:?}", rec.key)))?;
+        out.push(rec);
+    }
+    Ok(out)
+}
