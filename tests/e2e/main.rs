@@ -8,6 +8,7 @@ mod util;
 mod cli;
 mod crash;
 mod limits;
+mod operate;
 mod replay;
 mod sandbox;
 mod torture;

@@ -8,8 +8,9 @@ use durable::store::{Cancelled, RunFilter, RunStatus, Store, StoreError};
 use super::json::{self, ListedRun, ShownRun};
 use super::{CancelArgs, ExitCode, ListArgs, ShowArgs, tree};
 
-fn error(message: impl std::fmt::Display) {
-    eprintln!("durable: {message}");
+/// Prints an error with its causes.
+fn error(e: &(dyn std::error::Error + 'static)) {
+    eprintln!("durable: {}", super::run::chain(e));
 }
 
 /// Opens an existing database; reading never creates one.
@@ -38,9 +39,7 @@ pub async fn list(db: &Path, args: ListArgs) -> ExitCode {
         .map(|s| RunStatus::parse_name(s).ok_or(s))
     {
         Some(Err(s)) => {
-            error(format_args!(
-                "--status {s}: expected running, succeeded, failed or cancelled"
-            ));
+            eprintln!("durable: --status {s}: expected running, succeeded, failed or cancelled");
             return ExitCode::Usage;
         }
         Some(Ok(s)) => Some(s),
@@ -105,7 +104,7 @@ pub async fn show(db: &Path, args: ShowArgs) -> ExitCode {
     let store = match open_existing(db).await {
         Ok(Some(s)) => s,
         Ok(None) => {
-            error(StoreError::RunNotFound(args.id.clone()));
+            error(&StoreError::RunNotFound(args.id.clone()));
             return ExitCode::NotFound;
         }
         Err(code) => return code,
@@ -178,9 +177,9 @@ pub async fn show(db: &Path, args: ShowArgs) -> ExitCode {
     if let Some(f) = &shown.forked_from {
         text.push_str(&format!("forked     from {f}\n"));
     }
-    text.push_str(&format!("input      {}\n", shown.input));
+    text.push_str(&format!("input      {}\n", clip(&shown.input.to_string())));
     if let Some(o) = &shown.output {
-        text.push_str(&format!("output     {o}\n"));
+        text.push_str(&format!("output     {}\n", clip(&o.to_string())));
     }
     if let Some(e) = &shown.error {
         text.push_str(&format!("error      {e}\n"));
@@ -207,7 +206,7 @@ pub async fn cancel(db: &Path, args: CancelArgs) -> ExitCode {
     let store = match open_existing(db).await {
         Ok(Some(s)) => s,
         Ok(None) => {
-            error(StoreError::RunNotFound(args.id.clone()));
+            error(&StoreError::RunNotFound(args.id.clone()));
             return ExitCode::NotFound;
         }
         Err(code) => return code,
@@ -241,6 +240,19 @@ pub async fn cancel(db: &Path, args: CancelArgs) -> ExitCode {
     }
 }
 
+/// At most a line's worth of a long JSON value (`--json` has all of it).
+fn clip(s: &str) -> String {
+    const MAX: usize = 160;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}... ({} bytes; --json shows all)", &s[..end], s.len())
+}
+
 /// `YYYY-MM-DD HH:MM:SS` (UTC) for ms since the Unix epoch.
 pub fn format_time(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
@@ -265,10 +277,12 @@ pub fn format_time(ms: i64) -> String {
 
 /// `850 ms`, `12.3 s`, `4 min 5 s`.
 pub fn format_duration(ms: i64) -> String {
-    match ms {
-        ..1000 => format!("{ms} ms"),
-        ..60_000 => format!("{:.1} s", ms as f64 / 1000.0),
-        _ => format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000),
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    } else {
+        format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000)
     }
 }
 

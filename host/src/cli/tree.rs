@@ -135,9 +135,13 @@ fn draw_step(s: &ShownStep, indent: &str, branch: &str, below: &str, out: &mut S
         .as_deref()
         .map(|e| format!("  {e}"))
         .unwrap_or_default();
+    // Columns line up whatever the depth.
+    let width = 40usize
+        .saturating_sub(indent.chars().count() + branch.chars().count())
+        .max(label.len());
     let _ = writeln!(
         out,
-        "{indent}{branch}{label:<28} {:<9} {attempts:<11} {:>8}  {}{error}",
+        "{indent}{branch}{label:<width$} {:<9} {attempts:<11} {:>8}  {}{error}",
         s.status,
         format!("{} ms", s.duration_ms),
         s.source

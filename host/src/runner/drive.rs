@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 use super::RunError;
 use super::bindings::WorkflowPre;
@@ -170,6 +171,19 @@ impl Drive {
         input: String,
         policy: StepPolicy,
     ) -> Result<Outcome, RunError> {
+        let span = tracing::debug_span!("step", key = %call.key);
+        self.clone()
+            .execute_in_span(call, input, policy)
+            .instrument(span)
+            .await
+    }
+
+    async fn execute_in_span(
+        self: Arc<Self>,
+        call: Planned,
+        input: String,
+        policy: StepPolicy,
+    ) -> Result<Outcome, RunError> {
         let mut attempt = self.prior_attempts.get(&call.key).copied().unwrap_or(0);
         loop {
             attempt += 1;
@@ -222,7 +236,7 @@ impl Drive {
             .map_err(|_| RunError::Internal("the step limiter was closed".into()))?;
         let output = Output::new(&self.run_id, &call.key, self.number, self.observer.clone());
         self.observer.step_started(&self.run_id, &call.key);
-        tracing::debug!(run = %self.run_id, key = %call.key, "attempt started");
+        tracing::debug!("attempt started");
         let state = HostState::for_step(self.clone(), &call.key, permit, &output)
             .map_err(|e| RunError::Internal(format!("{e:#}")))?;
         let mut store = wasmtime::Store::new(self.pre.engine(), state);

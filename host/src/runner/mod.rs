@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Semaphore;
+use tracing::Instrument;
 
 pub use drive::human;
 pub use limits::{Limits, RetryPolicy};
@@ -287,7 +288,11 @@ impl Runtime {
         switch: Option<ComponentSwitch>,
     ) -> Result<Finished, RunError> {
         let run_id = run.id.clone();
-        let result = self.drive_owned(run, workflow, switch).await;
+        let span = tracing::info_span!("run", run = %run_id, drive = run.drives);
+        let result = self
+            .drive_owned(run, workflow, switch)
+            .instrument(span)
+            .await;
         if result.is_err() {
             // Leave the run for `resume` at once rather than when the lease
             // lapses. A failure to release only delays that.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -228,7 +229,12 @@ impl durable::Host for HostState {
                 let mut set = JoinSet::new();
                 for (i, call, input, policy) in pending {
                     let drive = drive.clone();
-                    set.spawn(async move { (i, drive.execute(call, input, policy).await) });
+                    // Spawned tasks do not inherit the span: carry it over.
+                    let span = tracing::Span::current();
+                    set.spawn(
+                        async move { (i, drive.execute(call, input, policy).await) }
+                            .instrument(span),
+                    );
                 }
                 let mut done = Vec::with_capacity(set.len());
                 while let Some(joined) = set.join_next().await {

@@ -208,10 +208,11 @@ pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
             source: rusqlite::Error::InvalidQuery,
         });
     }
-    conn.execute_batch("PRAGMA synchronous = FULL;")
-        .map_err(sql)?;
     // Migrations rebuild tables, which SQLite allows only with foreign keys
-    // off; they are checked once the migration is done.
+    // off (the bundled SQLite turns them on by default); they are checked
+    // once the migration is done.
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")
+        .map_err(sql)?;
     migrate(&conn, version)
         .map_err(|e| StoreError::from_sqlite("migrating the schema".into(), e))?;
     conn.execute_batch("PRAGMA foreign_keys = ON;")
