@@ -32,5 +32,9 @@ echo "== 2. durable resume onboarding-demo   (create_record is recovered, the ot
 echo
 echo "== 3. durable run ... --id onboarding-demo again   (finished: the stored output, nothing runs)"
 "$durable" run "$wasm" --id onboarding-demo --input "$input"
+
 echo
-echo "The database is $DURABLE_DB."
+echo "== 4. durable show onboarding-demo --logs   (the step tree: what ran on which drive)"
+"$durable" show onboarding-demo --logs
+echo
+echo "The database is $DURABLE_DB; try: $durable --db $DURABLE_DB list"

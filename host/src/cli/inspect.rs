@@ -242,7 +242,7 @@ pub async fn cancel(db: &Path, args: CancelArgs) -> ExitCode {
 
 /// At most a line's worth of a long JSON value (`--json` has all of it).
 fn clip(s: &str) -> String {
-    const MAX: usize = 160;
+    const MAX: usize = 240;
     if s.len() <= MAX {
         return s.to_string();
     }
