@@ -340,3 +340,23 @@ fn fork_from_a_step_recovers_what_came_before_and_runs_the_rest_again() {
     env.run(&["fork", "o", "--from-step", "step_b#1", "--id", "o2"])
         .expect_code(Some(2));
 }
+
+#[test]
+fn host_logs_carry_the_run_and_step_as_span_fields() {
+    let env = Env::new();
+    let mut c = env.cmd(&[
+        "run",
+        &wasm("testbed"),
+        "--input",
+        r#"{"mode":"repeat"}"#,
+        "--id",
+        "traced",
+    ]);
+    c.env("RUST_LOG", "durable=debug");
+    let out = c.output().expect("durable starts");
+    let run = crate::util::Run::new(format!("{c:?}"), out, env.db());
+    run.success();
+    let err = run.stderr();
+    assert!(err.contains("run{run=traced drive=1}"), "{err}");
+    assert!(err.contains("step{key=echo#2}"), "{err}");
+}
