@@ -80,6 +80,31 @@ pub struct LoadedWorkflow {
     pub(crate) pre: WorkflowPre<HostState>,
 }
 
+/// How an [`Engine`] is built.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Compile cache directory; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Pool this many component instances (workflow and step instances
+    /// alive at once); `None` allocates each instance on demand.
+    pub pool_instances: Option<u32>,
+    /// Most linear memory an instance may have (the pool's slot size).
+    pub memory_bytes: usize,
+}
+
+/// Default size of the instance pool.
+pub const DEFAULT_POOL_INSTANCES: u32 = 1024;
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            cache_dir: Engine::default_cache_dir(),
+            pool_instances: Some(DEFAULT_POOL_INSTANCES),
+            memory_bytes: 256 << 20,
+        }
+    }
+}
+
 /// The wasmtime engine, linker and compile cache of one host process.
 pub struct Engine {
     engine: wasmtime::Engine,
@@ -95,8 +120,41 @@ impl Engine {
     /// # Errors
     /// When wasmtime rejects the configuration or linking WASI fails.
     pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Engine> {
+        Engine::with_options(EngineOptions {
+            cache_dir,
+            ..EngineOptions::default()
+        })
+    }
+
+    /// Builds the engine with `options`.
+    ///
+    /// # Errors
+    /// When wasmtime rejects the configuration (for example, a pool larger
+    /// than the address space allows) or linking WASI fails.
+    pub fn with_options(options: EngineOptions) -> anyhow::Result<Engine> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
+        if let Some(instances) = options.pool_instances {
+            // Instances come from a pool of preallocated slots: no mmap and
+            // munmap (and no TLB shootdowns across cores) per instance.
+            let mut pool = wasmtime::PoolingAllocationConfig::new();
+            pool.total_component_instances(instances)
+                .total_core_instances(instances.saturating_mul(8))
+                .total_memories(instances)
+                .total_tables(instances.saturating_mul(2))
+                .total_stacks(instances)
+                .max_memory_size(options.memory_bytes)
+                .max_core_instances_per_component(32)
+                .max_memories_per_component(4)
+                .max_tables_per_component(8)
+                // Keep a little of each freed memory resident, so reusing a
+                // slot does not fault its first pages in again.
+                .linear_memory_keep_resident(64 << 10)
+                // Return freed memory to the OS in batches: one madvise for
+                // many instances instead of one each.
+                .decommit_batch_size(64);
+            config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+        }
         config.cranelift_opt_level(wasmtime::OptLevel::Speed);
         // Epochs let a running guest be interrupted: stores yield to tokio
         // at every tick, which is what makes step timeouts and fairness
@@ -113,7 +171,7 @@ impl Engine {
         Ok(Engine {
             engine,
             linker,
-            cache_dir,
+            cache_dir: options.cache_dir,
             config_key: h.finish(),
         })
     }

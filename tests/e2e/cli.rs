@@ -329,3 +329,37 @@ fn a_database_locked_by_another_process_gets_a_clear_message_after_a_wait() {
     .success();
     assert_eq!(env.query("SELECT count(*) FROM runs"), [["2"]]);
 }
+
+#[test]
+fn the_durability_mode_is_chosen_by_flag_or_environment() {
+    let env = Env::new();
+    let testbed = crate::util::wasm("testbed");
+    let fast = env.run(&[
+        "run",
+        &testbed,
+        "--input",
+        r#"{"mode":"seq3"}"#,
+        "--id",
+        "f",
+        "--durability",
+        "process-crash",
+    ]);
+    fast.success();
+    let mut c = env.cmd(&[
+        "run",
+        &testbed,
+        "--input",
+        r#"{"mode":"seq3"}"#,
+        "--id",
+        "g",
+    ]);
+    c.env("DURABLE_DURABILITY", "process-crash");
+    assert!(c.output().expect("durable starts").status.success());
+    let bad = env.run(&["run", &testbed, "--durability", "sometimes"]);
+    bad.expect_code(Some(2));
+    assert!(
+        bad.stderr().contains("power-loss") && bad.stderr().contains("process-crash"),
+        "{}",
+        bad.stderr()
+    );
+}

@@ -5,6 +5,7 @@
 
 mod util;
 
+mod bench;
 mod cli;
 mod crash;
 mod limits;

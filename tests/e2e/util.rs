@@ -49,6 +49,8 @@ fn guest_path(name: &str) -> PathBuf {
                 "raw",
                 "-p",
                 "hello",
+                "-p",
+                "bench",
             ])
             .arg("--target-dir")
             .arg(&target)

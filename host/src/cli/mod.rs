@@ -170,6 +170,12 @@ pub struct DriveArgs {
     #[arg(long, value_name = "PATH")]
     pub cache_dir: Option<PathBuf>,
 
+    /// What a committed step survives: power-loss (fsync at every commit,
+    /// the default) or process-crash (fsync at checkpoints only; faster,
+    /// but the last commits can be lost if the machine loses power).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = DurabilityArg::PowerLoss, env = "DURABLE_DURABILITY")]
+    pub durability: DurabilityArg,
+
     /// Let steps read environment variable NAME (its value here), or see
     /// NAME=VALUE. Repeatable. Steps get no environment otherwise.
     #[arg(long, value_name = "NAME[=VALUE]", help_heading = "Step capabilities")]
@@ -231,6 +237,24 @@ pub struct DriveArgs {
     /// would exceed it fails.
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 20, help_heading = "Limits")]
     pub max_history_bytes: u64,
+}
+
+/// `--durability`: what a committed step survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DurabilityArg {
+    /// Survives power loss and OS crashes (synchronous=FULL).
+    PowerLoss,
+    /// Survives a crash of the process only (synchronous=NORMAL).
+    ProcessCrash,
+}
+
+impl From<DurabilityArg> for durable::store::Durability {
+    fn from(d: DurabilityArg) -> Self {
+        match d {
+            DurabilityArg::PowerLoss => durable::store::Durability::PowerLoss,
+            DurabilityArg::ProcessCrash => durable::store::Durability::ProcessCrash,
+        }
+    }
 }
 
 /// Runs the parsed command line.

@@ -60,17 +60,19 @@ fn config(drive: &DriveArgs, many_runs: bool) -> Result<RuntimeConfig, ExitCode>
 }
 
 fn engine(config: &RuntimeConfig) -> Result<Engine, ExitCode> {
-    Engine::new(config.cache_dir.clone()).map_err(|e| {
+    Engine::with_options(config.engine_options()).map_err(|e| {
         error(format_args!("could not start the engine: {e:#}"));
         ExitCode::Failure
     })
 }
 
-async fn open(db: &Path) -> Result<Store, ExitCode> {
-    Store::open(db).await.map_err(|e| {
-        error(chain(&e));
-        ExitCode::of_store(&e)
-    })
+async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode> {
+    Store::open_with(db, drive.durability.into())
+        .await
+        .map_err(|e| {
+            error(chain(&e));
+            ExitCode::of_store(&e)
+        })
 }
 
 /// `durable run`.
@@ -97,7 +99,7 @@ async fn run_inner(db: &Path, args: RunArgs) -> Result<ExitCode, ExitCode> {
         error(chain(&e));
         ExitCode::Usage
     })?;
-    let store = open(db).await?;
+    let store = open(db, &args.drive).await?;
     let rt = Runtime::with_engine(engine, store.clone(), config);
     tracing::debug!(source = ?workflow.source, time = ?workflow.load_time, "component loaded");
     let run_id = args
@@ -127,7 +129,7 @@ pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
             ExitCode::NotFound
         };
     }
-    let store = match open(db).await {
+    let store = match open(db, &args.drive).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -192,7 +194,7 @@ pub async fn fork(db: &Path, args: ForkArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let store = match open(db).await {
+    let store = match open(db, &args.drive).await {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -26,7 +26,7 @@ pub use limits::{Limits, RetryPolicy};
 pub use observer::{Level, Observer, Silent, Source};
 pub use state::HostState;
 
-use crate::engine::{Engine, LoadError, LoadedWorkflow};
+use crate::engine::{Engine, EngineOptions, LoadError, LoadedWorkflow};
 use crate::history::{Divergence, History};
 use crate::owner::{LEASE_MS, Owner};
 use crate::sandbox::{Grants, Output};
@@ -112,6 +112,19 @@ pub struct RuntimeConfig {
     pub limits: Limits,
     /// What step instances may use.
     pub grants: Grants,
+    /// Size of the instance pool (`None`: allocate on demand).
+    pub pool_instances: Option<u32>,
+}
+
+impl RuntimeConfig {
+    /// The engine these settings call for.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            cache_dir: self.cache_dir.clone(),
+            pool_instances: self.pool_instances,
+            memory_bytes: self.limits.memory_bytes,
+        }
+    }
 }
 
 impl Default for RuntimeConfig {
@@ -123,6 +136,7 @@ impl Default for RuntimeConfig {
             observer: Arc::new(Silent),
             limits: Limits::default(),
             grants: Grants::default(),
+            pool_instances: Some(crate::engine::DEFAULT_POOL_INSTANCES),
         }
     }
 }
@@ -137,6 +151,9 @@ pub struct Runtime {
     observer: Arc<dyn Observer>,
     limits: Limits,
     grants: Arc<Grants>,
+    /// Workflow instances alive at once: with a pooled engine, what the
+    /// pool holds beyond room for steps; more runs wait for a slot.
+    workflow_slots: Arc<Semaphore>,
     loaded: Mutex<HashMap<String, LoadedWorkflow>>,
 }
 
@@ -146,7 +163,7 @@ impl Runtime {
     /// # Errors
     /// When the wasmtime engine cannot be built.
     pub fn new(store: Store, config: RuntimeConfig) -> anyhow::Result<Runtime> {
-        let engine = Engine::new(config.cache_dir.clone())?;
+        let engine = Engine::with_options(config.engine_options())?;
         Ok(Runtime::with_engine(engine, store, config))
     }
 
@@ -154,11 +171,20 @@ impl Runtime {
     /// (so that a bad component is refused before any database is opened).
     /// `config.cache_dir` is ignored: the engine has its own.
     pub fn with_engine(engine: Engine, store: Store, config: RuntimeConfig) -> Runtime {
+        let steps = config.max_concurrent_steps.max(1);
+        // Running steps take at most `steps` slots; as many again are kept
+        // for steps that wait on steps of their own. The rest is for
+        // workflow instances.
+        let workflows = match config.pool_instances {
+            Some(pool) => (pool as usize).saturating_sub(2 * steps).max(1),
+            None => Semaphore::MAX_PERMITS,
+        };
         Runtime {
+            workflow_slots: Arc::new(Semaphore::new(workflows)),
             engine,
             store,
             owner: Owner::current(),
-            permits: Arc::new(Semaphore::new(config.max_concurrent_steps.max(1))),
+            permits: Arc::new(Semaphore::new(steps)),
             crash_after: config.crash_after,
             observer: config.observer,
             limits: config.limits,
@@ -202,6 +228,7 @@ impl Runtime {
     ) -> Result<Finished, RunError> {
         serde_json::from_str::<serde::de::IgnoredAny>(input)
             .map_err(|e| RunError::BadInput(e.to_string()))?;
+        let _slot = self.workflow_slot().await?;
         let seed = {
             let mut b = [0u8; 8];
             getrandom::fill(&mut b)
@@ -240,6 +267,7 @@ impl Runtime {
     /// # Errors
     /// See [`RunError`]; [`StoreError::RunNotFound`] when there is no such run.
     pub async fn resume(&self, run_id: &str) -> Result<Finished, RunError> {
+        let _slot = self.workflow_slot().await?;
         let run = match self.store.claim_existing(run_id, &self.owner).await? {
             Claim::Finished(run) => return Ok(Finished { run, already: true }),
             Claim::Created(run) | Claim::Resumed(run) => run,
@@ -274,6 +302,15 @@ impl Runtime {
             }
         };
         self.drive(run, &workflow, None).await
+    }
+
+    /// Waits for room for one more workflow instance.
+    async fn workflow_slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, RunError> {
+        self.workflow_slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| RunError::Internal("the workflow limiter was closed".into()))
     }
 
     /// Ids of the runs that `resume` with no arguments would take.

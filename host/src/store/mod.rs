@@ -41,6 +41,30 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Counts of the single writer's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Transactions committed: one WAL fsync each under
+    /// [`Durability::PowerLoss`].
+    pub commits: u64,
+    /// Changes applied in them (claims, step commits, attempts, ends...).
+    pub jobs: u64,
+}
+
+/// What a committed change survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The default: every commit fsyncs the WAL (`synchronous=FULL`), so a
+    /// committed step survives power loss and OS crashes.
+    #[default]
+    PowerLoss,
+    /// Commits reach the OS but the WAL is fsynced only at checkpoints
+    /// (`synchronous=NORMAL`): a committed step survives a crash of the
+    /// process, but the last commits may be lost on power loss or an OS
+    /// crash (never corrupted: the database stays consistent).
+    ProcessCrash,
+}
+
 /// A handle to an open database. Cheap to clone; all clones share the
 /// writer thread.
 #[derive(Clone)]
@@ -57,10 +81,18 @@ impl Store {
     /// See [`StoreError`]: a file of another kind or a newer schema is
     /// refused and left untouched.
     pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, Durability::default()).await
+    }
+
+    /// [`Store::open`] with a choice of what commits survive.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub async fn open_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
         let path = path.to_path_buf();
         let opened = tokio::task::spawn_blocking({
             let path = path.clone();
-            move || schema::open(&path)
+            move || schema::open(&path, durability)
         })
         .await
         .map_err(|e| StoreError::Shared(format!("opening the database panicked: {e}")))??;
@@ -69,6 +101,22 @@ impl Store {
             writer,
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
+    }
+
+    /// What the writer has done so far.
+    pub fn stats(&self) -> StoreStats {
+        StoreStats {
+            commits: self
+                .writer
+                .stats
+                .commits
+                .load(std::sync::atomic::Ordering::Relaxed),
+            jobs: self
+                .writer
+                .stats
+                .jobs
+                .load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// The database file.

@@ -86,28 +86,39 @@ pub(super) fn mark_cancelled(
     Ok(())
 }
 
-/// Extends `owner`'s lease; returns whether a cancel was requested.
+/// Checks that `owner` still owns the run and extends its lease when half
+/// of it has passed (most commits then write no run row at all); returns
+/// whether a cancel was requested.
 pub(super) fn renew(
     tx: &Transaction<'_>,
     run_id: &str,
     owner: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let cancel: Option<Option<i64>> = tx
-        .query_row(
-            "UPDATE runs SET lease_until_ms = ?3 WHERE id = ?1 AND owner = ?2
-             RETURNING cancel_requested_at_ms",
-            params![run_id, owner, now + LEASE_MS],
-            |r| r.get(0),
+    let row: Option<(Option<String>, Option<i64>, Option<i64>)> = tx
+        .prepare_cached(
+            "SELECT owner, lease_until_ms, cancel_requested_at_ms FROM runs WHERE id = ?1",
         )
-        .optional()
-        .map_err(sql("renewing the lease"))?;
-    match cancel {
-        None => Err(StoreError::LeaseLost {
-            run: run_id.to_string(),
-        }),
-        Some(requested) => Ok(requested.is_some()),
+        .and_then(|mut s| {
+            s.query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .optional()
+        })
+        .map_err(sql("checking the lease"))?;
+    let lost = || StoreError::LeaseLost {
+        run: run_id.to_string(),
+    };
+    let Some((current, lease, cancel)) = row else {
+        return Err(lost());
+    };
+    if current.as_deref() != Some(owner) {
+        return Err(lost());
     }
+    if lease.is_none_or(|l| l - now < LEASE_MS / 2) {
+        tx.prepare_cached("UPDATE runs SET lease_until_ms = ?2 WHERE id = ?1")
+            .and_then(|mut s| s.execute(params![run_id, now + LEASE_MS]))
+            .map_err(sql("renewing the lease"))?;
+    }
+    Ok(cancel.is_some())
 }
 
 pub(super) fn insert_step(
@@ -115,11 +126,13 @@ pub(super) fn insert_step(
     run_id: &str,
     record: &StepRecord,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO steps (run_id, key, parent, position, name, input_digest, outcome, value,
                             attempts, started_at_ms, finished_at_ms, drive, batch)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        params![
+    )
+    .and_then(|mut s| {
+        s.execute(params![
             run_id,
             record.key,
             record.parent,
@@ -133,8 +146,8 @@ pub(super) fn insert_step(
             record.finished_at_ms,
             record.drive,
             record.batch
-        ],
-    )
+        ])
+    })
     .map_err(sql("committing a step"))?;
     Ok(())
 }
@@ -197,8 +210,16 @@ pub(super) fn insert_component(
     bytes: &[u8],
     now: i64,
 ) -> Result<(), StoreError> {
+    // Stored once per digest: look before binding megabytes for nothing.
+    let known: bool = tx
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM components WHERE digest = ?1)")
+        .and_then(|mut s| s.query_row([digest], |r| r.get(0)))
+        .map_err(sql("looking up the component"))?;
+    if known {
+        return Ok(());
+    }
     tx.execute(
-        "INSERT OR IGNORE INTO components (digest, bytes, added_at_ms) VALUES (?1, ?2, ?3)",
+        "INSERT INTO components (digest, bytes, added_at_ms) VALUES (?1, ?2, ?3)",
         params![digest, bytes, now],
     )
     .map_err(sql("storing the component"))?;

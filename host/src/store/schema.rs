@@ -150,7 +150,7 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// [`StoreError::NotDurable`] when the file is not a SQLite database or is
 /// one of another program; [`StoreError::NewerSchema`] when a newer
 /// `durable` wrote it; [`StoreError::Sqlite`] for anything else.
-pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
+pub(crate) fn open(path: &Path, durability: super::Durability) -> Result<Connection, StoreError> {
     let sql = |source| StoreError::Sqlite {
         context: format!("opening {}", path.display()),
         source,
@@ -211,8 +211,14 @@ pub(crate) fn open(path: &Path) -> Result<Connection, StoreError> {
     // Migrations rebuild tables, which SQLite allows only with foreign keys
     // off (the bundled SQLite turns them on by default); they are checked
     // once the migration is done.
-    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF;")
-        .map_err(sql)?;
+    let synchronous = match durability {
+        super::Durability::PowerLoss => "FULL",
+        super::Durability::ProcessCrash => "NORMAL",
+    };
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = OFF;"
+    ))
+    .map_err(sql)?;
     migrate(&conn, version)
         .map_err(|e| StoreError::from_sqlite("migrating the schema".into(), e))?;
     conn.execute_batch("PRAGMA foreign_keys = ON;")

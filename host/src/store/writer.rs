@@ -10,6 +10,8 @@
 //! alone and gets its error, the rest of the batch commits.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -39,8 +41,18 @@ type Job = Box<dyn FnOnce(Result<&Transaction<'_>, &StoreError>) -> Applied + Se
 
 /// A handle to the writer thread. Cloning it is cheap; the thread ends when
 /// the last handle is dropped or [`Writer::close`] is called.
+/// Counts of the writer's work, for benchmarks and tests.
+#[derive(Debug, Default)]
+pub(crate) struct WriterStats {
+    /// Transactions committed (each one fsync of the WAL at `synchronous=FULL`).
+    pub(crate) commits: AtomicU64,
+    /// Jobs applied in them.
+    pub(crate) jobs: AtomicU64,
+}
+
 #[derive(Clone)]
 pub(crate) struct Writer {
+    pub(crate) stats: Arc<WriterStats>,
     /// `None` asks the thread to stop after what is queued before it.
     jobs: mpsc::Sender<Option<Job>>,
     path: PathBuf,
@@ -53,14 +65,23 @@ impl Writer {
         path: PathBuf,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = stats.clone();
         let handle = std::thread::Builder::new()
             .name("durable-writer".into())
-            .spawn(move || run(conn, rx))
+            .spawn(move || run(conn, rx, &thread_stats))
             .map_err(|e| StoreError::Io {
                 context: "starting the database writer thread".into(),
                 source: e,
             })?;
-        Ok((Writer { jobs: tx, path }, handle))
+        Ok((
+            Writer {
+                stats,
+                jobs: tx,
+                path,
+            },
+            handle,
+        ))
     }
 
     /// Runs `f` in the writer's next transaction and returns its value once
@@ -114,7 +135,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Option<Job>>) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Option<Job>>, stats: &WriterStats) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
@@ -132,7 +153,11 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Option<Job>>) {
                 Err(_) => break,
             }
         }
-        apply_batch(&mut conn, &mut batch);
+        let jobs = batch.len() as u64;
+        if apply_batch(&mut conn, &mut batch) {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.jobs.fetch_add(jobs, Ordering::Relaxed);
+        }
     }
     // Refuse what arrives from now on: senders see `Closed`.
     rx.close();
@@ -141,7 +166,8 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Option<Job>>) {
     let _ = conn.close();
 }
 
-fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
+/// Applies and commits one batch; true if it committed.
+fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
     let txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(t) => t,
         Err(e) => {
@@ -150,30 +176,42 @@ fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
             for job in batch.drain(..) {
                 fail_unapplied(job, &err);
             }
-            return;
+            return false;
         }
     };
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
-        if let Err(e) = txn.execute_batch("SAVEPOINT job") {
+        if let Err(e) = txn
+            .prepare_cached("SAVEPOINT job")
+            .and_then(|mut s| s.execute([]))
+        {
             let err = StoreError::from_sqlite("opening a savepoint".into(), e);
             fail_unapplied(job, &err);
             continue;
         }
         let applied = job(Ok(&txn));
-        let end = if applied.failed {
-            "ROLLBACK TO job; RELEASE job"
-        } else {
-            "RELEASE job"
-        };
-        if let Err(e) = txn.execute_batch(end) {
+        // A job that failed is undone alone; either way the savepoint ends.
+        if applied.failed
+            && let Err(e) = txn
+                .prepare_cached("ROLLBACK TO job")
+                .and_then(|mut s| s.execute([]))
+        {
+            let err = StoreError::from_sqlite("rolling back a failed job".into(), e);
+            (applied.reply)(Some(&err));
+            for reply in replies {
+                reply(Some(&err));
+            }
+            return false;
+        }
+        let end = "RELEASE job";
+        if let Err(e) = txn.prepare_cached(end).and_then(|mut s| s.execute([])) {
             // The transaction is in an unknown state: abandon it whole.
             let err = StoreError::from_sqlite("closing a savepoint".into(), e);
             (applied.reply)(Some(&err));
             for reply in replies {
                 reply(Some(&err));
             }
-            return;
+            return false;
         }
         replies.push(applied.reply);
     }
@@ -181,9 +219,11 @@ fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>) {
         .commit()
         .err()
         .map(|e| StoreError::from_sqlite("committing".into(), e));
+    let committed = commit.is_none();
     for reply in replies {
         reply(commit.as_ref());
     }
+    committed
 }
 
 /// Answers a job that cannot run with the reason.

@@ -1,0 +1,45 @@
+//! `cargo bench`: builds the bench guest and runs `durable-bench` (release
+//! build, real guest, real store on disk). Arguments after `--` go to
+//! `durable-bench` (for example `cargo bench -- --repeats 9`).
+
+use std::path::Path;
+use std::process::Command;
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ is in the workspace");
+    // The guest gets its own target directory: the outer cargo may still
+    // hold the lock on the main one.
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-guest");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let built = Command::new(cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "bench",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("cargo runs");
+    assert!(built.success(), "building the bench guest failed");
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    let status = Command::new(env!("CARGO_BIN_EXE_durable-bench"))
+        .arg("--guest")
+        .arg(target.join("wasm32-wasip2/release/bench.wasm"))
+        .arg("--durable")
+        .arg(env!("CARGO_BIN_EXE_durable"))
+        .args(args)
+        .status()
+        .expect("durable-bench runs");
+    std::process::exit(status.code().unwrap_or(1));
+}

@@ -1,0 +1,322 @@
+//! `durable-bench`: the benchmark suite of BENCHMARKS.md.
+//!
+//! The parent process runs every workload several times, each in a fresh
+//! child process (so peak memory is the workload's own), and prints a table
+//! of medians and ranges with ratios against the machine's fsync bound,
+//! measured in the same run on the same file system. `cargo bench` builds
+//! what it needs and runs this; `--quick` runs tiny sizes (a smoke test).
+
+mod child;
+mod measure;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use serde_json::Value;
+
+use measure::Summary;
+
+/// Benchmarks of the durable engine on fixed workloads.
+#[derive(Debug, Parser)]
+#[command(name = "durable-bench")]
+struct Args {
+    /// The bench guest component [default: target/wasm32-wasip2/release/bench.wasm].
+    #[arg(long, value_name = "PATH")]
+    guest: Option<PathBuf>,
+    /// The durable binary [default: next to this one].
+    #[arg(long, value_name = "PATH")]
+    durable: Option<PathBuf>,
+    /// Scratch directory (databases, compile caches) [default: a new one
+    /// under the system temp dir].
+    #[arg(long, value_name = "PATH")]
+    dir: Option<PathBuf>,
+    /// Repeats per workload.
+    #[arg(long, value_name = "NUM", default_value_t = 5)]
+    repeats: usize,
+    /// Tiny sizes and one repeat: checks that everything runs.
+    #[arg(long)]
+    quick: bool,
+    /// Also measure W1, W2 and W4 with instances allocated on demand
+    /// instead of from the pool (the before/after of pooling).
+    #[arg(long)]
+    compare_pooling: bool,
+    /// Internal: run one workload in this process and print its metrics.
+    #[arg(long, hide = true, num_args = 1.., value_name = "WORKLOAD")]
+    child: Option<Vec<String>>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(child) = &args.child {
+        return child::main(child);
+    }
+    let exe = std::env::current_exe()?;
+    let bin_dir = exe.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let durable = args
+        .durable
+        .clone()
+        .unwrap_or_else(|| bin_dir.join("durable"));
+    let guest = args.guest.clone().unwrap_or_else(|| {
+        // target/<profile>/durable-bench -> target/wasm32-wasip2/release/bench.wasm
+        bin_dir
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("wasm32-wasip2/release/bench.wasm")
+    });
+    anyhow::ensure!(
+        guest.exists(),
+        "no bench guest at {} (build it: cargo build --release --target wasm32-wasip2 -p bench)",
+        guest.display()
+    );
+    anyhow::ensure!(
+        durable.exists(),
+        "no durable binary at {}",
+        durable.display()
+    );
+    let scratch = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("durable-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&scratch)?;
+    let sizes = Sizes::new(args.quick);
+    let repeats = if args.quick { 1 } else { args.repeats.max(1) };
+    let bench = Bench {
+        exe,
+        durable,
+        guest,
+        scratch: scratch.clone(),
+        sizes,
+        repeats,
+        compare_pooling: args.compare_pooling,
+    };
+    let report = bench.run_all()?;
+    println!("{report}");
+    if args.dir.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    Ok(())
+}
+
+/// Workload sizes.
+#[derive(Clone, Copy)]
+struct Sizes {
+    w1_steps: u32,
+    w2_fanout: u32,
+    w3_steps: u32,
+    w4_runs: u32,
+    fsync_ops: u32,
+}
+
+impl Sizes {
+    fn new(quick: bool) -> Sizes {
+        if quick {
+            Sizes {
+                w1_steps: 50,
+                w2_fanout: 10,
+                w3_steps: 50,
+                w4_runs: 20,
+                fsync_ops: 100,
+            }
+        } else {
+            Sizes {
+                w1_steps: 1000,
+                w2_fanout: 100,
+                w3_steps: 1000,
+                w4_runs: 1000,
+                fsync_ops: 2000,
+            }
+        }
+    }
+}
+
+struct Bench {
+    exe: PathBuf,
+    durable: PathBuf,
+    guest: PathBuf,
+    scratch: PathBuf,
+    sizes: Sizes,
+    repeats: usize,
+    compare_pooling: bool,
+}
+
+impl Bench {
+    fn fresh(&self, name: &str) -> anyhow::Result<PathBuf> {
+        let d = self.scratch.join(name);
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d)?;
+        Ok(d)
+    }
+
+    /// Runs workload `what` in a child process and returns its metrics.
+    fn child(&self, what: &str, dir: &Path, n: u32, durability: &str) -> anyhow::Result<Value> {
+        self.child_with(what, dir, n, durability, "pool")
+    }
+
+    /// [`Bench::child`] with a choice of instance allocation.
+    fn child_with(
+        &self,
+        what: &str,
+        dir: &Path,
+        n: u32,
+        durability: &str,
+        allocation: &str,
+    ) -> anyhow::Result<Value> {
+        let out = Command::new(&self.exe)
+            .arg("--child")
+            .args([
+                what,
+                &dir.display().to_string(),
+                &self.guest.display().to_string(),
+                &n.to_string(),
+                durability,
+                allocation,
+            ])
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "workload {what} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(serde_json::from_slice(&out.stdout)?)
+    }
+
+    fn durable(
+        &self,
+        dir: &Path,
+        args: &[&str],
+    ) -> anyhow::Result<(std::process::ExitStatus, Duration)> {
+        let started = Instant::now();
+        let status = Command::new(&self.durable)
+            .args(args)
+            .env("DURABLE_DB", dir.join("durable.db"))
+            .env("DURABLE_CACHE_DIR", dir.join("cache"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        Ok((status, started.elapsed()))
+    }
+
+    fn run_all(&self) -> anyhow::Result<measure::Report> {
+        let mut report = measure::Report::default();
+        let s = self.sizes;
+        let guest = self.guest.display().to_string();
+
+        // fsync bound, on the scratch file system.
+        let mut fsync = Vec::new();
+        for r in 0..self.repeats {
+            fsync.push(measure::fsync_rate(
+                &self.fresh(&format!("fsync{r}"))?,
+                s.fsync_ops,
+            )?);
+        }
+        let fsync = Summary::of(&fsync);
+        report.fsync = fsync;
+
+        // A warm compile cache shared by the in-process workloads.
+        let warm = self.fresh("warm")?;
+        self.child("warmup", &warm, 1, "power-loss")?;
+
+        for (durability, label) in [("power-loss", ""), ("process-crash", " (process-crash)")] {
+            let mut w1 = measure::Samples::default();
+            for r in 0..self.repeats {
+                let dir = self.fresh(&format!("w1-{durability}-{r}"))?;
+                measure::link_cache(&warm, &dir)?;
+                w1.push(&self.child("w1", &dir, s.w1_steps, durability)?);
+            }
+            report.add_w1(label, &w1, s.w1_steps, fsync.median);
+
+            let mut w4 = measure::Samples::default();
+            for r in 0..self.repeats {
+                let dir = self.fresh(&format!("w4-{durability}-{r}"))?;
+                measure::link_cache(&warm, &dir)?;
+                w4.push(&self.child("w4", &dir, s.w4_runs, durability)?);
+            }
+            report.add_w4(label, &w4, s.w4_runs);
+        }
+
+        let mut w2 = measure::Samples::default();
+        for r in 0..self.repeats {
+            let dir = self.fresh(&format!("w2-{r}"))?;
+            measure::link_cache(&warm, &dir)?;
+            w2.push(&self.child("w2", &dir, s.w2_fanout, "power-loss")?);
+        }
+        report.add_w2("", &w2, s.w2_fanout);
+
+        if self.compare_pooling {
+            let label = " (on-demand instances)";
+            let (mut w1, mut w2, mut w4) = (
+                measure::Samples::default(),
+                measure::Samples::default(),
+                measure::Samples::default(),
+            );
+            for r in 0..self.repeats {
+                for (what, n, samples) in [
+                    ("w1", s.w1_steps, &mut w1),
+                    ("w2", s.w2_fanout, &mut w2),
+                    ("w4", s.w4_runs, &mut w4),
+                ] {
+                    let dir = self.fresh(&format!("{what}-ondemand-{r}"))?;
+                    measure::link_cache(&warm, &dir)?;
+                    samples.push(&self.child_with(what, &dir, n, "power-loss", "on-demand")?);
+                }
+            }
+            report.add_w1(label, &w1, s.w1_steps, fsync.median);
+            report.add_w2(label, &w2, s.w2_fanout);
+            report.add_w4(label, &w4, s.w4_runs);
+        }
+
+        // W3: the first process dies after step n commits; a new one
+        // replays n and runs step n+1.
+        let (mut restart, mut replay) = (Vec::new(), measure::Samples::default());
+        let input = format!(r#"{{"mode":"seq","n":{}}}"#, s.w3_steps + 1);
+        let crash_key = format!("step#{}", s.w3_steps);
+        for r in 0..self.repeats {
+            let dir = self.fresh(&format!("w3-{r}"))?;
+            measure::link_cache(&warm, &dir)?;
+            let (status, _) = self.durable(
+                &dir,
+                &[
+                    "run",
+                    &guest,
+                    "--input",
+                    &input,
+                    "--id",
+                    "w3",
+                    "--crash-after",
+                    &crash_key,
+                ],
+            )?;
+            anyhow::ensure!(
+                status.code().is_none(),
+                "the first W3 process was not killed: {status}"
+            );
+            let copy = self.fresh(&format!("w3-copy-{r}"))?;
+            measure::copy_db(&dir, &copy)?;
+            measure::link_cache(&warm, &copy)?;
+            let (status, took) = self.durable(&dir, &["resume", "w3"])?;
+            anyhow::ensure!(status.success(), "W3 resume failed: {status}");
+            restart.push(took.as_secs_f64() * 1000.0);
+            replay.push(&self.child("w3", &copy, s.w3_steps, "power-loss")?);
+        }
+        report.add_w3(&Summary::of(&restart), &replay, s.w3_steps);
+
+        // Cold start: an empty compile cache, then the same cache again.
+        let (mut cold, mut warm_start) = (Vec::new(), Vec::new());
+        for r in 0..self.repeats {
+            let dir = self.fresh(&format!("cold-{r}"))?;
+            let args = ["run", guest.as_str(), "--input", r#"{"mode":"seq","n":3}"#];
+            let (status, took) = self.durable(&dir, &args)?;
+            anyhow::ensure!(status.success(), "cold start failed: {status}");
+            cold.push(took.as_secs_f64() * 1000.0);
+            let (status, took) = self.durable(&dir, &args)?;
+            anyhow::ensure!(status.success(), "warm start failed: {status}");
+            warm_start.push(took.as_secs_f64() * 1000.0);
+        }
+        report.add_start(&Summary::of(&cold), &Summary::of(&warm_start));
+        report.repeats = self.repeats;
+        Ok(report)
+    }
+}

@@ -1,0 +1,265 @@
+//! Measuring and reporting: the fsync bound, medians and ranges, the table.
+
+use std::fmt;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::time::Instant;
+
+use serde_json::Value;
+
+/// Small write + fdatasync per operation, `n` times: the most sequential
+/// durable commits per second this file system allows.
+pub fn fsync_rate(dir: &Path, n: u32) -> anyhow::Result<f64> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(dir.join("fsync.bin"))?;
+    let record = [7u8; 128];
+    let started = Instant::now();
+    for i in 0..n {
+        // Append like a WAL does, so each sync has new data to make durable.
+        file.write_all_at(&record, u64::from(i) * record.len() as u64)?;
+        file.sync_data()?;
+    }
+    Ok(f64::from(n) / started.elapsed().as_secs_f64())
+}
+
+/// Hard-links (or copies) the warm compile cache into `dir/cache`.
+pub fn link_cache(warm: &Path, dir: &Path) -> anyhow::Result<()> {
+    let to = dir.join("cache");
+    std::fs::create_dir_all(&to)?;
+    for entry in std::fs::read_dir(warm.join("cache"))? {
+        let entry = entry?;
+        let dest = to.join(entry.file_name());
+        if std::fs::hard_link(entry.path(), &dest).is_err() {
+            std::fs::copy(entry.path(), &dest)?;
+        }
+    }
+    Ok(())
+}
+
+/// Copies a database with its WAL, as a killed process left it.
+pub fn copy_db(from: &Path, to: &Path) -> anyhow::Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let name = format!("durable.db{suffix}");
+        if from.join(&name).exists() {
+            std::fs::copy(from.join(&name), to.join(&name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Median and range of some numbers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Summary {
+    pub fn of(values: &[f64]) -> Summary {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return Summary::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        Summary {
+            median,
+            min: v[0],
+            max: v[v.len() - 1],
+        }
+    }
+
+    fn map(self, f: impl Fn(f64) -> f64) -> Summary {
+        let (a, b) = (f(self.min), f(self.max));
+        Summary {
+            median: f(self.median),
+            min: a.min(b),
+            max: a.max(b),
+        }
+    }
+}
+
+/// The metrics of several children of one workload.
+#[derive(Default)]
+pub struct Samples(Vec<Value>);
+
+impl Samples {
+    pub fn push(&mut self, v: &Value) {
+        self.0.push(v.clone());
+    }
+
+    fn field(&self, name: &str) -> Summary {
+        let v: Vec<f64> = self.0.iter().filter_map(|m| m[name].as_f64()).collect();
+        Summary::of(&v)
+    }
+}
+
+struct Row {
+    name: String,
+    value: Summary,
+    unit: &'static str,
+    note: String,
+}
+
+/// The table `durable-bench` prints.
+#[derive(Default)]
+pub struct Report {
+    pub fsync: Summary,
+    pub repeats: usize,
+    rows: Vec<Row>,
+}
+
+impl Report {
+    fn row(
+        &mut self,
+        name: impl Into<String>,
+        value: Summary,
+        unit: &'static str,
+        note: impl Into<String>,
+    ) {
+        self.rows.push(Row {
+            name: name.into(),
+            value,
+            unit,
+            note: note.into(),
+        });
+    }
+
+    pub fn add_w1(&mut self, label: &str, s: &Samples, steps: u32, fsync: f64) {
+        let wall = s.field("wall_ms");
+        let rate = wall.map(|ms| f64::from(steps) / (ms / 1000.0));
+        self.row(
+            format!("W1 {steps} sequential steps{label}"),
+            wall,
+            "ms",
+            "",
+        );
+        self.row(
+            format!("W1 steps/s{label}"),
+            rate,
+            "/s",
+            format!(
+                "{:.0}% of the fsync bound (target >= 70%)",
+                100.0 * rate.median / fsync
+            ),
+        );
+        let per_step = |field: &str| s.field(field).map(|v| v / f64::from(steps));
+        self.row(
+            format!("W1 bytes written per step{label}"),
+            per_step("write_bytes"),
+            "B",
+            "",
+        );
+        self.row(
+            format!("W1 commits (fsyncs) per step{label}"),
+            per_step("commits"),
+            "",
+            "",
+        );
+        self.row(
+            format!("W1 peak RSS{label}"),
+            s.field("peak_rss_kib").map(|k| k / 1024.0),
+            "MiB",
+            "target <= 50 MiB",
+        );
+    }
+
+    pub fn add_w2(&mut self, label: &str, s: &Samples, n: u32) {
+        self.row(
+            format!("W2 one parallel of {n} steps{label}"),
+            s.field("wall_ms"),
+            "ms",
+            "target <= 50 ms",
+        );
+    }
+
+    pub fn add_w3(&mut self, restart: &Summary, replay: &Samples, n: u32) {
+        self.row(
+            format!("W3 restart -> done ({n} replayed + 1 new)"),
+            *restart,
+            "ms",
+            "process start to exit; target <= 100 ms",
+        );
+        self.row(
+            format!("W3 replay of {n} steps only"),
+            replay.field("replay_ms"),
+            "ms",
+            "in process, until step n+1 starts",
+        );
+    }
+
+    pub fn add_w4(&mut self, label: &str, s: &Samples, runs: u32) {
+        let wall = s.field("wall_ms");
+        self.row(
+            format!("W4 {runs} onboarding runs at once{label}"),
+            wall.map(|ms| f64::from(runs) / (ms / 1000.0)),
+            "wf/s",
+            "target >= 1500",
+        );
+        let steps = f64::from(runs) * 4.0;
+        self.row(
+            format!("W4 commits (fsyncs) per step{label}"),
+            s.field("commits").map(|c| c / steps),
+            "",
+            "group commit",
+        );
+    }
+
+    pub fn add_start(&mut self, cold: &Summary, warm: &Summary) {
+        self.row(
+            "durable run, empty compile cache",
+            *cold,
+            "ms",
+            "3-step workflow, whole process",
+        );
+        self.row(
+            "durable run, warm compile cache",
+            *warm,
+            "ms",
+            format!("{:.1}x faster", cold.median / warm.median.max(0.001)),
+        );
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "| workload | median | range | unit | note |")?;
+        writeln!(f, "|---|---:|---:|---|---|")?;
+        writeln!(
+            f,
+            "| fsync bound: 128 B write + fdatasync | {:.0} | {:.0}-{:.0} | /s | same file system, same run |",
+            self.fsync.median, self.fsync.min, self.fsync.max
+        )?;
+        for r in &self.rows {
+            let p = if r.value.median.abs() >= 100.0 {
+                0
+            } else if r.value.median.abs() >= 1.0 {
+                1
+            } else {
+                3
+            };
+            writeln!(
+                f,
+                "| {} | {:.p$} | {:.p$}-{:.p$} | {} | {} |",
+                r.name, r.value.median, r.value.min, r.value.max, r.unit, r.note
+            )?;
+        }
+        write!(
+            f,
+            "\n{} repeat(s) per workload; each in a fresh process.",
+            self.repeats
+        )?;
+        let _ = std::io::stdout().flush();
+        Ok(())
+    }
+}
