@@ -10,6 +10,7 @@ mod cli;
 mod crash;
 mod limits;
 mod operate;
+mod polyglot;
 mod replay;
 mod sandbox;
 mod torture;

@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use durable_sdk::{Error, parallel, step};
+use durable_sdk::{Error, Failure, parallel, step};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,9 +73,13 @@ fn employee_id(email: &str) -> String {
     format!("EMP-{:06}", h % 1_000_000)
 }
 
-fn create_record(hire: NewHire) -> Result<Record, String> {
+fn create_record(hire: NewHire) -> Result<Record, Failure> {
     if !hire.email.contains('@') {
-        return Err(format!("{:?} is not an e-mail address", hire.email));
+        // No retry can fix this input.
+        return Err(Failure::permanent(format!(
+            "{:?} is not an e-mail address",
+            hire.email
+        )));
     }
     let record = Record {
         employee_id: employee_id(&hire.email),
@@ -113,6 +117,7 @@ fn provision_laptop(record: Record) -> Result<Laptop, String> {
     Ok(laptop)
 }
 
+#[cfg_attr(feature = "changed", allow(dead_code))]
 fn grant_access(record: Record) -> Result<Access, String> {
     let start = now_ms();
     std::thread::sleep(Duration::from_millis(300)); // waiting on the directory service
@@ -132,12 +137,19 @@ fn grant_access(record: Record) -> Result<Access, String> {
     Ok(access)
 }
 
+/// The same body under another name: the "changed" build calls this one.
+#[cfg(feature = "changed")]
+fn grant_access_v2(record: Record) -> Result<Access, String> {
+    grant_access(record)
+}
+
 fn onboarding(hire: NewHire) -> Result<Summary, Error> {
     let record = step!(create_record).call(&hire)?;
-    let (laptop, access) = parallel!(
-        step!(provision_laptop).with(&record),
-        step!(grant_access).with(&record),
-    );
+    #[cfg(not(feature = "changed"))]
+    let grant = step!(grant_access);
+    #[cfg(feature = "changed")]
+    let grant = step!(grant_access_v2);
+    let (laptop, access) = parallel!(step!(provision_laptop).with(&record), grant.with(&record));
     let (laptop, access) = (laptop?, access?);
     Ok(Summary {
         employee_id: record.employee_id,
@@ -148,4 +160,7 @@ fn onboarding(hire: NewHire) -> Result<Summary, Error> {
     })
 }
 
+#[cfg(not(feature = "changed"))]
 durable_sdk::workflow!(run: onboarding, steps: [create_record, provision_laptop, grant_access]);
+#[cfg(feature = "changed")]
+durable_sdk::workflow!(run: onboarding, steps: [create_record, provision_laptop, grant_access_v2]);

@@ -245,7 +245,9 @@ impl Drive {
         // worker thread nor escapes the timeout below.
         store.epoch_deadline_async_yield_and_update(1);
         let work = async {
+            let started = Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
+            tracing::debug!(instantiate_us = started.elapsed().as_micros() as u64, "instance ready");
             instance
                 .durable_workflow_steps()
                 .call_run_step(&mut store, &call.name, &input.to_string())

@@ -1,0 +1,194 @@
+"""Write durable workflows in Python.
+
+Steps are plain functions from one JSON value to another, declared with
+``@step``; the workflow is a function declared with ``@workflow``. Calling a
+step runs it durably: the host answers from the run's history when the step
+has already committed, and otherwise runs it in a fresh instance and commits
+its result before returning it. Build with ``scripts/build-guests.sh``.
+
+    from durable_sdk import step, workflow, parallel, Permanent
+
+    @step
+    def create_record(hire):
+        return {"id": hire["email"]}
+
+    @workflow
+    def onboarding(hire):
+        record = create_record(hire)
+        laptop, access = parallel(provision_laptop.using(record), grant_access.using(record))
+        return {"record": record, "laptop": laptop, "access": access}
+
+    from durable_sdk import WitWorld, Steps  # the component's exports
+
+Rules for the workflow function: make the same durable calls in the same
+order for the same input and step results; read time and randomness with
+``now_ms()`` and ``random_u64()``. Step bodies run at least once: give
+external services ``idempotency_key()``.
+"""
+
+import json
+
+import wit_world
+from componentize_py_types import Err
+from wit_world import exports
+from wit_world.imports import durable, types
+
+_steps = {}
+_workflow = None
+
+
+class StepError(Exception):
+    """A step gave no value after its last attempt.
+
+    ``kind`` is ``"failed"``, ``"trapped"`` or ``"timed-out"``.
+    """
+
+    def __init__(self, kind, message):
+        super().__init__(f"step {kind}: {message}")
+        self.kind = kind
+        self.message = message
+
+
+class Permanent(Exception):
+    """Raise from a step body for an error that no retry can fix."""
+
+
+class Retry:
+    """How a step's failed attempts are retried (see the WIT's retry-policy)."""
+
+    def __init__(self, attempts=3, initial_backoff_ms=100, backoff_factor=2.0, max_backoff_ms=10_000):
+        self.policy = types.RetryPolicy(attempts, initial_backoff_ms, float(backoff_factor), max_backoff_ms)
+
+
+class Call:
+    """A prepared call of a step, for ``parallel``."""
+
+    def __init__(self, step, value):
+        self.step = step
+        self.value = value
+
+
+class Step:
+    """A declared step: call it to run it durably."""
+
+    def __init__(self, fn, name, options=None):
+        self.fn = fn
+        self.name = name
+        self.options = options
+
+    def __call__(self, value):
+        try:
+            return json.loads(durable.step(self.name, json.dumps(value), self.options))
+        except Err as e:
+            raise _step_error(e.value) from None
+
+    def using(self, value):
+        """Prepares a call for ``parallel``."""
+        return Call(self, value)
+
+    def map(self, values):
+        """Runs the step once per value, all at once; results in order."""
+        return parallel(*[self.using(v) for v in values])
+
+    def with_options(self, retry=None, timeout_ms=None):
+        """The same step with its own retry policy and/or timeout."""
+        options = types.StepOptions(retry.policy if retry else None, timeout_ms)
+        return Step(self.fn, self.name, options)
+
+
+def _step_error(e):
+    kinds = {
+        types.StepError_Failed: "failed",
+        types.StepError_Trapped: "trapped",
+        types.StepError_TimedOut: "timed-out",
+    }
+    return StepError(kinds.get(type(e), "failed"), str(e.value))
+
+
+def step(fn=None, *, name=None):
+    """Declares a step (usable as ``@step`` or ``@step(name="...")``)."""
+
+    def declare(f):
+        s = Step(f, name or f.__name__)
+        _steps[s.name] = s
+        return s
+
+    return declare(fn) if fn is not None else declare
+
+
+def workflow(fn):
+    """Declares the workflow's entry point."""
+    global _workflow
+    _workflow = fn
+    return fn
+
+
+def parallel(*calls, return_exceptions=False):
+    """Runs prepared calls concurrently; returns their values in call order.
+
+    A failed call raises its ``StepError`` once all calls have finished, or
+    with ``return_exceptions=True`` is returned in its place.
+    """
+    batch = [types.Call(c.step.name, json.dumps(c.value), c.step.options) for c in calls]
+    results = []
+    for r in durable.parallel(batch):
+        if hasattr(r, "value") and type(r).__name__ == "Ok":
+            results.append(json.loads(r.value))
+        elif type(r).__name__ == "Err":
+            results.append(_step_error(r.value))
+        else:
+            results.append(json.loads(r))
+    if not return_exceptions:
+        for r in results:
+            if isinstance(r, StepError):
+                raise r
+    return results
+
+
+def now_ms():
+    """Wall-clock ms, recorded the first time and replayed afterwards."""
+    return durable.now_ms()
+
+
+def random_u64():
+    """A random number, recorded the first time and replayed afterwards."""
+    return durable.random_u64()
+
+
+def idempotency_key():
+    """The same on every attempt and replay of the current step."""
+    return durable.idempotency_key()
+
+
+def log(message, level="info"):
+    """Writes a line to the host's log, tagged with the run and step."""
+    durable.log(getattr(types.LogLevel, level.upper()), message)
+
+
+class WitWorld(wit_world.WitWorld):
+    """The component's `run` export: import it into the app module."""
+
+    def run(self, input):
+        if _workflow is None:
+            raise Err("no function is declared with @workflow")
+        try:
+            return json.dumps(_workflow(json.loads(input)))
+        except StepError as e:
+            raise Err(str(e))
+        except Exception as e:  # the workflow's own error ends the run
+            raise Err(f"{type(e).__name__}: {e}")
+
+
+class Steps(exports.Steps):
+    """The component's `run-step` export: import it into the app module."""
+
+    def run_step(self, name, input):
+        s = _steps.get(name)
+        if s is None:
+            raise Err(types.Failure(f"no step named {name!r} (declared: {', '.join(sorted(_steps))})", False))
+        try:
+            return json.dumps(s.fn(json.loads(input)))
+        except Permanent as e:
+            raise Err(types.Failure(str(e), False))
+        except Exception as e:
+            raise Err(types.Failure(f"{type(e).__name__}: {e}", True))

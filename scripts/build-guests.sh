@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Builds every example guest, in every language, into $GUESTS_DIR
+# (default: target/guests): onboarding.wasm (Rust), onboarding-py.wasm
+# (Python), onboarding-js.wasm (JavaScript), and for the tests each one's
+# "-changed" variant (grant_access renamed, to provoke a divergence).
+# Needs the tools of scripts/setup-guest-tools.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+target="${CARGO_TARGET_DIR:-$root/target}"
+out="${GUESTS_DIR:-$target/guests}"
+mkdir -p "$out"
+work="$out/.work"
+rm -rf "$work" && mkdir -p "$work"
+
+for tool in .venv/bin/componentize-py node_modules/.bin/componentize-js node_modules/.bin/rolldown; do
+    if [ ! -x "$tool" ]; then
+        echo "build-guests: $tool is missing; run scripts/setup-guest-tools.sh first" >&2
+        exit 2
+    fi
+done
+
+# Rust: the normal build, and the changed variant in its own target dir.
+cargo build --quiet --locked --release --target wasm32-wasip2 -p onboarding
+cp "$target/wasm32-wasip2/release/onboarding.wasm" "$out/onboarding.wasm"
+cargo build --quiet --locked --release --target wasm32-wasip2 -p onboarding --features changed \
+    --target-dir "$target/guests-changed"
+cp "$target/guests-changed/wasm32-wasip2/release/onboarding.wasm" "$out/onboarding-changed.wasm"
+
+# Python: componentize-py bundles CPython, the SDK and the app.
+python_guest() { # SOURCE_DIR OUTPUT
+    "$root/.venv/bin/componentize-py" -d "$root/wit" -w workflow componentize app \
+        -p "$1" -p "$root/guest-sdk/python" -o "$2" >/dev/null
+}
+python_guest guest-examples/onboarding-py "$out/onboarding-py.wasm"
+mkdir -p "$work/py-changed"
+sed 's/^def grant_access(/def grant_access_v2(/; s/grant_access\.using/grant_access_v2.using/' \
+    guest-examples/onboarding-py/app.py >"$work/py-changed/app.py"
+python_guest "$work/py-changed" "$out/onboarding-py-changed.wasm"
+
+# JavaScript: bundle app + SDK into one module, then componentize-js (run
+# where the WIT folder is inside the current directory, as it requires).
+js_guest() { # APP_JS OUTPUT
+    "$root/node_modules/.bin/rolldown" "$1" --format esm \
+        --external 'durable:workflow/durable@0.1.0' -o "$work/bundle.js" >/dev/null
+    (cd "$root" && node_modules/.bin/componentize-js "$work/bundle.js" --wit wit --world-name workflow \
+        -d http fetch-event -o "$2" >/dev/null)
+}
+js_guest guest-examples/onboarding-js/app.js "$out/onboarding-js.wasm"
+mkdir -p "$work/js-changed"
+sed 's/step("grant_access"/step("grant_access_v2"/' guest-examples/onboarding-js/app.js \
+    | sed 's#"\.\./\.\./guest-sdk/js/durable\.js"#"'"$root"'/guest-sdk/js/durable.js"#' >"$work/js-changed/app.js"
+js_guest "$work/js-changed/app.js" "$out/onboarding-js-changed.wasm"
+
+rm -rf "$work"
+ls -1 "$out"/*.wasm
