@@ -10,6 +10,7 @@ if [ ! -x .venv/bin/componentize-py ]; then
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check -r guest-sdk/python/requirements.txt
 fi
-if [ ! -x node_modules/.bin/componentize-js ] || [ ! -x node_modules/.bin/rolldown ]; then
+if [ ! -x node_modules/.bin/componentize-js ] || [ ! -x node_modules/.bin/rolldown ] \
+    || [ ! -d node_modules/@bytecodealliance/preview2-shim ]; then
     npm ci --silent --no-audit --no-fund
 fi
