@@ -247,7 +247,10 @@ impl Drive {
         let work = async {
             let started = Instant::now();
             let instance = self.pre.instantiate_async(&mut store).await?;
-            tracing::debug!(instantiate_us = started.elapsed().as_micros() as u64, "instance ready");
+            tracing::debug!(
+                instantiate_us = started.elapsed().as_micros() as u64,
+                "instance ready"
+            );
             instance
                 .durable_workflow_steps()
                 .call_run_step(&mut store, &call.name, &input.to_string())
