@@ -13,14 +13,14 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 /// `application_id` of a durable database: "DURA" in ASCII.
-const APPLICATION_ID: i32 = 0x4455_5241;
+pub(crate) const APPLICATION_ID: i32 = 0x4455_5241;
 
 /// How long a statement waits for another process's write lock before it
 /// fails with a "database is locked" error that we translate.
 pub(crate) const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// The migrations, in order; `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: runs, their steps, and the components that drive them.
     r#"
     CREATE TABLE components (

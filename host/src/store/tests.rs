@@ -153,3 +153,53 @@ async fn files_that_are_not_durable_databases_are_refused_untouched() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_version_2_database_migrates_to_the_current_schema_and_keeps_its_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    {
+        // A database exactly as schema version 2 left it, with foreign keys
+        // on (as the bundled SQLite has them by default).
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+            .expect("pragmas");
+        for m in &schema::MIGRATIONS[..2] {
+            conn.execute_batch(m).expect("old migration");
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = 2; PRAGMA application_id = {};
+             INSERT INTO components VALUES ('d1', x'0061736d', 1);
+             INSERT INTO runs (id, workflow, component_digest, input, status, seed, created_at_ms)
+                 VALUES ('old', 'wf', 'd1', '{{}}', 'running', 7, 1000);
+             INSERT INTO steps VALUES ('old', 'a#1', '', 0, 'a', 'x', 'ok', '1', 1, 1, 2);
+             INSERT INTO attempts VALUES ('old', 'a#1', 1, 'failed', 'boom', 1, 1);",
+            schema::APPLICATION_ID
+        ))
+        .expect("old rows");
+    }
+    let store = Store::open(&path).await.expect("migrates");
+    let run = store.run("old").await.expect("read").expect("kept");
+    assert_eq!(
+        (run.status, run.clock_ms, run.drives),
+        (RunStatus::Running, 1000, 1)
+    );
+    let history = store.history("old").await.expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!((history[0].drive, history[0].batch), (1, None));
+    assert_eq!(
+        store.attempt_counts("old").await.expect("attempts"),
+        [("a#1".to_string(), 1)]
+    );
+    // The new status is allowed now.
+    assert_eq!(store.cancel("old").await.expect("cancel"), Cancelled::Now);
+    assert_eq!(
+        store.run("old").await.expect("read").map(|r| r.status),
+        Some(RunStatus::Cancelled)
+    );
+    store.close().await;
+    let version: i64 = rusqlite::Connection::open(&path)
+        .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+        .expect("version");
+    assert_eq!(version, schema::SCHEMA_VERSION);
+}
