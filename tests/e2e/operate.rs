@@ -360,3 +360,40 @@ fn host_logs_carry_the_run_and_step_as_span_fields() {
     assert!(err.contains("run{run=traced drive=1}"), "{err}");
     assert!(err.contains("step{key=echo#2}"), "{err}");
 }
+
+#[test]
+fn on_a_terminal_run_shows_running_parallel_steps_live() {
+    // `script` gives the child a pseudo-terminal, as a user's shell would.
+    let env = Env::new();
+    let durable = env!("CARGO_BIN_EXE_durable");
+    let command = format!(
+        "{durable} run {} --input '{HIRE}' --id live",
+        wasm("onboarding")
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(env.dir.path())
+        .env("DURABLE_DB", env.db())
+        .env(
+            "DURABLE_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("compile-cache"),
+        )
+        .output()
+        .expect("script (util-linux) runs");
+    assert!(out.status.success(), "{out:?}");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    // Both parallel steps have a live line, with elapsed time...
+    assert!(
+        screen.contains("step provision_laptop#1 running"),
+        "{screen}"
+    );
+    assert!(screen.contains("step grant_access#1 running"), "{screen}");
+    // ...drawn together: the view moves the cursor up over several lines.
+    assert!(screen.contains("\u{1b}[1A"), "{screen}");
+    // Finished steps are printed for good, and the output still comes.
+    assert!(
+        screen.contains("step grant_access#1") && screen.contains("executed"),
+        "{screen}"
+    );
+    assert!(screen.contains("\"status\":\"onboarded\""), "{screen}");
+}
