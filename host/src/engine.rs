@@ -223,18 +223,29 @@ impl Engine {
         let cached = self
             .cache_dir
             .as_ref()
+            .filter(|d| private_dir(d))
             .map(|d| d.join(format!("{digest}-{:016x}.cwasm", self.config_key)));
         if let Some(path) = &cached
             && path.exists()
         {
-            // SAFETY: the file was written by `serialize` of this same
-            // wasmtime version and configuration (both are in its name),
-            // into the user's own cache directory; wasmtime checks the
-            // header again and we recompile if it refuses.
-            match unsafe { Component::deserialize_file(&self.engine, path) } {
-                Ok(c) => return Ok((c, CompileSource::Cache)),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry")
+            match read_verified(path) {
+                // SAFETY: the bytes are what `serialize` of this same
+                // wasmtime version and configuration (both are in the file
+                // name) wrote: their SHA-256 matches the one recorded when
+                // they were written, in a directory only this user can
+                // write (checked above), which no grant may expose.
+                // wasmtime checks the header again; we recompile if it
+                // refuses.
+                Ok(serialized) => {
+                    match unsafe { Component::deserialize(&self.engine, &serialized) } {
+                        Ok(c) => return Ok((c, CompileSource::Cache)),
+                        Err(e) => {
+                            tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry")
+                        }
+                    }
+                }
+                Err(why) => {
+                    tracing::warn!(path = %path.display(), "ignoring compile cache entry: {why}; compiling again")
                 }
             }
         }
@@ -273,22 +284,85 @@ fn start_epoch_ticker(engine: &wasmtime::Engine) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The file next to a cache entry that records the entry's SHA-256.
+fn digest_path(path: &Path) -> PathBuf {
+    path.with_extension("cwasm.sha256")
+}
+
+/// Reads a cache entry and checks it against its recorded SHA-256, so a
+/// corrupted or tampered entry is never handed to `deserialize`.
+fn read_verified(path: &Path) -> Result<Vec<u8>, String> {
+    let expected = std::fs::read_to_string(digest_path(path))
+        .map_err(|e| format!("its digest cannot be read ({e})"))?;
+    let bytes = std::fs::read(path).map_err(|e| format!("it cannot be read ({e})"))?;
+    if sha256_hex(&bytes) != expected.trim() {
+        return Err("its content does not match its recorded digest".into());
+    }
+    Ok(bytes)
+}
+
+/// Creates the cache directory private to this user (mode 0700), or checks
+/// that an existing one is: owned by this user, writable by nobody else.
+/// A directory that is not is not used (every load compiles).
+fn private_dir(dir: &Path) -> bool {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    if !dir.exists()
+        && let Err(e) = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the compile cache; compiling every time");
+        return false;
+    }
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return false;
+    };
+    // SAFETY: geteuid cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.uid() != me {
+        tracing::warn!(dir = %dir.display(), "the compile cache belongs to another user; compiling every time");
+        return false;
+    }
+    if meta.mode() & 0o077 != 0
+        && let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot make the compile cache private; compiling every time");
+        return false;
+    }
+    true
+}
+
 fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {
     let bytes = component.serialize()?;
-    let dir = path.parent().expect("cache paths are files in a directory");
-    std::fs::create_dir_all(dir)?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("cache path {} has no directory", path.display()))?;
     // A unique temporary name, then rename: concurrent hosts never see a
-    // half-written file.
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        std::process::id(),
-        crate::store::now_ms()
-    ));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })?;
+    // half-written file. The digest goes last: an entry without its digest
+    // is compiled again.
+    let put = |target: &Path, content: &[u8]| -> anyhow::Result<()> {
+        let tmp = dir.join(format!(
+            ".{}.{}.{:08x}.tmp",
+            std::process::id(),
+            crate::store::now_ms(),
+            rand_u32()
+        ));
+        std::fs::write(&tmp, content)?;
+        std::fs::rename(&tmp, target).inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        Ok(())
+    };
+    put(path, &bytes)?;
+    put(&digest_path(path), sha256_hex(&bytes).as_bytes())?;
     Ok(())
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    u32::from_le_bytes(b)
 }
 
 fn check_header(name: &str, bytes: &[u8]) -> Result<(), LoadError> {

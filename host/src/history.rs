@@ -8,7 +8,7 @@
 //! context and position must have the same key and input digest; anything
 //! else is a [`Divergence`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use sha2::{Digest, Sha256};
@@ -95,6 +95,14 @@ pub struct Planned {
     pub batch: Option<u32>,
 }
 
+impl Planned {
+    /// How deep the call is nested: 1 for a call of the workflow, 2 for a
+    /// call from the body of one of its steps, and so on.
+    pub fn depth(&self) -> u32 {
+        self.key.matches('/').count() as u32 + 1
+    }
+}
+
 impl Context {
     /// The workflow's own context.
     pub fn root() -> Context {
@@ -113,6 +121,16 @@ impl Context {
     /// The key of the step whose body this is; empty at the root.
     pub fn parent(&self) -> &str {
         &self.parent
+    }
+
+    /// How deep the context is nested: 0 for the workflow, 1 for the body
+    /// of one of its steps, and so on.
+    pub fn depth(&self) -> u32 {
+        if self.parent.is_empty() {
+            0
+        } else {
+            self.parent.matches('/').count() as u32 + 1
+        }
     }
 
     /// The position the next call will take.
@@ -142,11 +160,14 @@ impl Context {
     }
 }
 
-/// A run's committed history, indexed for replay. Loaded once per drive.
+/// A run's committed history, indexed for replay. Loaded once per drive
+/// and kept current by the drive: every commit of the drive is added, so a
+/// step body run again (a retry) finds what its earlier attempt committed.
 #[derive(Debug, Default)]
 pub struct History {
     by_key: HashMap<String, StepRecord>,
-    by_slot: HashMap<(String, u32), String>,
+    /// Context (parent key) to position to key.
+    by_parent: HashMap<String, BTreeMap<u32, String>>,
 }
 
 impl History {
@@ -154,11 +175,18 @@ impl History {
     pub fn new(records: Vec<StepRecord>) -> History {
         let mut h = History::default();
         for r in records {
-            h.by_slot
-                .insert((r.parent.clone(), r.position), r.key.clone());
-            h.by_key.insert(r.key.clone(), r);
+            h.insert(r);
         }
         h
+    }
+
+    /// Adds a record just committed.
+    pub fn insert(&mut self, record: StepRecord) {
+        self.by_parent
+            .entry(record.parent.clone())
+            .or_default()
+            .insert(record.position, record.key.clone());
+        self.by_key.insert(record.key.clone(), record);
     }
 
     /// Bytes of all recorded outcomes (what the history size limit counts).
@@ -176,36 +204,81 @@ impl History {
         self.by_key.is_empty()
     }
 
+    /// The keys of the records of context `parent` at `from` or later, and
+    /// of everything nested under them: what a re-executed step body that
+    /// now calls something else at position `from` leaves behind.
+    pub fn stale_from(&self, parent: &str, from: u32) -> Vec<String> {
+        let mut todo: Vec<String> = self
+            .by_parent
+            .get(parent)
+            .map(|m| m.range(from..).map(|(_, k)| k.clone()).collect())
+            .unwrap_or_default();
+        let mut keys = Vec::new();
+        while let Some(key) = todo.pop() {
+            if let Some(children) = self.by_parent.get(&key) {
+                todo.extend(children.values().cloned());
+            }
+            keys.push(key);
+        }
+        keys.sort();
+        keys
+    }
+
+    /// Forgets the records with these keys (moved aside by the store).
+    pub fn remove(&mut self, keys: &[String]) {
+        for k in keys {
+            if let Some(r) = self.by_key.remove(k)
+                && let Some(slots) = self.by_parent.get_mut(&r.parent)
+            {
+                slots.remove(&r.position);
+                if slots.is_empty() {
+                    self.by_parent.remove(&r.parent);
+                }
+            }
+        }
+    }
+
+    /// The first record of the workflow's own context at position `next`
+    /// or later: a call the history has that the code, which has ended
+    /// after `next` calls, no longer made.
+    pub fn first_unmade(&self, next: u32) -> Option<&StepRecord> {
+        self.by_parent
+            .get("")
+            .and_then(|m| m.range(next..).next())
+            .and_then(|(_, k)| self.by_key.get(k))
+    }
+
     /// The recorded entry for `call`, `None` if it has none yet.
     ///
     /// # Errors
     /// A [`Divergence`] when the history holds a different call at this
-    /// position, or this call at a different position.
+    /// position, this call at a different position, or this call made
+    /// alone where it was in a `parallel` batch (or the other way round).
     pub fn check(
         &self,
         run_id: &str,
         call: &Planned,
     ) -> Result<Option<&StepRecord>, Box<Divergence>> {
         let at_slot = self
-            .by_slot
-            .get(&(call.parent.clone(), call.position))
+            .by_parent
+            .get(&call.parent)
+            .and_then(|m| m.get(&call.position))
             .and_then(|k| self.by_key.get(k));
         let diverged = |recorded: &StepRecord| {
             Box::new(Divergence {
                 run_id: run_id.to_string(),
                 parent: call.parent.clone(),
                 position: call.position,
-                recorded: Some(Recorded {
-                    key: recorded.key.clone(),
-                    position: recorded.position,
-                    input_digest: recorded.input_digest.clone(),
-                }),
-                requested_key: call.key.clone(),
-                requested_digest: call.input_digest.clone(),
+                recorded: Some(Recorded::of(recorded)),
+                requested: Some(Requested::of(call)),
             })
         };
         match at_slot {
-            Some(rec) if rec.key == call.key && rec.input_digest == call.input_digest => {
+            Some(rec)
+                if rec.key == call.key
+                    && rec.input_digest == call.input_digest
+                    && rec.batch.is_some() == call.batch.is_some() =>
+            {
                 Ok(Some(rec))
             }
             Some(rec) => Err(diverged(rec)),
@@ -213,6 +286,21 @@ impl History {
                 Some(rec) => Err(diverged(rec)),
                 None => Ok(None),
             },
+        }
+    }
+
+    /// The divergence of a run whose workflow ended after `next` calls of
+    /// its own while the history holds more.
+    pub fn check_end(&self, run_id: &str, next: u32) -> Result<(), Box<Divergence>> {
+        match self.first_unmade(next) {
+            None => Ok(()),
+            Some(rec) => Err(Box::new(Divergence {
+                run_id: run_id.to_string(),
+                parent: String::new(),
+                position: rec.position,
+                recorded: Some(Recorded::of(rec)),
+                requested: None,
+            })),
         }
     }
 }
@@ -226,9 +314,44 @@ pub struct Recorded {
     pub position: u32,
     /// Its input digest.
     pub input_digest: String,
+    /// Whether it was made in a `parallel` batch.
+    pub in_batch: bool,
 }
 
-/// Replay asked for a call that the history does not have where it asked.
+impl Recorded {
+    fn of(r: &StepRecord) -> Recorded {
+        Recorded {
+            key: r.key.clone(),
+            position: r.position,
+            input_digest: r.input_digest.clone(),
+            in_batch: r.batch.is_some(),
+        }
+    }
+}
+
+/// The call the code made where the history holds something else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Requested {
+    /// Its key.
+    pub key: String,
+    /// Its input digest.
+    pub input_digest: String,
+    /// Whether it is made in a `parallel` batch.
+    pub in_batch: bool,
+}
+
+impl Requested {
+    fn of(c: &Planned) -> Requested {
+        Requested {
+            key: c.key.clone(),
+            input_digest: c.input_digest.clone(),
+            in_batch: c.batch.is_some(),
+        }
+    }
+}
+
+/// Replay asked for a call that the history does not have where it asked,
+/// or the workflow ended without a call the history has.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Divergence {
     /// The run.
@@ -239,13 +362,19 @@ pub struct Divergence {
     pub position: u32,
     /// What the history holds there (or holds under the key asked for).
     pub recorded: Option<Recorded>,
-    /// The key asked for.
-    pub requested_key: String,
-    /// The digest of the input asked for.
-    pub requested_digest: String,
+    /// The call the code made; `None` when the code ended without it.
+    pub requested: Option<Requested>,
 }
 
 impl std::error::Error for Divergence {}
+
+fn alone_or_batch(in_batch: bool) -> &'static str {
+    if in_batch {
+        "in a parallel batch"
+    } else {
+        "alone"
+    }
+}
 
 impl fmt::Display for Divergence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -259,23 +388,42 @@ impl fmt::Display for Divergence {
             "run {:?} diverged from its history at position {} of {context}: ",
             self.run_id, self.position
         )?;
-        match &self.recorded {
-            Some(r) if r.key == self.requested_key && r.position == self.position => write!(
+        match (&self.recorded, &self.requested) {
+            (Some(r), None) => write!(
+                f,
+                "the history has step {} there, but the code ended without calling it",
+                r.key
+            )?,
+            (Some(r), Some(q))
+                if r.key == q.key
+                    && r.position == self.position
+                    && r.input_digest == q.input_digest =>
+            {
+                write!(
+                    f,
+                    "step {} was called {} but is now called {}",
+                    r.key,
+                    alone_or_batch(r.in_batch),
+                    alone_or_batch(q.in_batch)
+                )?
+            }
+            (Some(r), Some(q)) if r.key == q.key && r.position == self.position => write!(
                 f,
                 "step {} was recorded with input digest {} but is now called with input digest {}",
-                r.key, r.input_digest, self.requested_digest
+                r.key, r.input_digest, q.input_digest
             )?,
-            Some(r) if r.position == self.position => write!(
+            (Some(r), Some(q)) if r.position == self.position => write!(
                 f,
                 "the history has step {} there, the code now calls step {}",
-                r.key, self.requested_key
+                r.key, q.key
             )?,
-            Some(r) => write!(
+            (Some(r), Some(q)) => write!(
                 f,
                 "the code now calls step {} here, but the history has it at position {}",
-                self.requested_key, r.position
+                q.key, r.position
             )?,
-            None => write!(f, "the code now calls step {}", self.requested_key)?,
+            (None, Some(q)) => write!(f, "the code now calls step {}", q.key)?,
+            (None, None) => write!(f, "no call")?,
         }
         write!(
             f,
@@ -412,5 +560,54 @@ mod tests {
         for good in ["create_record", "send-email", "ünïcode step"] {
             assert!(validate_name(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn a_call_made_alone_where_it_was_in_a_batch_is_divergence() {
+        let mut ctx = Context::root();
+        let mut a = ctx.plan("a", "1");
+        a.batch = Some(0);
+        let history = History::new(vec![record(&a)]);
+        let mut ctx = Context::root();
+        let err = history.check("r", &ctx.plan("a", "1")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("a#1 was called in a parallel batch but is now called alone"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_ended_workflow_that_skipped_a_recorded_call_is_divergence() {
+        let mut ctx = Context::root();
+        let a = ctx.plan("a", "1");
+        let b = ctx.plan("b", "2");
+        let history = History::new(vec![record(&a), record(&b)]);
+        assert!(history.check_end("r", 2).is_ok());
+        let err = history.check_end("r", 1).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the history has step b#1 there, but the code ended without calling it"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn stale_records_are_the_later_siblings_and_their_subtrees() {
+        let mut parent = Context::child_of("p#1");
+        let c1 = parent.plan("c", "1");
+        let c2 = parent.plan("c", "2");
+        let mut inner = Context::child_of(&c2.key);
+        let g = inner.plan("g", "3");
+        let mut other = Context::child_of("p#10");
+        let o = other.plan("c", "1");
+        let mut history = History::new(vec![record(&c1), record(&c2), record(&g), record(&o)]);
+        let stale = history.stale_from("p#1", 1);
+        assert_eq!(stale, ["p#1/c#2", "p#1/c#2/g#1"]);
+        history.remove(&stale);
+        assert_eq!(history.len(), 2);
+        let mut again = Context::child_of("p#1");
+        let _ = again.plan("c", "1");
+        assert!(history.check("r", &again.plan("x", "9")).unwrap().is_none());
     }
 }

@@ -4,20 +4,27 @@
 //! A run is owned by one process at a time. The owner writes its identity and
 //! a lease expiry into the run's row and renews the lease while it drives the
 //! run. Another process may take the run over when the lease has expired, or
-//! at once when the owner is on this same machine and provably gone (its pid
-//! no longer exists, or now belongs to a process that started at another
-//! time). That second rule is what lets `resume` continue right after a
-//! `kill -9` without waiting for the lease to run out.
+//! at once when the owner is provably gone: it ran on this same machine
+//! (host name *and* boot id), in this same pid namespace, and its pid no
+//! longer exists, belongs to a process that started at another time, or is
+//! a zombie (exited, not yet reaped). Anything short of that proof (another
+//! machine, another container's pid namespace, an unreadable `/proc`, an
+//! identity written by an older version) waits for the lease. That rule is
+//! what lets `resume` continue right after a `kill -9` without waiting.
 
 use std::fmt;
 
 /// How long a lease lasts without renewal.
 pub const LEASE_MS: i64 = 15_000;
 
-/// The identity of one host process: `host:pid:start-ticks:nonce`.
+/// The identity of one host process:
+/// `host:boot-id:pid-namespace:pid:start-ticks:nonce` (`-` for a part that
+/// could not be read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     host: String,
+    boot_id: Option<String>,
+    pid_ns: Option<u64>,
     pid: u32,
     start_ticks: Option<u64>,
     nonce: u64,
@@ -28,36 +35,55 @@ impl Owner {
     pub fn current() -> Owner {
         let pid = std::process::id();
         let mut nonce = [0u8; 8];
-        // A failed getrandom leaves a zero nonce; pid and start time still
-        // tell processes apart, the nonce only guards against pid reuse
-        // races across containers sharing a hostname.
+        // A failed getrandom leaves a zero nonce; the other parts still
+        // tell processes apart.
         let _ = getrandom::fill(&mut nonce);
         Owner {
             host: hostname(),
+            boot_id: boot_id(),
+            pid_ns: pid_namespace("self"),
             pid,
-            start_ticks: process_start_ticks(pid),
+            start_ticks: process_stat(pid).map(|s| s.start_ticks),
             nonce: u64::from_le_bytes(nonce),
         }
     }
 
-    /// Parses an identity written by [`Owner::to_string`].
+    /// Parses an identity written by [`Owner::to_string`] (or the older
+    /// `host:pid:start-ticks:nonce`, which can never be proven dead).
     pub fn parse(s: &str) -> Option<Owner> {
-        let mut parts = s.rsplitn(4, ':');
-        let nonce = u64::from_str_radix(parts.next()?, 16).ok()?;
-        let start = parts.next()?;
-        let pid = parts.next()?.parse().ok()?;
-        let host = parts.next()?.to_string();
-        let start_ticks = if start == "-" {
-            None
-        } else {
-            Some(start.parse().ok()?)
+        let parts: Vec<&str> = s.rsplitn(6, ':').collect();
+        let opt = |p: &str| (p != "-").then(|| p.to_string());
+        let ticks = |p: &str| -> Option<Option<u64>> {
+            if p == "-" {
+                Some(None)
+            } else {
+                Some(Some(p.parse().ok()?))
+            }
         };
-        Some(Owner {
-            host,
-            pid,
-            start_ticks,
-            nonce,
-        })
+        match parts.as_slice() {
+            [nonce, start, pid, ns, boot, host] => Some(Owner {
+                host: host.to_string(),
+                boot_id: opt(boot),
+                pid_ns: match *ns {
+                    "-" => None,
+                    n => Some(n.parse().ok()?),
+                },
+                pid: pid.parse().ok()?,
+                start_ticks: ticks(start)?,
+                nonce: u64::from_str_radix(nonce, 16).ok()?,
+            }),
+            // The format before boot ids and namespaces were recorded
+            // (with a host name that held no ':').
+            [nonce, start, pid, host] => Some(Owner {
+                host: host.to_string(),
+                boot_id: None,
+                pid_ns: None,
+                pid: pid.parse().ok()?,
+                start_ticks: ticks(start)?,
+                nonce: u64::from_str_radix(nonce, 16).ok()?,
+            }),
+            _ => None,
+        }
     }
 
     /// The owner's process id.
@@ -70,28 +96,47 @@ impl Owner {
         &self.host
     }
 
-    /// True when the owner is on this machine and its process is gone, so
-    /// its lease can be broken without waiting for it to expire.
+    /// True when the owner is provably gone (see the module docs), so its
+    /// lease can be broken without waiting for it to expire.
     pub fn is_provably_dead(&self) -> bool {
-        if self.host != hostname() {
+        let (Some(boot), Some(ns), Some(then)) = (&self.boot_id, self.pid_ns, self.start_ticks)
+        else {
+            return false;
+        };
+        if self.host != hostname()
+            || boot_id().as_deref() != Some(boot.as_str())
+            || pid_namespace("self") != Some(ns)
+        {
             return false;
         }
-        match (process_start_ticks(self.pid), self.start_ticks) {
-            // No such process: it is gone.
-            (None, _) if !std::path::Path::new(&format!("/proc/{}", self.pid)).exists() => true,
-            // The pid was reused by a process that started at another time.
-            (Some(now), Some(then)) => now != then,
-            _ => false,
+        match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Gone, if /proc itself answers (an unmounted /proc proves
+                // nothing).
+                std::path::Path::new("/proc/self/stat").exists()
+            }
+            Err(_) => false,
+            Ok(text) => match parse_stat(&text) {
+                Some(now) => now.start_ticks != then || now.state == 'Z',
+                None => false,
+            },
         }
     }
 }
 
 impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.start_ticks {
-            Some(t) => write!(f, "{}:{}:{}:{:016x}", self.host, self.pid, t, self.nonce),
-            None => write!(f, "{}:{}:-:{:016x}", self.host, self.pid, self.nonce),
-        }
+        let dash = |o: Option<String>| o.unwrap_or_else(|| "-".into());
+        write!(
+            f,
+            "{}:{}:{}:{}:{}:{:016x}",
+            self.host,
+            dash(self.boot_id.clone()),
+            dash(self.pid_ns.map(|n| n.to_string())),
+            self.pid,
+            dash(self.start_ticks.map(|t| t.to_string())),
+            self.nonce
+        )
     }
 }
 
@@ -102,16 +147,46 @@ fn hostname() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".to_string())
+        .replace(':', "_")
 }
 
-/// The process's start time in clock ticks since boot (field 22 of
-/// `/proc/PID/stat`), which tells a live process from a later one that
-/// reused its pid. `None` where `/proc` is not available.
-fn process_start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+/// This boot of the kernel: changes at every reboot, shared by the
+/// containers of one machine.
+fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().replace(':', "_"))
+        .filter(|s| !s.is_empty())
+}
+
+/// The inode of a process's pid namespace (`pid:[4026531836]`): pids are
+/// only comparable inside one.
+fn pid_namespace(pid: &str) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok()?;
+    let link = link.to_str()?;
+    link.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// What `/proc/PID/stat` says of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    /// Field 3: R, S, D, Z (zombie), ...
+    state: char,
+    /// Field 22: start time in clock ticks since boot, which tells a live
+    /// process from a later one that reused its pid.
+    start_ticks: u64,
+}
+
+fn process_stat(pid: u32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+fn parse_stat(stat: &str) -> Option<Stat> {
     // The command name (field 2) is in parentheses and may contain spaces.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let start_ticks = fields.nth(18)?.parse().ok()?;
+    Some(Stat { state, start_ticks })
 }
 
 #[cfg(test)]
@@ -121,11 +196,12 @@ mod tests {
     #[test]
     fn identity_round_trips_through_its_text_form() {
         let me = Owner::current();
+        assert!(me.boot_id.is_some() && me.pid_ns.is_some(), "needs /proc");
         assert_eq!(Owner::parse(&me.to_string()), Some(me));
     }
 
     #[test]
-    fn the_current_process_is_alive_and_a_missing_pid_is_dead() {
+    fn the_current_process_is_alive_and_a_missing_or_reused_pid_is_dead() {
         let me = Owner::current();
         assert!(me.start_ticks.is_some(), "needs /proc");
         assert!(!me.is_provably_dead());
@@ -142,11 +218,64 @@ mod tests {
     }
 
     #[test]
-    fn an_owner_on_another_host_is_never_provably_dead() {
-        let other = Owner {
-            host: "elsewhere.invalid".into(),
+    fn a_zombie_is_dead() {
+        let child = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let pid = child.id();
+        // Not reaped: it stays a zombie until `wait`.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let stat = loop {
+            let s = process_stat(pid).expect("the zombie is still listed");
+            if s.state == 'Z' || std::time::Instant::now() > deadline {
+                break s;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        assert_eq!(stat.state, 'Z');
+        let zombie = Owner {
+            pid,
+            start_ticks: Some(stat.start_ticks),
             ..Owner::current()
         };
-        assert!(!other.is_provably_dead());
+        assert!(zombie.is_provably_dead());
+        let mut child = child;
+        let _ = child.wait();
+    }
+
+    #[test]
+    fn without_proof_an_owner_is_never_dead() {
+        let me = Owner::current();
+        let gone = Owner {
+            pid: u32::MAX - 7,
+            ..me.clone()
+        };
+        for other in [
+            Owner {
+                host: "elsewhere.invalid".into(),
+                ..gone.clone()
+            },
+            // Same host name, another machine (or a boot before a reboot).
+            Owner {
+                boot_id: Some("another-boot".into()),
+                ..gone.clone()
+            },
+            // Same machine, another container's pid namespace.
+            Owner {
+                pid_ns: gone.pid_ns.map(|n| n + 1),
+                ..gone.clone()
+            },
+            Owner {
+                boot_id: None,
+                ..gone.clone()
+            },
+        ] {
+            assert!(!other.is_provably_dead(), "{other}");
+        }
+        // An identity in the older format carries no boot id: no proof.
+        let legacy = Owner::parse(&format!("{}:{}:-:00000000000000ff", me.host, u32::MAX - 7))
+            .expect("the older format parses");
+        assert_eq!(legacy.pid(), u32::MAX - 7);
+        assert!(!legacy.is_provably_dead());
     }
 }

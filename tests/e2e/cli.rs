@@ -176,8 +176,25 @@ fn a_second_start_loads_the_compiled_component_from_the_cache() {
         "{}",
         first.stderr()
     );
-    let entries: Vec<_> = std::fs::read_dir(&cache).expect("cache dir").collect();
-    assert_eq!(entries.len(), 1, "one compiled component in the cache");
+    let names: Vec<String> = std::fs::read_dir(&cache)
+        .expect("cache dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    // One compiled component, with the digest it is checked against.
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert_eq!(
+        names.iter().filter(|n| n.ends_with(".cwasm")).count(),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(
+        names
+            .iter()
+            .filter(|n| n.ends_with(".cwasm.sha256"))
+            .count(),
+        1,
+        "{names:?}"
+    );
     let second = start("two");
     second.success();
     assert!(

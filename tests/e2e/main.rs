@@ -8,6 +8,7 @@ mod util;
 mod bench;
 mod cli;
 mod crash;
+mod guarantees;
 mod limits;
 mod operate;
 mod polyglot;

@@ -42,13 +42,18 @@ impl ExitCode {
     pub fn of(e: &RunError) -> ExitCode {
         match e {
             RunError::Divergence(_) => ExitCode::Divergence,
-            RunError::Load(_) | RunError::BadInput(_) | RunError::InputMismatch { .. } => {
-                ExitCode::Usage
-            }
+            RunError::Load(_)
+            | RunError::BadInput(_)
+            | RunError::InputMismatch { .. }
+            | RunError::InvalidRunId { .. }
+            | RunError::InputTooLarge { .. } => ExitCode::Usage,
             RunError::Store(s) => ExitCode::of_store(s),
-            RunError::HistoryLimit { .. } => ExitCode::RunFailed,
+            RunError::AlreadyDriving { .. } => ExitCode::Busy,
+            RunError::HistoryLimit { .. } | RunError::WorkflowBusy { .. } => ExitCode::RunFailed,
             RunError::Cancelled { .. } => ExitCode::Cancelled,
-            RunError::Instantiate(_) | RunError::Internal(_) => ExitCode::Failure,
+            RunError::Instantiate(_) | RunError::Internal(_) | RunError::Stopped => {
+                ExitCode::Failure
+            }
         }
     }
 

@@ -2,18 +2,29 @@
 //! be made before anything runs.
 
 use std::net::ToSocketAddrs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use durable::sandbox::{DirGrant, Grants};
 
 use super::DriveArgs;
 
+/// The host's own files, which no grant may expose: a step that could write
+/// the database could forge its history, and one that could write the
+/// compile cache could make the host run machine code of its choosing.
+pub struct Protected<'a> {
+    /// The database file (its `-wal`, `-shm` and `-journal` go with it).
+    pub db: &'a Path,
+    /// The compile cache directory, if any.
+    pub cache_dir: Option<&'a Path>,
+}
+
 /// The grants the flags ask for.
 ///
 /// # Errors
 /// A message for the user: an unset variable, a missing directory, an
-/// address that does not resolve.
-pub fn parse(args: &DriveArgs) -> Result<Grants, String> {
+/// address that does not resolve, a directory that holds the host's own
+/// files.
+pub fn parse(args: &DriveArgs, protected: &Protected<'_>) -> Result<Grants, String> {
     let mut grants = Grants::default();
     for spec in &args.allow_env {
         let (name, value) = match spec.split_once('=') {
@@ -31,7 +42,9 @@ pub fn parse(args: &DriveArgs) -> Result<Grants, String> {
     }
     for (specs, read_only) in [(&args.allow_dir, false), (&args.allow_dir_ro, true)] {
         for spec in specs {
-            grants.dirs.push(dir(spec, read_only)?);
+            let grant = dir(spec, read_only)?;
+            refuse_host_files(spec, read_only, &grant.host, protected)?;
+            grants.dirs.push(grant);
         }
     }
     for spec in &args.allow_tcp {
@@ -72,4 +85,59 @@ fn dir(spec: &str, read_only: bool) -> Result<DirGrant, String> {
         guest,
         read_only,
     })
+}
+
+/// An absolute, symlink-free form of `path`, also when its last part does
+/// not exist yet (a database about to be created).
+fn resolve(path: &Path) -> PathBuf {
+    if let Ok(p) = path.canonicalize() {
+        return p;
+    }
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(dir), Some(name)) => dir
+            .canonicalize()
+            .map(|d| d.join(name))
+            .unwrap_or(absolute.clone()),
+        _ => absolute,
+    }
+}
+
+fn refuse_host_files(
+    spec: &str,
+    read_only: bool,
+    granted: &Path,
+    protected: &Protected<'_>,
+) -> Result<(), String> {
+    let flag = if read_only {
+        "--allow-dir-ro"
+    } else {
+        "--allow-dir"
+    };
+    let granted = resolve(granted);
+    let db = resolve(protected.db);
+    let db_name = db
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let db_files = ["", "-wal", "-shm", "-journal"]
+        .map(|suffix| db.with_file_name(format!("{db_name}{suffix}")));
+    if db_files.iter().any(|f| f.starts_with(&granted)) {
+        return Err(format!(
+            "{flag} {spec}: the directory holds the database {} (a step could rewrite its own \
+             history); grant a directory that does not contain it, or keep the database elsewhere (--db)",
+            db.display()
+        ));
+    }
+    if let Some(cache) = protected.cache_dir {
+        let cache = resolve(cache);
+        if cache.starts_with(&granted) || granted.starts_with(&cache) {
+            return Err(format!(
+                "{flag} {spec}: the directory overlaps the compile cache {} (a step could plant \
+                 machine code the host would run); grant another directory, or move the cache (--cache-dir)",
+                cache.display()
+            ));
+        }
+    }
+    Ok(())
 }

@@ -233,10 +233,35 @@ pub struct DriveArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 16 << 20, help_heading = "Limits")]
     pub max_result_bytes: usize,
 
-    /// Largest total of recorded results in one run, in bytes; a run that
-    /// would exceed it fails.
+    /// Largest total of recorded results, failed attempts and guest output
+    /// in one run, in bytes; a run that would exceed it fails.
     #[arg(long, value_name = "BYTES", default_value_t = 256 << 20, help_heading = "Limits")]
     pub max_history_bytes: u64,
+
+    /// Most attempts a step's own retry policy may ask for; more are cut
+    /// to this.
+    #[arg(
+        long,
+        value_name = "NUM",
+        default_value_t = 100,
+        help_heading = "Limits"
+    )]
+    pub max_attempts_cap: u32,
+
+    /// Longest the workflow code may run between two durable calls, in ms;
+    /// past it the run fails (its clocks are frozen, so a loop waiting for
+    /// time to pass never ends). `durable cancel` interrupts it too.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 60_000,
+        help_heading = "Limits"
+    )]
+    pub workflow_timeout_ms: u64,
+
+    /// Largest run input, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, help_heading = "Limits")]
+    pub max_input_bytes: usize,
 }
 
 /// `--durability`: what a committed step survives.

@@ -30,8 +30,13 @@ fn observer(many_runs: bool) -> Arc<dyn durable::runner::Observer> {
     }
 }
 
-fn config(drive: &DriveArgs, many_runs: bool) -> Result<RuntimeConfig, ExitCode> {
-    let grants = super::grants::parse(drive).map_err(|e| {
+fn config(db: &Path, drive: &DriveArgs, many_runs: bool) -> Result<RuntimeConfig, ExitCode> {
+    let cache_dir = drive.cache_dir.clone().or_else(Engine::default_cache_dir);
+    let protected = super::grants::Protected {
+        db,
+        cache_dir: cache_dir.as_deref(),
+    };
+    let grants = super::grants::parse(drive, &protected).map_err(|e| {
         error(e);
         ExitCode::Usage
     })?;
@@ -44,6 +49,9 @@ fn config(drive: &DriveArgs, many_runs: bool) -> Result<RuntimeConfig, ExitCode>
             max_attempts: drive.max_attempts.max(1),
             ..RetryPolicy::default()
         },
+        max_attempts_cap: drive.max_attempts_cap.max(1),
+        workflow_timeout: Duration::from_millis(drive.workflow_timeout_ms),
+        max_input_bytes: drive.max_input_bytes,
     };
     let mut config = RuntimeConfig {
         max_concurrent_steps: drive.max_parallel,
@@ -53,9 +61,7 @@ fn config(drive: &DriveArgs, many_runs: bool) -> Result<RuntimeConfig, ExitCode>
         grants,
         ..RuntimeConfig::default()
     };
-    if let Some(dir) = &drive.cache_dir {
-        config.cache_dir = Some(dir.clone());
-    }
+    config.cache_dir = cache_dir;
     Ok(config)
 }
 
@@ -83,6 +89,12 @@ pub async fn run(db: &Path, args: RunArgs) -> ExitCode {
 }
 
 async fn run_inner(db: &Path, args: RunArgs) -> Result<ExitCode, ExitCode> {
+    if let Some(id) = &args.id
+        && let Err(e) = durable::runner::validate_run_id(id)
+    {
+        error(e);
+        return Err(ExitCode::Usage);
+    }
     let input = read_input(&args)?;
     let bytes = std::fs::read(&args.component).map_err(|e| {
         error(format_args!(
@@ -91,7 +103,7 @@ async fn run_inner(db: &Path, args: RunArgs) -> Result<ExitCode, ExitCode> {
         ));
         ExitCode::Usage
     })?;
-    let config = config(&args.drive, false)?;
+    let config = config(db, &args.drive, false)?;
     let engine = engine(&config)?;
     let name = args.component.display().to_string();
     // Load before opening the database: a bad component changes nothing.
@@ -134,16 +146,31 @@ pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
         Err(code) => return code,
     };
     let single = args.ids.len() == 1;
-    let rt = match config(&args.drive, !single).and_then(|c| Ok((engine(&c)?, c))) {
+    let rt = match config(db, &args.drive, !single).and_then(|c| Ok((engine(&c)?, c))) {
         Ok((engine, config)) => Runtime::with_engine(engine, store.clone(), config),
         Err(code) => return code,
     };
     let ids = if args.ids.is_empty() {
-        match rt.resumable().await {
-            Ok(ids) => ids,
+        match store.unfinished_runs().await {
+            Ok(runs) => {
+                let mut ids = Vec::new();
+                for run in runs {
+                    match run.busy {
+                        None => ids.push(run.id),
+                        Some(b) => error(format_args!(
+                            "skipping run {}: process {} on {} drives it (its lease runs {} s more)",
+                            run.id,
+                            b.pid,
+                            b.host,
+                            (b.lease_left_ms.max(0) as u64).div_ceil(1000)
+                        )),
+                    }
+                }
+                ids
+            }
             Err(e) => {
                 error(chain(&e));
-                return ExitCode::of(&e);
+                return ExitCode::of_store(&e);
             }
         }
     } else {
@@ -190,7 +217,7 @@ pub async fn fork(db: &Path, args: ForkArgs) -> ExitCode {
         error(format_args!("there is no database at {}", db.display()));
         return ExitCode::NotFound;
     }
-    let config = match config(&args.drive, false) {
+    let config = match config(db, &args.drive, false) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -319,7 +346,15 @@ fn read_input(args: &RunArgs) -> Result<String, ExitCode> {
         })?,
         (None, None) => "null".to_string(),
     };
-    if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+    if text.len() > args.drive.max_input_bytes {
+        error(format_args!(
+            "the run input is {} bytes, over the input size limit of {} bytes (--max-input-bytes)",
+            text.len(),
+            args.drive.max_input_bytes
+        ));
+        return Err(ExitCode::Usage);
+    }
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&text) {
         error(format_args!("the run input is not valid JSON: {e}"));
         return Err(ExitCode::Usage);
     }

@@ -14,7 +14,9 @@ use super::RunError;
 use super::bindings::WorkflowPre;
 use super::limits::{Limits, StepPolicy};
 use super::observer::{Observer, Source};
+use super::slots::{AttemptClock, InstanceSlots};
 use super::state::HostState;
+use crate::engine::EPOCH_TICK;
 use crate::history::{History, Planned};
 use crate::owner::Owner;
 use crate::sandbox::{Grants, Output};
@@ -28,13 +30,17 @@ pub(crate) struct Drive {
     pub(crate) pre: WorkflowPre<HostState>,
     pub(crate) store: Store,
     pub(crate) owner: Owner,
-    pub(crate) history: History,
+    /// The committed history, kept current with this drive's commits.
+    history: Mutex<History>,
     pub(crate) permits: Arc<Semaphore>,
+    /// Live step instances (waiting parents included), deepest first.
+    slots: Arc<InstanceSlots>,
     pub(crate) observer: Arc<dyn Observer>,
     pub(crate) crash_after: Option<String>,
     pub(crate) limits: Limits,
     pub(crate) grants: Arc<Grants>,
-    /// This drive's number (the run's `drives` after the claim).
+    /// This drive's number (the run's `drives` after the claim): the fence
+    /// token of every commit.
     pub(crate) number: u32,
     /// Set when the store reports that `durable cancel` asked to stop.
     cancel_requested: AtomicBool,
@@ -56,8 +62,10 @@ pub(crate) struct DriveSetup {
     pub(crate) store: Store,
     pub(crate) owner: Owner,
     pub(crate) history: History,
+    pub(crate) recorded_bytes: u64,
     pub(crate) prior_attempts: HashMap<String, u32>,
     pub(crate) permits: Arc<Semaphore>,
+    pub(crate) slots: Arc<InstanceSlots>,
     pub(crate) observer: Arc<dyn Observer>,
     pub(crate) crash_after: Option<String>,
     pub(crate) limits: Limits,
@@ -74,14 +82,14 @@ struct Attempt {
 
 impl Drive {
     pub(crate) fn new(s: DriveSetup) -> Drive {
-        let history_bytes = s.history.total_bytes();
         Drive {
             run_id: s.run_id,
             pre: s.pre,
             store: s.store,
             owner: s.owner,
-            history: s.history,
+            history: Mutex::new(s.history),
             permits: s.permits,
+            slots: s.slots,
             observer: s.observer,
             crash_after: s.crash_after,
             limits: s.limits,
@@ -89,7 +97,7 @@ impl Drive {
             prior_attempts: s.prior_attempts,
             number: s.number,
             cancel_requested: AtomicBool::new(false),
-            history_bytes: AtomicU64::new(history_bytes),
+            history_bytes: AtomicU64::new(s.recorded_bytes),
             fatal: Mutex::new(None),
             switch: Mutex::new(s.switch),
         }
@@ -107,7 +115,9 @@ impl Drive {
         wasmtime::Error::msg(format!("run stopped by the host: {message}"))
     }
 
-    /// The fatal error, if the drive was stopped.
+    /// The fatal error, if the drive was stopped. Taken once, by the drive
+    /// at its end: a branch that finds the drive stopped reports
+    /// [`RunError::Stopped`] instead, so no branch takes another's error.
     pub(crate) fn take_fatal(&self) -> Option<RunError> {
         self.fatal.lock().ok().and_then(|mut f| f.take())
     }
@@ -123,10 +133,20 @@ impl Drive {
         }
     }
 
-    /// Stops the guest if the run was cancelled: called at every durable
-    /// call, so running steps finish and the workflow stops at its next one.
+    /// True once a cancel of the run was requested.
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.cancel_requested.load(Ordering::SeqCst)
+    }
+
+    /// Stops the guest if the run was cancelled or the drive stopped:
+    /// called at every durable call, so running steps finish and the
+    /// workflow stops at its next one (the epoch callback stops a workflow
+    /// that makes none).
     pub(crate) fn check_cancel(&self) -> Result<(), wasmtime::Error> {
-        if self.cancel_requested.load(Ordering::SeqCst) {
+        if self.is_stopped() {
+            return Err(wasmtime::Error::msg("run stopped by the host"));
+        }
+        if self.cancel_requested() {
             return Err(self.stop(RunError::Cancelled {
                 run: self.run_id.clone(),
             }));
@@ -142,22 +162,88 @@ impl Drive {
     /// The recorded outcome of `call`, reported as recovered, or `None`.
     pub(crate) fn lookup(&self, call: &Planned) -> Result<Option<Outcome>, RunError> {
         let started = Instant::now();
-        match self.history.check(&self.run_id, call) {
-            Ok(Some(rec)) => {
-                if !call.name.starts_with('$') {
-                    self.observer.step(
-                        &self.run_id,
-                        &call.key,
-                        Source::Recovered,
-                        &rec.outcome,
-                        started.elapsed(),
-                    );
-                }
-                Ok(Some(rec.outcome.clone()))
+        let found = {
+            let history = self.history.lock().map_err(|_| poisoned())?;
+            match history.check(&self.run_id, call) {
+                Ok(found) => found.map(|rec| rec.outcome.clone()),
+                Err(d) => return Err(RunError::Divergence(d)),
             }
-            Ok(None) => Ok(None),
-            Err(d) => Err(RunError::Divergence(d)),
+        };
+        if let Some(outcome) = &found
+            && !call.name.starts_with('$')
+        {
+            self.observer.step(
+                &self.run_id,
+                &call.key,
+                Source::Recovered,
+                outcome,
+                started.elapsed(),
+            );
         }
+        Ok(found)
+    }
+
+    /// Like [`Drive::lookup`], for a call made from a step body: there a
+    /// mismatch is not a divergence. The body runs again because its step
+    /// never committed, and a body may do something else the second time
+    /// (real clocks, random, I/O); what its earlier run recorded from this
+    /// position on is superseded (moved aside, kept for inspection) and the
+    /// call executes.
+    pub(crate) async fn lookup_nested(&self, call: &Planned) -> Result<Option<Outcome>, RunError> {
+        match self.lookup(call) {
+            Err(RunError::Divergence(d)) => {
+                let from = d
+                    .recorded
+                    .as_ref()
+                    .map_or(call.position, |r| r.position.min(call.position));
+                tracing::info!(key = %call.key, "superseding records of an earlier run of the step body: {d}");
+                self.supersede(&call.parent, from).await?;
+                Ok(None)
+            }
+            other => other,
+        }
+    }
+
+    /// [`Drive::lookup_nested`] for a call from a step body, else
+    /// [`Drive::lookup`].
+    pub(crate) async fn lookup_in(
+        &self,
+        nested: bool,
+        call: &Planned,
+    ) -> Result<Option<Outcome>, RunError> {
+        if nested {
+            self.lookup_nested(call).await
+        } else {
+            self.lookup(call)
+        }
+    }
+
+    /// Moves aside the records of context `parent` from position `from` on
+    /// (with their subtrees).
+    pub(crate) async fn supersede(&self, parent: &str, from: u32) -> Result<(), RunError> {
+        let stale = self
+            .history
+            .lock()
+            .map_err(|_| poisoned())?
+            .stale_from(parent, from);
+        if stale.is_empty() {
+            return Ok(());
+        }
+        self.store
+            .supersede(&self.run_id, &self.owner, self.number, stale.clone())
+            .await?;
+        self.history.lock().map_err(|_| poisoned())?.remove(&stale);
+        Ok(())
+    }
+
+    /// The divergence of a workflow that ended after `next` calls while the
+    /// history holds more.
+    pub(crate) fn check_end(&self, next: u32) -> Result<(), RunError> {
+        self.history
+            .lock()
+            .map_err(|_| poisoned())?
+            .check_end(&self.run_id, next)
+            .map_err(RunError::Divergence)
     }
 
     /// Runs step `call` until an attempt succeeds, fails permanently, or
@@ -189,7 +275,7 @@ impl Drive {
             attempt += 1;
             let started_at = now_ms();
             let started = Instant::now();
-            let (Attempt { outcome, retryable }, output) =
+            let (Attempt { outcome, retryable }, output, calls) =
                 self.attempt(&call, &input, policy.timeout).await?;
             let elapsed = started.elapsed();
             let failed = (!matches!(outcome, Outcome::Ok(_))).then(|| AttemptRecord {
@@ -201,6 +287,9 @@ impl Drive {
             });
             let last = failed.is_none() || !retryable || attempt >= policy.retry.max_attempts;
             if last {
+                // What an earlier attempt's body recorded beyond the calls
+                // of this one is no longer the step's: move it aside.
+                self.supersede(&call.key, calls).await?;
                 self.commit(&call, outcome.clone(), attempt, started_at, failed, output)
                     .await?;
                 self.observer
@@ -209,25 +298,46 @@ impl Drive {
                 return Ok(outcome);
             }
             let wait = policy.retry.backoff_with_jitter(attempt, random_u64());
-            let failed = failed.expect("a failed attempt is not last only if it failed");
+            let Some(failed) = failed else {
+                return Err(RunError::Internal(
+                    "a failed attempt is not last only if it failed".into(),
+                ));
+            };
+            self.count_bytes(&call.key, failed.outcome.size() + output_size(&output))?;
             let cancel = self
                 .store
-                .commit_attempt(&self.run_id, &self.owner, failed, output)
+                .commit_attempt(&self.run_id, &self.owner, self.number, failed, output)
                 .await?;
             self.note_cancel(cancel);
             self.observer
                 .attempt_failed(&self.run_id, &call.key, attempt, &outcome, wait);
             tokio::time::sleep(wait).await;
+            // A cancelled run does not start another attempt.
+            if self.cancel_requested() {
+                return Err(RunError::Cancelled {
+                    run: self.run_id.clone(),
+                });
+            }
+            if self.is_stopped() {
+                return Err(RunError::Stopped);
+            }
         }
     }
 
-    /// One attempt: a fresh instance, a permit, the timeout and the limits.
+    /// One attempt: a slot and a permit, a fresh instance, the timeout and
+    /// the limits. Returns how it ended, what it printed, and how many
+    /// durable calls its body made.
+    ///
+    /// Host capacity (a slot, a permit, a free instance in the pool) is
+    /// waited for and never counts against the step: not as an attempt,
+    /// not on its clock.
     async fn attempt(
         self: &Arc<Self>,
         call: &Planned,
         input: &str,
         timeout: Duration,
-    ) -> Result<(Attempt, Vec<OutputLine>), RunError> {
+    ) -> Result<(Attempt, Vec<OutputLine>, u32), RunError> {
+        let slot = self.slots.acquire(call.depth()).await;
         let permit = self
             .permits
             .clone()
@@ -237,43 +347,72 @@ impl Drive {
         let output = Output::new(&self.run_id, &call.key, self.number, self.observer.clone());
         self.observer.step_started(&self.run_id, &call.key);
         tracing::debug!("attempt started");
-        let state = HostState::for_step(self.clone(), &call.key, permit, &output)
+        let clock = AttemptClock::start();
+        let state = HostState::for_step(self.clone(), &call.key, permit, &output, clock.clone())
             .map_err(|e| RunError::Internal(format!("{e:#}")))?;
         let mut store = wasmtime::Store::new(self.pre.engine(), state);
         store.limiter(|s| s.limiter());
-        // Yield to tokio at every epoch tick: a busy guest neither blocks a
-        // worker thread nor escapes the timeout below.
-        store.epoch_deadline_async_yield_and_update(1);
-        let work = async {
-            let started = Instant::now();
-            let instance = self.pre.instantiate_async(&mut store).await?;
-            tracing::debug!(
-                instantiate_us = started.elapsed().as_micros() as u64,
-                "instance ready"
-            );
-            instance
-                .durable_workflow_steps()
-                .call_run_step(&mut store, &call.name, &input.to_string())
-                .await
+        // At every epoch tick: yield to tokio (a busy guest neither blocks
+        // a worker thread nor escapes the timeout below), and stop at once
+        // if the drive was stopped.
+        store.epoch_deadline_callback(|mut cx| cx.data_mut().on_epoch());
+        store.set_epoch_deadline(1);
+        let result = {
+            let work = async {
+                let started = Instant::now();
+                let instance = loop {
+                    match self.pre.instantiate_async(&mut store).await {
+                        Ok(instance) => break instance,
+                        Err(e) if is_capacity(&e) => {
+                            // The pool is full: the host's problem, not the
+                            // step's. Wait, with the clock stopped.
+                            let _paused = clock.pause();
+                            tokio::time::sleep(CAPACITY_WAIT).await;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
+                tracing::debug!(
+                    instantiate_us = started.elapsed().as_micros() as u64,
+                    "instance ready"
+                );
+                instance
+                    .durable_workflow_steps()
+                    .call_run_step(&mut store, &call.name, &input.to_string())
+                    .await
+            };
+            tokio::pin!(work);
+            loop {
+                let wait = clock.remaining(timeout).unwrap_or(EPOCH_TICK);
+                tokio::select! {
+                    r = &mut work => break Some(r),
+                    _ = tokio::time::sleep(wait) => {
+                        if clock.remaining(timeout) == Some(Duration::ZERO) {
+                            break None;
+                        }
+                    }
+                }
+            }
         };
-        let result = tokio::time::timeout(timeout, work).await;
+        let calls = store.data().calls_made();
         drop(store);
+        drop(slot);
         output.finish();
-        if let Some(fatal) = self.take_fatal() {
-            return Err(fatal);
+        if self.is_stopped() {
+            return Err(RunError::Stopped);
         }
         let timeout_ms = timeout.as_millis() as u64;
         let attempt = match result {
-            Err(_) => Attempt {
+            None => Attempt {
                 outcome: Outcome::TimedOut(timeout_ms),
                 retryable: true,
             },
-            Ok(Ok(Ok(json))) => self.check_result(call, json),
-            Ok(Ok(Err(failure))) => Attempt {
-                outcome: Outcome::Failed(failure.message),
+            Some(Ok(Ok(json))) => self.check_result(call, json),
+            Some(Ok(Err(failure))) => Attempt {
+                outcome: Outcome::Failed(cap_message(failure.message)),
                 retryable: failure.retryable,
             },
-            Ok(Err(trap)) => {
+            Some(Err(trap)) => {
                 let mut message = trap_message(&trap);
                 if let Some(said) = output.explanation()
                     && !message.contains(&said)
@@ -281,12 +420,12 @@ impl Drive {
                     message = format!("{said} ({message})");
                 }
                 Attempt {
-                    outcome: Outcome::Trapped(message),
+                    outcome: Outcome::Trapped(cap_message(message)),
                     retryable: true,
                 }
             }
         };
-        Ok((attempt, output.take_lines()))
+        Ok((attempt, output.take_lines(), calls))
     }
 
     /// A step's value must be JSON and within the result size limit; if it
@@ -333,15 +472,12 @@ impl Drive {
         last_attempt: Option<AttemptRecord>,
         output: Vec<OutputLine>,
     ) -> Result<(), RunError> {
-        let size = outcome.size() as u64;
-        let total = self.history_bytes.fetch_add(size, Ordering::SeqCst) + size;
-        if total > self.limits.max_history_bytes {
-            return Err(RunError::HistoryLimit {
-                run: self.run_id.clone(),
-                key: call.key.clone(),
-                limit: self.limits.max_history_bytes,
-            });
-        }
+        self.count_bytes(
+            &call.key,
+            outcome.size()
+                + last_attempt.as_ref().map_or(0, |a| a.outcome.size())
+                + output_size(&output),
+        )?;
         let record = StepRecord {
             key: call.key.clone(),
             parent: call.parent.clone(),
@@ -356,16 +492,32 @@ impl Drive {
             batch: call.batch,
         };
         let commit = StepCommit {
-            record,
+            record: record.clone(),
             last_attempt,
             output,
             switch: self.take_switch(),
         };
         let cancel = self
             .store
-            .commit_step(&self.run_id, &self.owner, commit)
+            .commit_step(&self.run_id, &self.owner, self.number, commit)
             .await?;
+        self.history.lock().map_err(|_| poisoned())?.insert(record);
         self.note_cancel(cancel);
+        Ok(())
+    }
+
+    /// Counts `bytes` more of recorded history (outcomes, failed attempts,
+    /// guest output) against the run's history limit.
+    fn count_bytes(&self, key: &str, bytes: usize) -> Result<(), RunError> {
+        let size = bytes as u64;
+        let total = self.history_bytes.fetch_add(size, Ordering::SeqCst) + size;
+        if total > self.limits.max_history_bytes {
+            return Err(RunError::HistoryLimit {
+                run: self.run_id.clone(),
+                key: key.to_string(),
+                limit: self.limits.max_history_bytes,
+            });
+        }
         Ok(())
     }
 
@@ -376,6 +528,45 @@ impl Drive {
             crash_now();
         }
     }
+}
+
+/// How long an instantiation waits before trying again when the instance
+/// pool is full.
+const CAPACITY_WAIT: Duration = Duration::from_millis(5);
+
+/// Longest step error message recorded; longer ones are cut with a marker.
+pub(crate) const MAX_ERROR_BYTES: usize = 8 << 10;
+
+/// Cuts an error message to [`MAX_ERROR_BYTES`], saying how much was cut.
+pub(crate) fn cap_message(mut message: String) -> String {
+    if message.len() <= MAX_ERROR_BYTES {
+        return message;
+    }
+    let mut end = MAX_ERROR_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let cut = message.len() - end;
+    message.truncate(end);
+    message.push_str(&format!("... [{cut} more bytes cut by the host]"));
+    message
+}
+
+/// True when wasmtime refused an instance because the pool is full: a
+/// limit of this host, never the guest's failure.
+pub(crate) fn is_capacity(e: &wasmtime::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<wasmtime::PoolConcurrencyLimitError>()
+            .is_some()
+    })
+}
+
+fn output_size(lines: &[OutputLine]) -> usize {
+    lines.iter().map(|l| l.line.len()).sum()
+}
+
+fn poisoned() -> RunError {
+    RunError::Internal("a drive lock was poisoned by a panic".into())
 }
 
 fn random_u64() -> u64 {

@@ -82,6 +82,15 @@ pub struct Limits {
     pub max_history_bytes: u64,
     /// Retries of steps whose options give none.
     pub retry: RetryPolicy,
+    /// Most attempts a step's own retry policy may ask for (default 100);
+    /// more are cut to this.
+    pub max_attempts_cap: u32,
+    /// Longest the workflow instance may run between two durable calls
+    /// (default 60 s); past it the run fails. Its clocks are frozen between
+    /// durable calls, so a loop waiting for time to pass would never end.
+    pub workflow_timeout: Duration,
+    /// Largest run input, in bytes (default 1 MiB).
+    pub max_input_bytes: usize,
 }
 
 impl Default for Limits {
@@ -92,6 +101,9 @@ impl Default for Limits {
             max_result_bytes: 16 << 20,
             max_history_bytes: 256 << 20,
             retry: RetryPolicy::default(),
+            max_attempts_cap: 100,
+            workflow_timeout: Duration::from_secs(60),
+            max_input_bytes: 1 << 20,
         }
     }
 }
@@ -105,11 +117,14 @@ pub(crate) struct StepPolicy {
 
 impl StepPolicy {
     pub(crate) fn resolve(limits: &Limits, options: Option<&bindings::StepOptions>) -> StepPolicy {
+        let mut retry = options
+            .and_then(|o| o.retry.as_ref())
+            .map(RetryPolicy::from_wit)
+            .unwrap_or(limits.retry);
+        // The guest chooses its policy, the operator its bounds.
+        retry.max_attempts = retry.max_attempts.min(limits.max_attempts_cap.max(1));
         StepPolicy {
-            retry: options
-                .and_then(|o| o.retry.as_ref())
-                .map(RetryPolicy::from_wit)
-                .unwrap_or(limits.retry),
+            retry,
             timeout: options
                 .and_then(|o| o.timeout_ms)
                 .map(Duration::from_millis)
@@ -119,9 +134,19 @@ impl StepPolicy {
 }
 
 /// Refuses memory growth past the limit with an error that names it (the
-/// instance traps; the attempt fails with this message).
+/// instance traps; the attempt fails with this message). The limit holds
+/// for all linear memories of the instance together: a component may
+/// define several.
 pub(crate) struct MemoryLimit {
     pub(crate) bytes: usize,
+    /// Bytes of all memories of the instance so far.
+    used: usize,
+}
+
+impl MemoryLimit {
+    pub(crate) fn new(bytes: usize) -> MemoryLimit {
+        MemoryLimit { bytes, used: 0 }
+    }
 }
 
 impl wasmtime::ResourceLimiter for MemoryLimit {
@@ -131,15 +156,18 @@ impl wasmtime::ResourceLimiter for MemoryLimit {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.bytes {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.bytes {
             return Err(wasmtime::Error::msg(format!(
-                "memory limit exceeded: the instance asked to grow its memory from {} MiB to {} MiB, \
-                 over the limit of {} MiB (--max-memory-mb)",
+                "memory limit exceeded: the instance asked to grow its memory from {} MiB to {} MiB \
+                 ({} MiB in all its memories), over the limit of {} MiB (--max-memory-mb)",
                 current >> 20,
                 desired.div_ceil(1 << 20),
+                total.div_ceil(1 << 20),
                 self.bytes >> 20
             )));
         }
+        self.used = total;
         Ok(true)
     }
 
@@ -178,11 +206,23 @@ mod tests {
     #[test]
     fn the_memory_limit_names_itself() {
         use wasmtime::ResourceLimiter;
-        let mut l = MemoryLimit { bytes: 64 << 20 };
+        let mut l = MemoryLimit::new(64 << 20);
         assert!(l.memory_growing(0, 64 << 20, None).expect("within"));
         let e = l
             .memory_growing(64 << 20, (64 << 20) + 1, None)
             .expect_err("over");
         assert!(e.to_string().contains("limit of 64 MiB"), "{e}");
+    }
+
+    #[test]
+    fn the_memory_limit_counts_every_memory_of_the_instance() {
+        use wasmtime::ResourceLimiter;
+        let mut l = MemoryLimit::new(64 << 20);
+        assert!(l.memory_growing(0, 40 << 20, None).expect("first memory"));
+        let e = l
+            .memory_growing(0, 30 << 20, None)
+            .expect_err("a second memory over the total");
+        assert!(e.to_string().contains("in all its memories"), "{e}");
+        assert!(l.memory_growing(0, 24 << 20, None).expect("what is left"));
     }
 }

@@ -12,9 +12,10 @@ pub(crate) mod bindings;
 mod drive;
 mod limits;
 mod observer;
+mod slots;
 mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +25,7 @@ use tracing::Instrument;
 pub use drive::human;
 pub use limits::{Limits, RetryPolicy};
 pub use observer::{Level, Observer, Silent, Source};
+pub use slots::MAX_NESTING;
 pub use state::HostState;
 
 use crate::engine::{Engine, EngineOptions, LoadError, LoadedWorkflow};
@@ -33,7 +35,7 @@ use crate::sandbox::{Grants, Output};
 use crate::store::{
     Claim, ComponentSwitch, NewRun, OutputLine, RunEnd, RunRecord, RunStatus, Store, StoreError,
 };
-use drive::{Drive, DriveSetup, trap_message};
+use drive::{Drive, DriveSetup, cap_message, trap_message};
 
 /// Why a run could not be driven to an end. A run that *failed* (its
 /// workflow returned an error or trapped) is not a `RunError`: it is a
@@ -84,9 +86,76 @@ pub enum RunError {
         /// The limit.
         limit: u64,
     },
+    /// The workflow instance ran past its CPU budget without a durable
+    /// call; the run fails with this message.
+    #[error(
+        "run {run:?}: the workflow ran for more than {limit_ms} ms without a durable call \
+         (--workflow-timeout-ms) and was stopped; it may be in an endless loop. Workflow clocks \
+         are frozen between durable calls, so a loop that waits for time to pass never ends: \
+         wait in a step instead"
+    )]
+    WorkflowBusy {
+        /// The run id.
+        run: String,
+        /// The budget.
+        limit_ms: u64,
+    },
+    /// This process already drives the run (a second claim of the same run
+    /// by one process is refused).
+    #[error("run {run:?} is already being driven by this process")]
+    AlreadyDriving {
+        /// The run id.
+        run: String,
+    },
+    /// The run id cannot be used.
+    #[error("invalid run id {id:?}: {reason}")]
+    InvalidRunId {
+        /// The id.
+        id: String,
+        /// Why.
+        reason: &'static str,
+    },
+    /// The run input is larger than the limit.
+    #[error(
+        "the run input is {bytes} bytes, over the input size limit of {limit} bytes (--max-input-bytes)"
+    )]
+    InputTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The drive was stopped by an error reported elsewhere (the drive's
+    /// first fatal error is what the run reports, never this).
+    #[error("the drive was stopped")]
+    Stopped,
     /// A bug in the host.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Checks a run id: it is part of idempotency keys (`run/step#1`) and of
+/// one-line listings, so it must not contain the key separators, control
+/// characters, or be unreasonably long.
+///
+/// # Errors
+/// [`RunError::InvalidRunId`] saying why.
+pub fn validate_run_id(id: &str) -> Result<(), RunError> {
+    let reason = if id.is_empty() {
+        "it is empty"
+    } else if id.len() > 256 {
+        "it is longer than 256 bytes"
+    } else if id.contains(['/', '#']) {
+        "it contains '/' or '#'"
+    } else if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        "it contains whitespace or control characters"
+    } else {
+        return Ok(());
+    };
+    Err(RunError::InvalidRunId {
+        id: id.to_string(),
+        reason,
+    })
 }
 
 /// A run that reached its end (now or earlier).
@@ -143,7 +212,7 @@ impl Default for RuntimeConfig {
 
 /// A host process's runtime: engine, store, identity, step limit.
 pub struct Runtime {
-    engine: Engine,
+    engine: Arc<Engine>,
     store: Store,
     owner: Owner,
     permits: Arc<Semaphore>,
@@ -154,7 +223,26 @@ pub struct Runtime {
     /// Workflow instances alive at once: with a pooled engine, what the
     /// pool holds beyond room for steps; more runs wait for a slot.
     workflow_slots: Arc<Semaphore>,
+    /// Live step instances, waiting parents included.
+    step_slots: Arc<slots::InstanceSlots>,
+    /// Runs this process drives right now: a second drive of one of them
+    /// is refused.
+    active: Arc<Mutex<HashSet<String>>>,
     loaded: Mutex<HashMap<String, LoadedWorkflow>>,
+}
+
+/// Marks a run as driven by this process while alive.
+struct Active {
+    set: Arc<Mutex<HashSet<String>>>,
+    run: String,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.run);
+        }
+    }
 }
 
 impl Runtime {
@@ -172,16 +260,23 @@ impl Runtime {
     /// `config.cache_dir` is ignored: the engine has its own.
     pub fn with_engine(engine: Engine, store: Store, config: RuntimeConfig) -> Runtime {
         let steps = config.max_concurrent_steps.max(1);
-        // Running steps take at most `steps` slots; as many again are kept
-        // for steps that wait on steps of their own. The rest is for
-        // workflow instances.
+        // Step instances alive at once: twice the running limit (room for
+        // parents waiting on their nested steps) plus the reserve for the
+        // deepest nesting. The rest of the pool is for workflow instances.
+        let mut step_slots = 2 * steps + MAX_NESTING as usize;
         let workflows = match config.pool_instances {
-            Some(pool) => (pool as usize).saturating_sub(2 * steps).max(1),
+            Some(pool) => {
+                let pool = pool as usize;
+                step_slots = step_slots.min(pool.saturating_sub(1));
+                pool.saturating_sub(step_slots).max(1)
+            }
             None => Semaphore::MAX_PERMITS,
         };
         Runtime {
             workflow_slots: Arc::new(Semaphore::new(workflows)),
-            engine,
+            step_slots: slots::InstanceSlots::new(step_slots),
+            active: Arc::new(Mutex::new(HashSet::new())),
+            engine: Arc::new(engine),
             store,
             owner: Owner::current(),
             permits: Arc::new(Semaphore::new(steps)),
@@ -226,9 +321,17 @@ impl Runtime {
         run_id: &str,
         input: &str,
     ) -> Result<Finished, RunError> {
+        validate_run_id(run_id)?;
+        if input.len() > self.limits.max_input_bytes {
+            return Err(RunError::InputTooLarge {
+                bytes: input.len(),
+                limit: self.limits.max_input_bytes,
+            });
+        }
         serde_json::from_str::<serde::de::IgnoredAny>(input)
             .map_err(|e| RunError::BadInput(e.to_string()))?;
         let _slot = self.workflow_slot().await?;
+        let _active = self.activate(run_id)?;
         let seed = {
             let mut b = [0u8; 8];
             getrandom::fill(&mut b)
@@ -244,6 +347,9 @@ impl Runtime {
             seed,
         };
         match self.store.claim_run(new, &self.owner).await? {
+            Claim::Finished(run) if !same_json(&run.input, input) => Err(RunError::InputMismatch {
+                run: run_id.to_string(),
+            }),
             Claim::Finished(run) => Ok(Finished { run, already: true }),
             Claim::Created(run) => self.drive(run, workflow, None).await,
             Claim::Resumed(run) => {
@@ -268,40 +374,84 @@ impl Runtime {
     /// See [`RunError`]; [`StoreError::RunNotFound`] when there is no such run.
     pub async fn resume(&self, run_id: &str) -> Result<Finished, RunError> {
         let _slot = self.workflow_slot().await?;
+        let _active = self.activate(run_id)?;
+        // Load (maybe compile, seconds for a large guest) before claiming,
+        // so that the lease is not running out meanwhile.
+        let seen = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| StoreError::RunNotFound(run_id.to_string()))?;
+        if seen.status != RunStatus::Running {
+            return Ok(Finished {
+                run: seen,
+                already: true,
+            });
+        }
+        let mut workflow = self.workflow_for(&seen).await?;
         let run = match self.store.claim_existing(run_id, &self.owner).await? {
             Claim::Finished(run) => return Ok(Finished { run, already: true }),
             Claim::Created(run) | Claim::Resumed(run) => run,
         };
+        if run.component_digest != workflow.digest {
+            // Switched by another process between our read and the claim.
+            workflow = match self.workflow_for(&run).await {
+                Ok(w) => w,
+                Err(e) => {
+                    self.store.release(run_id, &self.owner).await?;
+                    return Err(e);
+                }
+            };
+        }
+        self.drive(run, &workflow, None).await
+    }
+
+    /// The loaded component of `run`, compiled on a blocking thread if no
+    /// drive of this process loaded it yet.
+    async fn workflow_for(&self, run: &RunRecord) -> Result<LoadedWorkflow, RunError> {
         let cached = self
             .loaded
             .lock()
             .ok()
             .and_then(|m| m.get(&run.component_digest).cloned());
-        let workflow = match cached {
-            Some(w) => w,
-            None => {
-                let bytes = self
-                    .store
-                    .component(&run.component_digest)
-                    .await?
-                    .ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "component {} of run {run_id} is missing",
-                            run.component_digest
-                        ))
-                    })?;
-                // A component that was loadable when the run started is
-                // loadable now; if not (engine change), say so.
-                match self.load(&run.workflow, bytes) {
-                    Ok(w) => w,
-                    Err(e) => {
-                        self.store.release(run_id, &self.owner).await?;
-                        return Err(e.into());
-                    }
-                }
-            }
-        };
-        self.drive(run, &workflow, None).await
+        if let Some(w) = cached {
+            return Ok(w);
+        }
+        let bytes = self
+            .store
+            .component(&run.component_digest)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "component {} of run {} is missing",
+                    run.component_digest, run.id
+                ))
+            })?;
+        let (engine, name) = (self.engine.clone(), run.workflow.clone());
+        let wf = tokio::task::spawn_blocking(move || engine.load(&name, Arc::new(bytes)))
+            .await
+            .map_err(|e| RunError::Internal(format!("compiling panicked: {e}")))??;
+        if let Ok(mut m) = self.loaded.lock() {
+            m.insert(wf.digest.clone(), wf.clone());
+        }
+        Ok(wf)
+    }
+
+    /// Registers `run_id` as driven by this process.
+    fn activate(&self, run_id: &str) -> Result<Active, RunError> {
+        let mut set = self
+            .active
+            .lock()
+            .map_err(|_| RunError::Internal("the drive registry was poisoned".into()))?;
+        if !set.insert(run_id.to_string()) {
+            return Err(RunError::AlreadyDriving {
+                run: run_id.to_string(),
+            });
+        }
+        Ok(Active {
+            set: self.active.clone(),
+            run: run_id.to_string(),
+        })
     }
 
     /// Waits for room for one more workflow instance.
@@ -345,6 +495,7 @@ impl Runtime {
         switch: Option<ComponentSwitch>,
     ) -> Result<Finished, RunError> {
         let history = History::new(self.store.history(&run.id).await?);
+        let recorded_bytes = self.store.recorded_bytes(&run.id).await?;
         let prior_attempts = self
             .store
             .attempt_counts(&run.id)
@@ -357,8 +508,10 @@ impl Runtime {
             store: self.store.clone(),
             owner: self.owner.clone(),
             history,
+            recorded_bytes,
             prior_attempts,
             permits: self.permits.clone(),
+            slots: self.step_slots.clone(),
             observer: self.observer.clone(),
             crash_after: self.crash_after.clone(),
             limits: self.limits,
@@ -366,18 +519,21 @@ impl Runtime {
             switch,
             number: run.drives,
         }));
-        tracing::debug!(run = %run.id, drive = run.drives, recorded = drive.history.len(), "drive starts");
+        tracing::debug!(run = %run.id, drive = run.drives, "drive starts");
         let lease = tokio::spawn(renew_lease(drive.clone()));
         let (outcome, output) = run_workflow(&drive, &run).await;
         lease.abort();
         let outcome = match drive.take_fatal() {
             // A limit ends the run for good: it would be hit again.
-            Some(e @ RunError::HistoryLimit { .. }) => Ok(Err(e.to_string())),
+            Some(e @ (RunError::HistoryLimit { .. } | RunError::WorkflowBusy { .. })) => {
+                Ok((Err(cap_message(e.to_string())), None))
+            }
             Some(RunError::Cancelled { .. }) => {
                 self.store
                     .finish_run(
                         &run.id,
                         &self.owner,
+                        drive.number,
                         RunEnd::Cancelled,
                         drive.take_switch(),
                         output,
@@ -386,8 +542,14 @@ impl Runtime {
                 return self.finished(&run.id).await;
             }
             Some(fatal) => return Err(fatal),
-            None => outcome,
+            None => outcome.map(|(result, calls)| (result, Some(calls))),
         };
+        if let Ok((_, Some(calls))) = &outcome {
+            // The workflow ended: every call its history holds must have
+            // been made again, else the code changed under the run.
+            drive.check_end(*calls)?;
+        }
+        let outcome = outcome.map(|(result, _)| result);
         let result = match outcome {
             Ok(Ok(output)) if output.len() > self.limits.max_result_bytes => Err(format!(
                 "the workflow's output is {} bytes, over the result size limit of {} bytes (--max-result-bytes)",
@@ -398,7 +560,7 @@ impl Runtime {
                 Ok(_) => Ok(output),
                 Err(e) => Err(format!("the workflow returned invalid JSON: {e}")),
             },
-            Ok(Err(message)) => Err(message),
+            Ok(Err(message)) => Err(cap_message(message)),
             Err(WorkflowFailure::Trap(message)) => Err(format!("the workflow trapped: {message}")),
             Err(WorkflowFailure::Instantiate(message)) => {
                 return Err(RunError::Instantiate(message));
@@ -409,7 +571,14 @@ impl Runtime {
             Err(e) => RunEnd::Failed(e),
         };
         self.store
-            .finish_run(&run.id, &self.owner, end, drive.take_switch(), output)
+            .finish_run(
+                &run.id,
+                &self.owner,
+                drive.number,
+                end,
+                drive.take_switch(),
+                output,
+            )
             .await?;
         self.finished(&run.id).await
     }
@@ -433,42 +602,43 @@ enum WorkflowFailure {
     Trap(String),
 }
 
-async fn run_workflow(
-    drive: &Arc<Drive>,
-    run: &RunRecord,
-) -> (
-    Result<Result<String, String>, WorkflowFailure>,
-    Vec<OutputLine>,
-) {
+/// What the workflow's `run` returned, with how many durable calls it made.
+type WorkflowResult = Result<(Result<String, String>, u32), WorkflowFailure>;
+
+async fn run_workflow(drive: &Arc<Drive>, run: &RunRecord) -> (WorkflowResult, Vec<OutputLine>) {
     let output = Output::new(&run.id, "", drive.number, drive.observer.clone());
     let result = call_workflow(drive, run, &output).await;
     (result, output.take_lines())
 }
 
-async fn call_workflow(
-    drive: &Arc<Drive>,
-    run: &RunRecord,
-    output: &Output,
-) -> Result<Result<String, String>, WorkflowFailure> {
+async fn call_workflow(drive: &Arc<Drive>, run: &RunRecord, output: &Output) -> WorkflowResult {
     let state = HostState::for_workflow(drive.clone(), run.clock_ms, run.seed, output);
     let mut store = wasmtime::Store::new(drive.pre.engine(), state);
     store.limiter(|s| s.limiter());
-    // Yield at every epoch tick, so that a busy workflow does not hold a
-    // worker thread that its own parallel steps need.
-    store.epoch_deadline_async_yield_and_update(1);
-    let instance = drive
-        .pre
-        .instantiate_async(&mut store)
-        .await
-        .map_err(|e| WorkflowFailure::Instantiate(format!("{e:#}")))?;
+    // At every epoch tick: yield, so that a busy workflow does not hold a
+    // worker thread that its own parallel steps need; and stop it when it
+    // was cancelled or has run too long without a durable call.
+    store.epoch_deadline_callback(|mut cx| cx.data_mut().on_epoch());
+    store.set_epoch_deadline(1);
+    let instance = loop {
+        match drive.pre.instantiate_async(&mut store).await {
+            Ok(instance) => break instance,
+            // The pool is full: wait for an instance to end.
+            Err(e) if drive::is_capacity(&e) => {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            Err(e) => return Err(WorkflowFailure::Instantiate(format!("{e:#}"))),
+        }
+    };
     let result = instance.call_run(&mut store, &run.input).await;
+    let calls = store.data().calls_made();
     drop(store);
     output.finish();
     match result {
-        Ok(result) => Ok(result),
+        Ok(result) => Ok((result, calls)),
         // A trap after the host stopped the run is the host's; the caller
         // reports the fatal error instead.
-        Err(_) if drive.is_stopped() => Ok(Err(String::new())),
+        Err(_) if drive.is_stopped() => Ok((Err(String::new()), calls)),
         Err(trap) => {
             let message = trap_message(&trap);
             Err(WorkflowFailure::Trap(match output.explanation() {
@@ -485,8 +655,19 @@ async fn renew_lease(drive: Arc<Drive>) {
     let period = std::time::Duration::from_millis((LEASE_MS / 3) as u64).min(CANCEL_POLL);
     loop {
         tokio::time::sleep(period).await;
-        match drive.store.renew_lease(&drive.run_id, &drive.owner).await {
+        match drive
+            .store
+            .renew_lease(&drive.run_id, &drive.owner, drive.number)
+            .await
+        {
             Ok(cancel) => drive.note_cancel(cancel),
+            // Another process drives the run now: stop at once (the epoch
+            // callback traps every instance of this drive).
+            Err(e @ StoreError::LeaseLost { .. }) => {
+                tracing::warn!(run = %drive.run_id, "the lease was lost; stopping the drive");
+                let _ = drive.stop(RunError::Store(e));
+                return;
+            }
             Err(e) => tracing::warn!(run = %drive.run_id, error = %e, "could not renew the lease"),
         }
     }

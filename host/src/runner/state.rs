@@ -2,10 +2,12 @@
 //! interface: every durable call of a guest lands here.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tracing::Instrument;
+use wasmtime::UpdateDeadline;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
@@ -15,6 +17,7 @@ use super::bindings::{Call, LogLevel, StepError, StepOptions};
 use super::drive::Drive;
 use super::limits::{MemoryLimit, StepPolicy};
 use super::observer::Level;
+use super::slots::{AttemptClock, MAX_NESTING};
 use crate::history::{self, Context, Planned};
 use crate::sandbox;
 use crate::store::Outcome;
@@ -31,6 +34,12 @@ pub struct HostState {
     permit: Option<OwnedSemaphorePermit>,
     memory: MemoryLimit,
     output: sandbox::Output,
+    /// A step attempt's clock, stopped while the step waits on its own
+    /// steps; `None` for the workflow instance.
+    clock: Option<Arc<AttemptClock>>,
+    /// When the guest last got control back from a durable call (or
+    /// started): the workflow's CPU budget counts from here.
+    busy_since: Instant,
 }
 
 impl HostState {
@@ -44,13 +53,38 @@ impl HostState {
             wasi: sandbox::workflow_ctx(start_ms, seed, output),
             output: output.clone(),
             table: ResourceTable::new(),
-            memory: MemoryLimit {
-                bytes: drive.limits.memory_bytes,
-            },
+            memory: MemoryLimit::new(drive.limits.memory_bytes),
             drive,
             context: Context::root(),
             permit: None,
+            clock: None,
+            busy_since: Instant::now(),
         }
+    }
+
+    /// How many durable calls this instance's context has made.
+    pub(crate) fn calls_made(&self) -> u32 {
+        self.context.next_position()
+    }
+
+    /// The epoch callback: stops the instance when the drive was stopped,
+    /// a workflow instance when its run was cancelled or it has run past
+    /// its CPU budget without a durable call; else yields to tokio.
+    pub(crate) fn on_epoch(&mut self) -> wasmtime::Result<UpdateDeadline> {
+        if self.drive.is_stopped() {
+            return Err(wasmtime::Error::msg("run stopped by the host"));
+        }
+        if self.clock.is_none() {
+            self.drive.check_cancel()?;
+            let busy = self.busy_since.elapsed();
+            if busy > self.drive.limits.workflow_timeout {
+                return Err(self.drive.stop(RunError::WorkflowBusy {
+                    run: self.drive.run_id.clone(),
+                    limit_ms: self.drive.limits.workflow_timeout.as_millis() as u64,
+                }));
+            }
+        }
+        Ok(UpdateDeadline::Yield(1))
     }
 
     /// The store's resource limiter.
@@ -63,22 +97,25 @@ impl HostState {
         key: &str,
         permit: OwnedSemaphorePermit,
         output: &sandbox::Output,
+        clock: Arc<AttemptClock>,
     ) -> anyhow::Result<HostState> {
         Ok(HostState {
             wasi: sandbox::step_ctx(&drive.grants, output)?,
             output: output.clone(),
             table: ResourceTable::new(),
-            memory: MemoryLimit {
-                bytes: drive.limits.memory_bytes,
-            },
+            memory: MemoryLimit::new(drive.limits.memory_bytes),
             drive,
             context: Context::child_of(key),
             permit: Some(permit),
+            clock: Some(clock),
+            busy_since: Instant::now(),
         })
     }
 
-    /// Gives back the permit while `wait` runs, then takes one again.
+    /// Gives back the permit while `wait` runs, then takes one again; the
+    /// step's clock stands still meanwhile.
     async fn without_permit<T>(&mut self, wait: impl Future<Output = T>) -> T {
+        let _paused = self.clock.as_ref().map(|c| c.pause());
         let held = self.permit.take().is_some();
         let out = wait.await;
         if held && let Ok(p) = self.drive.permits.clone().acquire_owned().await {
@@ -96,7 +133,8 @@ impl HostState {
         self.drive.check_cancel()?;
         let call = self.context.plan(name, "");
         let drive = self.drive.clone();
-        let outcome = match drive.lookup(&call) {
+        let nested = self.nested();
+        let outcome = match drive.lookup_in(nested, &call).await {
             Ok(Some(o)) => o,
             Ok(None) => match drive.record(&call, Outcome::Ok(fresh().to_string())).await {
                 Ok(o) => o,
@@ -116,6 +154,25 @@ impl HostState {
                 call.key
             )))),
         }
+    }
+}
+
+impl HostState {
+    /// True in a step body (where a mismatch with the record supersedes
+    /// it), false in the workflow (where it is a divergence).
+    fn nested(&self) -> bool {
+        !self.context.parent().is_empty()
+    }
+
+    /// A step call nested deeper than [`MAX_NESTING`], refused.
+    fn too_deep(&self, name: &str) -> Option<StepError> {
+        let depth = self.context.depth() + 1;
+        (depth > MAX_NESTING).then(|| {
+            StepError::Failed(format!(
+                "step {name:?} would be nested {depth} levels deep, deeper than the host's limit of {MAX_NESTING}; \
+                 call it from the workflow instead of from a step body"
+            ))
+        })
     }
 }
 
@@ -153,20 +210,23 @@ fn to_wit(outcome: Outcome) -> Result<String, StepError> {
     }
 }
 
-impl durable::Host for HostState {
-    async fn step(
+/// The durable calls that may wait; the trait impl below resets the
+/// workflow's CPU budget when each returns.
+impl HostState {
+    async fn do_step(
         &mut self,
         name: String,
         input: String,
         options: Option<StepOptions>,
     ) -> wasmtime::Result<Result<String, StepError>> {
         self.drive.check_cancel()?;
-        if let Some(refused) = refuse(&name, &input) {
+        if let Some(refused) = refuse(&name, &input).or_else(|| self.too_deep(&name)) {
             return Ok(Err(refused));
         }
         let call = self.context.plan(&name, &input);
         let drive = self.drive.clone();
-        match drive.lookup(&call) {
+        let nested = self.nested();
+        match drive.lookup_in(nested, &call).await {
             Ok(Some(outcome)) => return Ok(to_wit(outcome)),
             Ok(None) => {}
             Err(e) => return Err(drive.stop(e)),
@@ -181,12 +241,13 @@ impl durable::Host for HostState {
         }
     }
 
-    async fn parallel(
+    async fn do_parallel(
         &mut self,
         calls: Vec<Call>,
     ) -> wasmtime::Result<Vec<Result<String, StepError>>> {
         self.drive.check_cancel()?;
         let drive = self.drive.clone();
+        let nested = self.nested();
         let first = self.context.next_position();
         // Keys and positions are assigned in list order, and every recorded
         // call is checked before anything runs, so a divergence is reported
@@ -202,13 +263,13 @@ impl durable::Host for HostState {
             },
         ) in calls.into_iter().enumerate()
         {
-            if let Some(refused) = refuse(&name, &input) {
+            if let Some(refused) = refuse(&name, &input).or_else(|| self.too_deep(&name)) {
                 results.push(Some(Err(refused)));
                 continue;
             }
             let mut call = self.context.plan(&name, &input);
             call.batch = Some(first);
-            match drive.lookup(&call) {
+            match drive.lookup_in(nested, &call).await {
                 Ok(Some(outcome)) => results.push(Some(to_wit(outcome))),
                 Ok(None) => {
                     results.push(None);
@@ -265,12 +326,12 @@ impl durable::Host for HostState {
         }
     }
 
-    async fn now_ms(&mut self) -> wasmtime::Result<u64> {
+    async fn do_now_ms(&mut self) -> wasmtime::Result<u64> {
         self.recorded_u64(history::NOW, || crate::store::now_ms().max(0) as u64)
             .await
     }
 
-    async fn random_u64(&mut self) -> wasmtime::Result<u64> {
+    async fn do_random_u64(&mut self) -> wasmtime::Result<u64> {
         self.recorded_u64(history::RANDOM, || {
             let mut b = [0u8; 8];
             // getrandom only fails where the OS has no entropy source at all.
@@ -278,6 +339,40 @@ impl durable::Host for HostState {
             u64::from_le_bytes(b)
         })
         .await
+    }
+}
+
+impl durable::Host for HostState {
+    async fn step(
+        &mut self,
+        name: String,
+        input: String,
+        options: Option<StepOptions>,
+    ) -> wasmtime::Result<Result<String, StepError>> {
+        let r = self.do_step(name, input, options).await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn parallel(
+        &mut self,
+        calls: Vec<Call>,
+    ) -> wasmtime::Result<Vec<Result<String, StepError>>> {
+        let r = self.do_parallel(calls).await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        let r = self.do_now_ms().await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn random_u64(&mut self) -> wasmtime::Result<u64> {
+        let r = self.do_random_u64().await;
+        self.busy_since = Instant::now();
+        r
     }
 
     async fn idempotency_key(&mut self) -> wasmtime::Result<String> {

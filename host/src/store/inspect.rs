@@ -63,8 +63,8 @@ pub enum Cancelled {
 impl Store {
     /// Runs matching `filter`, newest first.
     pub async fn list(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StoreError> {
-        self.writer
-            .transact(move |tx| {
+        self
+            .read(move |tx| {
                 let mut stmt = tx
                     .prepare(&format!(
                         "SELECT {RUN_COLUMNS},
@@ -104,26 +104,25 @@ impl Store {
     /// [`StoreError::RunNotFound`].
     pub async fn detail(&self, run_id: &str, with_output: bool) -> Result<RunDetail, StoreError> {
         let run_id = run_id.to_string();
-        self.writer
-            .transact(move |tx| {
-                let run = read_run(tx, &run_id)?
-                    .ok_or_else(|| StoreError::RunNotFound(run_id.clone()))?;
-                let mut steps = read_history(tx, &run_id)?;
-                steps.sort_by(|a, b| (&a.parent, a.position).cmp(&(&b.parent, b.position)));
-                let attempts = read_attempts(tx, &run_id)?;
-                let output = if with_output {
-                    read_output(tx, &run_id)?
-                } else {
-                    Vec::new()
-                };
-                Ok(RunDetail {
-                    run,
-                    steps,
-                    attempts,
-                    output,
-                })
+        self.read(move |tx| {
+            let run =
+                read_run(tx, &run_id)?.ok_or_else(|| StoreError::RunNotFound(run_id.clone()))?;
+            let mut steps = read_history(tx, &run_id)?;
+            steps.sort_by(|a, b| (&a.parent, a.position).cmp(&(&b.parent, b.position)));
+            let attempts = read_attempts(tx, &run_id)?;
+            let output = if with_output {
+                read_output(tx, &run_id)?
+            } else {
+                Vec::new()
+            };
+            Ok(RunDetail {
+                run,
+                steps,
+                attempts,
+                output,
             })
-            .await
+        })
+        .await
     }
 
     /// Cancels run `run_id`: at once if no live process drives it, else at
@@ -224,29 +223,49 @@ impl Store {
 /// is not a prefix of `key`'s (an ancestor runs again to reach the step).
 fn steps_before(history: &[StepRecord], key: &str) -> Option<Vec<StepRecord>> {
     let by_key: HashMap<&str, &StepRecord> = history.iter().map(|s| (s.key.as_str(), s)).collect();
-    fn path_of(by_key: &HashMap<&str, &StepRecord>, key: &str) -> Vec<u32> {
-        let mut p = Vec::new();
-        let mut k = key;
-        while let Some(s) = by_key.get(k) {
-            p.push(s.position);
-            if s.parent.is_empty() {
-                break;
-            }
-            k = s.parent.as_str();
-        }
-        p.reverse();
-        p
-    }
-    let path = |k: &str| path_of(&by_key, k);
     by_key.get(key)?;
-    let target = path(key);
+    // A key's ancestors come from the key itself (`a#1/b#2/c#1`), not from
+    // records: an ancestor that was in flight has none.
+    fn chain(key: &str) -> Vec<&str> {
+        let mut c: Vec<&str> = key.match_indices('/').map(|(i, _)| &key[..i]).collect();
+        c.push(key);
+        c
+    }
+    let position = |k: &str| by_key.get(k).map(|r| r.position);
+    let taken: std::collections::HashSet<(&str, u32)> = history
+        .iter()
+        .map(|r| (r.parent.as_str(), r.position))
+        .collect();
+    let target = chain(key);
+    // An ancestor of the step that was in flight has no record: its place
+    // is taken to be the first free position of its context (exact for a
+    // sequential workflow; for a batch it keeps no more than is certain).
+    let target_position = |i: usize| {
+        position(target[i]).or_else(|| {
+            let context = if i == 0 { "" } else { target[i - 1] };
+            (0..).find(|p| !taken.contains(&(context, *p)))
+        })
+    };
+    let precedes = |other: &str| -> bool {
+        let mine = chain(other);
+        match mine.iter().zip(&target).position(|(a, b)| a != b) {
+            // Siblings in one context at the first difference: keep what
+            // came first, if both places are known (the children of a step
+            // that was in flight and is not an ancestor of the fork point
+            // are not kept: that step runs again).
+            Some(i) => matches!(
+                (position(mine[i]), target_position(i)),
+                (Some(a), Some(b)) if a < b
+            ),
+            // The step itself, an ancestor (runs again to reach it) or a
+            // descendant (runs again with it).
+            None => false,
+        }
+    };
     Some(
         history
             .iter()
-            .filter(|s| {
-                let p = path(&s.key);
-                p < target && !target.starts_with(&p)
-            })
+            .filter(|s| precedes(&s.key))
             .cloned()
             .collect(),
     )
@@ -357,5 +376,33 @@ mod tests {
             ["a#1", "b#1", "b#1/x#1", "b#1/y#1", "b#1/y#1/z#1"]
         );
         assert!(steps_before(&h, "nope#1").is_none());
+    }
+
+    #[test]
+    fn a_fork_under_a_parent_that_was_in_flight_keeps_only_earlier_siblings() {
+        // p#1 never committed: its children have records, it has none.
+        let h = vec![
+            rec("a#1", "", 0),
+            rec("p#1/x#1", "p#1", 0),
+            rec("p#1/y#1", "p#1", 1),
+            rec("p#1/z#1", "p#1", 2),
+            rec("c#1", "", 2),
+        ];
+        let mut keep: Vec<String> = steps_before(&h, "p#1/y#1")
+            .expect("found")
+            .into_iter()
+            .map(|s| s.key)
+            .collect();
+        keep.sort();
+        assert_eq!(keep, ["a#1", "p#1/x#1"]);
+        // Forking at a later top-level step cannot place p#1's children
+        // (p#1's position is unknown): they are not kept, p#1 runs again.
+        let mut keep: Vec<String> = steps_before(&h, "c#1")
+            .expect("found")
+            .into_iter()
+            .map(|s| s.key)
+            .collect();
+        keep.sort();
+        assert_eq!(keep, ["a#1"]);
     }
 }

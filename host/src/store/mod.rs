@@ -41,6 +41,26 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// An unfinished run, as `resume` with no ids sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    /// The run id.
+    pub id: String,
+    /// Who drives it, if a live process does.
+    pub busy: Option<Busy>,
+}
+
+/// A live process that drives a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    /// Its pid (0 when its identity cannot be read).
+    pub pid: u32,
+    /// Its host name.
+    pub host: String,
+    /// Time left on its lease, in ms.
+    pub lease_left_ms: i64,
+}
+
 /// Counts of the single writer's work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct StoreStats {
@@ -70,6 +90,10 @@ pub enum Durability {
 #[derive(Clone)]
 pub struct Store {
     writer: Writer,
+    /// A read-only connection for reads: deferred transactions that never
+    /// take the write lock, so a long `show` or `list` in one process
+    /// never stalls the writers of others.
+    reader: Arc<std::sync::Mutex<rusqlite::Connection>>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
@@ -96,11 +120,40 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Shared(format!("opening the database panicked: {e}")))??;
+        let reader = tokio::task::spawn_blocking({
+            let path = path.clone();
+            move || schema::open_reader(&path)
+        })
+        .await
+        .map_err(|e| StoreError::Shared(format!("opening the database panicked: {e}")))??;
         let (writer, thread) = Writer::spawn(opened, path)?;
         Ok(Store {
             writer,
+            reader: Arc::new(std::sync::Mutex::new(reader)),
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
+    }
+
+    /// Runs `f` in a read transaction of the reader connection, on a
+    /// blocking thread. It sees everything committed before it began.
+    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = reader
+                .lock()
+                .map_err(|_| StoreError::Shared("the reader connection was poisoned".into()))?;
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
+                .map_err(sql("starting a read"))?;
+            // Dropping the transaction ends it; a read has nothing to commit.
+            f(&tx)
+        })
+        .await
+        .map_err(|e| StoreError::Shared(format!("a read panicked: {e}")))?
     }
 
     /// What the writer has done so far.
@@ -179,9 +232,7 @@ impl Store {
     /// The run's committed history, in no particular order.
     pub async fn history(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let run_id = run_id.to_string();
-        self.writer
-            .transact(move |tx| read_history(tx, &run_id))
-            .await
+        self.read(move |tx| read_history(tx, &run_id)).await
     }
 
     /// Commits one step's outcome (with its last failed attempt, the output
@@ -199,13 +250,14 @@ impl Store {
         &self,
         run_id: &str,
         owner: &Owner,
+        drive: u32,
         commit: StepCommit,
     ) -> Result<bool, StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer
             .transact(move |tx| {
                 let now = now_ms();
-                let cancel = renew(tx, &run_id, &owner, now)?;
+                let cancel = renew(tx, &run_id, &owner, drive, now)?;
                 if let Some(switch) = &commit.switch {
                     switch_component(tx, &run_id, switch, now)?;
                 }
@@ -228,16 +280,59 @@ impl Store {
         &self,
         run_id: &str,
         owner: &Owner,
+        drive: u32,
         attempt: AttemptRecord,
         output: Vec<OutputLine>,
     ) -> Result<bool, StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer
             .transact(move |tx| {
-                let cancel = renew(tx, &run_id, &owner, now_ms())?;
+                let cancel = renew(tx, &run_id, &owner, drive, now_ms())?;
                 insert_attempt(tx, &run_id, &attempt)?;
                 insert_output(tx, &run_id, &output)?;
                 Ok(cancel)
+            })
+            .await
+    }
+
+    /// Moves the records of steps `keys` (and their failed attempts) aside:
+    /// a step body that ran again made other calls than the run that
+    /// recorded them. They stay in the database for inspection.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when another drive owns the run now.
+    pub async fn supersede(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+        drive: u32,
+        keys: Vec<String>,
+    ) -> Result<(), StoreError> {
+        let (run_id, owner) = (run_id.to_string(), owner.to_string());
+        self.writer
+            .transact(move |tx| {
+                let now = now_ms();
+                renew(tx, &run_id, &owner, drive, now)?;
+                supersede_steps(tx, &run_id, &keys, drive, now)
+            })
+            .await
+    }
+
+    /// Bytes the run has recorded so far: step outcomes, failed attempts
+    /// and guest output (what the history size limit counts).
+    pub async fn recorded_bytes(&self, run_id: &str) -> Result<u64, StoreError> {
+        let run_id = run_id.to_string();
+        self
+            .read(move |tx| {
+                tx.query_row(
+                    "SELECT (SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM steps WHERE run_id = ?1)
+                          + (SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM attempts WHERE run_id = ?1)
+                          + (SELECT coalesce(sum(length(CAST(line AS BLOB))), 0) FROM output WHERE run_id = ?1)",
+                    [&run_id],
+                    |r| r.get::<_, i64>(0),
+                )
+                .map(|n| n.max(0) as u64)
+                .map_err(sql("measuring the run's history"))
             })
             .await
     }
@@ -246,20 +341,19 @@ impl Store {
     /// last one recorded (so a resumed step continues the count).
     pub async fn attempt_counts(&self, run_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
         let run_id = run_id.to_string();
-        self.writer
-            .transact(move |tx| {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT key, max(attempt) FROM attempts WHERE run_id = ?1 GROUP BY key",
-                    )
-                    .map_err(sql("reading attempts"))?;
-                let rows = stmt
-                    .query_map([&run_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                    .map_err(sql("reading attempts"))?;
-                rows.collect::<Result<Vec<_>, _>>()
-                    .map_err(sql("reading attempts"))
-            })
-            .await
+        self.read(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT key, max(attempt) FROM attempts WHERE run_id = ?1 GROUP BY key",
+                )
+                .map_err(sql("reading attempts"))?;
+            let rows = stmt
+                .query_map([&run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(sql("reading attempts"))?;
+            rows.collect::<Result<Vec<_>, _>>()
+                .map_err(sql("reading attempts"))
+        })
+        .await
     }
 
     /// The failed attempts of one step, oldest first.
@@ -269,45 +363,42 @@ impl Store {
         key: &str,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let (run_id, key) = (run_id.to_string(), key.to_string());
-        self.writer
-            .transact(move |tx| {
-                let mut stmt = tx
-                    .prepare_cached(
-                        "SELECT attempt, outcome, value, started_at_ms, finished_at_ms FROM attempts
+        self.read(move |tx| {
+            let mut stmt = tx
+                .prepare_cached(
+                    "SELECT attempt, outcome, value, started_at_ms, finished_at_ms FROM attempts
                          WHERE run_id = ?1 AND key = ?2 ORDER BY attempt",
-                    )
-                    .map_err(sql("reading attempts"))?;
-                let rows = stmt
-                    .query_map([&run_id, &key], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get::<_, String>(1)?,
-                            r.get::<_, String>(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                        ))
-                    })
-                    .map_err(sql("reading attempts"))?;
-                let mut out = Vec::new();
-                for row in rows {
-                    let (attempt, kind, value, started_at_ms, finished_at_ms) =
-                        row.map_err(sql("reading attempts"))?;
-                    let outcome = Outcome::from_parts(&kind, value).ok_or_else(|| {
-                        StoreError::Corrupt(format!(
-                            "attempt {attempt} of {key} has outcome {kind:?}"
-                        ))
-                    })?;
-                    out.push(AttemptRecord {
-                        key: key.clone(),
-                        attempt,
-                        outcome,
-                        started_at_ms,
-                        finished_at_ms,
-                    });
-                }
-                Ok(out)
-            })
-            .await
+                )
+                .map_err(sql("reading attempts"))?;
+            let rows = stmt
+                .query_map([&run_id, &key], |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
+                })
+                .map_err(sql("reading attempts"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (attempt, kind, value, started_at_ms, finished_at_ms) =
+                    row.map_err(sql("reading attempts"))?;
+                let outcome = Outcome::from_parts(&kind, value).ok_or_else(|| {
+                    StoreError::Corrupt(format!("attempt {attempt} of {key} has outcome {kind:?}"))
+                })?;
+                out.push(AttemptRecord {
+                    key: key.clone(),
+                    attempt,
+                    outcome,
+                    started_at_ms,
+                    finished_at_ms,
+                });
+            }
+            Ok(out)
+        })
+        .await
     }
 
     /// Records the run's end (with what the workflow printed) and releases it.
@@ -315,6 +406,7 @@ impl Store {
         &self,
         run_id: &str,
         owner: &Owner,
+        drive: u32,
         end: RunEnd,
         switch: Option<ComponentSwitch>,
         output: Vec<OutputLine>,
@@ -323,7 +415,7 @@ impl Store {
         self.writer
             .transact(move |tx| {
                 let now = now_ms();
-                renew(tx, &run_id, &owner, now)?;
+                renew(tx, &run_id, &owner, drive, now)?;
                 if let Some(switch) = switch {
                     switch_component(tx, &run_id, &switch, now)?;
                 }
@@ -369,65 +461,89 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError::LeaseLost`] when another process owns it now.
-    pub async fn renew_lease(&self, run_id: &str, owner: &Owner) -> Result<bool, StoreError> {
+    pub async fn renew_lease(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+        drive: u32,
+    ) -> Result<bool, StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer
-            .transact(move |tx| renew(tx, &run_id, &owner, now_ms()))
+            .transact(move |tx| renew(tx, &run_id, &owner, drive, now_ms()))
             .await
     }
 
     /// Ids of unfinished runs that no live process drives, oldest first.
     pub async fn resumable_runs(&self) -> Result<Vec<String>, StoreError> {
-        self.writer
-            .transact(|tx| {
-                let now = now_ms();
-                let mut stmt = tx
-                    .prepare(
-                        "SELECT id, owner, lease_until_ms FROM runs
-                         WHERE status = 'running' ORDER BY created_at_ms, id",
-                    )
-                    .map_err(sql("listing runs"))?;
-                let rows = stmt
-                    .query_map([], |r| {
-                        Ok((
-                            r.get::<_, String>(0)?,
-                            r.get::<_, Option<String>>(1)?,
-                            r.get::<_, Option<i64>>(2)?,
-                        ))
-                    })
-                    .map_err(sql("listing runs"))?;
-                let mut ids = Vec::new();
-                for row in rows {
-                    let (id, owner, lease) = row.map_err(sql("listing runs"))?;
-                    if owner_is_gone(owner.as_deref(), lease, now) {
-                        ids.push(id);
+        Ok(self
+            .unfinished_runs()
+            .await?
+            .into_iter()
+            .filter(|u| u.busy.is_none())
+            .map(|u| u.id)
+            .collect())
+    }
+
+    /// Every unfinished run, oldest first, with who drives it if anyone
+    /// provably alive does.
+    pub async fn unfinished_runs(&self) -> Result<Vec<Unfinished>, StoreError> {
+        self.read(|tx| {
+            let now = now_ms();
+            let mut stmt = tx
+                .prepare(
+                    "SELECT id, owner, lease_until_ms FROM runs
+                     WHERE status = 'running' ORDER BY created_at_ms, id",
+                )
+                .map_err(sql("listing runs"))?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                })
+                .map_err(sql("listing runs"))?;
+            let mut runs = Vec::new();
+            for row in rows {
+                let (id, owner, lease) = row.map_err(sql("listing runs"))?;
+                let busy = match (&owner, lease) {
+                    (Some(o), Some(l)) if !owner_is_gone(Some(o), Some(l), now) => {
+                        let parsed = Owner::parse(o);
+                        Some(Busy {
+                            pid: parsed.as_ref().map_or(0, |p| p.pid()),
+                            host: parsed.map_or_else(|| o.clone(), |p| p.host().to_string()),
+                            lease_left_ms: l - now,
+                        })
                     }
-                }
-                Ok(ids)
-            })
-            .await
+                    _ => None,
+                };
+                runs.push(Unfinished { id, busy });
+            }
+            Ok(runs)
+        })
+        .await
     }
 
     /// The run with this id, if any.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let run_id = run_id.to_string();
-        self.writer.transact(move |tx| read_run(tx, &run_id)).await
+        self.read(move |tx| read_run(tx, &run_id)).await
     }
 
     /// The bytes of the component with this digest.
     pub async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let digest = digest.to_string();
-        self.writer
-            .transact(move |tx| {
-                tx.query_row(
-                    "SELECT bytes FROM components WHERE digest = ?1",
-                    [&digest],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql("reading a component"))
-            })
-            .await
+        self.read(move |tx| {
+            tx.query_row(
+                "SELECT bytes FROM components WHERE digest = ?1",
+                [&digest],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(sql("reading a component"))
+        })
+        .await
     }
 
     /// Stops the writer once the jobs already queued are committed, and

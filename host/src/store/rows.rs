@@ -86,31 +86,38 @@ pub(super) fn mark_cancelled(
     Ok(())
 }
 
-/// Checks that `owner` still owns the run and extends its lease when half
-/// of it has passed (most commits then write no run row at all); returns
-/// whether a cancel was requested.
+/// Checks that `owner` still owns the run in drive `drive` (the fence
+/// token: a later claim, even by the same owner, makes an older drive's
+/// writes fail) and extends its lease when half of it has passed (most
+/// commits then write no run row at all); returns whether a cancel was
+/// requested.
 pub(super) fn renew(
     tx: &Transaction<'_>,
     run_id: &str,
     owner: &str,
+    drive: u32,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let row: Option<(Option<String>, Option<i64>, Option<i64>)> = tx
+    /// Owner, lease expiry, cancel request, drive count.
+    type LeaseRow = (Option<String>, Option<i64>, Option<i64>, u32);
+    let row: Option<LeaseRow> = tx
         .prepare_cached(
-            "SELECT owner, lease_until_ms, cancel_requested_at_ms FROM runs WHERE id = ?1",
+            "SELECT owner, lease_until_ms, cancel_requested_at_ms, drives FROM runs WHERE id = ?1",
         )
         .and_then(|mut s| {
-            s.query_row([run_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
+            s.query_row([run_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
         })
         .map_err(sql("checking the lease"))?;
     let lost = || StoreError::LeaseLost {
         run: run_id.to_string(),
     };
-    let Some((current, lease, cancel)) = row else {
+    let Some((current, lease, cancel, drives)) = row else {
         return Err(lost());
     };
-    if current.as_deref() != Some(owner) {
+    if current.as_deref() != Some(owner) || drives != drive {
         return Err(lost());
     }
     if lease.is_none_or(|l| l - now < LEASE_MS / 2) {
@@ -309,4 +316,38 @@ pub(super) fn read_history(
         out.push(rec);
     }
     Ok(out)
+}
+
+/// Moves the records (and failed attempts) of these steps to the
+/// superseded tables.
+pub(super) fn supersede_steps(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    keys: &[String],
+    drive: u32,
+    now: i64,
+) -> Result<(), StoreError> {
+    for key in keys {
+        tx.prepare_cached(
+            "INSERT INTO superseded_steps
+                 SELECT run_id, key, parent, position, name, input_digest, outcome, value, attempts,
+                        started_at_ms, finished_at_ms, drive, batch, ?3, ?4
+                 FROM steps WHERE run_id = ?1 AND key = ?2",
+        )
+        .and_then(|mut s| s.execute(params![run_id, key, now, drive]))
+        .and_then(|_| tx.prepare_cached("DELETE FROM steps WHERE run_id = ?1 AND key = ?2"))
+        .and_then(|mut s| s.execute(params![run_id, key]))
+        .and_then(|_| {
+            tx.prepare_cached(
+                "INSERT INTO superseded_attempts
+                     SELECT run_id, key, attempt, outcome, value, started_at_ms, finished_at_ms, ?3
+                     FROM attempts WHERE run_id = ?1 AND key = ?2",
+            )
+        })
+        .and_then(|mut s| s.execute(params![run_id, key, now]))
+        .and_then(|_| tx.prepare_cached("DELETE FROM attempts WHERE run_id = ?1 AND key = ?2"))
+        .and_then(|mut s| s.execute(params![run_id, key]))
+        .map_err(sql("superseding a step record"))?;
+    }
+    Ok(())
 }

@@ -139,7 +139,59 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX output_by_step ON output(run_id, key, id);
     "#,
+    // 4: records of step bodies that ran again and did something else
+    // (they are moved here, kept for inspection, never replayed).
+    r#"
+    CREATE TABLE superseded_steps (
+        run_id           TEXT NOT NULL REFERENCES runs(id),
+        key              TEXT NOT NULL,
+        parent           TEXT NOT NULL,
+        position         INTEGER NOT NULL,
+        name             TEXT NOT NULL,
+        input_digest     TEXT NOT NULL,
+        outcome          TEXT NOT NULL,
+        value            TEXT NOT NULL,
+        attempts         INTEGER NOT NULL,
+        started_at_ms    INTEGER NOT NULL,
+        finished_at_ms   INTEGER NOT NULL,
+        drive            INTEGER NOT NULL,
+        batch            INTEGER,
+        superseded_at_ms INTEGER NOT NULL,
+        superseded_in    INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX superseded_steps_by_run ON superseded_steps(run_id, key);
+    CREATE TABLE superseded_attempts (
+        run_id           TEXT NOT NULL REFERENCES runs(id),
+        key              TEXT NOT NULL,
+        attempt          INTEGER NOT NULL,
+        outcome          TEXT NOT NULL,
+        value            TEXT NOT NULL,
+        started_at_ms    INTEGER NOT NULL,
+        finished_at_ms   INTEGER NOT NULL,
+        superseded_at_ms INTEGER NOT NULL
+    ) STRICT;
+    CREATE INDEX superseded_attempts_by_run ON superseded_attempts(run_id, key);
+    "#,
 ];
+
+/// Opens a read-only connection to a database that [`open`] prepared.
+///
+/// # Errors
+/// [`StoreError::Sqlite`] when the file cannot be opened.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let sql = |source| StoreError::Sqlite {
+        context: format!("opening {} for reading", path.display()),
+        source,
+    };
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sql)?;
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))
+        .map_err(sql)?;
+    Ok(conn)
+}
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -54,7 +54,7 @@ async fn concurrent_commits_are_all_durable_and_visible_to_another_connection() 
         let me = me.clone();
         tasks.push(tokio::spawn(async move {
             store
-                .commit_step("r", &me, only(step(&format!("s#{}", i + 1), i)))
+                .commit_step("r", &me, 1, only(step(&format!("s#{}", i + 1), i)))
                 .await
         }));
     }
@@ -80,12 +80,12 @@ async fn a_committed_step_cannot_be_overwritten() {
     let me = Owner::current();
     store.claim_run(new_run("r"), &me).await.expect("claim");
     store
-        .commit_step("r", &me, only(step("a#1", 0)))
+        .commit_step("r", &me, 1, only(step("a#1", 0)))
         .await
         .expect("first");
     let mut again = step("a#1", 0);
     again.outcome = Outcome::Failed("other".into());
-    assert!(store.commit_step("r", &me, only(again)).await.is_err());
+    assert!(store.commit_step("r", &me, 1, only(again)).await.is_err());
     // The failed job did not disturb the writer or the record.
     let h = store.history("r").await.expect("history");
     assert_eq!(h, vec![step("a#1", 0)]);
@@ -110,7 +110,9 @@ async fn a_live_owner_keeps_the_run_and_a_release_hands_it_over() {
     assert!(err.to_string().contains("another process"), "{err}");
     // A commit by the non-owner is refused too.
     assert!(matches!(
-        store.commit_step("r", &other, only(step("a#1", 0))).await,
+        store
+            .commit_step("r", &other, 1, only(step("a#1", 0)))
+            .await,
         Err(StoreError::LeaseLost { .. })
     ));
     store.release("r", &me).await.expect("release");

@@ -12,6 +12,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, Transaction, TransactionBehavior};
 use tokio::sync::{mpsc, oneshot};
@@ -166,17 +167,37 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Option<Job>>, stats: &Writer
     let _ = conn.close();
 }
 
+/// How long the writer keeps trying to get the write lock that another
+/// process holds before it fails the batch.
+const MAX_BUSY_WAIT: Duration = Duration::from_secs(120);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
+}
+
 /// Applies and commits one batch; true if it committed.
 fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
-    let txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(t) => t,
-        Err(e) => {
-            let err = StoreError::from_sqlite("starting a write transaction".into(), e);
-            // The jobs never ran: each caller gets the reason.
-            for job in batch.drain(..) {
-                fail_unapplied(job, &err);
+    // Another process holding the write lock past the busy timeout is
+    // waited out (with a warning) rather than failing every job queued.
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(10);
+    let txn = loop {
+        match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(t) => break t,
+            Err(e) if is_busy(&e) && started.elapsed() < MAX_BUSY_WAIT => {
+                tracing::warn!(waited = ?started.elapsed(), "the database is locked by another process; waiting");
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
             }
-            return false;
+            Err(e) => {
+                let err = StoreError::from_sqlite("starting a write transaction".into(), e);
+                // The jobs never ran: each caller gets the reason.
+                for job in batch.drain(..) {
+                    fail_unapplied(job, &err);
+                }
+                return false;
+            }
         }
     };
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());

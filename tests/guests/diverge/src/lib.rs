@@ -1,11 +1,18 @@
-//! testbed's `seq3` scenario after a code change: the second step is now
-//! `step_x`. Resuming a `seq3` run with this component must diverge.
+//! testbed's `seq3` scenario after a code change. The input's `variant`
+//! says which change: none, the second step renamed to `step_x`;
+//! `drop-last`, the third step no longer called; `batch`, the second and
+//! third steps called together in a `parallel` batch. Resuming a `seq3`
+//! run with this component must diverge.
 
-use durable_sdk::{Error, step};
+use durable_sdk::{Error, parallel, step};
 use serde_json::{Value, json};
 
 fn step_a(v: Value) -> Result<Value, String> {
     Ok(json!({ "a": v }))
+}
+
+fn step_b(v: Value) -> Result<Value, String> {
+    Ok(json!({ "b": v }))
 }
 
 fn step_x(v: Value) -> Result<Value, String> {
@@ -16,11 +23,23 @@ fn step_c(v: Value) -> Result<Value, String> {
     Ok(json!({ "c": v }))
 }
 
-fn run(_input: Value) -> Result<Value, Error> {
+fn run(input: Value) -> Result<Value, Error> {
     let a = step!(step_a).call(&json!(1))?;
-    let x = step!(step_x).call(&json!(2))?;
-    let c = step!(step_c).call(&json!(3))?;
-    Ok(json!([a, x, c]))
+    match input["variant"].as_str() {
+        Some("drop-last") => {
+            let b = step!(step_b).call(&json!(2))?;
+            Ok(json!([a, b]))
+        }
+        Some("batch") => {
+            let (b, c) = parallel!(step!(step_b).with(&json!(2)), step!(step_c).with(&json!(3)));
+            Ok(json!([a, b?, c?]))
+        }
+        _ => {
+            let x = step!(step_x).call(&json!(2))?;
+            let c = step!(step_c).call(&json!(3))?;
+            Ok(json!([a, x, c]))
+        }
+    }
 }
 
-durable_sdk::workflow!(run: run, steps: [step_a, step_x, step_c]);
+durable_sdk::workflow!(run: run, steps: [step_a, step_b, step_x, step_c]);

@@ -87,13 +87,7 @@ fn step_c(v: Value) -> Result<Value, String> {
 /// file of the granted directory `/state`.
 fn flaky(n: u32) -> Result<Value, String> {
     mark();
-    let path = format!("/state/{}", idempotency_key().replace('/', "_"));
-    let seen: u32 = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-        + 1;
-    std::fs::write(&path, seen.to_string()).map_err(|e| format!("cannot write {path}: {e}"))?;
+    let seen = count_run()?;
     if seen < n {
         return Err(format!("attempt {seen} fails"));
     }
@@ -192,6 +186,80 @@ fn fan(w: Work) -> Result<Value, String> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| e.to_string())?;
     Ok(json!({ "fan": w.i, "inner": inner }))
+}
+
+/// Counts this body's runs in the granted directory `/state` (one file per
+/// idempotency key) and returns the count, this run included.
+fn count_run() -> Result<u32, String> {
+    let path = format!("/state/{}", idempotency_key().replace('/', "_"));
+    let seen: u32 = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+        + 1;
+    std::fs::write(&path, seen.to_string()).map_err(|e| format!("cannot write {path}: {e}"))?;
+    Ok(seen)
+}
+
+/// Calls a nested step and reads the recorded clock, then fails (retryably)
+/// on its first attempt: the second must recover both from the record.
+fn retried_parent(_: Value) -> Result<Value, String> {
+    mark();
+    let child = step!(echo)
+        .call(&json!("child"))
+        .map_err(|e| e.to_string())?;
+    let now = now_ms();
+    if count_run()? < 2 {
+        return Err("the first attempt fails after its nested step".into());
+    }
+    Ok(json!({ "child": child, "now": now }))
+}
+
+/// A nested step that fails for good, then a retryable failure of the
+/// parent's first attempt.
+fn parent_of_refusal(_: Value) -> Result<Value, String> {
+    mark();
+    let child = describe(step!(refuse).call(&json!("no")));
+    if count_run()? < 2 {
+        return Err("the first attempt fails after its nested step".into());
+    }
+    Ok(json!({ "child": child }))
+}
+
+/// Steps nested `n` deep.
+fn dive(n: u32) -> Result<Value, String> {
+    if n == 0 {
+        return Ok(json!("bottom"));
+    }
+    let below = step!(dive)
+        .retry(Retry::none())
+        .call(&(n - 1))
+        .map_err(|e| e.to_string())?;
+    Ok(json!({ "depth": n, "below": below }))
+}
+
+/// Calls a nested step with an input that differs on every run of the
+/// body (real randomness, as step bodies get).
+fn unsteady(_: Value) -> Result<Value, String> {
+    mark();
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(7);
+    let child = step!(echo)
+        .call(&json!(h.finish()))
+        .map_err(|e| e.to_string())?;
+    Ok(json!({ "child": child }))
+}
+
+/// One nested step.
+fn fan1(i: u32) -> Result<Value, String> {
+    let inner = step!(echo).call(&json!(i)).map_err(|e| e.to_string())?;
+    Ok(json!({ "i": i, "inner": inner }))
+}
+
+/// Fails with a message of `n` bytes.
+fn shout(n: usize) -> Result<Value, String> {
+    mark();
+    Err("x".repeat(n))
 }
 
 fn describe(r: Result<Value, StepError>) -> Value {
@@ -320,11 +388,47 @@ fn run(input: Input) -> Result<Value, Error> {
             let c = step!(step_c).call(&json!(3))?;
             Ok(json!([a, b, c]))
         }
+        "retried-parent" => Ok(step!(retried_parent)
+            .retry(Retry::attempts(3).initial_backoff_ms(10))
+            .call(&json!(null))?),
+        "child-refused" => Ok(step!(parent_of_refusal)
+            .retry(Retry::attempts(3).initial_backoff_ms(10))
+            .call(&json!(null))?),
+        "deep" => Ok(step!(dive).retry(Retry::none()).call(&input.n)?),
+        "unsteady" => {
+            let u = step!(unsteady).call(&json!(null))?;
+            let after = step!(echo).call(&json!("after"))?;
+            Ok(json!({ "unsteady": u, "after": after }))
+        }
+        "wide" => {
+            let inputs: Vec<u32> = (0..input.n).collect();
+            let results = step!(fan1).retry(Retry::none()).map(&inputs);
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            Ok(json!({ "ok": ok, "failed": results.len() - ok }))
+        }
+        "busy" => {
+            step!(echo).call(&json!("before the loop"))?;
+            let mut x: u64 = 0;
+            loop {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        }
+        "greedy-retry" => Ok(describe(
+            step!(fail)
+                .retry(Retry::attempts(u32::MAX).initial_backoff_ms(0))
+                .call(&json!("again")),
+        )),
+        "shout" => Ok(describe(
+            step!(shout).retry(Retry::none()).call(&(input.n as usize)),
+        )),
         other => Err(Error(format!("unknown mode {other:?}"))),
     }
 }
 
 durable_sdk::workflow!(
     run: run,
-    steps: [work, echo, fail, explode, step_a, step_b, step_c, fan, flaky, refuse, spin, bomb, big, probe]
+    steps: [
+        work, echo, fail, explode, step_a, step_b, step_c, fan, flaky, refuse, spin, bomb, big,
+        probe, retried_parent, parent_of_refusal, dive, unsteady, fan1, shout
+    ]
 );
