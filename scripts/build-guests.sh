@@ -2,7 +2,8 @@
 # Builds every example guest, in every language, into $GUESTS_DIR
 # (default: target/guests): onboarding.wasm (Rust), onboarding-py.wasm
 # (Python), onboarding-js.wasm (JavaScript), and for the tests each one's
-# "-changed" variant (grant_access renamed, to provoke a divergence).
+# "-changed" variant (grant_access renamed, to provoke a divergence) and
+# testbed-py.wasm / testbed-js.wasm (the Python and JS SDKs' edge cases).
 # Needs the tools of scripts/setup-guest-tools.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,16 +28,22 @@ cargo build --quiet --locked --release --target wasm32-wasip2 -p onboarding --fe
     --target-dir "$target/guests-changed"
 cp "$target/guests-changed/wasm32-wasip2/release/onboarding.wasm" "$out/onboarding-changed.wasm"
 
-# Python: componentize-py bundles CPython, the SDK and the app.
+# Python: componentize-py bundles CPython, the SDK and the app. It builds
+# from copies, because it writes __pycache__ next to the sources it reads.
 python_guest() { # SOURCE_DIR OUTPUT
+    local src="$work/py-src"
+    rm -rf "$src" && mkdir -p "$src/app" "$src/sdk"
+    cp "$1"/*.py "$src/app/"
+    cp "$root"/guest-sdk/python/*.py "$src/sdk/"
     "$root/.venv/bin/componentize-py" -d "$root/wit" -w workflow componentize app \
-        -p "$1" -p "$root/guest-sdk/python" -o "$2" >/dev/null
+        -p "$src/app" -p "$src/sdk" -o "$2" >/dev/null
 }
 python_guest guest-examples/onboarding-py "$out/onboarding-py.wasm"
 mkdir -p "$work/py-changed"
 sed 's/^def grant_access(/def grant_access_v2(/; s/grant_access\.using/grant_access_v2.using/' \
     guest-examples/onboarding-py/app.py >"$work/py-changed/app.py"
 python_guest "$work/py-changed" "$out/onboarding-py-changed.wasm"
+python_guest tests/guests/testbed-py "$out/testbed-py.wasm"
 
 # JavaScript: bundle app + SDK into one module, then componentize-js (run
 # where the WIT folder is inside the current directory, as it requires).
@@ -51,6 +58,7 @@ mkdir -p "$work/js-changed"
 sed 's/step("grant_access"/step("grant_access_v2"/' guest-examples/onboarding-js/app.js \
     | sed 's#"\.\./\.\./guest-sdk/js/durable\.js"#"'"$root"'/guest-sdk/js/durable.js"#' >"$work/js-changed/app.js"
 js_guest "$work/js-changed/app.js" "$out/onboarding-js-changed.wasm"
+js_guest tests/guests/testbed-js/app.js "$out/testbed-js.wasm"
 
 rm -rf "$work"
 ls -1 "$out"/*.wasm

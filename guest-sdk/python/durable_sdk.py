@@ -24,6 +24,12 @@ Rules for the workflow function: make the same durable calls in the same
 order for the same input and step results; read time and randomness with
 ``now_ms()`` and ``random_u64()``. Step bodies run at least once: give
 external services ``idempotency_key()``.
+
+Steps and the workflow are plain functions: a component has no event loop,
+so an ``async def`` step (or one that returns any awaitable) fails at once,
+permanently, saying so; such a workflow fails the run. A step's result that
+is not JSON (a set, an object, a cycle, NaN) is a permanent failure, as is an
+input that does not decode: another attempt would not change it.
 """
 
 import json
@@ -165,6 +171,27 @@ def log(message, level="info"):
     durable.log(getattr(types.LogLevel, level.upper()), message)
 
 
+def _encode(value):
+    """JSON text of a step's or the workflow's result (NaN and infinities are not JSON)."""
+    return json.dumps(value, allow_nan=False)
+
+
+def _refuse_awaitable(value, what):
+    """Why ``value`` cannot be a result if it is awaitable (an ``async def``'s
+    coroutine), else None. Closes a coroutine, so that it does not warn that it
+    was never awaited."""
+    if not hasattr(value, "__await__"):
+        return None
+    close = getattr(value, "close", None)
+    if callable(close):
+        close()
+    return (
+        f"{what} returned a {type(value).__name__} (is it an async def?): the Python SDK "
+        "cannot await it (a component has no event loop); make it a plain def: durable "
+        "calls block until their answer, so nothing needs awaiting"
+    )
+
+
 class WitWorld(wit_world.WitWorld):
     """The component's `run` export: import it into the app module."""
 
@@ -172,11 +199,22 @@ class WitWorld(wit_world.WitWorld):
         if _workflow is None:
             raise Err("no function is declared with @workflow")
         try:
-            return json.dumps(_workflow(json.loads(input)))
+            value = json.loads(input)
+        except Exception as e:  # e.g. an integer of more than 4300 digits
+            raise Err(f"cannot decode the input: {e}")
+        try:
+            result = _workflow(value)
         except StepError as e:
             raise Err(str(e))
         except Exception as e:  # the workflow's own error ends the run
             raise Err(f"{type(e).__name__}: {e}")
+        refused = _refuse_awaitable(result, "the workflow function")
+        if refused:
+            raise Err(refused)
+        try:
+            return _encode(result)
+        except Exception as e:
+            raise Err(f"cannot encode the result: {e}")
 
 
 class Steps(exports.Steps):
@@ -186,9 +224,22 @@ class Steps(exports.Steps):
         s = _steps.get(name)
         if s is None:
             raise Err(types.Failure(f"no step named {name!r} (declared: {', '.join(sorted(_steps))})", False))
+        # What no retry can change is permanent, as in the Rust SDK: an input
+        # that does not decode, an awaitable, a result that is not JSON.
         try:
-            return json.dumps(s.fn(json.loads(input)))
+            value = json.loads(input)
+        except Exception as e:  # e.g. an integer of more than 4300 digits
+            raise Err(types.Failure(f"cannot decode the input: {e}", False))
+        try:
+            result = s.fn(value)
         except Permanent as e:
             raise Err(types.Failure(str(e), False))
         except Exception as e:
             raise Err(types.Failure(f"{type(e).__name__}: {e}", True))
+        refused = _refuse_awaitable(result, f"step {name!r}")
+        if refused:
+            raise Err(types.Failure(refused, False))
+        try:
+            return _encode(result)
+        except Exception as e:  # TypeError (a set, an object), ValueError (a cycle, NaN)
+            raise Err(types.Failure(f"cannot encode the result: {e}", False))

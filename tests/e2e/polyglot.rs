@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{Env, finish, root};
+use crate::util::{Env, Run, finish, root};
 
 /// (language, component name in the build script's output).
 const LANGUAGES: [(&str, &str); 3] = [
@@ -209,4 +209,182 @@ fn every_language_reports_divergence_when_its_code_changed_and_changes_nothing()
         assert_eq!(env.dump(), before, "{lang}: the store changed");
         env.run(&["resume", "d"]).success();
     }
+}
+
+/// `durable run` of scenario `mode` of an SDK testbed (tests/guests/
+/// testbed-py, testbed-js) as run `r`, with `value` as the step input.
+fn run_mode(env: &Env, wasm: &str, mode: &str) -> Run {
+    let input = format!(r#"{{"mode":"{mode}","value":{{"x":1}}}}"#);
+    env.run(&["run", wasm, "--input", &input, "--id", "r"])
+}
+
+/// The "run r failed" line of a run that must have failed (exit 1).
+#[track_caller]
+fn failure_line(run: &Run, what: &str) -> String {
+    run.expect_code(Some(1));
+    run.stderr()
+        .lines()
+        .find(|l| l.contains("run r failed"))
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("{what}: no failure line in:\n{}", run.stderr()))
+}
+
+/// A step's committed outcome and attempts, as the database has them.
+fn outcome(env: &Env, key: &str) -> Vec<Vec<String>> {
+    env.query(&format!(
+        "SELECT outcome, attempts FROM steps WHERE run_id = 'r' AND key = '{key}'"
+    ))
+}
+
+#[test]
+fn python_and_javascript_fail_a_step_whose_result_is_not_json_at_its_first_attempt() {
+    // (testbed, mode, step key, what the message must also say)
+    let cases = [
+        (
+            "testbed-py",
+            "unencodable",
+            "unencodable#1",
+            "Object of type set is not JSON serializable",
+        ),
+        (
+            "testbed-py",
+            "cyclic",
+            "cyclic#1",
+            "Circular reference detected",
+        ),
+        ("testbed-js", "bigint", "bigint#1", "BigInt"),
+        ("testbed-js", "async_bigint", "async_bigint#1", "BigInt"),
+        ("testbed-js", "cyclic", "cyclic#1", "cyclic object value"),
+    ];
+    for (testbed, mode, key, detail) in cases {
+        let what = format!("{testbed} {mode}");
+        let env = Env::new();
+        let run = run_mode(&env, &component(testbed), mode);
+        let line = failure_line(&run, &what);
+        for needle in ["cannot encode the result", detail] {
+            assert!(
+                line.contains(needle),
+                "{what}: {needle:?} missing in: {line}"
+            );
+        }
+        // Permanent: the body ran once, no retry was scheduled.
+        assert_eq!(run.executed(), [key], "{what}: {}", run.stderr());
+        assert!(
+            !run.stderr().contains("retrying"),
+            "{what}: {}",
+            run.stderr()
+        );
+        assert_eq!(outcome(&env, key), [["failed", "1"]], "{what}");
+    }
+}
+
+#[test]
+fn python_fails_a_step_whose_input_cannot_be_decoded_at_its_first_attempt() {
+    // The input is JSON (the host checks that), but it holds an integer of
+    // 5,000 digits, which Python's json.loads refuses.
+    let env = Env::new();
+    let run = run_mode(&env, &component("testbed-py"), "undecodable");
+    let line = failure_line(&run, "undecodable");
+    for needle in ["cannot decode the input", "4300 digits"] {
+        assert!(line.contains(needle), "{needle:?} missing in: {line}");
+    }
+    assert!(run.executed().is_empty(), "the body ran: {}", run.stderr());
+    assert!(!run.stderr().contains("retrying"), "{}", run.stderr());
+    assert_eq!(outcome(&env, "echo#1"), [["failed", "1"]]);
+}
+
+#[test]
+fn python_refuses_an_async_step_or_workflow_at_once_and_says_why() {
+    let wasm = component("testbed-py");
+    // (mode, step key, the bodies that ran): an `async def` body never
+    // starts; a plain def that returns a coroutine runs once.
+    let steps: [(&str, &str, &[&str]); 2] = [
+        ("async_step", "async_step#1", &[]),
+        (
+            "returns_awaitable",
+            "returns_awaitable#1",
+            &["returns_awaitable#1"],
+        ),
+    ];
+    for (mode, key, ran) in steps {
+        let env = Env::new();
+        let run = run_mode(&env, &wasm, mode);
+        let line = failure_line(&run, mode);
+        let refused = format!("step '{mode}' returned a coroutine");
+        for needle in [refused.as_str(), "async def"] {
+            assert!(
+                line.contains(needle),
+                "{mode}: {needle:?} missing in: {line}"
+            );
+        }
+        assert_eq!(run.executed(), ran, "{mode}: {}", run.stderr());
+        assert!(
+            !run.stderr().contains("retrying"),
+            "{mode}: {}",
+            run.stderr()
+        );
+        // The coroutine was closed, not left to warn.
+        assert!(
+            !run.stderr().contains("never awaited"),
+            "{mode}: {}",
+            run.stderr()
+        );
+        assert_eq!(outcome(&env, key), [["failed", "1"]], "{mode}");
+    }
+
+    let env = Env::new();
+    let run = run_mode(&env, &wasm, "async_workflow");
+    let line = failure_line(&run, "async_workflow");
+    for needle in ["the workflow function returned a coroutine", "async def"] {
+        assert!(line.contains(needle), "{needle:?} missing in: {line}");
+    }
+    assert!(!run.stderr().contains("never awaited"), "{}", run.stderr());
+    assert!(env.committed("r").is_empty(), "a step ran");
+}
+
+#[test]
+fn javascript_awaits_async_steps_and_workflows_and_keeps_their_rejections() {
+    let wasm = component("testbed-js");
+
+    // An async workflow awaiting an async step: the awaited value is
+    // committed (not the promise's `{}`), and a step that returns nothing
+    // gives null.
+    let env = Env::new();
+    let out = run_mode(&env, &wasm, "async").success();
+    assert_eq!(
+        out,
+        serde_json::json!({ "awaited": { "x": 1 }, "nothing": null })
+    );
+    assert_eq!(
+        env.query("SELECT value FROM steps WHERE run_id = 'r' ORDER BY position"),
+        [[r#"{"awaited":{"x":1}}"#], ["null"]]
+    );
+    // And that value is what a replay answers.
+    let crashed = Env::new();
+    let input = r#"{"mode":"async","value":{"x":1}}"#;
+    crashed.crash_after(&wasm, input, "r", "async_echo#1");
+    let resumed = crashed.run(&["resume", "r"]);
+    assert_eq!(resumed.success(), out);
+    assert_eq!(resumed.executed(), ["nothing#1"], "{}", resumed.stderr());
+
+    // A rejection is the step's failure: permanent for a Permanent...
+    let env = Env::new();
+    let run = run_mode(&env, &wasm, "async_permanent");
+    let line = failure_line(&run, "async_permanent");
+    assert!(line.contains(r#"rejected for good: {"x":1}"#), "{line}");
+    assert_eq!(run.executed(), ["async_permanent#1"], "{}", run.stderr());
+    assert_eq!(outcome(&env, "async_permanent#1"), [["failed", "1"]]);
+
+    // ...and retried for any other error (this step allows 2 attempts).
+    let env = Env::new();
+    let run = run_mode(&env, &wasm, "async_retryable");
+    let line = failure_line(&run, "async_retryable");
+    assert!(line.contains(r#"rejected on purpose: {"x":1}"#), "{line}");
+    assert_eq!(
+        run.executed(),
+        ["async_retryable#1", "async_retryable#1"],
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(outcome(&env, "async_retryable#1"), [["failed", "2"]]);
 }

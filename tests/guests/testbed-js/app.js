@@ -1,0 +1,68 @@
+// The JavaScript SDK's edge cases, for tests/e2e/polyglot.rs. `{"mode": ...}`
+// picks a scenario, as in tests/guests/testbed.
+//
+// Every step body that runs prints `EXEC <idempotency-key>` on stderr, which
+// is how the tests see, from outside the engine, which bodies ran.
+
+import { Permanent, idempotencyKey, retry, step, workflow } from "../../../guest-sdk/js/durable.js";
+
+export { run, steps } from "../../../guest-sdk/js/durable.js";
+
+const mark = () => console.error(`EXEC ${idempotencyKey()}`);
+const tick = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const asyncEcho = step("async_echo", async (v) => {
+  mark();
+  await tick(5);
+  await null;
+  return { awaited: v };
+});
+
+const nothing = step("nothing", () => {
+  mark();
+});
+
+const asyncPermanent = step("async_permanent", async (v) => {
+  mark();
+  await tick(1);
+  throw new Permanent(`rejected for good: ${JSON.stringify(v)}`);
+});
+
+const asyncRetryable = step("async_retryable", async (v) => {
+  mark();
+  await null;
+  throw new Error(`rejected on purpose: ${JSON.stringify(v)}`);
+}).withOptions({ retry: retry(2, 1) });
+
+const bigint = step("bigint", () => {
+  mark();
+  return { n: 10n };
+});
+
+const asyncBigint = step("async_bigint", async () => {
+  mark();
+  await null;
+  return { n: 10n };
+});
+
+const cyclic = step("cyclic", () => {
+  mark();
+  const node = { name: "loop" };
+  node.self = node;
+  return node;
+});
+
+const modes = {
+  // An async workflow awaiting an async step.
+  async: async (v) => {
+    const echoed = await asyncEcho(v);
+    return { ...echoed, nothing: nothing(v) };
+  },
+  async_permanent: (v) => asyncPermanent(v),
+  async_retryable: (v) => asyncRetryable(v),
+  bigint: (v) => bigint(v),
+  async_bigint: (v) => asyncBigint(v),
+  cyclic: (v) => cyclic(v),
+};
+
+workflow((input) => modes[input.mode](input.value ?? null));
