@@ -228,22 +228,19 @@ impl Engine {
         if let Some(path) = &cached
             && path.exists()
         {
-            match read_verified(path) {
-                // SAFETY: the bytes are what `serialize` of this same
-                // wasmtime version and configuration (both are in the file
-                // name) wrote: their SHA-256 matches the one recorded when
-                // they were written, in a directory only this user can
-                // write (checked above), which no grant may expose.
-                // wasmtime checks the header again; we recompile if it
-                // refuses.
-                Ok(serialized) => {
-                    match unsafe { Component::deserialize(&self.engine, &serialized) } {
-                        Ok(c) => return Ok((c, CompileSource::Cache)),
-                        Err(e) => {
-                            tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry")
-                        }
+            match verify(path) {
+                // SAFETY: the file is what `serialize` of this same wasmtime
+                // version and configuration (both are in its name) wrote: its
+                // SHA-256 matches the one recorded when it was written, in a
+                // directory only this user can write (checked above), which
+                // no grant may expose. wasmtime checks the header again; we
+                // recompile if it refuses.
+                Ok(()) => match unsafe { Component::deserialize_file(&self.engine, path) } {
+                    Ok(c) => return Ok((c, CompileSource::Cache)),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry")
                     }
-                }
+                },
                 Err(why) => {
                     tracing::warn!(path = %path.display(), "ignoring compile cache entry: {why}; compiling again")
                 }
@@ -289,16 +286,35 @@ fn digest_path(path: &Path) -> PathBuf {
     path.with_extension("cwasm.sha256")
 }
 
-/// Reads a cache entry and checks it against its recorded SHA-256, so a
-/// corrupted or tampered entry is never handed to `deserialize`.
-fn read_verified(path: &Path) -> Result<Vec<u8>, String> {
+/// Checks a cache entry against its recorded SHA-256 (streamed, so a large
+/// entry is not held in memory), so a corrupted or tampered entry is never
+/// handed to `deserialize`.
+fn verify(path: &Path) -> Result<(), String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
     let expected = std::fs::read_to_string(digest_path(path))
         .map_err(|e| format!("its digest cannot be read ({e})"))?;
-    let bytes = std::fs::read(path).map_err(|e| format!("it cannot be read ({e})"))?;
-    if sha256_hex(&bytes) != expected.trim() {
+    let mut file = std::fs::File::open(path).map_err(|e| format!("it cannot be read ({e})"))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(|e| format!("it cannot be read ({e})"))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    let actual: String = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if actual != expected.trim() {
         return Err("its content does not match its recorded digest".into());
     }
-    Ok(bytes)
+    Ok(())
 }
 
 /// Creates the cache directory private to this user (mode 0700), or checks

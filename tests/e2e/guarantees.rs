@@ -138,6 +138,10 @@ fn a_step_body_that_calls_its_child_differently_after_a_crash_supersedes_the_old
     );
     let after = env.query("SELECT input_digest FROM steps WHERE key = 'unsteady#1/echo#1'");
     assert_ne!(after, before);
+    let shown = env.run(&["show", "u", "--json"]).success();
+    assert_eq!(shown["superseded"][0]["key"], json!("unsteady#1/echo#1"));
+    assert_eq!(shown["superseded"][0]["drive"], json!(1));
+    assert_eq!(shown["superseded"][0]["superseded_in_drive"], json!(2));
     // A replay of the finished run changes nothing and gives the same output.
     let again = env.run(&["resume", "u"]);
     assert_eq!(again.success(), out);

@@ -142,6 +142,17 @@ pub async fn show(db: &Path, args: ShowArgs) -> ExitCode {
         forked_from: r.forked_from.clone(),
         cancel_requested: r.cancel_requested,
         steps,
+        superseded: detail
+            .superseded
+            .iter()
+            .map(|r| json::ShownSuperseded {
+                key: r.key.clone(),
+                status: r.outcome.kind(),
+                drive: r.drive,
+                superseded_in_drive: r.superseded_in,
+                superseded_at_ms: r.superseded_at_ms,
+            })
+            .collect(),
         workflow_output,
     };
     if args.json {
@@ -189,6 +200,17 @@ pub async fn show(db: &Path, args: ShowArgs) -> ExitCode {
         shown.drives
     ));
     text.push_str(&tree::draw(&shown.steps));
+    if !shown.superseded.is_empty() {
+        text.push_str(
+            "superseded (recorded by an earlier run of a step body that then did something else)\n",
+        );
+        for r in &shown.superseded {
+            text.push_str(&format!(
+                "   {} {} (committed by drive {}, moved aside in drive {})\n",
+                r.key, r.status, r.drive, r.superseded_in_drive
+            ));
+        }
+    }
     if let Some(lines) = &shown.workflow_output
         && !lines.is_empty()
     {

@@ -57,9 +57,25 @@ pub struct ShownRun {
     pub forked_from: Option<String>,
     pub cancel_requested: bool,
     pub steps: Vec<ShownStep>,
+    /// Records moved aside: step bodies that ran again and did something
+    /// else there.
+    pub superseded: Vec<ShownSuperseded>,
     /// What the workflow itself printed (with --logs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_output: Option<Vec<ShownLine>>,
+}
+
+/// A record moved aside (see `durable show`).
+#[derive(Serialize)]
+pub struct ShownSuperseded {
+    pub key: String,
+    /// ok, failed, trapped or timed-out.
+    pub status: &'static str,
+    /// The drive that committed it.
+    pub drive: u32,
+    /// The drive that moved it aside.
+    pub superseded_in_drive: u32,
+    pub superseded_at_ms: i64,
 }
 
 /// A node of the step tree.

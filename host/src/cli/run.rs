@@ -107,10 +107,12 @@ async fn run_inner(db: &Path, args: RunArgs) -> Result<ExitCode, ExitCode> {
     let engine = engine(&config)?;
     let name = args.component.display().to_string();
     // Load before opening the database: a bad component changes nothing.
-    let workflow = engine.load(&name, Arc::new(bytes)).map_err(|e| {
-        error(chain(&e));
-        ExitCode::Usage
-    })?;
+    // Compiling takes seconds for a large guest: off the async workers.
+    let workflow =
+        tokio::task::block_in_place(|| engine.load(&name, Arc::new(bytes))).map_err(|e| {
+            error(chain(&e));
+            ExitCode::Usage
+        })?;
     let store = open(db, &args.drive).await?;
     let rt = Runtime::with_engine(engine, store.clone(), config);
     tracing::debug!(source = ?workflow.source, time = ?workflow.load_time, "component loaded");

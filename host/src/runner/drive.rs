@@ -30,7 +30,8 @@ pub(crate) struct Drive {
     pub(crate) pre: WorkflowPre<HostState>,
     pub(crate) store: Store,
     pub(crate) owner: Owner,
-    /// The committed history, kept current with this drive's commits.
+    /// The committed history as loaded, plus what this drive commits that a
+    /// retried step body may ask for again (see `Drive::remember`).
     history: Mutex<History>,
     pub(crate) permits: Arc<Semaphore>,
     /// Live step instances (waiting parents included), deepest first.
@@ -501,8 +502,23 @@ impl Drive {
             .store
             .commit_step(&self.run_id, &self.owner, self.number, commit)
             .await?;
-        self.history.lock().map_err(|_| poisoned())?.insert(record);
+        self.remember(record)?;
         self.note_cancel(cancel);
+        Ok(())
+    }
+
+    /// Keeps what a retried step body may ask for again in this drive: the
+    /// records of nested calls, until their step commits. A call of the
+    /// workflow itself is made once per drive, and a committed step's body
+    /// never runs again, so neither is kept (the drive's memory does not
+    /// grow with the steps it executes).
+    fn remember(&self, record: StepRecord) -> Result<(), RunError> {
+        let mut history = self.history.lock().map_err(|_| poisoned())?;
+        let below = history.stale_from(&record.key, 0);
+        history.remove(&below);
+        if !record.parent.is_empty() {
+            history.insert(record);
+        }
         Ok(())
     }
 

@@ -494,14 +494,10 @@ impl Runtime {
         workflow: &LoadedWorkflow,
         switch: Option<ComponentSwitch>,
     ) -> Result<Finished, RunError> {
-        let history = History::new(self.store.history(&run.id).await?);
-        let recorded_bytes = self.store.recorded_bytes(&run.id).await?;
-        let prior_attempts = self
-            .store
-            .attempt_counts(&run.id)
-            .await?
-            .into_iter()
-            .collect();
+        let start = self.store.drive_start(&run.id).await?;
+        let history = History::new(start.history);
+        let recorded_bytes = start.recorded_bytes;
+        let prior_attempts = start.attempt_counts.into_iter().collect();
         let drive = Arc::new(Drive::new(DriveSetup {
             run_id: run.id.clone(),
             pre: workflow.pre.clone(),

@@ -48,6 +48,25 @@ pub struct RunDetail {
     pub attempts: Vec<AttemptRecord>,
     /// What guests printed and logged (only when asked for).
     pub output: Vec<OutputLine>,
+    /// Records moved aside because a step body ran again and did something
+    /// else, oldest first.
+    pub superseded: Vec<Superseded>,
+}
+
+/// A record moved aside: what an earlier run of a step body committed
+/// before the body ran again and made another call there.
+#[derive(Debug, Clone)]
+pub struct Superseded {
+    /// Its key.
+    pub key: String,
+    /// Its outcome.
+    pub outcome: Outcome,
+    /// The drive that committed it.
+    pub drive: u32,
+    /// The drive that moved it aside.
+    pub superseded_in: u32,
+    /// When it was moved aside.
+    pub superseded_at_ms: i64,
 }
 
 /// What `cancel` did.
@@ -110,6 +129,7 @@ impl Store {
             let mut steps = read_history(tx, &run_id)?;
             steps.sort_by(|a, b| (&a.parent, a.position).cmp(&(&b.parent, b.position)));
             let attempts = read_attempts(tx, &run_id)?;
+            let superseded = read_superseded(tx, &run_id)?;
             let output = if with_output {
                 read_output(tx, &run_id)?
             } else {
@@ -120,6 +140,7 @@ impl Store {
                 steps,
                 attempts,
                 output,
+                superseded,
             })
         })
         .await
@@ -269,6 +290,43 @@ fn steps_before(history: &[StepRecord], key: &str) -> Option<Vec<StepRecord>> {
             .cloned()
             .collect(),
     )
+}
+
+fn read_superseded(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<Superseded>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT key, outcome, value, drive, superseded_in, superseded_at_ms
+             FROM superseded_steps WHERE run_id = ?1 ORDER BY superseded_at_ms, key",
+        )
+        .map_err(sql("reading superseded records"))?;
+    let rows = stmt
+        .query_map([run_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
+        })
+        .map_err(sql("reading superseded records"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (key, kind, value, drive, superseded_in, superseded_at_ms) =
+            row.map_err(sql("reading superseded records"))?;
+        let outcome = Outcome::from_parts(&kind, value).ok_or_else(|| {
+            StoreError::Corrupt(format!("superseded record {key} has outcome {kind:?}"))
+        })?;
+        out.push(Superseded {
+            key,
+            outcome,
+            drive,
+            superseded_in,
+            superseded_at_ms,
+        });
+    }
+    Ok(out)
 }
 
 fn read_attempts(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {

@@ -25,7 +25,7 @@ use rusqlite::{OptionalExtension, params};
 use crate::owner::{LEASE_MS, Owner};
 pub use error::StoreError;
 use error::sql;
-pub use inspect::{Cancelled, RunDetail, RunFilter, RunSummary};
+pub use inspect::{Cancelled, RunDetail, RunFilter, RunSummary, Superseded};
 use rows::*;
 pub use types::{
     AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
@@ -39,6 +39,17 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// What [`Store::drive_start`] reads.
+#[derive(Debug, Clone)]
+pub struct DriveStart {
+    /// The committed history.
+    pub history: Vec<StepRecord>,
+    /// For each step with failed attempts, the number of the last one.
+    pub attempt_counts: Vec<(String, u32)>,
+    /// Bytes recorded so far (outcomes, failed attempts, guest output).
+    pub recorded_bytes: u64,
 }
 
 /// An unfinished run, as `resume` with no ids sees it.
@@ -90,10 +101,12 @@ pub enum Durability {
 #[derive(Clone)]
 pub struct Store {
     writer: Writer,
-    /// A read-only connection for reads: deferred transactions that never
-    /// take the write lock, so a long `show` or `list` in one process
-    /// never stalls the writers of others.
-    reader: Arc<std::sync::Mutex<rusqlite::Connection>>,
+    /// A read-only connection for the reads of people and scripts (`list`,
+    /// `show`, `resume`'s choice of runs): deferred transactions that never
+    /// take the write lock, so a long read in one process never stalls the
+    /// writers of others. The drive's own short reads go through the writer,
+    /// batched with its commits.
+    reader: Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
@@ -120,16 +133,10 @@ impl Store {
         })
         .await
         .map_err(|e| StoreError::Shared(format!("opening the database panicked: {e}")))??;
-        let reader = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || schema::open_reader(&path)
-        })
-        .await
-        .map_err(|e| StoreError::Shared(format!("opening the database panicked: {e}")))??;
         let (writer, thread) = Writer::spawn(opened, path)?;
         Ok(Store {
             writer,
-            reader: Arc::new(std::sync::Mutex::new(reader)),
+            reader: Arc::new(std::sync::Mutex::new(None)),
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
         })
     }
@@ -142,10 +149,17 @@ impl Store {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let reader = self.reader.clone();
+        let path = self.path().to_path_buf();
         tokio::task::spawn_blocking(move || {
-            let mut conn = reader
+            let mut slot = reader
                 .lock()
                 .map_err(|_| StoreError::Shared("the reader connection was poisoned".into()))?;
+            // Opened on first use: a process that only drives runs never
+            // pays for it.
+            let conn = match &mut *slot {
+                Some(conn) => conn,
+                empty => empty.insert(schema::open_reader(&path)?),
+            };
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
                 .map_err(sql("starting a read"))?;
@@ -232,7 +246,9 @@ impl Store {
     /// The run's committed history, in no particular order.
     pub async fn history(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let run_id = run_id.to_string();
-        self.read(move |tx| read_history(tx, &run_id)).await
+        self.writer
+            .transact(move |tx| read_history(tx, &run_id))
+            .await
     }
 
     /// Commits one step's outcome (with its last failed attempt, the output
@@ -322,17 +338,23 @@ impl Store {
     /// and guest output (what the history size limit counts).
     pub async fn recorded_bytes(&self, run_id: &str) -> Result<u64, StoreError> {
         let run_id = run_id.to_string();
-        self
-            .read(move |tx| {
-                tx.query_row(
-                    "SELECT (SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM steps WHERE run_id = ?1)
-                          + (SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM attempts WHERE run_id = ?1)
-                          + (SELECT coalesce(sum(length(CAST(line AS BLOB))), 0) FROM output WHERE run_id = ?1)",
-                    [&run_id],
-                    |r| r.get::<_, i64>(0),
-                )
-                .map(|n| n.max(0) as u64)
-                .map_err(sql("measuring the run's history"))
+        self.writer
+            .transact(move |tx| read_recorded_bytes(tx, &run_id))
+            .await
+    }
+
+    /// What a new drive of the run starts from, read in one job of the
+    /// writer's batch: the history, the failed attempts per step, and the
+    /// bytes recorded so far.
+    pub async fn drive_start(&self, run_id: &str) -> Result<DriveStart, StoreError> {
+        let run_id = run_id.to_string();
+        self.writer
+            .transact(move |tx| {
+                Ok(DriveStart {
+                    history: read_history(tx, &run_id)?,
+                    attempt_counts: read_attempt_counts(tx, &run_id)?,
+                    recorded_bytes: read_recorded_bytes(tx, &run_id)?,
+                })
             })
             .await
     }
@@ -341,19 +363,9 @@ impl Store {
     /// last one recorded (so a resumed step continues the count).
     pub async fn attempt_counts(&self, run_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
         let run_id = run_id.to_string();
-        self.read(move |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT key, max(attempt) FROM attempts WHERE run_id = ?1 GROUP BY key",
-                )
-                .map_err(sql("reading attempts"))?;
-            let rows = stmt
-                .query_map([&run_id], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(sql("reading attempts"))?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map_err(sql("reading attempts"))
-        })
-        .await
+        self.writer
+            .transact(move |tx| read_attempt_counts(tx, &run_id))
+            .await
     }
 
     /// The failed attempts of one step, oldest first.
@@ -528,22 +540,23 @@ impl Store {
     /// The run with this id, if any.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let run_id = run_id.to_string();
-        self.read(move |tx| read_run(tx, &run_id)).await
+        self.writer.transact(move |tx| read_run(tx, &run_id)).await
     }
 
     /// The bytes of the component with this digest.
     pub async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let digest = digest.to_string();
-        self.read(move |tx| {
-            tx.query_row(
-                "SELECT bytes FROM components WHERE digest = ?1",
-                [&digest],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql("reading a component"))
-        })
-        .await
+        self.writer
+            .transact(move |tx| {
+                tx.query_row(
+                    "SELECT bytes FROM components WHERE digest = ?1",
+                    [&digest],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(sql("reading a component"))
+            })
+            .await
     }
 
     /// Stops the writer once the jobs already queued are committed, and

@@ -351,3 +351,30 @@ pub(super) fn supersede_steps(
     }
     Ok(())
 }
+
+/// For each step of the run with failed attempts, the number of the last.
+pub(super) fn read_attempt_counts(
+    tx: &Transaction<'_>,
+    run_id: &str,
+) -> Result<Vec<(String, u32)>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached("SELECT key, max(attempt) FROM attempts WHERE run_id = ?1 GROUP BY key")
+        .map_err(sql("reading attempts"))?;
+    let rows = stmt
+        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql("reading attempts"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(sql("reading attempts"))
+}
+
+/// Bytes the run has recorded: outcomes, failed attempts, guest output.
+pub(super) fn read_recorded_bytes(tx: &Transaction<'_>, run_id: &str) -> Result<u64, StoreError> {
+    tx.prepare_cached(
+        "SELECT (SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM steps WHERE run_id = ?1)
+              + (SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM attempts WHERE run_id = ?1)
+              + (SELECT coalesce(sum(length(CAST(line AS BLOB))), 0) FROM output WHERE run_id = ?1)",
+    )
+    .and_then(|mut s| s.query_row([run_id], |r| r.get::<_, i64>(0)))
+    .map(|n| n.max(0) as u64)
+    .map_err(sql("measuring the run's history"))
+}

@@ -98,7 +98,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    pub(crate) fn kind(&self) -> &'static str {
+    /// `ok`, `failed`, `trapped` or `timed-out`.
+    pub fn kind(&self) -> &'static str {
         match self {
             Outcome::Ok(_) => "ok",
             Outcome::Failed(_) => "failed",
