@@ -33,7 +33,8 @@
 //! The workflow function must make the same durable calls in the same order
 //! every time it runs with the same input and the same step results. Read
 //! time and randomness with [`now_ms`] and [`random_u64`] (recorded), not
-//! from the OS (frozen in the workflow instance). Step bodies are free to do
+//! from the OS (frozen in the workflow instance); wait with [`sleep`] and
+//! [`await_event`] (durable, and the run holds nothing while it waits). Step bodies are free to do
 //! anything the host grants; they run at least once, so give external
 //! services the [`idempotency_key`].
 
@@ -134,6 +135,12 @@ impl fmt::Display for Error {
 
 impl From<StepError> for Error {
     fn from(e: StepError) -> Self {
+        Error(e.to_string())
+    }
+}
+
+impl From<WaitError> for Error {
+    fn from(e: WaitError) -> Self {
         Error(e.to_string())
     }
 }
@@ -410,6 +417,57 @@ pub fn now_ms() -> u64 {
 /// A random number: recorded the first time, the same on every replay.
 pub fn random_u64() -> u64 {
     host::random_u64()
+}
+
+/// Why [`await_event`] returned no event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitError {
+    /// No event came within the timeout (in ms); replayed as the same.
+    TimedOut(u64),
+    /// The event's payload did not decode as the type asked for.
+    Decode(String),
+}
+
+impl fmt::Display for WaitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            WaitError::TimedOut(ms) => write!(f, "no event came within {ms} ms"),
+            WaitError::Decode(m) => write!(f, "the event's payload did not decode: {m}"),
+        }
+    }
+}
+
+impl std::error::Error for WaitError {}
+
+/// Waits `duration`, durably: the wake-up time is recorded before the run
+/// waits, so a run resumed after it does not sleep again and one resumed
+/// before it waits only the rest. The run holds nothing meanwhile (the host
+/// replays the workflow when it is due). Workflow code only: in a step body
+/// it fails the step.
+pub fn sleep(duration: std::time::Duration) {
+    host::sleep(duration.as_millis().min(u64::MAX as u128) as u64)
+}
+
+/// Like [`sleep`], until `epoch_ms` (ms since the Unix epoch); returns at
+/// once if that time has passed.
+pub fn sleep_until(epoch_ms: u64) {
+    host::sleep_until(epoch_ms)
+}
+
+/// Waits for the next event named `name` sent to this run (`durable event
+/// RUN NAME --data JSON`) and decodes its payload. Events are consumed first
+/// in, first out per name, whether they came before or after this call; what
+/// was consumed (or a timeout, counted from the first call, across crashes)
+/// is recorded and replayed. Workflow code only.
+pub fn await_event<T: DeserializeOwned>(
+    name: &str,
+    timeout: Option<std::time::Duration>,
+) -> Result<T, WaitError> {
+    let timeout_ms = timeout.map(|d| d.as_millis().min(u64::MAX as u128) as u64);
+    match host::await_event(name, timeout_ms) {
+        Ok(json) => serde_json::from_str(&json).map_err(|e| WaitError::Decode(e.to_string())),
+        Err(types::WaitError::TimedOut(ms)) => Err(WaitError::TimedOut(ms)),
+    }
 }
 
 /// The same string on every attempt and replay of the current step

@@ -19,6 +19,11 @@ use crate::store::StepRecord;
 pub const NOW: &str = "$now";
 /// Reserved name under which `random-u64` answers are recorded.
 pub const RANDOM: &str = "$random";
+/// Reserved name under which sleeps record their wake-up time.
+pub const SLEEP: &str = "$sleep";
+/// Prefix of the reserved names under which `await-event` records what it
+/// consumed: `$event:<name>`.
+pub const EVENT_PREFIX: &str = "$event:";
 
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -15,3 +15,4 @@ mod polyglot;
 mod replay;
 mod sandbox;
 mod torture;
+mod waits;

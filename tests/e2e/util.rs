@@ -42,6 +42,8 @@ fn guest_path(name: &str) -> PathBuf {
                 "-p",
                 "onboarding",
                 "-p",
+                "approval",
+                "-p",
                 "testbed",
                 "-p",
                 "diverge",

@@ -13,7 +13,8 @@ Exit codes:
   4  the run is driven by another process right now
   5  divergence: the workflow no longer matches the run's history
   6  the database or the host failed (locked, I/O, internal error)
-  7  the run was cancelled (or is being cancelled)";
+  7  the run was cancelled (or is being cancelled)
+  8  interrupted by SIGINT or SIGTERM: the run is left resumable (durable resume ID)";
 
 /// The process's exit status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -35,6 +36,8 @@ pub enum ExitCode {
     Failure = 6,
     /// The run was cancelled.
     Cancelled = 7,
+    /// SIGINT or SIGTERM stopped the process; the run is resumable.
+    Interrupted = 8,
 }
 
 impl ExitCode {
@@ -51,6 +54,8 @@ impl ExitCode {
             RunError::AlreadyDriving { .. } => ExitCode::Busy,
             RunError::HistoryLimit { .. } | RunError::WorkflowBusy { .. } => ExitCode::RunFailed,
             RunError::Cancelled { .. } => ExitCode::Cancelled,
+            RunError::Interrupted { .. } => ExitCode::Interrupted,
+            RunError::Parked { .. } => ExitCode::Success,
             RunError::Instantiate(_) | RunError::Internal(_) | RunError::Stopped => {
                 ExitCode::Failure
             }

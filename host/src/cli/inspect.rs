@@ -1,12 +1,17 @@
-//! `durable list`, `durable show` and `durable cancel`.
+//! `durable list`, `durable show`, `durable cancel` and `durable event`.
 
 use std::io::Write;
 use std::path::Path;
 
-use durable::store::{Cancelled, RunFilter, RunStatus, Store, StoreError};
+use durable::store::{Cancelled, RunFilter, RunStatus, Sent, Store, StoreError};
 
 use super::json::{self, ListedRun, ShownRun};
-use super::{CancelArgs, ExitCode, ListArgs, ShowArgs, tree};
+use super::{CancelArgs, EventArgs, ExitCode, ListArgs, ShowArgs, tree};
+
+/// Prints `durable: <message>` on stderr.
+fn say(message: impl std::fmt::Display) {
+    eprintln!("durable: {message}");
+}
 
 /// Prints an error with its causes.
 fn error(e: &(dyn std::error::Error + 'static)) {
@@ -39,7 +44,9 @@ pub async fn list(db: &Path, args: ListArgs) -> ExitCode {
         .map(|s| RunStatus::parse_name(s).ok_or(s))
     {
         Some(Err(s)) => {
-            eprintln!("durable: --status {s}: expected running, succeeded, failed or cancelled");
+            eprintln!(
+                "durable: --status {s}: expected running, waiting, succeeded, failed or cancelled"
+            );
             return ExitCode::Usage;
         }
         Some(Ok(s)) => Some(s),
@@ -85,14 +92,17 @@ pub async fn list(db: &Path, args: ListArgs) -> ExitCode {
             .map(|f| format_duration(f - r.created_at_ms))
             .unwrap_or_else(|| "-".into());
         text.push_str(&format!(
-            "{:<36} {:<16} {:<10} {:<20} {:>10} {:>7} {:>9}\n",
+            "{:<36} {:<16} {:<10} {:<20} {:>10} {:>7} {:>9}{}\n",
             r.id,
             r.workflow,
             r.status.as_str(),
             format_time(r.created_at_ms),
             duration,
             s.steps,
-            format!("{}/{}", s.executed, s.recovered)
+            format!("{}/{}", s.executed, s.recovered),
+            waiting_text(r)
+                .map(|w| format!("  {w}"))
+                .unwrap_or_default()
         ));
     }
     print(&text);
@@ -141,6 +151,8 @@ pub async fn show(db: &Path, args: ShowArgs) -> ExitCode {
         component_digest: r.component_digest.clone(),
         forked_from: r.forked_from.clone(),
         cancel_requested: r.cancel_requested,
+        waiting_for: r.waiting_for.clone(),
+        wake_at_ms: r.wake_at_ms,
         steps,
         superseded: detail
             .superseded
@@ -174,8 +186,12 @@ pub async fn show(db: &Path, args: ShowArgs) -> ExitCode {
         ""
     };
     text.push_str(&format!(
-        "status     {} after {} drive(s){cancel}\n",
-        shown.status, shown.drives
+        "status     {} after {} drive(s){cancel}{}\n",
+        shown.status,
+        shown.drives,
+        waiting_text(r)
+            .map(|w| format!(", {w}"))
+            .unwrap_or_default()
     ));
     text.push_str(&format!(
         "started    {} UTC{}\n",
@@ -305,6 +321,100 @@ pub fn format_duration(ms: i64) -> String {
         format!("{:.1} s", ms as f64 / 1000.0)
     } else {
         format!("{} min {} s", ms / 60_000, ms % 60_000 / 1000)
+    }
+}
+
+/// What a waiting run waits for, for people: `sleeping until T`,
+/// `waiting for event NAME (until T)`.
+fn waiting_text(r: &durable::store::RunRecord) -> Option<String> {
+    if r.status != RunStatus::Waiting {
+        return None;
+    }
+    let until = r
+        .wake_at_ms
+        .map(|t| format!(" until {} UTC", format_time(t)))
+        .unwrap_or_default();
+    Some(match &r.wait_event {
+        Some(name) => format!("waiting for event {name}{until}"),
+        None => format!("sleeping{until}"),
+    })
+}
+
+/// `durable event`.
+pub async fn event(db: &Path, args: EventArgs) -> ExitCode {
+    if let Err(e) = durable::history::validate_name(&args.name) {
+        say(format_args!("invalid event name: {e}"));
+        return ExitCode::Usage;
+    }
+    if let Some(id) = &args.event_id
+        && (id.is_empty() || id.len() > 256)
+    {
+        say("--id: an event id is 1 to 256 bytes");
+        return ExitCode::Usage;
+    }
+    let payload = match (&args.data, &args.data_file) {
+        (Some(d), _) => d.clone(),
+        (None, Some(p)) if p.as_os_str() == "-" => {
+            let mut s = String::new();
+            if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s) {
+                say(format_args!("cannot read the payload from stdin: {e}"));
+                return ExitCode::Usage;
+            }
+            s
+        }
+        (None, Some(p)) => match std::fs::read_to_string(p) {
+            Ok(s) => s,
+            Err(e) => {
+                say(format_args!("cannot read {}: {e}", p.display()));
+                return ExitCode::Usage;
+            }
+        },
+        (None, None) => "null".to_string(),
+    };
+    if payload.len() > args.max_input_bytes {
+        say(format_args!(
+            "the payload is {} bytes, over the limit of {} bytes (--max-input-bytes)",
+            payload.len(),
+            args.max_input_bytes
+        ));
+        return ExitCode::Usage;
+    }
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&payload) {
+        say(format_args!("the payload is not valid JSON: {e}"));
+        return ExitCode::Usage;
+    }
+    let store = match open_existing(db).await {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            error(&StoreError::RunNotFound(args.run.clone()));
+            return ExitCode::NotFound;
+        }
+        Err(code) => return code,
+    };
+    let sent = store
+        .send_event(&args.run, &args.name, args.event_id.as_deref(), &payload)
+        .await;
+    store.close().await;
+    match sent {
+        Ok(Sent::Stored { seq }) => {
+            eprintln!(
+                "durable: event {} stored for run {} (event #{seq})",
+                args.name, args.run
+            );
+            ExitCode::Success
+        }
+        Ok(Sent::Duplicate) => {
+            eprintln!(
+                "durable: run {} already has an event with id {}; nothing stored",
+                args.run,
+                args.event_id.as_deref().unwrap_or_default()
+            );
+            ExitCode::Success
+        }
+        Err(e) => {
+            error(&e);
+            ExitCode::of_store(&e)
+        }
     }
 }
 

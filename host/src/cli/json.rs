@@ -20,6 +20,10 @@ pub struct ListedRun {
     pub recovered: u32,
     pub drives: u32,
     pub forked_from: Option<String>,
+    /// What a waiting run waits for (`until <ms>`, `event NAME`).
+    pub waiting_for: Option<String>,
+    /// When a waiting run is due (null: when its event comes).
+    pub wake_at_ms: Option<i64>,
 }
 
 impl ListedRun {
@@ -36,6 +40,8 @@ impl ListedRun {
             recovered: s.recovered,
             drives: s.run.drives,
             forked_from: s.run.forked_from.clone(),
+            waiting_for: s.run.waiting_for.clone(),
+            wake_at_ms: s.run.wake_at_ms,
         }
     }
 }
@@ -56,6 +62,10 @@ pub struct ShownRun {
     pub component_digest: String,
     pub forked_from: Option<String>,
     pub cancel_requested: bool,
+    /// What a waiting run waits for (`until <ms>`, `event NAME`).
+    pub waiting_for: Option<String>,
+    /// When a waiting run is due (null: when its event comes).
+    pub wake_at_ms: Option<i64>,
     pub steps: Vec<ShownStep>,
     /// Records moved aside: step bodies that ran again and did something
     /// else there.

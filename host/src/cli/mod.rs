@@ -58,12 +58,42 @@ pub enum Command {
     /// Start a new run from a copy of a run's history before a step, so that
     /// the step and everything after it run again.
     Fork(ForkArgs),
+    /// Send an event to a run: its workflow receives it from `await-event`.
+    ///
+    /// The event is committed before this exits 0. A run waiting for it is
+    /// woken (the process that waits on it notices within 100 ms).
+    Event(EventArgs),
+}
+
+/// Arguments of `durable event`.
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// The run.
+    #[arg(value_name = "RUN_ID")]
+    pub run: String,
+    /// The event's name, as the workflow awaits it.
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// The payload as JSON [default: null].
+    #[arg(long, value_name = "JSON", conflicts_with = "data_file")]
+    pub data: Option<String>,
+    /// Read the payload JSON from a file ("-" for stdin).
+    #[arg(long, value_name = "PATH")]
+    pub data_file: Option<PathBuf>,
+    /// An id for the event: sending the same id to the run again stores
+    /// nothing (for senders that retry).
+    #[arg(long = "id", value_name = "EVENT_ID")]
+    pub event_id: Option<String>,
+    /// Largest payload, in bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20)]
+    pub max_input_bytes: usize,
 }
 
 /// Arguments of `durable list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only runs with this status (running, succeeded, failed, cancelled).
+    /// Only runs with this status (running, waiting, succeeded, failed,
+    /// cancelled).
     #[arg(long, value_name = "STATUS")]
     pub status: Option<String>,
     /// Only runs of this workflow.
@@ -292,5 +322,6 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Show(args) => inspect::show(&db, args).await,
         Command::Cancel(args) => inspect::cancel(&db, args).await,
         Command::Fork(args) => run::fork(&db, args).await,
+        Command::Event(args) => inspect::event(&db, args).await,
     }
 }

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use durable::runner::{Level, Observer, Source, human};
+use durable::runner::{Level, Observer, Source, Waiting, human};
 use durable::store::Outcome;
 
 /// Prints a line per finished step, failed attempt, guest output line and
@@ -65,6 +65,39 @@ impl Lines {
         format!("{}  {at} | {line}\n", self.prefix(run_id))
     }
 
+    pub fn waiting_line(&self, run_id: &str, what: &Waiting) -> String {
+        let now = durable::store::now_ms();
+        let when = |t: i64| {
+            format!(
+                "{} UTC (in {})",
+                super::inspect::format_time(t),
+                human(Duration::from_millis(t.saturating_sub(now).max(0) as u64))
+            )
+        };
+        let text = match what {
+            Waiting::Until(t) => format!("sleeping until {}", when(*t)),
+            Waiting::Event {
+                name,
+                deadline_ms: Some(t),
+            } => format!("waiting for event {name} (times out at {})", when(*t)),
+            Waiting::Event { name, .. } => format!("waiting for event {name}"),
+        };
+        format!("{}run  {text}\n", self.prefix(run_id))
+    }
+
+    pub fn waited_line(&self, run_id: &str, key: &str, outcome: &Outcome) -> String {
+        let text = if let Some(n) = key.strip_prefix("$sleep") {
+            format!("sleep{n} done")
+        } else {
+            let event = key.strip_prefix("$event:").unwrap_or(key);
+            match outcome {
+                Outcome::TimedOut(ms) => format!("event {event} timed out after {ms} ms"),
+                _ => format!("event {event} received"),
+            }
+        };
+        format!("{}wait {text}\n", self.prefix(run_id))
+    }
+
     pub fn log_line(&self, run_id: &str, key: &str, level: Level, message: &str) -> String {
         let at = if key.is_empty() { "workflow" } else { key };
         format!("{}log  {at} {level:?}: {message}\n", self.prefix(run_id))
@@ -98,5 +131,13 @@ impl Observer for Lines {
 
     fn log(&self, run_id: &str, key: &str, level: Level, message: &str) {
         emit(self.log_line(run_id, key, level, message));
+    }
+
+    fn waiting(&self, run_id: &str, what: &Waiting) {
+        emit(self.waiting_line(run_id, what));
+    }
+
+    fn waited(&self, run_id: &str, key: &str, outcome: &Outcome) {
+        emit(self.waited_line(run_id, key, outcome));
     }
 }

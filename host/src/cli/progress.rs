@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use durable::runner::{Level, Observer, Source};
+use durable::runner::{Level, Observer, Source, Waiting};
 use durable::store::Outcome;
 
 use super::print::Lines;
@@ -47,8 +47,29 @@ impl Live {
     }
 }
 
+/// The spinner key of a parked run's wait.
+const WAIT: &str = "$wait";
+
 impl Observer for Live {
+    fn waiting(&self, run_id: &str, what: &Waiting) {
+        let bar = self.bars.add(ProgressBar::new_spinner());
+        bar.set_style(self.style.clone());
+        bar.set_message(self.lines.waiting_line(run_id, what).trim_end().to_string());
+        bar.enable_steady_tick(Duration::from_millis(100));
+        if let Ok(mut running) = self.running.lock()
+            && let Some(old) = running.insert((run_id.to_string(), WAIT.to_string()), bar)
+        {
+            old.finish_and_clear();
+        }
+    }
+
+    fn waited(&self, run_id: &str, key: &str, outcome: &Outcome) {
+        self.stop(run_id, WAIT);
+        self.above(self.lines.waited_line(run_id, key, outcome));
+    }
+
     fn step_started(&self, run_id: &str, key: &str) {
+        self.stop(run_id, WAIT);
         let bar = self.bars.add(ProgressBar::new_spinner());
         bar.set_style(self.style.clone());
         bar.set_message(format!("{}step {key} running", self.lines.prefix(run_id)));

@@ -123,10 +123,113 @@ async fn run_inner(db: &Path, args: RunArgs) -> Result<ExitCode, ExitCode> {
     if args.id.is_none() {
         eprintln!("run {run_id}");
     }
-    let result = rt.start(&workflow, &run_id, &input).await;
+    let work = async { to_end(&rt, &run_id, rt.start(&workflow, &run_id, &input).await).await };
+    let code = match interruptible(&rt, work).await {
+        Some(result) => report_one(&run_id, result),
+        None => abandoned(std::slice::from_ref(&run_id)),
+    };
     drop(rt);
     store.close().await;
-    Ok(report_one(&run_id, result))
+    Ok(code)
+}
+
+/// How long running steps get to finish and be recorded after SIGINT or
+/// SIGTERM, before they are abandoned (and run again on resume).
+const GRACE: Duration = Duration::from_secs(5);
+
+/// How often a process that waits for a parked run looks whether it is due
+/// (an event sent by another process is noticed within this).
+const DUE_POLL: Duration = Duration::from_millis(50);
+
+/// Drives run `run_id` to its end from `first`, its first drive's result:
+/// a run that parks (a sleep, an event) is waited for here, holding no
+/// instance, and resumed when it is due.
+async fn to_end(
+    rt: &Runtime,
+    run_id: &str,
+    first: Result<Finished, RunError>,
+) -> Result<Finished, RunError> {
+    let mut result = first;
+    loop {
+        match &result {
+            Ok(f) if f.run.status == RunStatus::Waiting => {}
+            _ => return result,
+        }
+        wait_until_due(rt, run_id).await?;
+        result = rt.resume(run_id).await;
+    }
+}
+
+/// Returns once run `run_id` is due (or has ended, or another process took
+/// it: the resume that follows says which).
+async fn wait_until_due(rt: &Runtime, run_id: &str) -> Result<(), RunError> {
+    loop {
+        if rt.is_interrupted() {
+            return Err(RunError::Interrupted {
+                run: run_id.to_string(),
+            });
+        }
+        match rt.store().due(run_id).await? {
+            Some(Some(at)) => {
+                let left = at.saturating_sub(durable::store::now_ms()).max(0) as u64;
+                tokio::time::sleep(Duration::from_millis(left).min(DUE_POLL)).await;
+            }
+            _ => return Ok(()),
+        }
+    }
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM.
+async fn signalled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        // Without handlers the signals keep their default action.
+        _ => std::future::pending().await,
+    }
+}
+
+/// Runs `work` to its end, unless SIGINT or SIGTERM comes first: then the
+/// runtime's drives stop at their next durable call, running steps get
+/// [`GRACE`] to finish and be recorded, and `None` means they did not and
+/// were abandoned (their runs released, resumable).
+async fn interruptible<T>(rt: &Runtime, work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::pin!(work);
+    tokio::select! {
+        r = &mut work => return Some(r),
+        _ = signalled() => {}
+    }
+    error(format_args!(
+        "stopping: steps already running get {} s to finish and be recorded",
+        GRACE.as_secs()
+    ));
+    rt.interrupt();
+    let driven = rt.active_runs();
+    match tokio::time::timeout(GRACE, &mut work).await {
+        Ok(r) => Some(r),
+        Err(_) => {
+            rt.release(&driven).await;
+            None
+        }
+    }
+}
+
+/// Reports runs abandoned after an interrupt's grace.
+fn abandoned(run_ids: &[String]) -> ExitCode {
+    for id in run_ids {
+        error(format_args!(
+            "run {id} was interrupted; its running steps were abandoned and run again on resume: durable resume {id}"
+        ));
+    }
+    ExitCode::Interrupted
 }
 
 /// `durable resume`.
@@ -182,22 +285,41 @@ pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
         eprintln!("durable: no interrupted runs to resume");
     }
     let code = if single {
-        report_one(&ids[0], rt.resume(&ids[0]).await)
+        let work = async { to_end(&rt, &ids[0], rt.resume(&ids[0]).await).await };
+        match interruptible(&rt, work).await {
+            Some(result) => report_one(&ids[0], result),
+            None => abandoned(&ids),
+        }
     } else {
-        // All runs at once: their steps share the host's step limit.
+        // All runs at once: their steps share the host's step limit; runs
+        // that wait are waited for, the due ones driven meanwhile.
         let rt = Arc::new(rt);
         let mut set = tokio::task::JoinSet::new();
         for (i, id) in ids.iter().enumerate() {
             let (rt, id) = (rt.clone(), id.clone());
-            set.spawn(async move { (i, rt.resume(&id).await) });
+            set.spawn(async move { (i, to_end(&rt, &id, rt.resume(&id).await).await) });
         }
         let mut results: Vec<Option<Result<Finished, RunError>>> =
             ids.iter().map(|_| None).collect();
-        while let Some(joined) = set.join_next().await {
-            match joined {
-                Ok((i, r)) => results[i] = Some(r),
-                Err(e) => error(format_args!("internal error: {e}")),
+        let joined_all = interruptible(&rt, async {
+            while let Some(joined) = set.join_next().await {
+                match joined {
+                    Ok((i, r)) => results[i] = Some(r),
+                    Err(e) => error(format_args!("internal error: {e}")),
+                }
             }
+        })
+        .await;
+        if joined_all.is_none() {
+            let left: Vec<String> = ids
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_none())
+                .map(|(id, _)| id.clone())
+                .collect();
+            drop(set);
+            store.close().await;
+            return abandoned(&left);
         }
         let mut worst = ExitCode::Success;
         for (id, result) in ids.iter().zip(results) {
@@ -252,7 +374,11 @@ pub async fn fork(db: &Path, args: ForkArgs) -> ExitCode {
         Ok(engine) => Runtime::with_engine(engine, store.clone(), config),
         Err(code) => return code,
     };
-    let code = report_one(&new_id, rt.resume(&new_id).await);
+    let work = async { to_end(&rt, &new_id, rt.resume(&new_id).await).await };
+    let code = match interruptible(&rt, work).await {
+        Some(result) => report_one(&new_id, result),
+        None => abandoned(std::slice::from_ref(&new_id)),
+    };
     drop(rt);
     store.close().await;
     code

@@ -116,7 +116,16 @@ fn draw_steps(steps: &[ShownStep], indent: &str, out: &mut String) {
 }
 
 fn draw_step(s: &ShownStep, indent: &str, branch: &str, below: &str, out: &mut String) {
-    let label = if s.key.starts_with('$') {
+    let label = if let Some(n) = s.key.strip_prefix("$sleep") {
+        let until = s.value.as_ref().and_then(|v| v.as_i64()).unwrap_or(0);
+        format!("sleep{n} until {} UTC", super::inspect::format_time(until))
+    } else if let Some(rest) = s.key.strip_prefix("$event:") {
+        // The payload with --logs (or in --json).
+        match (&s.output, &s.value) {
+            (Some(_), Some(v)) => format!("event {rest} = {v}"),
+            _ => format!("event {rest}"),
+        }
+    } else if s.key.starts_with('$') {
         format!(
             "{} = {}",
             s.key,

@@ -9,4 +9,6 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use self::durable::workflow::types::{Call, LogLevel, RetryPolicy, StepError, StepOptions};
+pub use self::durable::workflow::types::{
+    Call, LogLevel, RetryPolicy, StepError, StepOptions, WaitError,
+};

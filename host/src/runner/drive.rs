@@ -21,7 +21,8 @@ use crate::history::{History, Planned};
 use crate::owner::Owner;
 use crate::sandbox::{Grants, Output};
 use crate::store::{
-    AttemptRecord, ComponentSwitch, Outcome, OutputLine, StepCommit, StepRecord, Store, now_ms,
+    AttemptRecord, AwaitCall, AwaitOutcome, ComponentSwitch, Outcome, OutputLine, StepCommit,
+    StepRecord, Store, now_ms,
 };
 
 /// What all instances of one drive of a run share.
@@ -45,6 +46,8 @@ pub(crate) struct Drive {
     pub(crate) number: u32,
     /// Set when the store reports that `durable cancel` asked to stop.
     cancel_requested: AtomicBool,
+    /// The runtime's interrupt flag (SIGINT, SIGTERM).
+    interrupted: Arc<AtomicBool>,
     /// Failed attempts recorded by earlier drives, per step key.
     prior_attempts: HashMap<String, u32>,
     /// Bytes of recorded outcomes, checked against the history limit.
@@ -67,6 +70,7 @@ pub(crate) struct DriveSetup {
     pub(crate) prior_attempts: HashMap<String, u32>,
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) slots: Arc<InstanceSlots>,
+    pub(crate) interrupted: Arc<AtomicBool>,
     pub(crate) observer: Arc<dyn Observer>,
     pub(crate) crash_after: Option<String>,
     pub(crate) limits: Limits,
@@ -98,6 +102,7 @@ impl Drive {
             prior_attempts: s.prior_attempts,
             number: s.number,
             cancel_requested: AtomicBool::new(false),
+            interrupted: s.interrupted,
             history_bytes: AtomicU64::new(s.recorded_bytes),
             fatal: Mutex::new(None),
             switch: Mutex::new(s.switch),
@@ -149,6 +154,11 @@ impl Drive {
         }
         if self.cancel_requested() {
             return Err(self.stop(RunError::Cancelled {
+                run: self.run_id.clone(),
+            }));
+        }
+        if self.interrupted.load(Ordering::SeqCst) {
+            return Err(self.stop(RunError::Interrupted {
                 run: self.run_id.clone(),
             }));
         }
@@ -396,6 +406,7 @@ impl Drive {
             }
         };
         let calls = store.data().calls_made();
+        let refusal = store.data().refusal().map(str::to_string);
         drop(store);
         drop(slot);
         output.finish();
@@ -404,6 +415,11 @@ impl Drive {
         }
         let timeout_ms = timeout.as_millis() as u64;
         let attempt = match result {
+            // The body made a call only the workflow may make: no retry helps.
+            Some(Err(_)) if refusal.is_some() => Attempt {
+                outcome: Outcome::Failed(refusal.unwrap_or_default()),
+                retryable: false,
+            },
             None => Attempt {
                 outcome: Outcome::TimedOut(timeout_ms),
                 retryable: true,
@@ -451,6 +467,91 @@ impl Drive {
             },
             Err(e) => permanent(format!("step {} returned invalid JSON: {e}", call.key)),
         }
+    }
+
+    /// The record of `call` with `outcome`, as this drive commits it.
+    fn record_for(&self, call: &Planned, outcome: Outcome, started_at_ms: i64) -> StepRecord {
+        StepRecord {
+            key: call.key.clone(),
+            parent: call.parent.clone(),
+            position: call.position,
+            name: call.name.clone(),
+            input_digest: call.input_digest.clone(),
+            outcome,
+            attempts: 1,
+            started_at_ms,
+            finished_at_ms: now_ms(),
+            drive: self.number,
+            batch: call.batch,
+        }
+    }
+
+    /// A sleep of the workflow until `wake_at_ms`: records the wake-up time
+    /// on the first call (`first`), and parks the run if the time has not
+    /// come. Returns whether the run was parked.
+    pub(crate) async fn sleep(
+        &self,
+        call: &Planned,
+        first: bool,
+        wake_at_ms: i64,
+    ) -> Result<bool, RunError> {
+        let record =
+            first.then(|| self.record_for(call, Outcome::Ok(wake_at_ms.to_string()), now_ms()));
+        if let Some(r) = &record {
+            self.count_bytes(&call.key, r.outcome.size())?;
+        }
+        let parked = self
+            .store
+            .sleep(
+                &self.run_id,
+                &self.owner,
+                self.number,
+                record,
+                wake_at_ms,
+                self.take_switch(),
+            )
+            .await?;
+        if !parked && first {
+            self.observer.waited(
+                &self.run_id,
+                &call.key,
+                &Outcome::Ok(wake_at_ms.to_string()),
+            );
+        }
+        Ok(parked)
+    }
+
+    /// An `await-event` call without a record: consumes an event, records
+    /// a timeout, or parks the run (`None`).
+    pub(crate) async fn await_event(
+        &self,
+        call: &Planned,
+        name: &str,
+        timeout_ms: Option<u64>,
+    ) -> Result<Option<Outcome>, RunError> {
+        let record = self.record_for(call, Outcome::Ok(String::new()), now_ms());
+        let answer = self
+            .store
+            .await_event(
+                &self.run_id,
+                &self.owner,
+                self.number,
+                AwaitCall {
+                    record,
+                    name: name.to_string(),
+                    timeout_ms,
+                    switch: self.take_switch(),
+                },
+            )
+            .await?;
+        let outcome = match answer {
+            AwaitOutcome::Event(payload) => Outcome::Ok(payload),
+            AwaitOutcome::TimedOut => Outcome::TimedOut(timeout_ms.unwrap_or(0)),
+            AwaitOutcome::Parked => return Ok(None),
+        };
+        self.count_bytes(&call.key, outcome.size())?;
+        self.observer.waited(&self.run_id, &call.key, &outcome);
+        Ok(Some(outcome))
     }
 
     /// Commits an outcome the host produced itself (`now-ms`, `random-u64`).

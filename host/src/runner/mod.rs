@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 pub use drive::human;
 pub use limits::{Limits, RetryPolicy};
-pub use observer::{Level, Observer, Silent, Source};
+pub use observer::{Level, Observer, Silent, Source, Waiting};
 pub use slots::MAX_NESTING;
 pub use state::HostState;
 
@@ -124,6 +124,21 @@ pub enum RunError {
         bytes: usize,
         /// The limit.
         limit: usize,
+    },
+    /// The run waits (a sleep, an event) and was parked: it holds nothing
+    /// until it is due. Only travels inside a drive: the drive ends with
+    /// the run's record, status `waiting`.
+    #[error("run {run:?} is waiting")]
+    Parked {
+        /// The run id.
+        run: String,
+    },
+    /// The process was asked to stop (SIGINT, SIGTERM): the run was left
+    /// resumable between durable calls.
+    #[error("run {run:?} was interrupted; continue it with `durable resume {run}`")]
+    Interrupted {
+        /// The run id.
+        run: String,
     },
     /// The drive was stopped by an error reported elsewhere (the drive's
     /// first fatal error is what the run reports, never this).
@@ -228,6 +243,8 @@ pub struct Runtime {
     /// Runs this process drives right now: a second drive of one of them
     /// is refused.
     active: Arc<Mutex<HashSet<String>>>,
+    /// Set by [`Runtime::interrupt`]: drives stop at their next durable call.
+    interrupted: Arc<std::sync::atomic::AtomicBool>,
     loaded: Mutex<HashMap<String, LoadedWorkflow>>,
 }
 
@@ -276,6 +293,7 @@ impl Runtime {
             workflow_slots: Arc::new(Semaphore::new(workflows)),
             step_slots: slots::InstanceSlots::new(step_slots),
             active: Arc::new(Mutex::new(HashSet::new())),
+            interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             engine: Arc::new(engine),
             store,
             owner: Owner::current(),
@@ -286,6 +304,39 @@ impl Runtime {
             grants: Arc::new(config.grants),
             loaded: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Asks every drive of this runtime to stop at its workflow's next
+    /// durable call (or at once while its workflow code runs): steps
+    /// already running finish and are recorded, the run is released and
+    /// stays resumable. For SIGINT and SIGTERM.
+    pub fn interrupt(&self) {
+        self.interrupted
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// True once [`Runtime::interrupt`] was called.
+    pub fn is_interrupted(&self) -> bool {
+        self.interrupted.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Gives up runs this process was driving when it abandoned their
+    /// drives (after an interrupt's grace), so that a resume takes them at
+    /// once.
+    pub async fn release(&self, run_ids: &[String]) {
+        for id in run_ids {
+            if let Err(e) = self.store.release(id, &self.owner).await {
+                tracing::warn!(run = %id, error = %e, "could not release the run");
+            }
+        }
+    }
+
+    /// The ids of the runs this process drives right now.
+    pub fn active_runs(&self) -> Vec<String> {
+        self.active
+            .lock()
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The store.
@@ -382,7 +433,7 @@ impl Runtime {
             .run(run_id)
             .await?
             .ok_or_else(|| StoreError::RunNotFound(run_id.to_string()))?;
-        if seen.status != RunStatus::Running {
+        if !seen.status.is_open() {
             return Ok(Finished {
                 run: seen,
                 already: true,
@@ -508,6 +559,7 @@ impl Runtime {
             prior_attempts,
             permits: self.permits.clone(),
             slots: self.step_slots.clone(),
+            interrupted: self.interrupted.clone(),
             observer: self.observer.clone(),
             crash_after: self.crash_after.clone(),
             limits: self.limits,
@@ -523,6 +575,12 @@ impl Runtime {
             // A limit ends the run for good: it would be hit again.
             Some(e @ (RunError::HistoryLimit { .. } | RunError::WorkflowBusy { .. })) => {
                 Ok((Err(cap_message(e.to_string())), None))
+            }
+            Some(RunError::Parked { .. }) => {
+                // Parked in the transaction that recorded the wait; what
+                // the workflow printed on this drive is dropped with the
+                // instance (it prints again on the replay).
+                return self.finished(&run.id).await;
             }
             Some(RunError::Cancelled { .. }) => {
                 self.store
@@ -586,6 +644,9 @@ impl Runtime {
             .await?
             .ok_or_else(|| StoreError::RunNotFound(run_id.to_string()))?;
         debug_assert_ne!(run.status, RunStatus::Running);
+        if let Some(what) = waiting_of(&run) {
+            self.observer.waiting(run_id, &what);
+        }
         Ok(Finished {
             run,
             already: false,
@@ -671,6 +732,20 @@ async fn renew_lease(drive: Arc<Drive>) {
 
 /// How often a drive with no commits checks for a cancel request.
 const CANCEL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What a waiting run waits for, from its record.
+fn waiting_of(run: &RunRecord) -> Option<Waiting> {
+    if run.status != RunStatus::Waiting {
+        return None;
+    }
+    Some(match &run.wait_event {
+        Some(name) => Waiting::Event {
+            name: name.clone(),
+            deadline_ms: run.wake_at_ms,
+        },
+        None => Waiting::Until(run.wake_at_ms.unwrap_or(0)),
+    })
+}
 
 fn same_json(a: &str, b: &str) -> bool {
     match (

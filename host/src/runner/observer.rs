@@ -72,6 +72,32 @@ pub trait Observer: Send + Sync {
     ) {
         let _ = (run_id, key, attempt, outcome, retry_in);
     }
+
+    /// The run is parked: it holds nothing until what it waits for comes.
+    fn waiting(&self, run_id: &str, what: &Waiting) {
+        let _ = (run_id, what);
+    }
+
+    /// A wait of the workflow ended now (not on replay): a sleep's time
+    /// came, or an event was consumed (`Ok` with its payload), or the wait
+    /// timed out (`Err` with the timeout in ms).
+    fn waited(&self, run_id: &str, key: &str, outcome: &Outcome) {
+        let _ = (run_id, key, outcome);
+    }
+}
+
+/// What a parked run waits for, for [`Observer::waiting`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// A sleep until this time (ms since the Unix epoch).
+    Until(i64),
+    /// An event, until an optional deadline (ms since the Unix epoch).
+    Event {
+        /// The event's name.
+        name: String,
+        /// When the wait times out.
+        deadline_ms: Option<i64>,
+    },
 }
 
 /// An observer that drops everything.

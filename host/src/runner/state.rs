@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::RunError;
 use super::bindings::durable::workflow::{durable, types};
-use super::bindings::{Call, LogLevel, StepError, StepOptions};
+use super::bindings::{Call, LogLevel, StepError, StepOptions, WaitError};
 use super::drive::Drive;
 use super::limits::{MemoryLimit, StepPolicy};
 use super::observer::Level;
@@ -40,6 +40,9 @@ pub struct HostState {
     /// When the guest last got control back from a durable call (or
     /// started): the workflow's CPU budget counts from here.
     busy_since: Instant,
+    /// Set when a step body made a call only the workflow may make: the
+    /// attempt then fails for good with this message.
+    refusal: Option<String>,
 }
 
 impl HostState {
@@ -59,7 +62,14 @@ impl HostState {
             permit: None,
             clock: None,
             busy_since: Instant::now(),
+            refusal: None,
         }
+    }
+
+    /// Why the step's attempt must fail for good, if a call of its body was
+    /// refused.
+    pub(crate) fn refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
     }
 
     /// How many durable calls this instance's context has made.
@@ -109,6 +119,7 @@ impl HostState {
             permit: Some(permit),
             clock: Some(clock),
             busy_since: Instant::now(),
+            refusal: None,
         })
     }
 
@@ -162,6 +173,102 @@ impl HostState {
     /// it), false in the workflow (where it is a divergence).
     fn nested(&self) -> bool {
         !self.context.parent().is_empty()
+    }
+
+    /// Refuses a call only the workflow may make when a step body makes it
+    /// (a step would hold its instance while it waits): the attempt fails
+    /// for good.
+    fn workflow_only(&mut self, what: &str) -> Result<(), wasmtime::Error> {
+        if self.clock.is_none() {
+            return Ok(());
+        }
+        let message = format!(
+            "{what} may only be called from the workflow, not from the body of step {} \
+             (a step would hold its instance while it waits): call it in the workflow, between steps",
+            self.context.parent()
+        );
+        self.refusal = Some(message.clone());
+        Err(wasmtime::Error::msg(message))
+    }
+
+    /// A durable sleep until `wake_at` (computed from the first call;
+    /// `input` is what the divergence check compares).
+    async fn sleep_until_ms(
+        &mut self,
+        input: String,
+        wake_at: impl FnOnce() -> i64,
+    ) -> wasmtime::Result<()> {
+        self.drive.check_cancel()?;
+        self.workflow_only("sleep")?;
+        let call = self.context.plan(history::SLEEP, &input);
+        let drive = self.drive.clone();
+        let (first, wake_at) = match drive.lookup(&call) {
+            Ok(Some(Outcome::Ok(v))) => match v.parse::<i64>() {
+                Ok(t) => (false, t),
+                Err(_) => {
+                    return Err(drive.stop(RunError::Internal(format!(
+                        "recorded {} is not a time: {v:?}",
+                        call.key
+                    ))));
+                }
+            },
+            Ok(Some(other)) => {
+                return Err(drive.stop(RunError::Internal(format!(
+                    "recorded {} is not a time: {other:?}",
+                    call.key
+                ))));
+            }
+            Ok(None) => (true, wake_at()),
+            Err(e) => return Err(drive.stop(e)),
+        };
+        if !first && wake_at <= crate::store::now_ms() {
+            return Ok(());
+        }
+        match drive.sleep(&call, first, wake_at).await {
+            Ok(false) => Ok(()),
+            Ok(true) => Err(drive.stop(RunError::Parked {
+                run: drive.run_id.clone(),
+            })),
+            Err(e) => Err(drive.stop(e)),
+        }
+    }
+
+    async fn do_await_event(
+        &mut self,
+        name: String,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<String, WaitError>> {
+        self.drive.check_cancel()?;
+        self.workflow_only("await-event")?;
+        if let Err(e) = history::validate_name(&name) {
+            return Err(wasmtime::Error::msg(format!("invalid event name: {e}")));
+        }
+        let input = timeout_ms.map_or_else(|| "no timeout".to_string(), |t| format!("timeout {t}"));
+        let call = self
+            .context
+            .plan(&format!("{}{name}", history::EVENT_PREFIX), &input);
+        let drive = self.drive.clone();
+        let outcome = match drive.lookup(&call) {
+            Ok(Some(o)) => o,
+            Ok(None) => match drive.await_event(&call, &name, timeout_ms).await {
+                Ok(Some(o)) => o,
+                Ok(None) => {
+                    return Err(drive.stop(RunError::Parked {
+                        run: drive.run_id.clone(),
+                    }));
+                }
+                Err(e) => return Err(drive.stop(e)),
+            },
+            Err(e) => return Err(drive.stop(e)),
+        };
+        match outcome {
+            Outcome::Ok(payload) => Ok(Ok(payload)),
+            Outcome::TimedOut(t) => Ok(Err(WaitError::TimedOut(t))),
+            other => Err(drive.stop(RunError::Internal(format!(
+                "recorded {} is not an event: {other:?}",
+                call.key
+            )))),
+        }
     }
 
     /// A step call nested deeper than [`MAX_NESTING`], refused.
@@ -371,6 +478,35 @@ impl durable::Host for HostState {
 
     async fn random_u64(&mut self) -> wasmtime::Result<u64> {
         let r = self.do_random_u64().await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
+        let r = self
+            .sleep_until_ms(format!("for {duration_ms}"), || {
+                crate::store::now_ms().saturating_add(duration_ms.min(i64::MAX as u64) as i64)
+            })
+            .await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn sleep_until(&mut self, epoch_ms: u64) -> wasmtime::Result<()> {
+        let until = epoch_ms.min(i64::MAX as u64) as i64;
+        let r = self
+            .sleep_until_ms(format!("until {until}"), || until)
+            .await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn await_event(
+        &mut self,
+        name: String,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<String, WaitError>> {
+        let r = self.do_await_event(name, timeout_ms).await;
         self.busy_since = Instant::now();
         r
     }

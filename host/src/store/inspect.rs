@@ -7,7 +7,8 @@ use rusqlite::{Transaction, params};
 
 use super::error::sql;
 use super::rows::{
-    RUN_COLUMNS, insert_step, mark_cancelled, owner_is_gone, read_history, read_run, run_from_row,
+    RUN_COLUMN_COUNT, RUN_COLUMNS, insert_step, mark_cancelled, owner_is_gone, read_history,
+    read_run, run_from_row,
 };
 use super::{
     AttemptRecord, Outcome, OutputLine, RunRecord, RunStatus, StepRecord, Store, StoreError, now_ms,
@@ -99,7 +100,7 @@ impl Store {
                 let rows = stmt
                     .query_map(
                         params![filter.status.map(|s| s.as_str()), filter.workflow, limit],
-                        |r| Ok((run_from_row(r)?, r.get::<_, u32>(14)?, r.get::<_, u32>(15)?)),
+                        |r| Ok((run_from_row(r)?, r.get::<_, u32>(RUN_COLUMN_COUNT)?, r.get::<_, u32>(RUN_COLUMN_COUNT + 1)?)),
                     )
                     .map_err(sql("listing runs"))?;
                 let mut out = Vec::new();
@@ -156,7 +157,7 @@ impl Store {
         self.writer
             .transact(move |tx| {
                 let run = read_run(tx, &run_id)?.ok_or_else(|| StoreError::RunNotFound(run_id.clone()))?;
-                if run.status != RunStatus::Running {
+                if !run.status.is_open() {
                     return Err(StoreError::AlreadyFinished {
                         run: run_id.clone(),
                         status: run.status,

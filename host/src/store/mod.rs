@@ -15,6 +15,7 @@ mod inspect;
 mod rows;
 mod schema;
 mod types;
+mod waits;
 mod writer;
 
 use std::path::Path;
@@ -31,6 +32,7 @@ pub use types::{
     AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
     RunStatus, StepCommit, StepRecord,
 };
+pub use waits::{AwaitCall, AwaitOutcome, Sent, Wait};
 use writer::Writer;
 
 /// Milliseconds since the Unix epoch.
@@ -504,7 +506,7 @@ impl Store {
             let mut stmt = tx
                 .prepare(
                     "SELECT id, owner, lease_until_ms FROM runs
-                     WHERE status = 'running' ORDER BY created_at_ms, id",
+                     WHERE status IN ('running', 'waiting') ORDER BY created_at_ms, id",
                 )
                 .map_err(sql("listing runs"))?;
             let rows = stmt

@@ -56,10 +56,20 @@ pub(super) fn claim_existing_run(
     owner: &str,
     now: i64,
 ) -> Result<super::Claim, StoreError> {
-    if run.status != RunStatus::Running {
+    if !run.status.is_open() {
         return Ok(super::Claim::Finished(run));
     }
     take_over(tx, &run.id, owner, now)?;
+    if run.status == RunStatus::Waiting {
+        // Woken (due or not: the replay finds out and waits again if not).
+        tx.prepare_cached(
+            "UPDATE runs SET status = 'running', waiting_for = NULL, wake_at_ms = NULL,
+                             wait_event = NULL
+             WHERE id = ?1",
+        )
+        .and_then(|mut s| s.execute([&run.id]))
+        .map_err(sql("waking the run"))?;
+    }
     if run.cancel_requested {
         mark_cancelled(tx, &run.id, now)?;
     }
@@ -78,8 +88,9 @@ pub(super) fn mark_cancelled(
 ) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE runs SET status = 'cancelled', error = 'cancelled', finished_at_ms = ?2,
-                         owner = NULL, lease_until_ms = NULL
-         WHERE id = ?1 AND status = 'running'",
+                         owner = NULL, lease_until_ms = NULL, waiting_for = NULL,
+                         wake_at_ms = NULL, wait_event = NULL
+         WHERE id = ?1 AND status IN ('running', 'waiting')",
         params![run_id, now],
     )
     .map_err(sql("cancelling the run"))?;
@@ -248,8 +259,12 @@ pub(super) fn read_run(
 }
 
 /// The columns [`run_from_row`] reads, in order.
+/// How many columns [`RUN_COLUMNS`] has: a query may select more after them.
+pub(super) const RUN_COLUMN_COUNT: usize = 17;
+
 pub(super) const RUN_COLUMNS: &str = "id, workflow, component_digest, input, status, output, error, seed, \
-     created_at_ms, finished_at_ms, clock_ms, drives, cancel_requested_at_ms, forked_from";
+     created_at_ms, finished_at_ms, clock_ms, drives, cancel_requested_at_ms, forked_from, \
+     waiting_for, wake_at_ms, wait_event";
 
 pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, StoreError>> {
     let status: String = r.get(4)?;
@@ -271,6 +286,9 @@ pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, St
         drives: r.get(11)?,
         cancel_requested: r.get::<_, Option<i64>>(12)?.is_some(),
         forked_from: r.get(13)?,
+        waiting_for: r.get(14)?,
+        wake_at_ms: r.get(15)?,
+        wait_event: r.get(16)?,
     }))
 }
 

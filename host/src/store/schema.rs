@@ -172,6 +172,61 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ) STRICT;
     CREATE INDEX superseded_attempts_by_run ON superseded_attempts(run_id, key);
     "#,
+    // 5: runs that wait (for a time or an event) hold nothing; the events
+    // sent to runs; the deadlines of event waits.
+    r#"
+    CREATE TABLE runs_v5 (
+        id                     TEXT PRIMARY KEY,
+        workflow               TEXT NOT NULL,
+        component_digest       TEXT NOT NULL REFERENCES components(digest),
+        input                  TEXT NOT NULL,
+        status                 TEXT NOT NULL
+                               CHECK (status IN ('running', 'waiting', 'succeeded', 'failed', 'cancelled')),
+        output                 TEXT,
+        error                  TEXT,
+        seed                   INTEGER NOT NULL,
+        created_at_ms          INTEGER NOT NULL,
+        finished_at_ms         INTEGER,
+        owner                  TEXT,
+        lease_until_ms         INTEGER,
+        clock_ms               INTEGER NOT NULL,
+        drives                 INTEGER NOT NULL DEFAULT 0,
+        cancel_requested_at_ms INTEGER,
+        forked_from            TEXT,
+        waiting_for            TEXT,
+        wake_at_ms             INTEGER,
+        wait_event             TEXT
+    ) STRICT;
+    INSERT INTO runs_v5
+        SELECT id, workflow, component_digest, input, status, output, error, seed,
+               created_at_ms, finished_at_ms, owner, lease_until_ms, clock_ms, drives,
+               cancel_requested_at_ms, forked_from, NULL, NULL, NULL
+        FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v5 RENAME TO runs;
+    CREATE INDEX runs_by_status ON runs(status, created_at_ms);
+    CREATE INDEX runs_by_created ON runs(created_at_ms);
+    CREATE INDEX runs_by_wake ON runs(status, wake_at_ms);
+
+    CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY,
+        run_id      TEXT NOT NULL REFERENCES runs(id),
+        name        TEXT NOT NULL,
+        event_id    TEXT,
+        payload     TEXT NOT NULL,
+        sent_at_ms  INTEGER NOT NULL,
+        consumed_by TEXT,
+        UNIQUE (run_id, event_id)
+    ) STRICT;
+    CREATE INDEX events_by_name ON events(run_id, name, seq);
+
+    CREATE TABLE waits (
+        run_id      TEXT NOT NULL REFERENCES runs(id),
+        key         TEXT NOT NULL,
+        deadline_ms INTEGER,
+        PRIMARY KEY (run_id, key)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// Opens a read-only connection to a database that [`open`] prepared.

@@ -205,3 +205,11 @@ async fn a_version_2_database_migrates_to_the_current_schema_and_keeps_its_runs(
         .expect("version");
     assert_eq!(version, schema::SCHEMA_VERSION);
 }
+
+#[test]
+fn the_run_column_count_matches_the_column_list() {
+    assert_eq!(
+        super::rows::RUN_COLUMNS.split(',').count(),
+        super::rows::RUN_COLUMN_COUNT
+    );
+}

@@ -8,6 +8,9 @@ use std::fmt;
 pub enum RunStatus {
     /// Started and not finished: a host drives it, or it waits for `resume`.
     Running,
+    /// Waiting for a time or an event, holding nothing; due when
+    /// `wake_at_ms` has come (an awaited event makes it due at once).
+    Waiting,
     /// The workflow returned `Ok`; the output is stored.
     Succeeded,
     /// The workflow returned `Err` or trapped; the error is stored.
@@ -21,6 +24,7 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
+            RunStatus::Waiting => "waiting",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
@@ -35,11 +39,19 @@ impl RunStatus {
     pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "running" => RunStatus::Running,
+            "waiting" => RunStatus::Waiting,
             "succeeded" => RunStatus::Succeeded,
             "failed" => RunStatus::Failed,
             "cancelled" => RunStatus::Cancelled,
             _ => return None,
         })
+    }
+}
+
+impl RunStatus {
+    /// True while the run has not ended (running or waiting).
+    pub fn is_open(self) -> bool {
+        matches!(self, RunStatus::Running | RunStatus::Waiting)
     }
 }
 
@@ -82,6 +94,13 @@ pub struct RunRecord {
     pub cancel_requested: bool,
     /// `run-id/step-key` this run was forked from, if it was.
     pub forked_from: Option<String>,
+    /// What a waiting run waits for, for people (`until <ms>`, `event NAME`).
+    pub waiting_for: Option<String>,
+    /// When a waiting run is due (its timer or its event's deadline); `None`
+    /// when only an event wakes it.
+    pub wake_at_ms: Option<i64>,
+    /// The event name a waiting run waits for.
+    pub wait_event: Option<String>,
 }
 
 /// What a step produced: the value the workflow sees, forever.

@@ -1,7 +1,8 @@
 //! testbed's `seq3` scenario after a code change. The input's `variant`
 //! says which change: none, the second step renamed to `step_x`;
 //! `drop-last`, the third step no longer called; `batch`, the second and
-//! third steps called together in a `parallel` batch. Resuming a `seq3`
+//! third steps called together in a `parallel` batch; `sleep`, a sleep
+//! where the second step was. Resuming a `seq3`
 //! run with this component must diverge.
 
 use durable_sdk::{Error, parallel, step};
@@ -29,6 +30,11 @@ fn run(input: Value) -> Result<Value, Error> {
         Some("drop-last") => {
             let b = step!(step_b).call(&json!(2))?;
             Ok(json!([a, b]))
+        }
+        Some("sleep") => {
+            // A sleep where the history has step_b.
+            durable_sdk::sleep(std::time::Duration::from_millis(10));
+            Ok(json!([a]))
         }
         Some("batch") => {
             let (b, c) = parallel!(step!(step_b).with(&json!(2)), step!(step_c).with(&json!(3)));

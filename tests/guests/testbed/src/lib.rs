@@ -256,6 +256,13 @@ fn fan1(i: u32) -> Result<Value, String> {
     Ok(json!({ "i": i, "inner": inner }))
 }
 
+/// Tries to sleep in a step body, which only the workflow may do.
+fn napper(_: Value) -> Result<Value, String> {
+    mark();
+    durable_sdk::sleep(Duration::from_millis(10));
+    Ok(json!("slept"))
+}
+
 /// Fails with a message of `n` bytes.
 fn shout(n: usize) -> Result<Value, String> {
     mark();
@@ -421,6 +428,33 @@ fn run(input: Input) -> Result<Value, Error> {
         "shout" => Ok(describe(
             step!(shout).retry(Retry::none()).call(&(input.n as usize)),
         )),
+        "sleep" => {
+            let before = step!(echo).call(&json!("before"))?;
+            durable_sdk::sleep(Duration::from_millis(input.delay_ms));
+            let after = step!(echo).call(&json!("after"))?;
+            Ok(json!({ "before": before, "after": after }))
+        }
+        "events" => {
+            // Waits for n events named "ping", then one "pong" with a timeout.
+            let mut got = Vec::new();
+            for _ in 0..input.n {
+                got.push(durable_sdk::await_event::<Value>("ping", None)?);
+                step!(echo).call(&json!(got.len()))?;
+            }
+            let pong = match durable_sdk::await_event::<Value>(
+                "pong",
+                Some(Duration::from_millis(input.delay_ms)),
+            ) {
+                Ok(v) => json!({ "pong": v }),
+                Err(durable_sdk::WaitError::TimedOut(ms)) => json!({ "timed_out": ms }),
+                Err(e) => return Err(e.into()),
+            };
+            let after = step!(echo).call(&json!("after"))?;
+            Ok(json!({ "pings": got, "pong": pong, "after": after }))
+        }
+        "sleep-in-step" => Ok(describe(
+            step!(napper).retry(Retry::attempts(3)).call(&json!(null)),
+        )),
         other => Err(Error(format!("unknown mode {other:?}"))),
     }
 }
@@ -429,6 +463,6 @@ durable_sdk::workflow!(
     run: run,
     steps: [
         work, echo, fail, explode, step_a, step_b, step_c, fan, flaky, refuse, spin, bomb, big,
-        probe, retried_parent, parent_of_refusal, dive, unsteady, fan1, shout
+        probe, retried_parent, parent_of_refusal, dive, unsteady, fan1, shout, napper
     ]
 );

@@ -1,0 +1,324 @@
+//! Runs that wait: durable sleeps, events sent to runs and consumed by
+//! `await-event`, and parking a run so that it holds nothing until it is
+//! due.
+//!
+//! A parked run has status `waiting`, no owner, and `wake_at_ms` (its
+//! timer, or its event wait's deadline; `NULL` when only an event wakes
+//! it). `send_event` makes a run waiting for that event due at once. Due
+//! runs are claimed like interrupted ones and replayed.
+
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use super::error::sql;
+use super::rows::{insert_step, read_run, renew, switch_component};
+use super::{ComponentSwitch, Outcome, StepRecord, Store, StoreError, now_ms};
+use crate::owner::Owner;
+
+/// What a run waits for once parked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// A sleep until this time (ms since the Unix epoch).
+    Until(i64),
+    /// The next event of this name, until an optional deadline.
+    Event {
+        /// The event name.
+        name: String,
+        /// When the wait times out, if it does.
+        deadline_ms: Option<i64>,
+    },
+}
+
+impl Wait {
+    fn describe(&self) -> String {
+        match self {
+            Wait::Until(t) => format!("until {t}"),
+            Wait::Event { name, .. } => format!("event {name}"),
+        }
+    }
+
+    fn wake_at(&self) -> Option<i64> {
+        match self {
+            Wait::Until(t) => Some(*t),
+            Wait::Event { deadline_ms, .. } => *deadline_ms,
+        }
+    }
+
+    fn event(&self) -> Option<&str> {
+        match self {
+            Wait::Until(_) => None,
+            Wait::Event { name, .. } => Some(name),
+        }
+    }
+}
+
+/// An `await-event` call to settle: see [`Store::await_event`].
+#[derive(Debug, Clone)]
+pub struct AwaitCall {
+    /// The record to commit (its outcome is filled in).
+    pub record: StepRecord,
+    /// The event name.
+    pub name: String,
+    /// The timeout, from the first call.
+    pub timeout_ms: Option<u64>,
+    /// A component switch to write with the first new commit.
+    pub switch: Option<ComponentSwitch>,
+}
+
+/// How an `await-event` call stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwaitOutcome {
+    /// An event was consumed (and recorded): its payload.
+    Event(String),
+    /// The deadline passed (recorded as a timeout).
+    TimedOut,
+    /// Nothing yet: the run was parked until its deadline, if any.
+    Parked,
+}
+
+/// What `durable event` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Stored as the run's event number `seq`.
+    Stored {
+        /// Its place among all events (arrival order).
+        seq: i64,
+    },
+    /// An event with the same id was stored before; nothing changed.
+    Duplicate,
+}
+
+impl Store {
+    /// A sleep of the workflow: commits `record` (the first call's wake-up
+    /// time; `None` on replay) and, if `wake_at_ms` has not come, parks the
+    /// run until then. Returns whether it was parked.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when another drive owns the run now.
+    pub async fn sleep(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+        drive: u32,
+        record: Option<StepRecord>,
+        wake_at_ms: i64,
+        switch: Option<ComponentSwitch>,
+    ) -> Result<bool, StoreError> {
+        let (run_id, owner) = (run_id.to_string(), owner.to_string());
+        self.writer
+            .transact(move |tx| {
+                let now = now_ms();
+                renew(tx, &run_id, &owner, drive, now)?;
+                if let Some(switch) = &switch {
+                    switch_component(tx, &run_id, switch, now)?;
+                }
+                if let Some(record) = &record {
+                    insert_step(tx, &run_id, record)?;
+                }
+                if wake_at_ms <= now {
+                    return Ok(false);
+                }
+                park(tx, &run_id, &Wait::Until(wake_at_ms), now)?;
+                Ok(true)
+            })
+            .await
+    }
+
+    /// An `await-event` call that has no record yet: consumes the oldest
+    /// unconsumed event named `name` (recording `record` with its payload),
+    /// or records a timeout if the wait's deadline (fixed at the first
+    /// call, `timeout_ms` after it) has passed, or parks the run until an
+    /// event comes or the deadline passes.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when another drive owns the run now.
+    pub async fn await_event(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+        drive: u32,
+        call: AwaitCall,
+    ) -> Result<AwaitOutcome, StoreError> {
+        let (run_id, owner) = (run_id.to_string(), owner.to_string());
+        let AwaitCall {
+            mut record,
+            name,
+            timeout_ms,
+            switch,
+        } = call;
+        self.writer
+            .transact(move |tx| {
+                let now = now_ms();
+                renew(tx, &run_id, &owner, drive, now)?;
+                if let Some(switch) = &switch {
+                    switch_component(tx, &run_id, switch, now)?;
+                }
+                let event: Option<(i64, String)> = tx
+                    .prepare_cached(
+                        "SELECT seq, payload FROM events
+                         WHERE run_id = ?1 AND name = ?2 AND consumed_by IS NULL
+                         ORDER BY seq LIMIT 1",
+                    )
+                    .and_then(|mut s| {
+                        s.query_row(params![run_id, name], |r| Ok((r.get(0)?, r.get(1)?)))
+                            .optional()
+                    })
+                    .map_err(sql("looking for an event"))?;
+                let forget_wait = |tx: &Transaction<'_>| {
+                    tx.prepare_cached("DELETE FROM waits WHERE run_id = ?1 AND key = ?2")
+                        .and_then(|mut s| s.execute(params![run_id, record.key]))
+                        .map_err(sql("ending a wait"))
+                };
+                if let Some((seq, payload)) = event {
+                    tx.prepare_cached("UPDATE events SET consumed_by = ?2 WHERE seq = ?1")
+                        .and_then(|mut s| s.execute(params![seq, record.key]))
+                        .map_err(sql("consuming an event"))?;
+                    forget_wait(tx)?;
+                    record.outcome = Outcome::Ok(payload.clone());
+                    record.finished_at_ms = now;
+                    insert_step(tx, &run_id, &record)?;
+                    return Ok(AwaitOutcome::Event(payload));
+                }
+                // The deadline is fixed by the first call, across crashes.
+                let first = timeout_ms.map(|t| now.saturating_add(t as i64));
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO waits (run_id, key, deadline_ms) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut s| s.execute(params![run_id, record.key, first]))
+                .map_err(sql("recording a wait"))?;
+                let deadline: Option<i64> = tx
+                    .prepare_cached("SELECT deadline_ms FROM waits WHERE run_id = ?1 AND key = ?2")
+                    .and_then(|mut s| s.query_row(params![run_id, record.key], |r| r.get(0)))
+                    .map_err(sql("reading a wait"))?;
+                if let (Some(d), Some(t)) = (deadline, timeout_ms)
+                    && d <= now
+                {
+                    forget_wait(tx)?;
+                    record.outcome = Outcome::TimedOut(t);
+                    record.finished_at_ms = now;
+                    insert_step(tx, &run_id, &record)?;
+                    return Ok(AwaitOutcome::TimedOut);
+                }
+                park(
+                    tx,
+                    &run_id,
+                    &Wait::Event {
+                        name,
+                        deadline_ms: deadline,
+                    },
+                    now,
+                )?;
+                Ok(AwaitOutcome::Parked)
+            })
+            .await
+    }
+
+    /// Stores event `name` with `payload` for run `run_id` (once per
+    /// `event_id`, when given) and makes the run due if it waits for it.
+    ///
+    /// # Errors
+    /// [`StoreError::RunNotFound`]; [`StoreError::AlreadyFinished`] for a
+    /// run that has ended.
+    pub async fn send_event(
+        &self,
+        run_id: &str,
+        name: &str,
+        event_id: Option<&str>,
+        payload: &str,
+    ) -> Result<Sent, StoreError> {
+        let (run_id, name) = (run_id.to_string(), name.to_string());
+        let (event_id, payload) = (event_id.map(str::to_string), payload.to_string());
+        self.writer
+            .transact(move |tx| {
+                let run = read_run(tx, &run_id)?
+                    .ok_or_else(|| StoreError::RunNotFound(run_id.clone()))?;
+                if !run.status.is_open() {
+                    return Err(StoreError::AlreadyFinished {
+                        run: run_id.clone(),
+                        status: run.status,
+                    });
+                }
+                let now = now_ms();
+                let inserted = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO events (run_id, name, event_id, payload, sent_at_ms)
+                         VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .and_then(|mut s| s.execute(params![run_id, name, event_id, payload, now]))
+                    .map_err(sql("storing the event"))?;
+                if inserted == 0 {
+                    return Ok(Sent::Duplicate);
+                }
+                let seq = tx.last_insert_rowid();
+                tx.prepare_cached(
+                    "UPDATE runs SET wake_at_ms = ?3
+                     WHERE id = ?1 AND status = 'waiting' AND wait_event = ?2",
+                )
+                .and_then(|mut s| s.execute(params![run_id, name, now]))
+                .map_err(sql("waking the run"))?;
+                Ok(Sent::Stored { seq })
+            })
+            .await
+    }
+
+    /// Whether run `run_id` can be taken up now: `Some(None)` when it is
+    /// due (or running and unowned), `Some(Some(t))` when it waits until
+    /// `t` (`i64::MAX`: for an event only), `None` when it has ended or a
+    /// live process drives it.
+    pub async fn due(&self, run_id: &str) -> Result<Option<Option<i64>>, StoreError> {
+        let run_id = run_id.to_string();
+        self.read(move |tx| {
+            /// Status, wake-up time, owner, lease expiry.
+            type DueRow = (String, Option<i64>, Option<String>, Option<i64>);
+            let row: Option<DueRow> = tx
+                .prepare_cached(
+                    "SELECT status, wake_at_ms, owner, lease_until_ms FROM runs WHERE id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.query_row([&run_id], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                    })
+                    .optional()
+                })
+                .map_err(sql("reading the run"))?;
+            let now = now_ms();
+            Ok(match row {
+                Some((status, wake, _, _)) if status == "waiting" => match wake {
+                    Some(t) if t <= now => Some(None),
+                    Some(t) => Some(Some(t)),
+                    None => Some(Some(i64::MAX)),
+                },
+                Some((status, _, owner, lease)) if status == "running" => {
+                    super::rows::owner_is_gone(owner.as_deref(), lease, now).then_some(None)
+                }
+                _ => None,
+            })
+        })
+        .await
+    }
+}
+
+/// Parks the run: waiting, unowned, due at the wait's time (at once if an
+/// awaited event is already there).
+fn park(tx: &Transaction<'_>, run_id: &str, wait: &Wait, now: i64) -> Result<(), StoreError> {
+    let mut wake = wait.wake_at();
+    if let Some(name) = wait.event() {
+        let waiting: bool = tx
+            .prepare_cached(
+                "SELECT EXISTS (SELECT 1 FROM events
+                                WHERE run_id = ?1 AND name = ?2 AND consumed_by IS NULL)",
+            )
+            .and_then(|mut s| s.query_row(params![run_id, name], |r| r.get(0)))
+            .map_err(sql("looking for an event"))?;
+        if waiting {
+            wake = Some(now);
+        }
+    }
+    tx.prepare_cached(
+        "UPDATE runs SET status = 'waiting', waiting_for = ?2, wake_at_ms = ?3, wait_event = ?4,
+                         owner = NULL, lease_until_ms = NULL
+         WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![run_id, wait.describe(), wake, wait.event()]))
+    .map_err(sql("parking the run"))?;
+    Ok(())
+}
