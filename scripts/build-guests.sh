@@ -3,7 +3,8 @@
 # (default: target/guests): onboarding.wasm (Rust), onboarding-py.wasm
 # (Python), onboarding-js.wasm (JavaScript), and for the tests each one's
 # "-changed" variant (grant_access renamed, to provoke a divergence) and
-# testbed-py.wasm / testbed-js.wasm (the Python and JS SDKs' edge cases).
+# testbed-py.wasm / testbed-js.wasm (the Python and JS SDKs' edge cases);
+# approval.wasm, approval-py.wasm and approval-js.wasm (timers and events).
 # Needs the tools of scripts/setup-guest-tools.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,8 +23,9 @@ for tool in .venv/bin/componentize-py node_modules/.bin/componentize-js node_mod
 done
 
 # Rust: the normal build, and the changed variant in its own target dir.
-cargo build --quiet --locked --release --target wasm32-wasip2 -p onboarding
+cargo build --quiet --locked --release --target wasm32-wasip2 -p onboarding -p approval
 cp "$target/wasm32-wasip2/release/onboarding.wasm" "$out/onboarding.wasm"
+cp "$target/wasm32-wasip2/release/approval.wasm" "$out/approval.wasm"
 cargo build --quiet --locked --release --target wasm32-wasip2 -p onboarding --features changed \
     --target-dir "$target/guests-changed"
 cp "$target/guests-changed/wasm32-wasip2/release/onboarding.wasm" "$out/onboarding-changed.wasm"
@@ -44,6 +46,7 @@ sed 's/^def grant_access(/def grant_access_v2(/; s/grant_access\.using/grant_acc
     guest-examples/onboarding-py/app.py >"$work/py-changed/app.py"
 python_guest "$work/py-changed" "$out/onboarding-py-changed.wasm"
 python_guest tests/guests/testbed-py "$out/testbed-py.wasm"
+python_guest guest-examples/approval-py "$out/approval-py.wasm"
 
 # JavaScript: bundle app + SDK into one module, then componentize-js (run
 # where the WIT folder is inside the current directory, as it requires).
@@ -59,6 +62,7 @@ sed 's/step("grant_access"/step("grant_access_v2"/' guest-examples/onboarding-js
     | sed 's#"\.\./\.\./guest-sdk/js/durable\.js"#"'"$root"'/guest-sdk/js/durable.js"#' >"$work/js-changed/app.js"
 js_guest "$work/js-changed/app.js" "$out/onboarding-js-changed.wasm"
 js_guest tests/guests/testbed-js/app.js "$out/testbed-js.wasm"
+js_guest guest-examples/approval-js/app.js "$out/approval-js.wasm"
 
 rm -rf "$work"
 ls -1 "$out"/*.wasm

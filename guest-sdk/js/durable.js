@@ -14,8 +14,23 @@
 //
 // Rules for the workflow function: make the same durable calls in the same
 // order for the same input and step results; read time and randomness with
-// `nowMs()` and `randomU64()`. Step bodies run at least once: give external
-// services `idempotencyKey()`.
+// `nowMs()` and `randomU64()`; wait with `sleep()` and `awaitEvent()`
+// (durable: the run holds nothing while it waits). Step bodies run at least
+// once: give external services `idempotencyKey()`.
+//
+// Timers and events, workflow code only (from a step body they fail the
+// step, permanently):
+//
+//   sleep(1500);                        // ms: recorded, not slept again on replay
+//   sleepUntil(nowMs() + 60000);        // ms since the Unix epoch
+//   try {
+//     const decision = awaitEvent("approval", { timeoutMs: 3600000 }); // no timeoutMs: none
+//   } catch (e) {
+//     if (!(e instanceof WaitTimedOut)) throw e; // a WaitError; e.timeoutMs, replayed as the same
+//   }
+//
+// `awaitEvent` returns the parsed JSON payload of the next event of that name
+// (`durable event RUN NAME --data JSON`), consumed first in, first out.
 //
 // Step bodies and the workflow function may be `async` (return a Promise):
 // the runtime runs the event loop until it settles, then its value is
@@ -36,6 +51,17 @@ export class StepError extends Error {
     super(`step ${kind}: ${message}`);
     this.kind = kind;
     this.detail = message;
+  }
+}
+
+/** `awaitEvent` returned no event (the base of WaitTimedOut), or its payload did not parse. */
+export class WaitError extends Error {}
+
+/** No event came within the timeout; `timeoutMs` is the timeout. */
+export class WaitTimedOut extends WaitError {
+  constructor(timeoutMs) {
+    super(`no event came within ${timeoutMs} ms`);
+    this.timeoutMs = timeoutMs;
   }
 }
 
@@ -116,6 +142,59 @@ export function parallel(calls, { returnErrors = false } = {}) {
 export const nowMs = () => Number(durable.nowMs());
 export const randomU64 = () => durable.randomU64();
 export const idempotencyKey = () => durable.idempotencyKey();
+
+// Whole milliseconds as the u64 (a BigInt) the host takes.
+function u64(ms, what) {
+  if (typeof ms === "bigint") {
+    if (ms < 0n) throw new RangeError(`${what} must not be negative, not ${ms}`);
+    return ms;
+  }
+  if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0) {
+    const shown = typeof ms === "string" ? JSON.stringify(ms) : String(ms);
+    throw new RangeError(`${what} must be a finite, non-negative number of ms, not ${shown}`);
+  }
+  return BigInt(Math.round(ms));
+}
+
+/**
+ * Waits `ms` milliseconds, durably: the wake-up time is recorded before the
+ * run waits, so a run resumed after it does not sleep again and one resumed
+ * before it waits only the rest. The run holds nothing meanwhile. Workflow
+ * code only.
+ */
+export const sleep = (ms) => durable.sleep(u64(ms, "sleep's duration"));
+
+/** Like `sleep`, until `epochMs` (ms since the Unix epoch); returns at once if that time has passed. */
+export const sleepUntil = (epochMs) =>
+  durable.sleepUntil(u64(epochMs < 0 ? 0 : epochMs, "sleepUntil's time"));
+
+/**
+ * Waits for the next event named `name` sent to this run (`durable event RUN
+ * NAME --data JSON`) and returns its parsed JSON payload. With `timeoutMs`,
+ * throws a WaitTimedOut (a WaitError) if none came in time, counted from the
+ * first call across crashes and replayed as the same; without it, waits for
+ * ever. Events are consumed first in, first out per name, whether they came
+ * before or after the call. Workflow code only.
+ */
+export function awaitEvent(name, { timeoutMs } = {}) {
+  const timeout = timeoutMs === undefined || timeoutMs === null ? undefined : u64(timeoutMs, "awaitEvent's timeoutMs");
+  let payload;
+  try {
+    payload = durable.awaitEvent(name, timeout);
+  } catch (e) {
+    // A timeout throws a ComponentError whose payload is the WIT
+    // `wait-error` variant ({ tag: "timed-out", val: <BigInt ms> }).
+    const v = e && e.payload !== undefined ? e.payload : undefined;
+    if (v && typeof v === "object" && v.tag === "timed-out") throw new WaitTimedOut(Number(v.val));
+    throw e;
+  }
+  try {
+    return JSON.parse(payload);
+  } catch (e) {
+    throw new WaitError(`the event's payload did not decode: ${describe(e)}`);
+  }
+}
+
 export const log = (message, level = "info") => durable.log(level, message);
 
 /** The component's `run` export. */

@@ -22,8 +22,22 @@ its result before returning it. Build with ``scripts/build-guests.sh``.
 
 Rules for the workflow function: make the same durable calls in the same
 order for the same input and step results; read time and randomness with
-``now_ms()`` and ``random_u64()``. Step bodies run at least once: give
-external services ``idempotency_key()``.
+``now_ms()`` and ``random_u64()``; wait with ``sleep()`` and ``await_event()``
+(durable: the run holds nothing while it waits). Step bodies run at least
+once: give external services ``idempotency_key()``.
+
+Timers and events, workflow code only (from a step body they fail the step,
+permanently):
+
+    sleep(1.5)                     # seconds (a float): recorded, not slept again on replay
+    sleep_until(now_ms() + 60_000) # ms since the Unix epoch
+    try:
+        decision = await_event("approval", timeout=3600)  # seconds, or None: no timeout
+    except WaitTimedOut as e:      # a WaitError; e.timeout_ms, replayed as the same
+        ...
+
+``await_event`` returns the decoded JSON payload of the next event of that
+name (``durable event RUN NAME --data JSON``), consumed first in, first out.
 
 Steps and the workflow are plain functions: a component has no event loop,
 so an ``async def`` step (or one that returns any awaitable) fails at once,
@@ -53,6 +67,19 @@ class StepError(Exception):
         super().__init__(f"step {kind}: {message}")
         self.kind = kind
         self.message = message
+
+
+class WaitError(Exception):
+    """``await_event`` returned no event (the base of ``WaitTimedOut``), or
+    its payload did not decode."""
+
+
+class WaitTimedOut(WaitError):
+    """No event came within the timeout; ``timeout_ms`` is the timeout."""
+
+    def __init__(self, timeout_ms):
+        super().__init__(f"no event came within {timeout_ms} ms")
+        self.timeout_ms = timeout_ms
 
 
 class Permanent(Exception):
@@ -161,6 +188,56 @@ def random_u64():
     return durable.random_u64()
 
 
+def _ms(seconds, what):
+    """Whole milliseconds of ``seconds`` (an int or a float, not negative)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {type(seconds).__name__}")
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise ValueError(f"{what} must be finite, not {seconds}")
+    if seconds < 0:
+        raise ValueError(f"{what} must not be negative, not {seconds}")
+    return min(round(seconds * 1000), (1 << 64) - 1)
+
+
+def sleep(seconds):
+    """Waits ``seconds`` (int or float; whole ms), durably: the wake-up time
+    is recorded before the run waits, so a run resumed after it does not
+    sleep again and one resumed before it waits only the rest. The run holds
+    nothing meanwhile. Workflow code only."""
+    durable.sleep(_ms(seconds, "sleep's duration"))
+
+
+def sleep_until(epoch_ms):
+    """Like ``sleep``, until ``epoch_ms`` (ms since the Unix epoch); returns at
+    once if that time has passed."""
+    if isinstance(epoch_ms, bool) or not isinstance(epoch_ms, int):
+        raise TypeError(f"sleep_until takes ms since the epoch as an int, not {type(epoch_ms).__name__}")
+    durable.sleep_until(min(max(epoch_ms, 0), (1 << 64) - 1))
+
+
+def await_event(name, timeout=None):
+    """Waits for the next event named ``name`` sent to this run (``durable
+    event RUN NAME --data JSON``) and returns its decoded JSON payload.
+
+    ``timeout`` is in seconds (int or float), or None to wait for ever; on
+    timeout raises ``WaitTimedOut`` (a ``WaitError``), counted from the first
+    call across crashes and replayed as the same. Events are consumed first
+    in, first out per name, whether they came before or after the call.
+    Workflow code only.
+    """
+    timeout_ms = None if timeout is None else _ms(timeout, "await_event's timeout")
+    try:
+        payload = durable.await_event(name, timeout_ms)
+    except Err as e:
+        if isinstance(e.value, types.WaitError_TimedOut):
+            raise WaitTimedOut(e.value.value) from None
+        raise WaitError(f"await_event failed: {e.value!r}") from None
+    try:
+        return json.loads(payload)
+    except Exception as e:  # e.g. an integer of more than 4300 digits
+        raise WaitError(f"the event's payload did not decode: {e}") from None
+
+
 def idempotency_key():
     """The same on every attempt and replay of the current step."""
     return durable.idempotency_key()
@@ -204,7 +281,7 @@ class WitWorld(wit_world.WitWorld):
             raise Err(f"cannot decode the input: {e}")
         try:
             result = _workflow(value)
-        except StepError as e:
+        except (StepError, WaitError) as e:
             raise Err(str(e))
         except Exception as e:  # the workflow's own error ends the run
             raise Err(f"{type(e).__name__}: {e}")

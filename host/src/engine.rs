@@ -147,9 +147,11 @@ impl Engine {
                 .max_core_instances_per_component(32)
                 .max_memories_per_component(4)
                 .max_tables_per_component(8)
-                // Keep a little of each freed memory resident, so reusing a
-                // slot does not fault its first pages in again.
-                .linear_memory_keep_resident(64 << 10)
+                // Keep nothing of a freed memory resident: a burst of
+                // instances would otherwise leave 64 KiB resident in each
+                // slot it touched (W5: 60 MiB for 10,000 runs that then
+                // sleep), and faulting a few pages in again costs less.
+                .linear_memory_keep_resident(0)
                 // Return freed memory to the OS in batches: one madvise for
                 // many instances instead of one each.
                 .decommit_batch_size(64);

@@ -1,9 +1,10 @@
-//! The same end-to-end scenarios for the onboarding workflow written in
-//! Rust, Python and JavaScript against the same WIT: one test per scenario,
-//! looping over the languages.
+//! The same end-to-end scenarios for the onboarding workflow (and the
+//! approval workflow, for timers and events) written in Rust, Python and
+//! JavaScript against the same WIT: one test per scenario, looping over the
+//! languages.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,13 @@ const LANGUAGES: [(&str, &str); 3] = [
     ("rust", "onboarding"),
     ("python", "onboarding-py"),
     ("javascript", "onboarding-js"),
+];
+
+/// (language, its approval example in the build script's output).
+const APPROVAL: [(&str, &str); 3] = [
+    ("rust", "approval"),
+    ("python", "approval-py"),
+    ("javascript", "approval-js"),
 ];
 
 const HIRE: &str = r#"{"name":"Ada Lovelace","email":"ada@example.com"}"#;
@@ -208,6 +216,172 @@ fn every_language_reports_divergence_when_its_code_changed_and_changes_nothing()
         }
         assert_eq!(env.dump(), before, "{lang}: the store changed");
         env.run(&["resume", "d"]).success();
+    }
+}
+
+/// Waits (bounded) until run `id`, driven by `child`, is parked waiting,
+/// and hands the child back; panics with its output if it ended first.
+fn parked(env: &Env, mut child: Child, id: &str, lang: &str) -> Child {
+    // The first start of a Python or JS component compiles it (seconds,
+    // more on a busy machine); the compile cache serves the later ones.
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let status = format!("SELECT status FROM runs WHERE id = '{id}'");
+    loop {
+        if env.has_table("runs") && env.query(&status) == [["waiting"]] {
+            return child;
+        }
+        if child.try_wait().expect("try_wait").is_some() {
+            let run = finish(child, "durable run", &env.db());
+            panic!(
+                "{lang}: run {id} ended before it waited ({:?}):\n{}\n{}",
+                run.out.status,
+                run.stdout(),
+                run.stderr()
+            );
+        }
+        if Instant::now() > deadline {
+            child.kill().expect("kill");
+            let run = finish(child, "durable run", &env.db());
+            panic!("{lang}: run {id} never waited:\n{}", run.stderr());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for `child` to end within `limit`, else kills it and panics.
+fn ended_within(env: &Env, mut child: Child, limit: Duration, what: &str) -> Run {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().expect("try_wait").is_none() {
+        if Instant::now() > deadline {
+            child.kill().expect("kill");
+            let run = finish(child, what, &env.db());
+            panic!("{what} did not end within {limit:?}:\n{}", run.stderr());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    finish(child, what, &env.db())
+}
+
+/// `started_at_ms` and `finished_at_ms` of history entry `key` of run `id`.
+fn times(env: &Env, id: &str, key: &str) -> (i64, i64) {
+    let rows = env.query(&format!(
+        "SELECT started_at_ms, finished_at_ms FROM steps WHERE run_id = '{id}' AND key = '{key}'"
+    ));
+    assert_eq!(rows.len(), 1, "{key} of run {id}: {rows:?}");
+    let ms = |i: usize| rows[0][i].parse::<i64>().expect("a time in ms");
+    (ms(0), ms(1))
+}
+
+#[test]
+fn every_language_waits_for_an_approval_event_and_sleeps_durably() {
+    const APPROVE: &str =
+        r#"{"report":"R-1","amount":120,"approval_timeout_ms":60000,"pay_delay_ms":1000}"#;
+    const NO_ANSWER: &str =
+        r#"{"report":"R-1","amount":120,"approval_timeout_ms":300,"pay_delay_ms":1000}"#;
+    let pay_delay_ms = 1000;
+    let mut outputs: Vec<(&str, Value, Value)> = Vec::new();
+    for (lang, name) in APPROVAL {
+        let wasm = component(name);
+
+        // Approved: the run parks on the event, holding nothing; another
+        // process sends the event; the run wakes, sleeps pay_delay_ms
+        // (parked again), then pays.
+        let env = Env::new();
+        let child = env.spawn(&["run", &wasm, "--input", APPROVE, "--id", "a"]);
+        let child = parked(&env, child, "a", lang);
+        let sent = Instant::now();
+        env.run(&["event", "a", "approval", "--data", r#"{"approved":true}"#])
+            .expect_code(Some(0));
+        let run = ended_within(
+            &env,
+            child,
+            Duration::from_secs(30),
+            &format!("{lang}: durable run a"),
+        );
+        let paid = run.success();
+        let took = sent.elapsed();
+        assert_eq!(paid["status"], "paid", "{lang}: {paid}");
+        assert_eq!(
+            paid["payment"],
+            serde_json::json!({ "paid": 120 }),
+            "{lang}"
+        );
+        assert!(
+            took >= Duration::from_millis(pay_delay_ms),
+            "{lang}: the run ended {took:?} after the event, within its {pay_delay_ms} ms sleep"
+        );
+        // The sleep is between the event's consumption and the payment, as
+        // recorded: at least pay_delay_ms, and not much more.
+        let (_, received) = times(&env, "a", "$event:approval#1");
+        let (paying, _) = times(&env, "a", "pay#1");
+        let (gap, least) = (paying - received, pay_delay_ms as i64);
+        assert!(
+            gap >= least && gap < least + 10_000,
+            "{lang}: pay#1 started {gap} ms after the event was received"
+        );
+        // Each step body ran once, though the workflow was replayed after
+        // each wait; each printed its idempotency key.
+        let err = run.stderr();
+        for line in ["(key a/submit#1)", "(key a/pay#1)"] {
+            assert_eq!(err.matches(line).count(), 1, "{lang}: {line} in:\n{err}");
+        }
+        assert_eq!(
+            env.committed("a").into_iter().collect::<Vec<_>>(),
+            ["pay#1", "submit#1"],
+            "{lang}"
+        );
+        assert_eq!(
+            env.query("SELECT status FROM runs WHERE id = 'a'"),
+            [["succeeded"]],
+            "{lang}"
+        );
+
+        // No answer in time: the wait times out and the report is escalated.
+        let env = Env::new();
+        let run = env.run(&["run", &wasm, "--input", NO_ANSWER, "--id", "t"]);
+        let escalated = run.success();
+        assert_eq!(escalated["status"], "escalated", "{lang}: {escalated}");
+        assert_eq!(escalated["after_ms"], 300, "{lang}: {escalated}");
+        assert_eq!(
+            escalated["escalation"],
+            serde_json::json!({ "escalated_to": "finance" }),
+            "{lang}"
+        );
+        assert_eq!(
+            run.stderr().matches("escalate#1 | ").count(),
+            1,
+            "{lang}: {}",
+            run.stderr()
+        );
+        assert_eq!(
+            env.committed("t").into_iter().collect::<Vec<_>>(),
+            ["escalate#1", "submit#1"],
+            "{lang}"
+        );
+        assert_eq!(
+            env.query(
+                "SELECT outcome, value FROM steps WHERE run_id = 't' AND key = '$event:approval#1'"
+            ),
+            [["timed-out", "300"]],
+            "{lang}"
+        );
+        let (_, submitted) = times(&env, "t", "submit#1");
+        let (_, timed_out) = times(&env, "t", "$event:approval#1");
+        assert!(
+            timed_out - submitted >= 300,
+            "{lang}: timed out {} ms after the wait began",
+            timed_out - submitted
+        );
+        outputs.push((lang, paid, escalated));
+    }
+    // One contract, one answer: the three implementations agree.
+    for (lang, paid, escalated) in &outputs[1..] {
+        assert_eq!(paid, &outputs[0].1, "{lang} differs from {}", outputs[0].0);
+        assert_eq!(
+            escalated, &outputs[0].2,
+            "{lang} differs from {}",
+            outputs[0].0
+        );
     }
 }
 

@@ -160,6 +160,18 @@ async fn to_end(
     }
 }
 
+/// Resumes run `run_id` once it is due (a parked run that is not due yet is
+/// waited for, not replayed early), and drives it to its end.
+async fn resume_when_due(rt: &Runtime, run_id: &str) -> Result<Finished, RunError> {
+    if let Some(Some(_)) = rt.store().due(run_id).await?
+        && let Some(run) = rt.store().run(run_id).await?
+    {
+        rt.announce_waiting(&run);
+    }
+    wait_until_due(rt, run_id).await?;
+    to_end(rt, run_id, rt.resume(run_id).await).await
+}
+
 /// Returns once run `run_id` is due (or has ended, or another process took
 /// it: the resume that follows says which).
 async fn wait_until_due(rt: &Runtime, run_id: &str) -> Result<(), RunError> {
@@ -285,7 +297,7 @@ pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
         eprintln!("durable: no interrupted runs to resume");
     }
     let code = if single {
-        let work = async { to_end(&rt, &ids[0], rt.resume(&ids[0]).await).await };
+        let work = resume_when_due(&rt, &ids[0]);
         match interruptible(&rt, work).await {
             Some(result) => report_one(&ids[0], result),
             None => abandoned(&ids),
@@ -297,7 +309,7 @@ pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
         let mut set = tokio::task::JoinSet::new();
         for (i, id) in ids.iter().enumerate() {
             let (rt, id) = (rt.clone(), id.clone());
-            set.spawn(async move { (i, to_end(&rt, &id, rt.resume(&id).await).await) });
+            set.spawn(async move { (i, resume_when_due(&rt, &id).await) });
         }
         let mut results: Vec<Option<Result<Finished, RunError>>> =
             ids.iter().map(|_| None).collect();

@@ -33,7 +33,8 @@ use crate::history::{Divergence, History};
 use crate::owner::{LEASE_MS, Owner};
 use crate::sandbox::{Grants, Output};
 use crate::store::{
-    Claim, ComponentSwitch, NewRun, OutputLine, RunEnd, RunRecord, RunStatus, Store, StoreError,
+    Claim, ComponentSwitch, DriveStart, NewRun, OutputLine, RunEnd, RunRecord, RunStatus, Store,
+    StoreError,
 };
 use drive::{Drive, DriveSetup, cap_message, trap_message};
 
@@ -256,9 +257,28 @@ struct Active {
 
 impl Drop for Active {
     fn drop(&mut self) {
-        if let Ok(mut s) = self.set.lock() {
-            s.remove(&self.run);
+        let idle = self
+            .set
+            .lock()
+            .map(|mut s| {
+                s.remove(&self.run);
+                s.is_empty()
+            })
+            .unwrap_or(false);
+        if idle {
+            give_back_free_heap();
         }
+    }
+}
+
+/// Returns the heap that a burst of drives freed to the OS: the process
+/// (a CLI waiting on parked runs, a server between bursts) then holds what
+/// it uses, not its high-water mark.
+fn give_back_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of glibc's heap.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -313,6 +333,14 @@ impl Runtime {
     pub fn interrupt(&self) {
         self.interrupted
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Tells the observer what `run` waits for, if it is waiting (for a
+    /// caller that waits on a parked run it did not park itself).
+    pub fn announce_waiting(&self, run: &RunRecord) {
+        if let Some(what) = waiting_of(run) {
+            self.observer.waiting(&run.id, &what);
+        }
     }
 
     /// True once [`Runtime::interrupt`] was called.
@@ -402,7 +430,10 @@ impl Runtime {
                 run: run_id.to_string(),
             }),
             Claim::Finished(run) => Ok(Finished { run, already: true }),
-            Claim::Created(run) => self.drive(run, workflow, None).await,
+            Claim::Created(run) => {
+                self.drive(run, workflow, None, Some(DriveStart::empty()))
+                    .await
+            }
             Claim::Resumed(run) => {
                 if !same_json(&run.input, input) {
                     self.store.release(run_id, &self.owner).await?;
@@ -414,7 +445,7 @@ impl Runtime {
                     digest: workflow.digest.clone(),
                     bytes: workflow.bytes.clone(),
                 });
-                self.drive(run, workflow, switch).await
+                self.drive(run, workflow, switch, None).await
             }
         }
     }
@@ -440,7 +471,11 @@ impl Runtime {
             });
         }
         let mut workflow = self.workflow_for(&seen).await?;
-        let run = match self.store.claim_existing(run_id, &self.owner).await? {
+        let (claim, start) = self
+            .store
+            .claim_existing_for_drive(run_id, &self.owner)
+            .await?;
+        let run = match claim {
             Claim::Finished(run) => return Ok(Finished { run, already: true }),
             Claim::Created(run) | Claim::Resumed(run) => run,
         };
@@ -454,7 +489,7 @@ impl Runtime {
                 }
             };
         }
-        self.drive(run, &workflow, None).await
+        self.drive(run, &workflow, None, start).await
     }
 
     /// The loaded component of `run`, compiled on a blocking thread if no
@@ -519,16 +554,19 @@ impl Runtime {
         Ok(self.store.resumable_runs().await?)
     }
 
+    /// Drives a claimed run; `start` is what it starts from, if the claim
+    /// read it already.
     async fn drive(
         &self,
         run: RunRecord,
         workflow: &LoadedWorkflow,
         switch: Option<ComponentSwitch>,
+        start: Option<DriveStart>,
     ) -> Result<Finished, RunError> {
         let run_id = run.id.clone();
         let span = tracing::info_span!("run", run = %run_id, drive = run.drives);
         let result = self
-            .drive_owned(run, workflow, switch)
+            .drive_owned(run, workflow, switch, start)
             .instrument(span)
             .await;
         if result.is_err() {
@@ -544,8 +582,12 @@ impl Runtime {
         run: RunRecord,
         workflow: &LoadedWorkflow,
         switch: Option<ComponentSwitch>,
+        start: Option<DriveStart>,
     ) -> Result<Finished, RunError> {
-        let start = self.store.drive_start(&run.id).await?;
+        let start = match start {
+            Some(s) => s,
+            None => self.store.drive_start(&run.id).await?,
+        };
         let history = History::new(start.history);
         let recorded_bytes = start.recorded_bytes;
         let prior_attempts = start.attempt_counts.into_iter().collect();

@@ -54,6 +54,28 @@ pub struct DriveStart {
     pub recorded_bytes: u64,
 }
 
+fn read_drive_start(
+    tx: &rusqlite::Transaction<'_>,
+    run_id: &str,
+) -> Result<DriveStart, StoreError> {
+    Ok(DriveStart {
+        history: read_history(tx, run_id)?,
+        attempt_counts: read_attempt_counts(tx, run_id)?,
+        recorded_bytes: read_recorded_bytes(tx, run_id)?,
+    })
+}
+
+impl DriveStart {
+    /// What a run that was just created starts from: nothing.
+    pub fn empty() -> DriveStart {
+        DriveStart {
+            history: Vec::new(),
+            attempt_counts: Vec::new(),
+            recorded_bytes: 0,
+        }
+    }
+}
+
 /// An unfinished run, as `resume` with no ids sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unfinished {
@@ -245,6 +267,28 @@ impl Store {
             .await
     }
 
+    /// [`Store::claim_existing`], and for a run it took, what its drive
+    /// starts from ([`Store::drive_start`]), in one job: one round trip to
+    /// the writer where a resume used to make two.
+    pub async fn claim_existing_for_drive(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+    ) -> Result<(Claim, Option<DriveStart>), StoreError> {
+        let (run_id, owner) = (run_id.to_string(), owner.to_string());
+        self.writer
+            .transact(move |tx| {
+                let run = read_run(tx, &run_id)?.ok_or(StoreError::RunNotFound(run_id.clone()))?;
+                let claim = claim_existing_run(tx, run, &owner, now_ms())?;
+                let start = match &claim {
+                    Claim::Finished(_) => None,
+                    Claim::Created(_) | Claim::Resumed(_) => Some(read_drive_start(tx, &run_id)?),
+                };
+                Ok((claim, start))
+            })
+            .await
+    }
+
     /// The run's committed history, in no particular order.
     pub async fn history(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let run_id = run_id.to_string();
@@ -351,13 +395,7 @@ impl Store {
     pub async fn drive_start(&self, run_id: &str) -> Result<DriveStart, StoreError> {
         let run_id = run_id.to_string();
         self.writer
-            .transact(move |tx| {
-                Ok(DriveStart {
-                    history: read_history(tx, &run_id)?,
-                    attempt_counts: read_attempt_counts(tx, &run_id)?,
-                    recorded_bytes: read_recorded_bytes(tx, &run_id)?,
-                })
-            })
+            .transact(move |tx| read_drive_start(tx, &run_id))
             .await
     }
 

@@ -5,17 +5,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use durable::runner::{Level, Observer, Runtime, RuntimeConfig, Source};
-use durable::store::{Durability, Outcome, Store};
+use durable::store::{Durability, Outcome, RunStatus, Store};
 use serde_json::json;
 
-/// Remembers when each step started (W3 needs the first new one).
+/// Remembers when each step started (W3 needs the first new one), and
+/// when (ms since the epoch) each run's `step#2` started (W5's wake-up lag).
 #[derive(Default)]
-struct Starts(Mutex<Vec<(String, Instant)>>);
+struct Starts(Mutex<Vec<(String, Instant)>>, Mutex<Vec<(String, i64)>>);
 
 impl Observer for Starts {
-    fn step_started(&self, _: &str, key: &str) {
+    fn step_started(&self, run_id: &str, key: &str) {
         if let Ok(mut v) = self.0.lock() {
             v.push((key.to_string(), Instant::now()));
+        }
+        if key == "step#2"
+            && let Ok(mut v) = self.1.lock()
+        {
+            v.push((run_id.to_string(), durable::store::now_ms()));
         }
     }
     fn step(&self, _: &str, _: &str, _: Source, _: &Outcome, _: Duration) {}
@@ -53,6 +59,8 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         let (io0, stats0) = (write_bytes(), store.stats());
         let t0 = Instant::now();
         let mut steps = u64::from(n);
+        let mut parked: Option<(u64, u64)> = None;
+        let mut wake_lag: Option<(Option<f64>, Option<f64>, usize)> = None;
         match what.as_str() {
             "warmup" => {
                 runtime
@@ -92,6 +100,81 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                 }
                 steps = u64::from(n) * 4;
             }
+            // W5, parking: n runs that each sleep an hour, started at once
+            // and parked; what the process and the database hold then.
+            "w5park" => {
+                let mut set = tokio::task::JoinSet::new();
+                for i in 0..n {
+                    let (runtime, workflow) = (runtime.clone(), workflow.clone());
+                    set.spawn(async move {
+                        runtime
+                            .start(
+                                &workflow,
+                                &format!("w5-{i}"),
+                                r#"{"mode":"sleep","n":3600000}"#,
+                            )
+                            .await
+                    });
+                }
+                while let Some(done) = set.join_next().await {
+                    let finished = done??;
+                    anyhow::ensure!(
+                        finished.run.status == RunStatus::Waiting,
+                        "run {} is {}, not waiting",
+                        finished.run.id,
+                        finished.run.status
+                    );
+                }
+                steps = u64::from(n);
+                parked = Some((rss_kib(), db_bytes(&dir)));
+            }
+            // W5, waking: n runs that each sleep 1 s; each is resumed when
+            // due (a timer per run, as a daemon's timer wheel would); the
+            // lag is from the wake-up time to the next step starting.
+            "w5wake" | "w5burst" => {
+                let pace_ms: u64 = if what == "w5wake" { 2 } else { 0 };
+                let mut set = tokio::task::JoinSet::new();
+                for i in 0..n {
+                    let (runtime, workflow) = (runtime.clone(), workflow.clone());
+                    set.spawn(async move {
+                        // Started at 500 runs/s, so they come due at that
+                        // rate too (a burst of wake-ups measures throughput,
+                        // not timer lag; BENCHMARKS.md has both).
+                        tokio::time::sleep(Duration::from_millis(u64::from(i) * pace_ms)).await;
+                        let id = format!("w5-{i}");
+                        let parked = runtime
+                            .start(&workflow, &id, r#"{"mode":"sleep","n":1000}"#)
+                            .await?;
+                        let wake = parked.run.wake_at_ms.unwrap_or(0);
+                        let left = wake.saturating_sub(durable::store::now_ms()).max(0);
+                        tokio::time::sleep(Duration::from_millis(left as u64)).await;
+                        let done = runtime.resume(&id).await?;
+                        anyhow::ensure!(
+                            done.run.status == RunStatus::Succeeded,
+                            "run {id} ended {}",
+                            done.run.status
+                        );
+                        Ok((id, wake))
+                    });
+                }
+                let mut wakes = std::collections::HashMap::new();
+                while let Some(done) = set.join_next().await {
+                    let (id, wake) = done??;
+                    wakes.insert(id, wake);
+                }
+                let starts = starts.1.lock().map(|v| v.clone()).unwrap_or_default();
+                let mut lag: Vec<f64> = starts
+                    .iter()
+                    .filter_map(|(id, at)| wakes.get(id).map(|w| (at - w) as f64))
+                    .collect();
+                lag.sort_by(f64::total_cmp);
+                let pct = |p: f64| {
+                    lag.get(((lag.len() as f64 - 1.0) * p).round() as usize)
+                        .copied()
+                };
+                wake_lag = Some((pct(0.5), pct(0.99), lag.len()));
+                steps = u64::from(n) * 2;
+            }
             other => anyhow::bail!("unknown workload {other}"),
         }
         let wall = t0.elapsed();
@@ -113,6 +196,11 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             "peak_rss_kib": peak_rss_kib(),
             "replay_ms": replay_ms,
             "load_ms": workflow.load_time.as_secs_f64() * 1000.0,
+            "parked_rss_kib": parked.map(|p| p.0),
+            "parked_db_bytes": parked.map(|p| p.1),
+            "wake_lag_p50_ms": wake_lag.and_then(|l| l.0),
+            "wake_lag_p99_ms": wake_lag.and_then(|l| l.1),
+            "woken": wake_lag.map(|l| l.2),
         });
         println!("{metrics}");
         drop(runtime);
@@ -124,6 +212,20 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
 /// Bytes this process caused to be written to storage (`/proc/self/io`).
 fn write_bytes() -> u64 {
     proc_field("/proc/self/io", "write_bytes:")
+}
+
+/// Resident set size now, in KiB (`VmRSS`).
+fn rss_kib() -> u64 {
+    proc_field("/proc/self/status", "VmRSS:")
+}
+
+/// Bytes of the database with its WAL.
+fn db_bytes(dir: &std::path::Path) -> u64 {
+    ["durable.db", "durable.db-wal"]
+        .iter()
+        .filter_map(|f| std::fs::metadata(dir.join(f)).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Peak resident set size in KiB (`VmHWM`).

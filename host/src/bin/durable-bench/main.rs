@@ -106,6 +106,8 @@ struct Sizes {
     w2_fanout: u32,
     w3_steps: u32,
     w4_runs: u32,
+    w5_parked: u32,
+    w5_woken: u32,
     fsync_ops: u32,
 }
 
@@ -117,6 +119,8 @@ impl Sizes {
                 w2_fanout: 10,
                 w3_steps: 50,
                 w4_runs: 20,
+                w5_parked: 50,
+                w5_woken: 20,
                 fsync_ops: 100,
             }
         } else {
@@ -125,6 +129,8 @@ impl Sizes {
                 w2_fanout: 100,
                 w3_steps: 1000,
                 w4_runs: 1000,
+                w5_parked: 10_000,
+                w5_woken: 1000,
                 fsync_ops: 2000,
             }
         }
@@ -267,6 +273,25 @@ impl Bench {
             report.add_w2(label, &w2, s.w2_fanout);
             report.add_w4(label, &w4, s.w4_runs);
         }
+
+        // W5: runs that wait hold (almost) nothing; waking them is quick.
+        let (mut park, mut wake, mut burst) = (
+            measure::Samples::default(),
+            measure::Samples::default(),
+            measure::Samples::default(),
+        );
+        for r in 0..self.repeats {
+            let dir = self.fresh(&format!("w5park-{r}"))?;
+            measure::link_cache(&warm, &dir)?;
+            park.push(&self.child("w5park", &dir, s.w5_parked, "power-loss")?);
+            let dir = self.fresh(&format!("w5wake-{r}"))?;
+            measure::link_cache(&warm, &dir)?;
+            wake.push(&self.child("w5wake", &dir, s.w5_woken, "power-loss")?);
+            let dir = self.fresh(&format!("w5burst-{r}"))?;
+            measure::link_cache(&warm, &dir)?;
+            burst.push(&self.child("w5burst", &dir, s.w5_woken, "power-loss")?);
+        }
+        report.add_w5(&park, s.w5_parked, &wake, &burst, s.w5_woken);
 
         // W3: the first process dies after step n commits; a new one
         // replays n and runs step n+1.

@@ -215,6 +215,53 @@ impl Report {
         );
     }
 
+    pub fn add_w5(
+        &mut self,
+        park: &Samples,
+        parked_runs: u32,
+        wake: &Samples,
+        burst: &Samples,
+        woken_runs: u32,
+    ) {
+        self.row(
+            format!("W5 {parked_runs} runs sleeping 1 h: RSS once parked"),
+            park.field("parked_rss_kib").map(|k| k / 1024.0),
+            "MiB",
+            "the driving process; target <= 64 MiB",
+        );
+        self.row(
+            format!("W5 {parked_runs} runs sleeping 1 h: database"),
+            park.field("parked_db_bytes").map(|b| b / (1024.0 * 1024.0)),
+            "MiB",
+            "with its WAL",
+        );
+        self.row(
+            format!("W5 {parked_runs} runs started and parked"),
+            park.field("wall_ms")
+                .map(|ms| f64::from(parked_runs) / (ms / 1000.0)),
+            "runs/s",
+            "",
+        );
+        self.row(
+            format!("W5 wake-up lag p50 ({woken_runs} runs sleeping 1 s, started 500/s)"),
+            wake.field("wake_lag_p50_ms"),
+            "ms",
+            "due time to the next step starting",
+        );
+        self.row(
+            format!("W5 wake-up lag p99 ({woken_runs} runs sleeping 1 s, started 500/s)"),
+            wake.field("wake_lag_p99_ms"),
+            "ms",
+            "target <= 50 ms",
+        );
+        self.row(
+            format!("W5 wake-up lag p99 ({woken_runs} runs sleeping 1 s, started at once)"),
+            burst.field("wake_lag_p99_ms"),
+            "ms",
+            "all due within the start burst: bound by resume throughput",
+        );
+    }
+
     pub fn add_start(&mut self, cold: &Summary, warm: &Summary) {
         self.row(
             "durable run, empty compile cache",

@@ -59,6 +59,13 @@ fn run(input: Input) -> Result<Value, Error> {
             let done = step!(finish).call(&input.n)?;
             Ok(json!({ "record": record, "laptop": a?, "access": b?, "done": done }))
         }
+        // W5: a step, a durable sleep of n ms, a step.
+        "sleep" => {
+            step!(step).call(&0)?;
+            durable_sdk::sleep(std::time::Duration::from_millis(u64::from(input.n)));
+            let after = step!(step).call(&1)?;
+            Ok(json!({ "after": after }))
+        }
         other => Err(Error(format!("unknown mode {other:?}"))),
     }
 }
