@@ -176,6 +176,10 @@ fn events_are_delivered_once_in_order_before_during_and_after_a_kill() {
         .map(|s| s["value"].clone())
         .collect();
     assert_eq!(payloads, [json!({"n":1}), json!({"n":2}), json!({"n":3})]);
+    assert_eq!(shown["events"].as_array().map(Vec::len), Some(3));
+    assert_eq!(shown["events"][2]["consumed_by"], json!("$event:ping#3"));
+    let tree = env.run(&["show", "e"]).stdout();
+    assert!(tree.contains("event ping#2 <- event #"), "{tree}");
 }
 
 #[test]

@@ -165,6 +165,7 @@ pub async fn show(db: &Path, args: ShowArgs) -> ExitCode {
                 superseded_at_ms: r.superseded_at_ms,
             })
             .collect(),
+        events: detail.events.iter().map(json::ShownEvent::new).collect(),
         workflow_output,
     };
     if args.json {

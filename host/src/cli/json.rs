@@ -70,6 +70,8 @@ pub struct ShownRun {
     /// Records moved aside: step bodies that ran again and did something
     /// else there.
     pub superseded: Vec<ShownSuperseded>,
+    /// Events sent to the run, in arrival order.
+    pub events: Vec<ShownEvent>,
     /// What the workflow itself printed (with --logs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_output: Option<Vec<ShownLine>>,
@@ -109,7 +111,35 @@ pub struct ShownStep {
     pub failed_attempts: Vec<ShownAttempt>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Vec<ShownLine>>,
+    /// For an event wait: the event it consumed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<ShownEvent>,
     pub children: Vec<ShownStep>,
+}
+
+/// An event sent to a run (see `durable show`).
+#[derive(Serialize, Clone)]
+pub struct ShownEvent {
+    pub seq: i64,
+    pub name: String,
+    pub id: Option<String>,
+    pub payload: Value,
+    pub sent_at_ms: i64,
+    /// The wait that consumed it, if one did.
+    pub consumed_by: Option<String>,
+}
+
+impl ShownEvent {
+    pub fn new(e: &durable::store::EventRecord) -> ShownEvent {
+        ShownEvent {
+            seq: e.seq,
+            name: e.name.clone(),
+            id: e.event_id.clone(),
+            payload: parse_json(&e.payload),
+            sent_at_ms: e.sent_at_ms,
+            consumed_by: e.consumed_by.clone(),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -189,6 +219,7 @@ pub fn step_node(s: &StepRecord, run: &RunRecord) -> ShownStep {
         parallel: s.batch,
         failed_attempts: Vec::new(),
         output: None,
+        event: None,
         children: Vec::new(),
     }
 }

@@ -46,6 +46,11 @@ pub fn build(detail: &RunDetail, with_output: bool) -> Vec<ShownStep> {
         list.iter()
             .map(|s| {
                 let mut n = json::step_node(s, &detail.run);
+                n.event = detail
+                    .events
+                    .iter()
+                    .find(|e| e.consumed_by.as_deref() == Some(s.key.as_str()))
+                    .map(json::ShownEvent::new);
                 n.failed_attempts = attempts.remove(s.key.as_str()).unwrap_or_default();
                 if with_output {
                     n.output = Some(output.remove(s.key.as_str()).unwrap_or_default());
@@ -120,10 +125,18 @@ fn draw_step(s: &ShownStep, indent: &str, branch: &str, below: &str, out: &mut S
         let until = s.value.as_ref().and_then(|v| v.as_i64()).unwrap_or(0);
         format!("sleep{n} until {} UTC", super::inspect::format_time(until))
     } else if let Some(rest) = s.key.strip_prefix("$event:") {
-        // The payload with --logs (or in --json).
+        // Which event it consumed; the payload with --logs (or in --json).
+        let which = s
+            .event
+            .as_ref()
+            .map(|e| match &e.id {
+                Some(id) => format!(" <- event #{} (id {id})", e.seq),
+                None => format!(" <- event #{}", e.seq),
+            })
+            .unwrap_or_default();
         match (&s.output, &s.value) {
-            (Some(_), Some(v)) => format!("event {rest} = {v}"),
-            _ => format!("event {rest}"),
+            (Some(_), Some(v)) => format!("event {rest}{which} = {v}"),
+            _ => format!("event {rest}{which}"),
         }
     } else if s.key.starts_with('$') {
         format!(

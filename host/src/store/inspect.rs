@@ -52,6 +52,25 @@ pub struct RunDetail {
     /// Records moved aside because a step body ran again and did something
     /// else, oldest first.
     pub superseded: Vec<Superseded>,
+    /// Events sent to the run, in arrival order.
+    pub events: Vec<EventRecord>,
+}
+
+/// An event sent to a run.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// Its place in arrival order (unique in the database).
+    pub seq: i64,
+    /// Its name.
+    pub name: String,
+    /// The sender's id, if it gave one.
+    pub event_id: Option<String>,
+    /// Its payload JSON.
+    pub payload: String,
+    /// When it was stored.
+    pub sent_at_ms: i64,
+    /// The key of the wait that consumed it (`$event:NAME#n`), if one did.
+    pub consumed_by: Option<String>,
 }
 
 /// A record moved aside: what an earlier run of a step body committed
@@ -131,6 +150,7 @@ impl Store {
             steps.sort_by(|a, b| (&a.parent, a.position).cmp(&(&b.parent, b.position)));
             let attempts = read_attempts(tx, &run_id)?;
             let superseded = read_superseded(tx, &run_id)?;
+            let events = read_events(tx, &run_id)?;
             let output = if with_output {
                 read_output(tx, &run_id)?
             } else {
@@ -142,6 +162,7 @@ impl Store {
                 attempts,
                 output,
                 superseded,
+                events,
             })
         })
         .await
@@ -291,6 +312,29 @@ fn steps_before(history: &[StepRecord], key: &str) -> Option<Vec<StepRecord>> {
             .cloned()
             .collect(),
     )
+}
+
+fn read_events(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT seq, name, event_id, payload, sent_at_ms, consumed_by FROM events
+             WHERE run_id = ?1 ORDER BY seq",
+        )
+        .map_err(sql("reading events"))?;
+    let rows = stmt
+        .query_map([run_id], |r| {
+            Ok(EventRecord {
+                seq: r.get(0)?,
+                name: r.get(1)?,
+                event_id: r.get(2)?,
+                payload: r.get(3)?,
+                sent_at_ms: r.get(4)?,
+                consumed_by: r.get(5)?,
+            })
+        })
+        .map_err(sql("reading events"))?;
+    rows.collect::<Result<Vec<_>, _>>()
+        .map_err(sql("reading events"))
 }
 
 fn read_superseded(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<Superseded>, StoreError> {

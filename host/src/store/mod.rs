@@ -26,7 +26,7 @@ use rusqlite::{OptionalExtension, params};
 use crate::owner::{LEASE_MS, Owner};
 pub use error::StoreError;
 use error::sql;
-pub use inspect::{Cancelled, RunDetail, RunFilter, RunSummary, Superseded};
+pub use inspect::{Cancelled, EventRecord, RunDetail, RunFilter, RunSummary, Superseded};
 use rows::*;
 pub use types::{
     AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
