@@ -247,6 +247,17 @@ impl Drive {
         Ok(())
     }
 
+    /// True when the history holds nothing of the workflow after `call`
+    /// (the call the run was parked on, when it is a wait).
+    pub(crate) fn is_last_recorded(&self, call: &Planned) -> bool {
+        call.parent.is_empty()
+            && self
+                .history
+                .lock()
+                .map(|h| h.first_unmade(call.position + 1).is_none())
+                .unwrap_or(false)
+    }
+
     /// The divergence of a workflow that ended after `next` calls while the
     /// history holds more.
     pub(crate) fn check_end(&self, next: u32) -> Result<(), RunError> {

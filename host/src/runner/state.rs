@@ -222,6 +222,13 @@ impl HostState {
             Err(e) => return Err(drive.stop(e)),
         };
         if !first && wake_at <= crate::store::now_ms() {
+            // The sleep the run was parked on (nothing recorded after it)
+            // ends now; older ones only replay.
+            if drive.is_last_recorded(&call) {
+                drive
+                    .observer
+                    .waited(&drive.run_id, &call.key, &Outcome::Ok(wake_at.to_string()));
+            }
             return Ok(());
         }
         match drive.sleep(&call, first, wake_at).await {
