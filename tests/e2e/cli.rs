@@ -324,6 +324,8 @@ fn a_database_locked_by_another_process_gets_a_clear_message_after_a_wait() {
         r#"{"mode":"seq3"}"#,
         "--id",
         "second",
+        "--lock-wait-ms",
+        "6000",
     ]);
     run.expect_code(Some(6));
     let err = run.stderr();

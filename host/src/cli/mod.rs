@@ -292,6 +292,11 @@ pub struct DriveArgs {
     /// Largest run input, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, help_heading = "Limits")]
     pub max_input_bytes: usize,
+
+    /// How long a commit waits out another process's write lock on the
+    /// database before it fails (exit code 6), in ms.
+    #[arg(long, value_name = "MS", default_value_t = 120_000)]
+    pub lock_wait_ms: u64,
 }
 
 /// `--durability`: what a committed step survives.

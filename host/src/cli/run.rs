@@ -73,12 +73,14 @@ fn engine(config: &RuntimeConfig) -> Result<Engine, ExitCode> {
 }
 
 async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode> {
-    Store::open_with(db, drive.durability.into())
+    let store = Store::open_with(db, drive.durability.into())
         .await
         .map_err(|e| {
             error(chain(&e));
             ExitCode::of_store(&e)
-        })
+        })?;
+    store.set_lock_wait(Duration::from_millis(drive.lock_wait_ms));
+    Ok(store)
 }
 
 /// `durable run`.

@@ -210,6 +210,16 @@ impl Store {
         }
     }
 
+    /// How long a commit waits out a write lock that another process holds
+    /// before it fails with "locked by another process" (default 2 minutes;
+    /// each try itself waits up to the 5 s busy timeout).
+    pub fn set_lock_wait(&self, wait: std::time::Duration) {
+        self.writer.stats.lock_wait_ms.store(
+            (wait.as_millis() as u64).max(1),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// The database file.
     pub fn path(&self) -> &Path {
         self.writer.path()

@@ -49,6 +49,9 @@ pub(crate) struct WriterStats {
     pub(crate) commits: AtomicU64,
     /// Jobs applied in them.
     pub(crate) jobs: AtomicU64,
+    /// How long to wait out another process's write lock, in ms (0: the
+    /// default, [`MAX_BUSY_WAIT`]).
+    pub(crate) lock_wait_ms: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -155,7 +158,11 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Option<Job>>, stats: &Writer
             }
         }
         let jobs = batch.len() as u64;
-        if apply_batch(&mut conn, &mut batch) {
+        let wait = match stats.lock_wait_ms.load(Ordering::Relaxed) {
+            0 => MAX_BUSY_WAIT,
+            ms => Duration::from_millis(ms),
+        };
+        if apply_batch(&mut conn, &mut batch, wait) {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.jobs.fetch_add(jobs, Ordering::Relaxed);
         }
@@ -167,9 +174,9 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Option<Job>>, stats: &Writer
     let _ = conn.close();
 }
 
-/// How long the writer keeps trying to get the write lock that another
-/// process holds before it fails the batch.
-const MAX_BUSY_WAIT: Duration = Duration::from_secs(120);
+/// How long the writer keeps trying, by default, to get the write lock
+/// that another process holds before it fails the batch.
+pub(crate) const MAX_BUSY_WAIT: Duration = Duration::from_secs(120);
 
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _)
@@ -177,7 +184,7 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 }
 
 /// Applies and commits one batch; true if it committed.
-fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
+fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>, max_wait: Duration) -> bool {
     // Another process holding the write lock past the busy timeout is
     // waited out (with a warning) rather than failing every job queued.
     let started = Instant::now();
@@ -185,7 +192,7 @@ fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>) -> bool {
     let txn = loop {
         match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(t) => break t,
-            Err(e) if is_busy(&e) && started.elapsed() < MAX_BUSY_WAIT => {
+            Err(e) if is_busy(&e) && started.elapsed() < max_wait => {
                 tracing::warn!(waited = ?started.elapsed(), "the database is locked by another process; waiting");
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(1));
