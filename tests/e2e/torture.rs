@@ -1,6 +1,6 @@
 //! The SIGKILL torture test: a long workflow mixing sequential, parallel and
-//! nested steps is killed at random moments (seeded) and resumed until it
-//! finishes.
+//! nested steps and durable sleeps is killed at random moments (seeded) and
+//! resumed until it finishes.
 //!
 //! `DURABLE_TORTURE_KILLS` sets the number of kills (default 20),
 //! `DURABLE_TORTURE_LENGTH` the workflow's iterations (default 80, about 130
@@ -70,7 +70,9 @@ fn sigkill_torture_loses_nothing_and_reruns_only_what_was_in_flight() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(80);
-    let input = format!(r#"{{"mode":"long","n":{length},"delay_ms":20}}"#);
+    // Durable sleeps every 9 iterations: kills land while runs are parked
+    // too, and drives take parked runs up again.
+    let input = format!(r#"{{"mode":"long","n":{length},"delay_ms":20,"sleep_every":9}}"#);
     let input = input.as_str();
 
     let clean = Env::new();

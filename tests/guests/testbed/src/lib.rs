@@ -23,6 +23,10 @@ struct Input {
     delay_ms: u64,
     #[serde(default)]
     probes: Vec<Value>,
+    /// In `long` mode: a durable sleep of `delay_ms` after every this many
+    /// iterations (0: none).
+    #[serde(default)]
+    sleep_every: u32,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -282,7 +286,8 @@ fn describe(r: Result<Value, StepError>) -> Value {
 fn run(input: Input) -> Result<Value, Error> {
     match input.mode.as_str() {
         // n steps, every fifth one a parallel batch of three, every seventh
-        // one a step with nested steps.
+        // one a step with nested steps; with `sleep_every`, durable sleeps
+        // between them.
         "long" => {
             let mut out = Vec::new();
             for i in 0..input.n {
@@ -303,6 +308,9 @@ fn run(input: Input) -> Result<Value, Error> {
                     out.push(step!(fan).call(&w)?);
                 } else {
                     out.push(step!(work).call(&w)?);
+                }
+                if input.sleep_every > 0 && i % input.sleep_every == input.sleep_every - 1 {
+                    durable_sdk::sleep(Duration::from_millis(input.delay_ms));
                 }
             }
             Ok(json!({ "results": out }))
