@@ -141,7 +141,10 @@ impl Engine {
             pool.total_component_instances(instances)
                 .total_core_instances(instances.saturating_mul(8))
                 .total_memories(instances)
-                .total_tables(instances.saturating_mul(2))
+                // Components have several core instances with tables each
+                // (two per instance measured too few: a full table pool
+                // under live slots).
+                .total_tables(instances.saturating_mul(4))
                 .total_stacks(instances)
                 .max_memory_size(options.memory_bytes)
                 .max_core_instances_per_component(32)

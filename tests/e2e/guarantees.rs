@@ -591,3 +591,34 @@ fn a_drive_that_finds_its_lease_taken_stops_at_once() {
         ]]
     );
 }
+
+#[test]
+fn cancel_ends_a_retry_backoff_and_no_other_attempt_starts() {
+    let env = Env::new();
+    let child = env.spawn(&[
+        "run",
+        &wasm("testbed"),
+        "--input",
+        r#"{"mode":"slow-retry"}"#,
+        "--id",
+        "slow",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(env.has_table("attempts")
+        && env.query("SELECT count(*) FROM attempts WHERE run_id = 'slow'") == [["1"]])
+    {
+        assert!(Instant::now() < deadline, "the first attempt never failed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cancelled_at = Instant::now();
+    env.run(&["cancel", "slow"]).expect_code(Some(0));
+    let run = finish(child, "durable run slow", &env.db());
+    run.expect_code(Some(7));
+    // Within the 20 s backoff, and the step ran once.
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        cancelled_at.elapsed()
+    );
+    assert_eq!(count(&run.executed(), "fail#1"), 1);
+}

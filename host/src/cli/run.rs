@@ -154,7 +154,9 @@ async fn to_end(
     let mut result = first;
     loop {
         match &result {
-            Ok(f) if f.run.status == RunStatus::Waiting => {}
+            // Running: parked, then taken up by another process since; the
+            // resume below says so (it is driven elsewhere).
+            Ok(f) if !f.already && f.run.status.is_open() => {}
             _ => return result,
         }
         wait_until_due(rt, run_id).await?;

@@ -21,8 +21,8 @@ use crate::history::{History, Planned};
 use crate::owner::Owner;
 use crate::sandbox::{Grants, Output};
 use crate::store::{
-    AttemptRecord, AwaitCall, AwaitOutcome, ComponentSwitch, Outcome, OutputLine, StepCommit,
-    StepRecord, Store, now_ms,
+    AttemptRecord, AwaitCall, AwaitOutcome, ComponentSwitch, Outcome, OutputLine, SleepOutcome,
+    StepCommit, StepRecord, Store, now_ms,
 };
 
 /// What all instances of one drive of a run share.
@@ -48,6 +48,9 @@ pub(crate) struct Drive {
     cancel_requested: AtomicBool,
     /// The runtime's interrupt flag (SIGINT, SIGTERM).
     interrupted: Arc<AtomicBool>,
+    /// Set while the workflow parks the run (and after): the run has no
+    /// owner then, which the lease renewal must not take for a takeover.
+    parking: AtomicBool,
     /// Failed attempts recorded by earlier drives, per step key.
     prior_attempts: HashMap<String, u32>,
     /// Bytes of recorded outcomes, checked against the history limit.
@@ -103,6 +106,7 @@ impl Drive {
             number: s.number,
             cancel_requested: AtomicBool::new(false),
             interrupted: s.interrupted,
+            parking: AtomicBool::new(false),
             history_bytes: AtomicU64::new(s.recorded_bytes),
             fatal: Mutex::new(None),
             switch: Mutex::new(s.switch),
@@ -137,6 +141,16 @@ impl Drive {
         if requested {
             self.cancel_requested.store(true, Ordering::SeqCst);
         }
+    }
+
+    /// True while (and after) the workflow parks the run.
+    pub(crate) fn is_parking(&self) -> bool {
+        self.parking.load(Ordering::SeqCst)
+    }
+
+    /// True once the runtime was interrupted (SIGINT, SIGTERM).
+    pub(crate) fn is_interrupted(&self) -> bool {
+        self.interrupted.load(Ordering::SeqCst)
     }
 
     /// True once a cancel of the run was requested.
@@ -333,16 +347,37 @@ impl Drive {
             self.note_cancel(cancel);
             self.observer
                 .attempt_failed(&self.run_id, &call.key, attempt, &outcome, wait);
-            tokio::time::sleep(wait).await;
-            // A cancelled run does not start another attempt.
-            if self.cancel_requested() {
-                return Err(RunError::Cancelled {
-                    run: self.run_id.clone(),
-                });
+            // The wait ends early when the run may not go on: a cancelled,
+            // stopped or interrupted run starts no other attempt.
+            let until = Instant::now() + wait;
+            loop {
+                if let Some(e) = self.no_new_attempt() {
+                    return Err(e);
+                }
+                let left = until.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                tokio::time::sleep(left.min(STOP_POLL)).await;
             }
-            if self.is_stopped() {
-                return Err(RunError::Stopped);
-            }
+        }
+    }
+
+    /// Why no attempt may start now, if one may not: the drive was stopped,
+    /// the run cancelled, or the process interrupted.
+    fn no_new_attempt(&self) -> Option<RunError> {
+        if self.is_stopped() {
+            Some(RunError::Stopped)
+        } else if self.cancel_requested() {
+            Some(RunError::Cancelled {
+                run: self.run_id.clone(),
+            })
+        } else if self.is_interrupted() {
+            Some(RunError::Interrupted {
+                run: self.run_id.clone(),
+            })
+        } else {
+            None
         }
     }
 
@@ -366,6 +401,11 @@ impl Drive {
             .acquire_owned()
             .await
             .map_err(|_| RunError::Internal("the step limiter was closed".into()))?;
+        // A step queued for capacity does not start once the run may not
+        // go on.
+        if let Some(e) = self.no_new_attempt() {
+            return Err(e);
+        }
         let output = Output::new(&self.run_id, &call.key, self.number, self.observer.clone());
         self.observer.step_started(&self.run_id, &call.key);
         tracing::debug!("attempt started");
@@ -387,7 +427,11 @@ impl Drive {
                         Ok(instance) => break instance,
                         Err(e) if is_capacity(&e) => {
                             // The pool is full: the host's problem, not the
-                            // step's. Wait, with the clock stopped.
+                            // step's. Wait, with the clock stopped, unless
+                            // the run may not go on.
+                            if let Some(why) = self.no_new_attempt() {
+                                return Err(self.stop(why));
+                            }
                             let _paused = clock.pause();
                             tokio::time::sleep(CAPACITY_WAIT).await;
                         }
@@ -511,7 +555,10 @@ impl Drive {
         if let Some(r) = &record {
             self.count_bytes(&call.key, r.outcome.size())?;
         }
-        let parked = self
+        // The park gives the run up: from then on the lease renewal's
+        // "lease lost" is the park, not another owner.
+        self.parking.store(true, Ordering::SeqCst);
+        let answer = self
             .store
             .sleep(
                 &self.run_id,
@@ -521,7 +568,15 @@ impl Drive {
                 wake_at_ms,
                 self.take_switch(),
             )
-            .await?;
+            .await;
+        let parked = matches!(answer, Ok(SleepOutcome::Parked));
+        self.parking.store(parked, Ordering::SeqCst);
+        if answer? == SleepOutcome::Cancelled {
+            self.note_cancel(true);
+            return Err(RunError::Cancelled {
+                run: self.run_id.clone(),
+            });
+        }
         if !parked && first {
             self.observer.waited(
                 &self.run_id,
@@ -541,6 +596,7 @@ impl Drive {
         timeout_ms: Option<u64>,
     ) -> Result<Option<Outcome>, RunError> {
         let record = self.record_for(call, Outcome::Ok(String::new()), now_ms());
+        self.parking.store(true, Ordering::SeqCst);
         let answer = self
             .store
             .await_event(
@@ -554,11 +610,19 @@ impl Drive {
                     switch: self.take_switch(),
                 },
             )
-            .await?;
-        let outcome = match answer {
+            .await;
+        self.parking
+            .store(matches!(answer, Ok(AwaitOutcome::Parked)), Ordering::SeqCst);
+        let outcome = match answer? {
             AwaitOutcome::Event(payload) => Outcome::Ok(payload),
             AwaitOutcome::TimedOut => Outcome::TimedOut(timeout_ms.unwrap_or(0)),
             AwaitOutcome::Parked => return Ok(None),
+            AwaitOutcome::Cancelled => {
+                self.note_cancel(true);
+                return Err(RunError::Cancelled {
+                    run: self.run_id.clone(),
+                });
+            }
         };
         self.count_bytes(&call.key, outcome.size())?;
         self.observer.waited(&self.run_id, &call.key, &outcome);
@@ -661,6 +725,10 @@ impl Drive {
 /// How long an instantiation waits before trying again when the instance
 /// pool is full.
 const CAPACITY_WAIT: Duration = Duration::from_millis(5);
+
+/// How often a wait of the drive (a retry's backoff) looks whether the run
+/// may still go on.
+const STOP_POLL: Duration = Duration::from_millis(100);
 
 /// Longest step error message recorded; longer ones are cut with a marker.
 pub(crate) const MAX_ERROR_BYTES: usize = 8 << 10;

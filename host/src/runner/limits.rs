@@ -5,6 +5,9 @@ use std::time::Duration;
 
 use super::bindings;
 
+/// Longest wait between two attempts that a guest's policy may ask for.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
+
 /// A retry policy: how many attempts, and how long to wait between them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
@@ -56,13 +59,15 @@ impl RetryPolicy {
     pub(crate) fn from_wit(p: &bindings::RetryPolicy) -> RetryPolicy {
         RetryPolicy {
             max_attempts: p.max_attempts.max(1),
-            initial_backoff: Duration::from_millis(p.initial_backoff_ms),
+            // A guest's waits are capped: a drive does not hold a run for
+            // longer than an hour between attempts.
+            initial_backoff: Duration::from_millis(p.initial_backoff_ms).min(MAX_BACKOFF),
             backoff_factor: if p.backoff_factor.is_finite() {
                 p.backoff_factor
             } else {
                 1.0
             },
-            max_backoff: Duration::from_millis(p.max_backoff_ms),
+            max_backoff: Duration::from_millis(p.max_backoff_ms).min(MAX_BACKOFF),
         }
     }
 }

@@ -685,7 +685,8 @@ impl Runtime {
             .run(run_id)
             .await?
             .ok_or_else(|| StoreError::RunNotFound(run_id.to_string()))?;
-        debug_assert_ne!(run.status, RunStatus::Running);
+        // A parked run may be running again already, taken up by another
+        // process between the park and this read: the caller sees that.
         if let Some(what) = waiting_of(&run) {
             self.observer.waiting(run_id, &what);
         }
@@ -722,13 +723,20 @@ async fn call_workflow(drive: &Arc<Drive>, run: &RunRecord, output: &Output) -> 
     let instance = loop {
         match drive.pre.instantiate_async(&mut store).await {
             Ok(instance) => break instance,
-            // The pool is full: wait for an instance to end.
+            // The pool is full: wait for an instance to end, unless the run
+            // may not go on (the drive's fatal error says why).
             Err(e) if drive::is_capacity(&e) => {
+                if drive.check_cancel().is_err() {
+                    return Ok((Err(String::new()), 0));
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
             Err(e) => return Err(WorkflowFailure::Instantiate(format!("{e:#}"))),
         }
     };
+    // The CPU budget counts the workflow's own code, not the wait for an
+    // instance.
+    store.data_mut().reset_busy();
     let result = instance.call_run(&mut store, &run.input).await;
     let calls = store.data().calls_made();
     drop(store);
@@ -762,6 +770,8 @@ async fn renew_lease(drive: Arc<Drive>) {
             Ok(cancel) => drive.note_cancel(cancel),
             // Another process drives the run now: stop at once (the epoch
             // callback traps every instance of this drive).
+            // The workflow parked the run: it gave the lease up itself.
+            Err(StoreError::LeaseLost { .. }) if drive.is_parking() => return,
             Err(e @ StoreError::LeaseLost { .. }) => {
                 tracing::warn!(run = %drive.run_id, "the lease was lost; stopping the drive");
                 let _ = drive.stop(RunError::Store(e));

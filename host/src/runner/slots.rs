@@ -36,11 +36,16 @@ struct SlotState {
 /// One granted slot; dropping it gives it back.
 pub(crate) struct SlotGuard {
     slots: Arc<InstanceSlots>,
+    /// False for a guard whose hand-off failed: `release` takes its slot
+    /// back itself (no recursion through `Drop`).
+    armed: bool,
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        self.slots.release();
+        if self.armed {
+            self.slots.release();
+        }
     }
 }
 
@@ -70,6 +75,7 @@ impl InstanceSlots {
                     st.free -= 1;
                     return SlotGuard {
                         slots: self.clone(),
+                        armed: true,
                     };
                 }
                 let (tx, rx) = oneshot::channel();
@@ -83,35 +89,48 @@ impl InstanceSlots {
     }
 
     fn release(self: &Arc<Self>) {
-        let mut handoff = Vec::new();
-        {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.free += 1;
-            // Deepest first: its reserve is the smallest, so if it cannot
-            // go, nobody can.
-            loop {
-                let free = st.free;
-                let Some((&depth, queue)) =
-                    st.waiters.iter_mut().rev().find(|(_, q)| !q.is_empty())
-                else {
-                    break;
-                };
-                if free <= reserve(depth) {
-                    break;
+        let mut returned = 1;
+        // A hand-off to a waiter that gave up in the meantime fails; its
+        // slot comes back here and goes to the next waiter, in this loop.
+        while returned > 0 {
+            let mut handoff = Vec::new();
+            {
+                let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+                st.free += returned;
+                returned = 0;
+                // Deepest first: its reserve is the smallest, so if it cannot
+                // go, nobody can. Waiters that gave up are dropped unserved.
+                loop {
+                    for q in st.waiters.values_mut() {
+                        while q.front().is_some_and(|tx| tx.is_closed()) {
+                            q.pop_front();
+                        }
+                    }
+                    let free = st.free;
+                    let Some((&depth, queue)) =
+                        st.waiters.iter_mut().rev().find(|(_, q)| !q.is_empty())
+                    else {
+                        break;
+                    };
+                    if free <= reserve(depth) {
+                        break;
+                    }
+                    if let Some(tx) = queue.pop_front() {
+                        handoff.push(tx);
+                        st.free -= 1;
+                    }
                 }
-                if let Some(tx) = queue.pop_front() {
-                    handoff.push(tx);
-                    st.free -= 1;
+                st.waiters.retain(|_, q| !q.is_empty());
+            }
+            for tx in handoff {
+                if let Err(mut guard) = tx.send(SlotGuard {
+                    slots: self.clone(),
+                    armed: true,
+                }) {
+                    guard.armed = false;
+                    returned += 1;
                 }
             }
-            st.waiters.retain(|_, q| !q.is_empty());
-        }
-        // Outside the lock: a waiter that gave up hands its slot back
-        // through `Drop`, which takes the lock again.
-        for tx in handoff {
-            let _ = tx.send(SlotGuard {
-                slots: self.clone(),
-            });
         }
     }
 
@@ -232,6 +251,25 @@ mod tests {
         drop(got);
         drop(b);
         assert_eq!(slots.free(), MAX_NESTING as usize + 2);
+    }
+
+    #[tokio::test]
+    async fn many_waiters_that_gave_up_neither_keep_slots_nor_recurse() {
+        let slots = InstanceSlots::new(MAX_NESTING as usize + 1);
+        let held: Vec<_> = vec![slots.acquire(1).await, slots.acquire(1).await];
+        // 20,000 waiters queue, then give up (as when a batch is aborted).
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..20_000 {
+            let s = slots.clone();
+            set.spawn(async move { s.acquire(1).await });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        set.abort_all();
+        while set.join_next().await.is_some() {}
+        drop(held);
+        assert_eq!(slots.free(), MAX_NESTING as usize + 1);
+        let again = tokio::time::timeout(Duration::from_secs(5), slots.acquire(1)).await;
+        assert!(again.is_ok(), "a new waiter is served");
     }
 
     #[tokio::test]

@@ -72,6 +72,11 @@ impl HostState {
         self.refusal.as_deref()
     }
 
+    /// Starts the workflow's CPU budget afresh.
+    pub(crate) fn reset_busy(&mut self) {
+        self.busy_since = Instant::now();
+    }
+
     /// How many durable calls this instance's context has made.
     pub(crate) fn calls_made(&self) -> u32 {
         self.context.next_position()

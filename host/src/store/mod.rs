@@ -32,7 +32,7 @@ pub use types::{
     AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
     RunStatus, StepCommit, StepRecord,
 };
-pub use waits::{AwaitCall, AwaitOutcome, Sent, Wait};
+pub use waits::{AwaitCall, AwaitOutcome, Sent, SleepOutcome, Wait};
 use writer::Writer;
 
 /// Milliseconds since the Unix epoch.

@@ -73,6 +73,21 @@ pub enum AwaitOutcome {
     TimedOut,
     /// Nothing yet: the run was parked until its deadline, if any.
     Parked,
+    /// Nothing yet, and a cancel of the run was requested: not parked (the
+    /// drive ends the run as cancelled).
+    Cancelled,
+}
+
+/// How a sleep stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SleepOutcome {
+    /// Its time has come.
+    Over,
+    /// The run was parked until then.
+    Parked,
+    /// Its time has not come and a cancel of the run was requested: not
+    /// parked (the drive ends the run as cancelled).
+    Cancelled,
 }
 
 /// What `durable event` did.
@@ -90,7 +105,7 @@ pub enum Sent {
 impl Store {
     /// A sleep of the workflow: commits `record` (the first call's wake-up
     /// time; `None` on replay) and, if `wake_at_ms` has not come, parks the
-    /// run until then. Returns whether it was parked.
+    /// run until then (unless a cancel was requested).
     ///
     /// # Errors
     /// [`StoreError::LeaseLost`] when another drive owns the run now.
@@ -102,12 +117,12 @@ impl Store {
         record: Option<StepRecord>,
         wake_at_ms: i64,
         switch: Option<ComponentSwitch>,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<SleepOutcome, StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer
             .transact(move |tx| {
                 let now = now_ms();
-                renew(tx, &run_id, &owner, drive, now)?;
+                let cancel = renew(tx, &run_id, &owner, drive, now)?;
                 if let Some(switch) = &switch {
                     switch_component(tx, &run_id, switch, now)?;
                 }
@@ -115,10 +130,13 @@ impl Store {
                     insert_step(tx, &run_id, record)?;
                 }
                 if wake_at_ms <= now {
-                    return Ok(false);
+                    return Ok(SleepOutcome::Over);
+                }
+                if cancel {
+                    return Ok(SleepOutcome::Cancelled);
                 }
                 park(tx, &run_id, &Wait::Until(wake_at_ms), now)?;
-                Ok(true)
+                Ok(SleepOutcome::Parked)
             })
             .await
     }
@@ -148,7 +166,7 @@ impl Store {
         self.writer
             .transact(move |tx| {
                 let now = now_ms();
-                renew(tx, &run_id, &owner, drive, now)?;
+                let cancel = renew(tx, &run_id, &owner, drive, now)?;
                 if let Some(switch) = &switch {
                     switch_component(tx, &run_id, switch, now)?;
                 }
@@ -179,7 +197,7 @@ impl Store {
                     return Ok(AwaitOutcome::Event(payload));
                 }
                 // The deadline is fixed by the first call, across crashes.
-                let first = timeout_ms.map(|t| now.saturating_add(t as i64));
+                let first = timeout_ms.map(|t| now.saturating_add(t.min(i64::MAX as u64) as i64));
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO waits (run_id, key, deadline_ms) VALUES (?1, ?2, ?3)",
                 )
@@ -197,6 +215,9 @@ impl Store {
                     record.finished_at_ms = now;
                     insert_step(tx, &run_id, &record)?;
                     return Ok(AwaitOutcome::TimedOut);
+                }
+                if cancel {
+                    return Ok(AwaitOutcome::Cancelled);
                 }
                 park(
                     tx,

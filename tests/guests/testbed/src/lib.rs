@@ -428,6 +428,11 @@ fn run(input: Input) -> Result<Value, Error> {
                 x = std::hint::black_box(x.wrapping_add(1));
             }
         }
+        "slow-retry" => Ok(describe(
+            step!(fail)
+                .retry(Retry::attempts(5).initial_backoff_ms(20_000))
+                .call(&json!("slowly")),
+        )),
         "greedy-retry" => Ok(describe(
             step!(fail)
                 .retry(Retry::attempts(u32::MAX).initial_backoff_ms(0))
