@@ -77,6 +77,9 @@ pub struct LoadedWorkflow {
     pub source: CompileSource,
     /// How long compiling or deserializing took.
     pub load_time: Duration,
+    /// How many instances of this component the instance pool holds at
+    /// once (its tables and memories counted); `None` without a pool.
+    pub pool_capacity: Option<usize>,
     pub(crate) pre: WorkflowPre<HostState>,
 }
 
@@ -111,7 +114,21 @@ pub struct Engine {
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     config_key: u64,
+    pool: Option<PoolTotals>,
 }
+
+/// What the instance pool holds in all.
+#[derive(Debug, Clone, Copy)]
+struct PoolTotals {
+    instances: usize,
+    tables: usize,
+    memories: usize,
+}
+
+/// Tables and memories a pooled component may have at most (its
+/// instances' needs, when wasmtime cannot tell them statically).
+const MAX_TABLES_PER_COMPONENT: u32 = 8;
+const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
 
 impl Engine {
     /// Builds the engine. `cache_dir` holds compiled components; `None`
@@ -148,8 +165,8 @@ impl Engine {
                 .total_stacks(instances)
                 .max_memory_size(options.memory_bytes)
                 .max_core_instances_per_component(32)
-                .max_memories_per_component(4)
-                .max_tables_per_component(8)
+                .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+                .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
                 // Keep nothing of a freed memory resident: a burst of
                 // instances would otherwise leave 64 KiB resident in each
                 // slot it touched (W5: 60 MiB for 10,000 runs that then
@@ -178,6 +195,11 @@ impl Engine {
             linker,
             cache_dir: options.cache_dir,
             config_key: h.finish(),
+            pool: options.pool_instances.map(|i| PoolTotals {
+                instances: i as usize,
+                tables: i as usize * 4,
+                memories: i as usize,
+            }),
         })
     }
 
@@ -207,6 +229,15 @@ impl Engine {
             name: name.to_string(),
             source,
         };
+        let pool_capacity = self.pool.map(|p| {
+            let (tables, memories) = component.resources_required().map_or(
+                (MAX_TABLES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT),
+                |r| (r.num_tables, r.num_memories),
+            );
+            p.instances
+                .min(p.tables / tables.max(1) as usize)
+                .min(p.memories / memories.max(1) as usize)
+        });
         let instance_pre = self.linker.instantiate_pre(&component).map_err(world)?;
         let pre = WorkflowPre::new(instance_pre).map_err(world)?;
         Ok(LoadedWorkflow {
@@ -215,6 +246,7 @@ impl Engine {
             bytes,
             source,
             load_time,
+            pool_capacity,
             pre,
         })
     }

@@ -241,6 +241,9 @@ pub struct Runtime {
     workflow_slots: Arc<Semaphore>,
     /// Live step instances, waiting parents included.
     step_slots: Arc<slots::InstanceSlots>,
+    /// Workflow and step instances the slots allow at once, shrunk to what
+    /// the pool holds of the components this runtime has seen.
+    budget: Mutex<usize>,
     /// Runs this process drives right now: a second drive of one of them
     /// is refused.
     active: Arc<Mutex<HashSet<String>>>,
@@ -312,6 +315,7 @@ impl Runtime {
         Runtime {
             workflow_slots: Arc::new(Semaphore::new(workflows)),
             step_slots: slots::InstanceSlots::new(step_slots),
+            budget: Mutex::new(workflows.saturating_add(step_slots)),
             active: Arc::new(Mutex::new(HashSet::new())),
             interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             engine: Arc::new(engine),
@@ -381,6 +385,7 @@ impl Runtime {
         if let Ok(mut m) = self.loaded.lock() {
             m.insert(wf.digest.clone(), wf.clone());
         }
+        self.fit_pool(&wf);
         Ok(wf)
     }
 
@@ -409,6 +414,7 @@ impl Runtime {
         }
         serde_json::from_str::<serde::de::IgnoredAny>(input)
             .map_err(|e| RunError::BadInput(e.to_string()))?;
+        self.fit_pool(workflow);
         let _slot = self.workflow_slot().await?;
         let _active = self.activate(run_id)?;
         let seed = {
@@ -521,6 +527,46 @@ impl Runtime {
             m.insert(wf.digest.clone(), wf.clone());
         }
         Ok(wf)
+    }
+
+    /// Makes the slots fit what the pool holds of `workflow`'s instances:
+    /// a component with more tables or memories than one slot's share
+    /// would otherwise exhaust the pool with slots to spare, and waiting
+    /// parents could then hold what their children need.
+    fn fit_pool(&self, workflow: &LoadedWorkflow) {
+        let Some(capacity) = workflow.pool_capacity else {
+            return;
+        };
+        let Ok(mut budget) = self.budget.lock() else {
+            return;
+        };
+        if capacity >= *budget {
+            return;
+        }
+        let mut shortfall = *budget - capacity;
+        // Workflow instances first (one is enough to make progress), then
+        // step slots down to the deepest chain's reserve.
+        let spare = self.workflow_slots.available_permits().saturating_sub(1);
+        let forgotten = self.workflow_slots.forget_permits(shortfall.min(spare));
+        shortfall -= forgotten;
+        let shrunk = self.step_slots.shrink(shortfall);
+        shortfall -= shrunk;
+        *budget -= forgotten + shrunk;
+        tracing::debug!(
+            component = %workflow.name,
+            capacity,
+            workflows_less = forgotten,
+            steps_less = shrunk,
+            "fitted instance slots to the pool"
+        );
+        if shortfall > 0 {
+            tracing::warn!(
+                component = %workflow.name,
+                capacity,
+                "the instance pool holds fewer instances of this component than the slots allow; \
+                 instantiations may wait for capacity"
+            );
+        }
     }
 
     /// Registers `run_id` as driven by this process.

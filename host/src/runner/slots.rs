@@ -134,6 +134,16 @@ impl InstanceSlots {
         }
     }
 
+    /// Takes up to `n` free slots away for good (keeping the deepest
+    /// chain's `MAX_NESTING + 1`), for a component whose instances need more
+    /// of the pool than one slot's share. Returns how many were taken.
+    pub(crate) fn shrink(&self, n: usize) -> usize {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let take = n.min(st.free.saturating_sub(MAX_NESTING as usize + 1));
+        st.free -= take;
+        take
+    }
+
     #[cfg(test)]
     fn free(&self) -> usize {
         self.state.lock().map(|s| s.free).unwrap_or(0)
@@ -270,6 +280,15 @@ mod tests {
         assert_eq!(slots.free(), MAX_NESTING as usize + 1);
         let again = tokio::time::timeout(Duration::from_secs(5), slots.acquire(1)).await;
         assert!(again.is_ok(), "a new waiter is served");
+    }
+
+    #[test]
+    fn shrinking_keeps_the_deepest_chains_reserve() {
+        let slots = InstanceSlots::new(100);
+        assert_eq!(slots.shrink(10), 10);
+        assert_eq!(slots.free(), 90);
+        assert_eq!(slots.shrink(1000), 90 - (MAX_NESTING as usize + 1));
+        assert_eq!(slots.free(), MAX_NESTING as usize + 1);
     }
 
     #[tokio::test]
