@@ -329,10 +329,8 @@ impl Store {
         self.writer
             .transact(move |tx| {
                 let now = now_ms();
-                let cancel = renew(tx, &run_id, &owner, drive, now)?;
-                if let Some(switch) = &commit.switch {
-                    switch_component(tx, &run_id, switch, now)?;
-                }
+                let cancel =
+                    renew_and_switch(tx, &run_id, &owner, drive, commit.switch.as_ref(), now)?;
                 if let Some(attempt) = &commit.last_attempt {
                     insert_attempt(tx, &run_id, attempt)?;
                 }
@@ -477,10 +475,7 @@ impl Store {
         self.writer
             .transact(move |tx| {
                 let now = now_ms();
-                renew(tx, &run_id, &owner, drive, now)?;
-                if let Some(switch) = switch {
-                    switch_component(tx, &run_id, &switch, now)?;
-                }
+                renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
                 insert_output(tx, &run_id, &output)?;
                 if matches!(end, RunEnd::Cancelled) {
                     return mark_cancelled(tx, &run_id, now);

@@ -139,6 +139,23 @@ pub(super) fn renew(
     Ok(cancel.is_some())
 }
 
+/// [`renew`], then the run's switch to a new component if one is pending:
+/// how every write of a drive begins. Returns whether a cancel was requested.
+pub(super) fn renew_and_switch(
+    tx: &Transaction<'_>,
+    run_id: &str,
+    owner: &str,
+    drive: u32,
+    switch: Option<&ComponentSwitch>,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let cancel = renew(tx, run_id, owner, drive, now)?;
+    if let Some(switch) = switch {
+        switch_component(tx, run_id, switch, now)?;
+    }
+    Ok(cancel)
+}
+
 pub(super) fn insert_step(
     tx: &Transaction<'_>,
     run_id: &str,

@@ -10,7 +10,7 @@
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::error::sql;
-use super::rows::{insert_step, read_run, renew, switch_component};
+use super::rows::{insert_step, read_run, renew_and_switch};
 use super::{ComponentSwitch, Outcome, StepRecord, Store, StoreError, now_ms};
 use crate::owner::Owner;
 
@@ -122,10 +122,7 @@ impl Store {
         self.writer
             .transact(move |tx| {
                 let now = now_ms();
-                let cancel = renew(tx, &run_id, &owner, drive, now)?;
-                if let Some(switch) = &switch {
-                    switch_component(tx, &run_id, switch, now)?;
-                }
+                let cancel = renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
                 if let Some(record) = &record {
                     insert_step(tx, &run_id, record)?;
                 }
@@ -166,10 +163,7 @@ impl Store {
         self.writer
             .transact(move |tx| {
                 let now = now_ms();
-                let cancel = renew(tx, &run_id, &owner, drive, now)?;
-                if let Some(switch) = &switch {
-                    switch_component(tx, &run_id, switch, now)?;
-                }
+                let cancel = renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
                 let event: Option<(i64, String)> = tx
                     .prepare_cached(
                         "SELECT seq, payload FROM events

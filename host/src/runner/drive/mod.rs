@@ -17,12 +17,13 @@ use super::observer::{Observer, Source};
 use super::slots::{AttemptClock, InstanceSlots};
 use super::state::HostState;
 use crate::engine::EPOCH_TICK;
+
+mod waits;
 use crate::history::{History, Planned};
 use crate::owner::Owner;
 use crate::sandbox::{Grants, Output};
 use crate::store::{
-    AttemptRecord, AwaitCall, AwaitOutcome, ComponentSwitch, Outcome, OutputLine, SleepOutcome,
-    StepCommit, StepRecord, Store, now_ms,
+    AttemptRecord, ComponentSwitch, Outcome, OutputLine, StepCommit, StepRecord, Store, now_ms,
 };
 
 /// What all instances of one drive of a run share.
@@ -525,7 +526,13 @@ impl Drive {
     }
 
     /// The record of `call` with `outcome`, as this drive commits it.
-    fn record_for(&self, call: &Planned, outcome: Outcome, started_at_ms: i64) -> StepRecord {
+    pub(super) fn record_for(
+        &self,
+        call: &Planned,
+        outcome: Outcome,
+        attempts: u32,
+        started_at_ms: i64,
+    ) -> StepRecord {
         StepRecord {
             key: call.key.clone(),
             parent: call.parent.clone(),
@@ -533,100 +540,12 @@ impl Drive {
             name: call.name.clone(),
             input_digest: call.input_digest.clone(),
             outcome,
-            attempts: 1,
+            attempts,
             started_at_ms,
             finished_at_ms: now_ms(),
             drive: self.number,
             batch: call.batch,
         }
-    }
-
-    /// A sleep of the workflow until `wake_at_ms`: records the wake-up time
-    /// on the first call (`first`), and parks the run if the time has not
-    /// come. Returns whether the run was parked.
-    pub(crate) async fn sleep(
-        &self,
-        call: &Planned,
-        first: bool,
-        wake_at_ms: i64,
-    ) -> Result<bool, RunError> {
-        let record =
-            first.then(|| self.record_for(call, Outcome::Ok(wake_at_ms.to_string()), now_ms()));
-        if let Some(r) = &record {
-            self.count_bytes(&call.key, r.outcome.size())?;
-        }
-        // The park gives the run up: from then on the lease renewal's
-        // "lease lost" is the park, not another owner.
-        self.parking.store(true, Ordering::SeqCst);
-        let answer = self
-            .store
-            .sleep(
-                &self.run_id,
-                &self.owner,
-                self.number,
-                record,
-                wake_at_ms,
-                self.take_switch(),
-            )
-            .await;
-        let parked = matches!(answer, Ok(SleepOutcome::Parked));
-        self.parking.store(parked, Ordering::SeqCst);
-        if answer? == SleepOutcome::Cancelled {
-            self.note_cancel(true);
-            return Err(RunError::Cancelled {
-                run: self.run_id.clone(),
-            });
-        }
-        if !parked && first {
-            self.observer.waited(
-                &self.run_id,
-                &call.key,
-                &Outcome::Ok(wake_at_ms.to_string()),
-            );
-        }
-        Ok(parked)
-    }
-
-    /// An `await-event` call without a record: consumes an event, records
-    /// a timeout, or parks the run (`None`).
-    pub(crate) async fn await_event(
-        &self,
-        call: &Planned,
-        name: &str,
-        timeout_ms: Option<u64>,
-    ) -> Result<Option<Outcome>, RunError> {
-        let record = self.record_for(call, Outcome::Ok(String::new()), now_ms());
-        self.parking.store(true, Ordering::SeqCst);
-        let answer = self
-            .store
-            .await_event(
-                &self.run_id,
-                &self.owner,
-                self.number,
-                AwaitCall {
-                    record,
-                    name: name.to_string(),
-                    timeout_ms,
-                    switch: self.take_switch(),
-                },
-            )
-            .await;
-        self.parking
-            .store(matches!(answer, Ok(AwaitOutcome::Parked)), Ordering::SeqCst);
-        let outcome = match answer? {
-            AwaitOutcome::Event(payload) => Outcome::Ok(payload),
-            AwaitOutcome::TimedOut => Outcome::TimedOut(timeout_ms.unwrap_or(0)),
-            AwaitOutcome::Parked => return Ok(None),
-            AwaitOutcome::Cancelled => {
-                self.note_cancel(true);
-                return Err(RunError::Cancelled {
-                    run: self.run_id.clone(),
-                });
-            }
-        };
-        self.count_bytes(&call.key, outcome.size())?;
-        self.observer.waited(&self.run_id, &call.key, &outcome);
-        Ok(Some(outcome))
     }
 
     /// Commits an outcome the host produced itself (`now-ms`, `random-u64`).
@@ -655,19 +574,7 @@ impl Drive {
                 + last_attempt.as_ref().map_or(0, |a| a.outcome.size())
                 + output_size(&output),
         )?;
-        let record = StepRecord {
-            key: call.key.clone(),
-            parent: call.parent.clone(),
-            position: call.position,
-            name: call.name.clone(),
-            input_digest: call.input_digest.clone(),
-            outcome,
-            attempts,
-            started_at_ms,
-            finished_at_ms: now_ms(),
-            drive: self.number,
-            batch: call.batch,
-        };
+        let record = self.record_for(call, outcome, attempts, started_at_ms);
         let commit = StepCommit {
             record: record.clone(),
             last_attempt,
