@@ -54,7 +54,7 @@ js_guest() { # APP_JS OUTPUT
     "$root/node_modules/.bin/rolldown" "$1" --format esm \
         --external 'durable:workflow/durable@0.1.0' -o "$work/bundle.js" >/dev/null
     (cd "$root" && node_modules/.bin/componentize-js "$work/bundle.js" --wit wit --world-name workflow \
-        -d http fetch-event -o "$2" >/dev/null)
+        -d fetch-event -o "$2" >/dev/null)
 }
 js_guest guest-examples/onboarding-js/app.js "$out/onboarding-js.wasm"
 mkdir -p "$work/js-changed"

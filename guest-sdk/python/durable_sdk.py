@@ -51,7 +51,10 @@ import json
 import wit_world
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import durable, types
+from wit_world.imports import durable
+# The world also imports wasi:http/types, so componentize-py names this
+# package's `types` interface in full.
+from wit_world.imports import durable_workflow_types as types
 
 _steps = {}
 _workflow = None

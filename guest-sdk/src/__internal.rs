@@ -11,6 +11,9 @@ wit_bindgen::generate!({
     pub_export_macro: true,
     export_macro_name: "__export_workflow",
     default_bindings_module: "durable_sdk::__internal",
+    // The world imports wasi:http for steps; `crate::http` uses these
+    // bindings. Only what a guest calls ends up imported by its component.
+    generate_all,
 });
 
 /// The error half of `run-step`.

@@ -14,7 +14,8 @@ use wasmtime::component::{Component, HasSelf, Linker};
 
 use crate::history::sha256_hex;
 use crate::runner::HostState;
-use crate::runner::bindings::{Workflow, WorkflowPre};
+use crate::runner::bindings::WorkflowPre;
+use crate::runner::bindings::durable::workflow as durable_bindings;
 
 /// Why a component could not be loaded. Nothing is written to the store
 /// before a component loads.
@@ -186,7 +187,11 @@ impl Engine {
         start_epoch_ticker(&engine)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        Workflow::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        // Every component may import wasi:http; who may use it is decided
+        // per request (`crate::http`): only steps, only allowed hosts.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        durable_bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        durable_bindings::durable::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         env!("CARGO_PKG_VERSION").hash(&mut h);

@@ -14,6 +14,7 @@
 
 pub mod engine;
 pub mod history;
+pub mod http;
 pub mod owner;
 pub mod runner;
 pub mod sandbox;

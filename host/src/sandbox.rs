@@ -12,9 +12,10 @@
 //!   are recorded. It never gets grants.
 //! - A **step** instance does real work: it gets the host's clocks and
 //!   random, plus exactly what [`Grants`] lists: environment variables,
-//!   preopened directories (read-write or read-only), and TCP connections
-//!   to listed addresses. Nothing else: no other files, no name lookup, no
-//!   UDP, no listening sockets.
+//!   preopened directories (read-write or read-only), TCP connections
+//!   to listed addresses, and HTTP requests to allowed hosts
+//!   ([`crate::http`]). Nothing else: no other files, no name lookup of
+//!   its own, no UDP, no listening sockets.
 //!
 //! Both kinds of instance have their stdout and stderr captured line by line
 //! ([`Output`]) and handed to the host's observer with the run and step they
@@ -30,6 +31,7 @@ use std::time::Duration;
 use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
+use crate::http::HttpAccess;
 use crate::runner::Observer;
 use crate::store::OutputLine;
 
@@ -53,6 +55,8 @@ pub struct Grants {
     pub dirs: Vec<DirGrant>,
     /// Addresses steps may open TCP connections to.
     pub tcp_connect: Vec<SocketAddr>,
+    /// Hosts steps may send HTTP requests to, and the limits of those.
+    pub http: Arc<HttpAccess>,
 }
 
 /// Builds the context of a workflow instance for a run that started at
@@ -169,6 +173,16 @@ impl Output {
     pub fn log(&self, level: &str, message: &str) {
         if let Ok(mut inner) = self.inner.lock() {
             inner.keep(&format!("log:{level}"), message);
+        }
+    }
+
+    /// Shows and records the line of an HTTP request the instance sent.
+    pub fn http(&self, line: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner
+                .observer
+                .output(&inner.run_id, &inner.key, &format!("[http] {line}"));
+            inner.keep("http", line);
         }
     }
 

@@ -52,7 +52,9 @@ impl ExitCode {
             | RunError::InputTooLarge { .. } => ExitCode::Usage,
             RunError::Store(s) => ExitCode::of_store(s),
             RunError::AlreadyDriving { .. } => ExitCode::Busy,
-            RunError::HistoryLimit { .. } | RunError::WorkflowBusy { .. } => ExitCode::RunFailed,
+            RunError::HistoryLimit { .. }
+            | RunError::WorkflowBusy { .. }
+            | RunError::HttpInWorkflow { .. } => ExitCode::RunFailed,
             RunError::Cancelled { .. } => ExitCode::Cancelled,
             RunError::Interrupted { .. } => ExitCode::Interrupted,
             RunError::Parked { .. } => ExitCode::Success,

@@ -4,6 +4,10 @@
 use std::net::ToSocketAddrs;
 use std::path::{Path, PathBuf};
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable::http::{HttpAccess, HttpLimits, HttpPattern};
 use durable::sandbox::{DirGrant, Grants};
 
 use super::DriveArgs;
@@ -57,7 +61,33 @@ pub fn parse(args: &DriveArgs, protected: &Protected<'_>) -> Result<Grants, Stri
         }
         grants.tcp_connect.extend(addrs);
     }
+    grants.http = Arc::new(http(args)?);
     Ok(grants)
+}
+
+/// The HTTP access `--allow-http`, `--allow-http-ca` and the HTTP limits
+/// ask for.
+fn http(args: &DriveArgs) -> Result<HttpAccess, String> {
+    let allow = args
+        .allow_http
+        .iter()
+        .map(|p| HttpPattern::parse(p).map_err(|e| format!("--allow-http {e}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut cas = Vec::new();
+    for file in &args.allow_http_ca {
+        let pem =
+            std::fs::read(file).map_err(|e| format!("--allow-http-ca {}: {e}", file.display()))?;
+        cas.push((format!("--allow-http-ca {}", file.display()), pem));
+    }
+    if args.max_http_body_mb == 0 {
+        return Err("--max-http-body-mb must be at least 1".into());
+    }
+    let limits = HttpLimits {
+        max_body_bytes: args.max_http_body_mb.saturating_mul(1 << 20),
+        connect_timeout: Duration::from_millis(args.http_connect_timeout_ms.max(1)),
+        first_byte_timeout: args.http_first_byte_timeout_ms.map(Duration::from_millis),
+    };
+    HttpAccess::new(allow, &cas, limits)
 }
 
 fn dir(spec: &str, read_only: bool) -> Result<DirGrant, String> {

@@ -234,6 +234,19 @@ pub struct DriveArgs {
     #[arg(long, value_name = "HOST:PORT", help_heading = "Step capabilities")]
     pub allow_tcp: Vec<String>,
 
+    /// Let steps send HTTP requests to hosts that match PATTERN:
+    /// `api.example.com`, `*.example.com` (its subdomains), an IP address,
+    /// optionally with a scheme and a port (`http://127.0.0.1:8080`); no
+    /// scheme allows http and https, no port any port. Repeatable. The
+    /// workflow instance never may.
+    #[arg(long, value_name = "PATTERN", help_heading = "Step capabilities")]
+    pub allow_http: Vec<String>,
+
+    /// Trust the CA certificates in this PEM file for HTTPS, besides the
+    /// well-known roots built into durable. Repeatable.
+    #[arg(long, value_name = "FILE", help_heading = "Step capabilities")]
+    pub allow_http_ca: Vec<PathBuf>,
+
     /// Most memory one workflow or step instance may use, in MiB.
     #[arg(
         long,
@@ -292,6 +305,31 @@ pub struct DriveArgs {
     /// Largest run input, in bytes.
     #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, help_heading = "Limits")]
     pub max_input_bytes: usize,
+
+    /// Largest body of one HTTP request a step sends, and of one response
+    /// it receives, in MiB.
+    #[arg(
+        long,
+        value_name = "NUM",
+        default_value_t = 16,
+        help_heading = "Limits"
+    )]
+    pub max_http_body_mb: u64,
+
+    /// Longest a step's HTTP request may take to connect (name lookup, TCP,
+    /// TLS), in ms; never longer than what is left of the step's timeout.
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 10_000,
+        help_heading = "Limits"
+    )]
+    pub http_connect_timeout_ms: u64,
+
+    /// Longest a step's HTTP request may wait for its response to start,
+    /// in ms (default: only the step's timeout bounds it).
+    #[arg(long, value_name = "MS", help_heading = "Limits")]
+    pub http_first_byte_timeout_ms: Option<u64>,
 
     /// How long a commit waits out another process's write lock on the
     /// database before it fails (exit code 6), in ms.

@@ -182,8 +182,12 @@ fn draw_step(s: &ShownStep, indent: &str, branch: &str, below: &str, out: &mut S
     }
 }
 
-/// `[info] ` for log lines, nothing for printed output.
+/// `[info] ` for log lines, `[http] ` for HTTP requests, nothing for
+/// printed output.
 pub fn kind_prefix(kind: &str) -> String {
+    if kind == "http" {
+        return "[http] ".to_string();
+    }
     kind.strip_prefix("log:")
         .map(|l| format!("[{l}] "))
         .unwrap_or_default()

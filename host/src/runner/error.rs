@@ -68,6 +68,15 @@ pub enum RunError {
         /// The budget.
         limit_ms: u64,
     },
+    /// The workflow instance sent an HTTP request; the run fails with
+    /// this message.
+    #[error("run {run:?}: {message}")]
+    HttpInWorkflow {
+        /// The run id.
+        run: String,
+        /// What was sent, and where to send it from.
+        message: String,
+    },
     /// This process already drives the run (a second claim of the same run
     /// by one process is refused).
     #[error("run {run:?} is already being driven by this process")]

@@ -527,9 +527,11 @@ impl Runtime {
         lease.abort();
         let outcome = match drive.take_fatal() {
             // A limit ends the run for good: it would be hit again.
-            Some(e @ (RunError::HistoryLimit { .. } | RunError::WorkflowBusy { .. })) => {
-                Ok((Err(cap_message(e.to_string())), None))
-            }
+            Some(
+                e @ (RunError::HistoryLimit { .. }
+                | RunError::WorkflowBusy { .. }
+                | RunError::HttpInWorkflow { .. }),
+            ) => Ok((Err(cap_message(e.to_string())), None)),
             Some(RunError::Parked { .. }) => {
                 // Parked in the transaction that recorded the wait; what
                 // the workflow printed on this drive is dropped with the
@@ -651,6 +653,15 @@ async fn call_workflow(drive: &Arc<Drive>, run: &RunRecord, output: &Output) -> 
     store.data_mut().reset_busy();
     let result = instance.call_run(&mut store, &run.input).await;
     let calls = store.data().calls_made();
+    store.data_mut().flush_http();
+    // A request the workflow sent fails the run, also when the workflow
+    // went on (or ended) before the epoch callback saw it.
+    if let Some(message) = store.data().workflow_http_refusal() {
+        let _ = drive.stop(RunError::HttpInWorkflow {
+            run: run.id.clone(),
+            message,
+        });
+    }
     drop(store);
     output.finish();
     match result {

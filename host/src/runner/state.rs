@@ -10,6 +10,7 @@ use tracing::Instrument;
 use wasmtime::UpdateDeadline;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::RunError;
 use super::bindings::durable::workflow::{durable, types};
@@ -19,6 +20,7 @@ use super::limits::{MemoryLimit, StepPolicy};
 use super::observer::Level;
 use super::slots::{AttemptClock, MAX_NESTING};
 use crate::history::{self, Context, Planned};
+use crate::http::{Caller, HttpHooks};
 use crate::sandbox;
 use crate::store::Outcome;
 
@@ -43,6 +45,9 @@ pub struct HostState {
     /// Set when a step body made a call only the workflow may make: the
     /// attempt then fails for good with this message.
     refusal: Option<String>,
+    http_ctx: WasiHttpCtx,
+    /// Decides and sends the instance's HTTP requests.
+    http: HttpHooks,
 }
 
 impl HostState {
@@ -54,6 +59,12 @@ impl HostState {
     ) -> HostState {
         HostState {
             wasi: sandbox::workflow_ctx(start_ms, seed, output),
+            http_ctx: WasiHttpCtx::new(),
+            http: HttpHooks::new(
+                drive.grants.http.clone(),
+                Caller::Workflow,
+                http_sink(output),
+            ),
             output: output.clone(),
             table: ResourceTable::new(),
             memory: MemoryLimit::new(drive.limits.memory_bytes),
@@ -67,9 +78,26 @@ impl HostState {
     }
 
     /// Why the step's attempt must fail for good, if a call of its body was
-    /// refused.
-    pub(crate) fn refusal(&self) -> Option<&str> {
-        self.refusal.as_deref()
+    /// refused (a call only the workflow may make, an HTTP request the
+    /// host does not allow).
+    pub(crate) fn refusal(&self) -> Option<String> {
+        self.refusal.clone().or_else(|| self.http.refusal())
+    }
+
+    /// Why the workflow instance must stop: it sent an HTTP request.
+    pub(crate) fn workflow_http_refusal(&self) -> Option<String> {
+        self.http.refusal()
+    }
+
+    /// HTTP limits the instance's requests ran into, each naming its flag.
+    pub(crate) fn http_notes(&self) -> Vec<String> {
+        self.http.notes()
+    }
+
+    /// Ends the lines of HTTP responses the instance did not read to the
+    /// end; call before the instance's output is taken.
+    pub(crate) fn flush_http(&mut self) {
+        self.http.flush();
     }
 
     /// Starts the workflow's CPU budget afresh.
@@ -91,6 +119,12 @@ impl HostState {
         }
         if self.clock.is_none() {
             self.drive.check_cancel()?;
+            if let Some(message) = self.http.refusal() {
+                return Err(self.drive.stop(RunError::HttpInWorkflow {
+                    run: self.drive.run_id.clone(),
+                    message,
+                }));
+            }
             let busy = self.busy_since.elapsed();
             if busy > self.drive.limits.workflow_timeout {
                 return Err(self.drive.stop(RunError::WorkflowBusy {
@@ -113,9 +147,20 @@ impl HostState {
         permit: OwnedSemaphorePermit,
         output: &sandbox::Output,
         clock: Arc<AttemptClock>,
+        timeout: std::time::Duration,
     ) -> anyhow::Result<HostState> {
+        let remaining = {
+            let clock = clock.clone();
+            Arc::new(move || clock.remaining(timeout))
+        };
+        let caller = Caller::Step {
+            key: key.to_string(),
+            remaining,
+        };
         Ok(HostState {
             wasi: sandbox::step_ctx(&drive.grants, output)?,
+            http_ctx: WasiHttpCtx::new(),
+            http: HttpHooks::new(drive.grants.http.clone(), caller, http_sink(output)),
             output: output.clone(),
             table: ResourceTable::new(),
             memory: MemoryLimit::new(drive.limits.memory_bytes),
@@ -302,6 +347,22 @@ impl WasiView for HostState {
             table: &mut self.table,
         }
     }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http,
+        }
+    }
+}
+
+/// Lines about HTTP requests go to the instance's output.
+fn http_sink(output: &sandbox::Output) -> crate::http::LineSink {
+    let output = output.clone();
+    Arc::new(move |line: &str| output.http(line))
 }
 
 impl types::Host for HostState {}

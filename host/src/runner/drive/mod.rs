@@ -411,8 +411,15 @@ impl Drive {
         self.observer.step_started(&self.run_id, &call.key);
         tracing::debug!("attempt started");
         let clock = AttemptClock::start();
-        let state = HostState::for_step(self.clone(), &call.key, permit, &output, clock.clone())
-            .map_err(|e| RunError::Internal(format!("{e:#}")))?;
+        let state = HostState::for_step(
+            self.clone(),
+            &call.key,
+            permit,
+            &output,
+            clock.clone(),
+            timeout,
+        )
+        .map_err(|e| RunError::Internal(format!("{e:#}")))?;
         let mut store = wasmtime::Store::new(self.pre.engine(), state);
         store.limiter(|s| s.limiter());
         // At every epoch tick: yield to tokio (a busy guest neither blocks
@@ -462,7 +469,9 @@ impl Drive {
             }
         };
         let calls = store.data().calls_made();
-        let refusal = store.data().refusal().map(str::to_string);
+        store.data_mut().flush_http();
+        let refusal = store.data().refusal();
+        let http_notes = store.data().http_notes();
         drop(store);
         drop(slot);
         output.finish();
@@ -470,10 +479,13 @@ impl Drive {
             return Err(RunError::Stopped);
         }
         let timeout_ms = timeout.as_millis() as u64;
+        let succeeded = matches!(result, Some(Ok(Ok(_))));
         let attempt = match result {
-            // The body made a call only the workflow may make: no retry helps.
-            Some(Err(_)) if refusal.is_some() => Attempt {
-                outcome: Outcome::Failed(refusal.unwrap_or_default()),
+            // The body made a call only the workflow may make, or sent an
+            // HTTP request the host does not allow, and did not get over
+            // it: no retry helps.
+            _ if !succeeded && refusal.is_some() => Attempt {
+                outcome: Outcome::Failed(cap_message(refusal.unwrap_or_default())),
                 retryable: false,
             },
             None => Attempt {
@@ -498,7 +510,7 @@ impl Drive {
                 }
             }
         };
-        Ok((attempt, output.take_lines(), calls))
+        Ok((with_notes(attempt, &http_notes), output.take_lines(), calls))
     }
 
     /// A step's value must be JSON and within the result size limit; if it
@@ -653,6 +665,29 @@ pub(crate) fn cap_message(mut message: String) -> String {
     message.truncate(end);
     message.push_str(&format!("... [{cut} more bytes cut by the host]"));
     message
+}
+
+/// A failed attempt's message with the HTTP limits its requests ran into,
+/// which the guest's HTTP client may have reported as a bare error code.
+fn with_notes(attempt: Attempt, notes: &[String]) -> Attempt {
+    let note = |message: String| {
+        let missing: Vec<&str> = notes
+            .iter()
+            .filter(|n| !message.contains(n.as_str()))
+            .map(String::as_str)
+            .collect();
+        if missing.is_empty() {
+            message
+        } else {
+            cap_message(format!("{message} [host: {}]", missing.join("; ")))
+        }
+    };
+    let outcome = match attempt.outcome {
+        Outcome::Failed(m) => Outcome::Failed(note(m)),
+        Outcome::Trapped(m) => Outcome::Trapped(note(m)),
+        other => other,
+    };
+    Attempt { outcome, ..attempt }
 }
 
 /// True when wasmtime refused an instance because the pool is full: a
