@@ -48,6 +48,7 @@ use serde::de::DeserializeOwned;
 
 #[doc(hidden)]
 pub mod __internal;
+pub mod http;
 
 use __internal::durable::workflow::{durable as host, types};
 

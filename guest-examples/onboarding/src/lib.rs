@@ -4,6 +4,14 @@
 //! Each step body prints what it does (with wall-clock times); the host shows
 //! each line with the step it came from, so you can see which bodies ran on
 //! a given drive and that the two parallel steps overlap.
+//!
+//! With `"hr_url": "http://127.0.0.1:PORT"` in the input, each step also
+//! tells an HR service (run with `--allow-http http://127.0.0.1:PORT`):
+//! `create_record` POSTs to `{hr_url}/employees`, `provision_laptop` to
+//! `{hr_url}/laptops`, `grant_access` to `{hr_url}/access`, each with the
+//! step's input as its JSON body and the step's `Idempotency-Key`. Any 2xx
+//! means done; a 4xx fails the step for good; a 5xx or a connection failure
+//! is retried. Without `hr_url` nothing leaves the sandbox.
 
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,6 +25,8 @@ struct NewHire {
     email: String,
     #[serde(default = "default_team")]
     team: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hr_url: Option<String>,
 }
 
 fn default_team() -> String {
@@ -29,6 +39,8 @@ struct Record {
     name: String,
     email: String,
     team: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hr_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,6 +85,20 @@ fn employee_id(email: &str) -> String {
     format!("EMP-{:06}", h % 1_000_000)
 }
 
+/// Tells the HR service at `hr_url`, if the input named one: POSTs `body`
+/// to `{hr_url}{path}` with the step's idempotency key (the SDK's default),
+/// so that a step that runs again after a crash is not done twice.
+fn tell_hr<T: Serialize>(hr_url: Option<&str>, path: &str, body: &T) -> Result<(), Failure> {
+    if let Some(base) = hr_url {
+        let url = format!("{}{path}", base.trim_end_matches('/'));
+        durable_sdk::http::post(&url)
+            .json(body)
+            .send()?
+            .error_for_status()?;
+    }
+    Ok(())
+}
+
 fn create_record(hire: NewHire) -> Result<Record, Failure> {
     if !hire.email.contains('@') {
         // No retry can fix this input.
@@ -81,11 +107,13 @@ fn create_record(hire: NewHire) -> Result<Record, Failure> {
             hire.email
         )));
     }
+    tell_hr(hire.hr_url.as_deref(), "/employees", &hire)?;
     let record = Record {
         employee_id: employee_id(&hire.email),
         name: hire.name,
         email: hire.email,
         team: hire.team,
+        hr_url: hire.hr_url,
     };
     say(format!(
         "created {} for {} at {}",
@@ -96,8 +124,9 @@ fn create_record(hire: NewHire) -> Result<Record, Failure> {
     Ok(record)
 }
 
-fn provision_laptop(record: Record) -> Result<Laptop, String> {
+fn provision_laptop(record: Record) -> Result<Laptop, Failure> {
     let start = now_ms();
+    tell_hr(record.hr_url.as_deref(), "/laptops", &record)?;
     std::thread::sleep(Duration::from_millis(300)); // ordering from the vendor
     let laptop = Laptop {
         asset_tag: format!("LT-{}", &record.employee_id[4..]),
@@ -118,8 +147,9 @@ fn provision_laptop(record: Record) -> Result<Laptop, String> {
 }
 
 #[cfg_attr(feature = "changed", allow(dead_code))]
-fn grant_access(record: Record) -> Result<Access, String> {
+fn grant_access(record: Record) -> Result<Access, Failure> {
     let start = now_ms();
+    tell_hr(record.hr_url.as_deref(), "/access", &record)?;
     std::thread::sleep(Duration::from_millis(300)); // waiting on the directory service
     let access = Access {
         groups: vec![
@@ -139,7 +169,7 @@ fn grant_access(record: Record) -> Result<Access, String> {
 
 /// The same body under another name: the "changed" build calls this one.
 #[cfg(feature = "changed")]
-fn grant_access_v2(record: Record) -> Result<Access, String> {
+fn grant_access_v2(record: Record) -> Result<Access, Failure> {
     grant_access(record)
 }
 

@@ -671,9 +671,10 @@ pub(crate) fn cap_message(mut message: String) -> String {
 /// which the guest's HTTP client may have reported as a bare error code.
 fn with_notes(attempt: Attempt, notes: &[String]) -> Attempt {
     let note = |message: String| {
+        // A note is left out when the guest's message names its flag.
         let missing: Vec<&str> = notes
             .iter()
-            .filter(|n| !message.contains(n.as_str()))
+            .filter(|n| !message.contains(flag_of(n).unwrap_or(n.as_str())))
             .map(String::as_str)
             .collect();
         if missing.is_empty() {
@@ -688,6 +689,16 @@ fn with_notes(attempt: Attempt, notes: &[String]) -> Attempt {
         other => other,
     };
     Attempt { outcome, ..attempt }
+}
+
+/// The first `--flag` a note names.
+fn flag_of(note: &str) -> Option<&str> {
+    let start = note.find("--")?;
+    let rest = &note[start..];
+    let end = rest[2..]
+        .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .map_or(rest.len(), |i| i + 2);
+    Some(&rest[..end])
 }
 
 /// True when wasmtime refused an instance because the pool is full: a

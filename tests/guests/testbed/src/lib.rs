@@ -27,6 +27,28 @@ struct Input {
     /// iterations (0: none).
     #[serde(default)]
     sleep_every: u32,
+    /// In `fetch` modes: `{"url": ..., "body": ...}`, as the Python and
+    /// JavaScript testbeds take it.
+    #[serde(default)]
+    value: Value,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Fetch {
+    url: String,
+    #[serde(default)]
+    body: Value,
+}
+
+/// POSTs the body as JSON with the SDK's client (the step's idempotency
+/// key, redirects followed): 4xx fails for good, 5xx is retried.
+fn fetch(f: Fetch) -> Result<Value, Failure> {
+    mark();
+    let response = durable_sdk::http::post(&f.url)
+        .json(&f.body)
+        .send()?
+        .error_for_status()?;
+    Ok(json!({ "status": response.status(), "body": response.text() }))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -285,6 +307,18 @@ fn describe(r: Result<Value, StepError>) -> Value {
 
 fn run(input: Input) -> Result<Value, Error> {
     match input.mode.as_str() {
+        "fetch" => {
+            let f: Fetch = serde_json::from_value(input.value)?;
+            Ok(step!(fetch).call(&f)?)
+        }
+        // Workflow code may not send requests: the host fails the run.
+        "fetch_in_workflow" => {
+            let f: Fetch = serde_json::from_value(input.value)?;
+            let response = durable_sdk::http::get(&f.url)
+                .send()
+                .map_err(|e| Error(e.to_string()))?;
+            Ok(json!({ "status": response.status() }))
+        }
         // n steps, every fifth one a parallel batch of three, every seventh
         // one a step with nested steps; with `sleep_every`, durable sleeps
         // between them.
@@ -476,6 +510,6 @@ durable_sdk::workflow!(
     run: run,
     steps: [
         work, echo, fail, explode, step_a, step_b, step_c, fan, flaky, refuse, spin, bomb, big,
-        probe, retried_parent, parent_of_refusal, dive, unsteady, fan1, shout, napper
+        probe, retried_parent, parent_of_refusal, dive, unsteady, fan1, shout, napper, fetch
     ]
 );
