@@ -39,6 +39,20 @@ permanently):
 ``await_event`` returns the decoded JSON payload of the next event of that
 name (``durable event RUN NAME --data JSON``), consumed first in, first out.
 
+HTTP from steps, steps only (``durable_http.py``; the host must allow the
+service with ``--allow-http``):
+
+    from durable_sdk import http      # or: from durable_sdk.http import post
+
+    @step
+    def create_account(user):
+        r = http.post("https://crm.example.com/accounts", json=user).raise_for_status()
+        return r.json()
+
+Every request carries ``Idempotency-Key: <idempotency_key()>``;
+``raise_for_status()`` makes a 4xx (but 408 and 429) a ``Permanent`` failure
+and any other non-2xx status a retryable ``http.HttpError``.
+
 Steps and the workflow are plain functions: a component has no event loop,
 so an ``async def`` step (or one that returns any awaitable) fails at once,
 permanently, saying so; such a workflow fails the run. A step's result that
@@ -47,6 +61,7 @@ input that does not decode: another attempt would not change it.
 """
 
 import json
+import sys
 
 import wit_world
 from componentize_py_types import Err
@@ -323,3 +338,10 @@ class Steps(exports.Steps):
             return _encode(result)
         except Exception as e:  # TypeError (a set, an object), ValueError (a cycle, NaN)
             raise Err(types.Failure(f"cannot encode the result: {e}", False))
+
+
+# `from durable_sdk import http` (and `from durable_sdk.http import post`):
+# last, since durable_http uses what is defined above.
+import durable_http as http  # noqa: E402
+
+sys.modules[__name__ + ".http"] = http

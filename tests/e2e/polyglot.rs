@@ -13,7 +13,7 @@ use serde_json::Value;
 use crate::util::{Env, Run, finish, root};
 
 /// (language, component name in the build script's output).
-const LANGUAGES: [(&str, &str); 3] = [
+pub(crate) const LANGUAGES: [(&str, &str); 3] = [
     ("rust", "onboarding"),
     ("python", "onboarding-py"),
     ("javascript", "onboarding-js"),
@@ -26,12 +26,12 @@ const APPROVAL: [(&str, &str); 3] = [
     ("javascript", "approval-js"),
 ];
 
-const HIRE: &str = r#"{"name":"Ada Lovelace","email":"ada@example.com"}"#;
+pub(crate) const HIRE: &str = r#"{"name":"Ada Lovelace","email":"ada@example.com"}"#;
 const BAD_HIRE: &str = r#"{"name":"Bob","email":"not-an-address"}"#;
 
 /// Builds every language's guests once (scripts/setup-guest-tools.sh, then
 /// scripts/build-guests.sh) and returns the path of `name`.wasm.
-fn component(name: &str) -> String {
+pub(crate) fn component(name: &str) -> String {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let scratch = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));

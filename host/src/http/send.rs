@@ -253,7 +253,7 @@ async fn exchange(
         return Err(Error::HttpRequestBodySize(Some(limit)));
     }
     let connect = async {
-        let stream = connect(&target, &tls).await?;
+        let stream = connect(&target, &tls, &log).await?;
         hyper::client::conn::http1::handshake::<_, Metered<WasiBody>>(TokioIo::new(stream))
             .await
             .map_err(Error::from)
@@ -340,7 +340,11 @@ async fn exchange(
 
 /// Looks the name up (only now that it is allowed), connects to the first
 /// address that answers, and wraps the stream in TLS for https.
-async fn connect(target: &Target, tls: &Arc<rustls::ClientConfig>) -> Result<Box<dyn Io>, Error> {
+async fn connect(
+    target: &Target,
+    tls: &Arc<rustls::ClientConfig>,
+    log: &RequestLog,
+) -> Result<Box<dyn Io>, Error> {
     let addrs = tokio::net::lookup_host((target.lookup_host(), target.port))
         .await
         .map_err(|e| Error::DnsError {
@@ -372,7 +376,14 @@ async fn connect(target: &Target, tls: &Arc<rustls::ClientConfig>) -> Result<Box
             let stream = tokio_rustls::TlsConnector::from(tls.clone())
                 .connect(name, tcp)
                 .await
-                .map_err(Error::Tls)?;
+                .map_err(|e| {
+                    log.note(format!(
+                        "TLS with {} failed: {e} (a server with a certificate of a private CA \
+                         needs that CA: --allow-http-ca FILE)",
+                        target.origin()
+                    ));
+                    Error::Tls(e)
+                })?;
             Ok(Box::new(stream))
         }
     }

@@ -9,7 +9,7 @@ import json
 import sys
 
 from componentize_py_types import Err
-from durable_sdk import StepError, Steps, WitWorld, idempotency_key, step, workflow  # noqa: F401
+from durable_sdk import StepError, Steps, WitWorld, http, idempotency_key, step, workflow  # noqa: F401
 from wit_world.imports import durable
 
 
@@ -69,6 +69,21 @@ async def async_workflow(v):
     return echo(v)
 
 
+@step
+def fetch(v):
+    # POSTs v["body"] as JSON to v["url"]: the default Idempotency-Key,
+    # redirects followed, a 4xx permanent and any other non-2xx retried.
+    mark()
+    r = http.post(v["url"], json=v["body"]).raise_for_status()
+    return {"status": r.status, "body": r.text()}
+
+
+def fetch_in_workflow(v):
+    # Workflow code may not send requests: the host refuses and fails the run.
+    r = http.get(v["url"])
+    return {"status": r.status}
+
+
 MODES = {
     "echo": echo,
     "async_step": async_step,
@@ -77,6 +92,8 @@ MODES = {
     "cyclic": cyclic,
     "undecodable": undecodable,
     "async_workflow": async_workflow,
+    "fetch": fetch,
+    "fetch_in_workflow": fetch_in_workflow,
 }
 
 

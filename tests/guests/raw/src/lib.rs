@@ -1,7 +1,8 @@
 //! A guest that skips the SDK and breaks the contract: its step returns
 //! text that is not JSON, and with input `"bad-output"` so does `run`.
 
-wit_bindgen::generate!({ world: "workflow", path: "../../../wit" });
+// The world also imports wasi:http (for steps): generate its bindings too.
+wit_bindgen::generate!({ world: "workflow", path: "../../../wit", generate_all });
 
 use durable::workflow::durable::step;
 use durable::workflow::types::{Failure, StepError};
