@@ -213,9 +213,11 @@ fn a_retry_and_a_resume_after_sigkill_send_the_same_idempotency_key_in_every_lan
         counts.insert("/flaky", seen.len());
         let show = env.run(&["show", "flaky", "--logs"]);
         let logs = show.stdout();
-        let line = |status: u16| format!("[http] POST {flaky_url} → {status}");
+        let line = |attempt: u32, status: u16| {
+            format!("[http] attempt {attempt}: POST {flaky_url} → {status}")
+        };
         assert!(
-            logs.contains(&line(503)) && logs.contains(&line(200)),
+            logs.contains(&line(1, 503)) && logs.contains(&line(2, 200)),
             "{lang}: {logs}"
         );
 

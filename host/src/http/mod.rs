@@ -175,6 +175,8 @@ pub enum Caller {
     Step {
         /// The step's key, for messages.
         key: String,
+        /// Which attempt of the step this is (1-based), for the lines.
+        attempt: u32,
         /// Its attempt's remaining time.
         remaining: Remaining,
     },
@@ -265,7 +267,12 @@ impl WasiHttpHooks for HttpHooks {
         _response_done: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
         let target = Target::of(request.uri());
+        let prefix = match &self.caller {
+            Caller::Step { attempt, .. } => format!("attempt {attempt}: "),
+            Caller::Workflow => String::new(),
+        };
         let log = Arc::new(RequestLog::new(
+            &prefix,
             request.method().as_str(),
             &target.display,
             self.sink.clone(),

@@ -97,6 +97,8 @@ pub(super) struct Connection {
 /// One request's line in the step's output, written once: when the
 /// response body ends, fails, or is dropped, or when the request fails.
 pub(crate) struct RequestLog {
+    /// `attempt N: ` in a step.
+    prefix: String,
     method: String,
     url: String,
     sink: LineSink,
@@ -115,12 +117,14 @@ struct LogState {
 
 impl RequestLog {
     pub(super) fn new(
+        prefix: &str,
         method: &str,
         url: &str,
         sink: LineSink,
         findings: Arc<Mutex<Findings>>,
     ) -> RequestLog {
         RequestLog {
+            prefix: prefix.to_string(),
             method: method.to_string(),
             url: url.to_string(),
             sink,
@@ -163,7 +167,10 @@ impl RequestLog {
             }
             s.done = true;
         }
-        (self.sink)(&format!("{} {} → refused: {why}", self.method, self.url));
+        (self.sink)(&format!(
+            "{}{} {} → refused: {why}",
+            self.prefix, self.method, self.url
+        ));
     }
 
     /// Writes the line, once. `problem` says how the request went wrong.
@@ -177,7 +184,7 @@ impl RequestLog {
             }
             s.done = true;
             let ms = self.started.elapsed().as_millis();
-            let mut line = format!("{} {} → ", self.method, self.url);
+            let mut line = format!("{}{} {} → ", self.prefix, self.method, self.url);
             match s.status {
                 Some(status) => line.push_str(&format!(
                     "{status}, sent {} B, received {} B in {ms} ms",

@@ -147,7 +147,7 @@ impl HostState {
         permit: OwnedSemaphorePermit,
         output: &sandbox::Output,
         clock: Arc<AttemptClock>,
-        timeout: std::time::Duration,
+        (timeout, attempt): (std::time::Duration, u32),
     ) -> anyhow::Result<HostState> {
         let remaining = {
             let clock = clock.clone();
@@ -155,6 +155,7 @@ impl HostState {
         };
         let caller = Caller::Step {
             key: key.to_string(),
+            attempt,
             remaining,
         };
         Ok(HostState {

@@ -313,7 +313,7 @@ impl Drive {
             let started_at = now_ms();
             let started = Instant::now();
             let (Attempt { outcome, retryable }, output, calls) =
-                self.attempt(&call, &input, policy.timeout).await?;
+                self.attempt(&call, &input, policy.timeout, attempt).await?;
             let elapsed = started.elapsed();
             let failed = (!matches!(outcome, Outcome::Ok(_))).then(|| AttemptRecord {
                 key: call.key.clone(),
@@ -394,6 +394,7 @@ impl Drive {
         call: &Planned,
         input: &str,
         timeout: Duration,
+        number: u32,
     ) -> Result<(Attempt, Vec<OutputLine>, u32), RunError> {
         let slot = self.slots.acquire(call.depth()).await;
         let permit = self
@@ -417,7 +418,7 @@ impl Drive {
             permit,
             &output,
             clock.clone(),
-            timeout,
+            (timeout, number),
         )
         .map_err(|e| RunError::Internal(format!("{e:#}")))?;
         let mut store = wasmtime::Store::new(self.pre.engine(), state);
