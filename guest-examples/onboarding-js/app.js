@@ -1,6 +1,13 @@
 // Onboarding a new hire, in JavaScript: the same workflow as guest-examples/onboarding.
+//
+// Offline by default. With `"hr_url": "http://127.0.0.1:PORT"` in the input
+// (and `--allow-http http://127.0.0.1:PORT` given to the host), each step also
+// POSTs its input as JSON to the HR service: create_record to
+// `{hr_url}/employees`, provision_laptop to `{hr_url}/laptops`, grant_access
+// to `{hr_url}/access`, with the step's Idempotency-Key. Any 2xx means done; a
+// 4xx fails the step for good; a 5xx or a connection failure is retried.
 
-import { Permanent, parallel, step, workflow } from "../../guest-sdk/js/durable.js";
+import { Permanent, checkStatus, fetch, parallel, step, workflow } from "../../guest-sdk/js/durable.js";
 
 export { run, steps } from "../../guest-sdk/js/durable.js";
 
@@ -24,20 +31,35 @@ function employeeId(email) {
   return `EMP-${String(h % 1000000n).padStart(6, "0")}`;
 }
 
-const createRecord = step("create_record", (hire) => {
+// POSTs the step's input to the HR service, when the input names one.
+async function tellHr(value, path) {
+  if (!value.hr_url) return;
+  const response = await fetch(`${value.hr_url.replace(/\/+$/, "")}/${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(value),
+  });
+  checkStatus(response);
+  await response.arrayBuffer(); // not needed, but read to its end
+}
+
+const createRecord = step("create_record", async (hire) => {
   if (!hire.email.includes("@")) throw new Permanent(`${JSON.stringify(hire.email)} is not an e-mail address`);
+  await tellHr(hire, "employees");
   const record = {
     employee_id: employeeId(hire.email),
     name: hire.name,
     email: hire.email,
     team: hire.team ?? "engineering",
   };
+  if (hire.hr_url) record.hr_url = hire.hr_url; // for the later steps; offline, the record stays as it was
   say(`created ${record.employee_id} for ${record.name} at ${now()}`);
   return record;
 });
 
-const provisionLaptop = step("provision_laptop", (record) => {
+const provisionLaptop = step("provision_laptop", async (record) => {
   const start = now();
+  await tellHr(record, "laptops");
   work(300);
   const laptop = {
     asset_tag: `LT-${record.employee_id.slice(4)}`,
@@ -47,8 +69,9 @@ const provisionLaptop = step("provision_laptop", (record) => {
   return laptop;
 });
 
-const grantAccess = step("grant_access", (record) => {
+const grantAccess = step("grant_access", async (record) => {
   const start = now();
+  await tellHr(record, "access");
   work(300);
   const groups = ["all-staff", record.team, `${record.team}-oncall`];
   say(`granted ${groups.length} groups to ${record.employee_id} from ${start} to ${now()}`);

@@ -32,6 +32,18 @@
 // `awaitEvent` returns the parsed JSON payload of the next event of that name
 // (`durable event RUN NAME --data JSON`), consumed first in, first out.
 //
+// HTTP from steps, steps only (the host must allow the service with
+// `--allow-http`): `fetch` is the global fetch plus an `Idempotency-Key:
+// <idempotencyKey()>` header; `checkStatus` makes a 4xx (but 408 and 429) a
+// Permanent failure and any other status that is not 2xx a retryable error:
+//
+//   const charge = step("charge", async (order) => {
+//     const r = checkStatus(await fetch("https://payments.example.com/charges", {
+//       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(order),
+//     }));
+//     return { charge: (await r.json()).id };
+//   });
+//
 // Step bodies and the workflow function may be `async` (return a Promise):
 // the runtime runs the event loop until it settles, then its value is
 // committed, and a rejection is the step's failure like a throw. Durable calls
@@ -196,6 +208,130 @@ export function awaitEvent(name, { timeoutMs } = {}) {
 }
 
 export const log = (message, level = "info") => durable.log(level, message);
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+// Request headers that describe the body: dropped with it.
+const BODY_HEADERS = ["content-type", "content-length", "content-encoding", "content-language", "content-location"];
+// The URL as shown in messages: no query (it may hold secrets), no user info.
+const shownUrl = (url) => {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return String(url).replace(/[?#].*$/, "");
+  }
+};
+
+/**
+ * The global `fetch`, plus `Idempotency-Key: <idempotencyKey()>` (the same on
+ * every attempt of the step, across retries and crashes), so that a service
+ * which honours the header does the work once though the step may run again.
+ * `init.idempotencyKey`: `false` sends no key, a string sends that one; a key
+ * already in the request's headers is kept.
+ *
+ * Redirects (301, 302, 303, 307, 308) are followed here, at most 5 in a row
+ * (the runtime's own fetch does not follow them), unless `init.redirect` is
+ * "manual" (the 3xx response is returned) or "error" (a TypeError): 303, and
+ * 301 or 302 after anything but GET or HEAD, go on as a GET without a body;
+ * 307 and 308 send the same method and body again. Each hop is a request of
+ * its own, which the host checks against its `--allow-http` patterns, so a
+ * redirect to a host that is not allowed is refused. The body is read into
+ * memory first, so that it can be sent again.
+ *
+ * Steps only, and only to hosts the host's `--allow-http` patterns allow:
+ * anything else is refused and the host fails the step for good, or, from
+ * workflow code (which runs again on every replay), the run. No response
+ * (connection refused, a timeout...) rejects with a TypeError naming the
+ * request: retryable, as any error but Permanent. A response is returned
+ * whatever its status: pass it to `checkStatus`.
+ */
+export async function fetch(input, init) {
+  const { idempotencyKey: key = true, redirect = "follow", ...options } = init ?? {};
+  const fromRequest = typeof Request !== "undefined" && input instanceof Request;
+  let url = fromRequest ? input.url : String(input);
+  let method = String(options.method ?? (fromRequest ? input.method : "GET")).toUpperCase();
+  let headers = new Headers(options.headers ?? (fromRequest ? input.headers : undefined));
+  let body = "body" in options ? options.body : fromRequest && input.body !== null ? await input.arrayBuffer() : undefined;
+  if (body !== undefined && body !== null) {
+    // Bytes, so that a 307 or 308 can send them again; with the Content-Type
+    // that fetch gives this kind of body (a string's text/plain...).
+    const buffered = new Response(body);
+    const type = buffered.headers.get("content-type");
+    if (type && !headers.has("content-type")) headers.set("content-type", type);
+    body = new Uint8Array(await buffered.arrayBuffer());
+  }
+  if (key !== false && key !== null && !headers.has("idempotency-key")) {
+    headers.set("idempotency-key", key === true ? durable.idempotencyKey() : String(key));
+  }
+  for (let hops = 0; ; hops++) {
+    let response;
+    try {
+      response = await globalThis.fetch(url, { ...options, method, headers, body, redirect: "manual" });
+    } catch (e) {
+      throw new TypeError(`${method} ${shownUrl(url)} failed: ${e && e.message ? e.message : e}`, { cause: e });
+    }
+    const location = response.headers.get("location");
+    if (redirect === "manual" || !REDIRECTS.has(response.status) || !location) {
+      if (hops > 0) Object.defineProperty(response, "redirected", { value: true });
+      return response;
+    }
+    await response.arrayBuffer().catch(() => {});
+    if (redirect === "error") {
+      throw new TypeError(`${method} ${shownUrl(url)} was redirected (${response.status}), and redirect is "error"`);
+    }
+    if (hops === MAX_REDIRECTS) {
+      throw new TypeError(`${method} ${shownUrl(url)} failed: more than ${MAX_REDIRECTS} redirects in a row`);
+    }
+    const next = new URL(location, url);
+    if (response.status === 303 || ((response.status === 301 || response.status === 302) && method !== "GET" && method !== "HEAD")) {
+      if (method !== "HEAD") method = "GET";
+      body = undefined;
+      headers = new Headers(headers);
+      for (const name of BODY_HEADERS) headers.delete(name);
+    }
+    if (next.origin !== new URL(url).origin) {
+      // Credentials are for the origin that was asked.
+      headers = new Headers(headers);
+      headers.delete("authorization");
+      headers.delete("cookie");
+    }
+    url = next.href;
+  }
+}
+
+/**
+ * A response's status that is not 2xx, as an error: `status` and `response`
+ * are the response's. `checkStatus` throws it for what a later attempt may
+ * change (5xx, 408, 429, an unfollowed redirect): retryable.
+ */
+export class HttpError extends Error {
+  constructor(message, response) {
+    super(message);
+    this.name = "HttpError";
+    this.status = response.status;
+    this.response = response;
+  }
+}
+
+/**
+ * Returns `response` if its status is 2xx. Otherwise throws a Permanent for a
+ * 4xx other than 408 and 429 (no retry fixes the request: the step fails at
+ * once), and an HttpError (retryable) for any other status. Both have
+ * `status` and `response`. The body is left unread.
+ */
+export function checkStatus(response) {
+  if (response.status >= 200 && response.status < 300) return response;
+  const url = response.url ? shownUrl(response.url) : "";
+  const message = `${url || "the request"} returned ${response.status}${response.statusText ? ` ${response.statusText}` : ""}`;
+  if (response.status >= 400 && response.status < 500 && response.status !== 408 && response.status !== 429) {
+    const e = new Permanent(message);
+    e.status = response.status;
+    e.response = response;
+    throw e;
+  }
+  throw new HttpError(message, response);
+}
 
 /** The component's `run` export. */
 export function run(input) {

@@ -133,8 +133,8 @@ def request(method, url, *, headers=None, body=None, json=None, idempotency_key=
     """Sends a request and returns its whole ``Response``, whatever its status.
 
     ``headers``: a dict or a list of (name, value) pairs; values are str or
-    bytes. ``body``: bytes or str (sent as UTF-8); ``json``: any JSON value,
-    sent as its JSON text with ``Content-Type: application/json`` (unless
+    bytes. ``body``: bytes or str (sent as UTF-8); ``json``: any JSON value but
+    None, sent as its (compact) JSON text with ``Content-Type: application/json`` (unless
     ``headers`` sets one). ``idempotency_key``: True sends the step's
     ``idempotency_key()`` as ``Idempotency-Key`` (unless ``headers`` has one),
     a str sends that, False sends none. ``timeout_ms``: the longest to connect,
@@ -151,7 +151,7 @@ def request(method, url, *, headers=None, body=None, json=None, idempotency_key=
     fields = _fields(headers)
     names = {name.lower() for name, _ in fields}
     if json is not None:
-        body = _json.dumps(json, allow_nan=False)
+        body = _json.dumps(json, separators=(",", ":"), allow_nan=False)
         if "content-type" not in names:
             fields.append(("content-type", b"application/json"))
     if isinstance(body, str):
@@ -167,7 +167,7 @@ def request(method, url, *, headers=None, body=None, json=None, idempotency_key=
         location = response.headers.get("location")
         if not follow_redirects or response.status not in _REDIRECTS or not location:
             return response
-        target = urljoin(url, location.split(",")[0].strip())
+        target = urljoin(url, location.strip())
         if response.status == 303 or (response.status in (301, 302) and method not in ("GET", "HEAD")):
             method = "GET" if method != "HEAD" else "HEAD"
             body = None
@@ -253,10 +253,8 @@ def _code_name(code):
     words = re.findall(r"[A-Z][a-z0-9]*", type(code).__name__.removeprefix("ErrorCode_"))
     upper = {"dns": "DNS", "tls": "TLS", "http": "HTTP", "ip": "IP", "uri": "URI"}
     name = "-".join(upper.get(w.lower(), w.lower()) for w in words)
-    value = getattr(code, "value", None)
-    if isinstance(value, str) and value:
-        name += f" ({value})"
-    elif isinstance(value, int):
+    value = getattr(code, "value", None)  # a limit or a message, for some codes
+    if isinstance(value, (str, int)) and value != "":
         name += f" ({value})"
     return name
 
@@ -332,7 +330,7 @@ def _send(method, url, fields, body, timeout_ms):
     options = None
     if timeout_ms is not None:
         options = wasi.RequestOptions()
-        ns = int(timeout_ms * 1_000_000)
+        ns = max(0, int(timeout_ms * 1_000_000))
         for setter in (options.set_connect_timeout, options.set_first_byte_timeout,
                        options.set_between_bytes_timeout):
             try:

@@ -36,12 +36,12 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::Failure;
 use crate::__internal::wasi::http::outgoing_handler;
 use crate::__internal::wasi::http::types::{
     ErrorCode, Fields, IncomingBody, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
 };
 use crate::__internal::wasi::io::streams::StreamError;
+use crate::Failure;
 
 /// Most redirects followed for one request.
 const MAX_REDIRECTS: usize = 5;
@@ -109,7 +109,8 @@ pub struct Request {
 impl Request {
     /// Adds a header (names are case-insensitive; repeats are kept).
     pub fn header(mut self, name: &str, value: &str) -> Request {
-        self.headers.push((name.to_ascii_lowercase(), value.to_string()));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
         self
     }
 
@@ -194,9 +195,16 @@ impl Request {
             let (Some(location), true, true) = (location, redirect, self.follow_redirects) else {
                 return Ok(response);
             };
-            let next = Url::parse(&url)
-                .and_then(|u| u.join(&location))
+            let here = Url::parse(&url)
+                .map_err(|e| HttpError::new(&method, &url, format!("bad URL: {e}")))?;
+            let next = here
+                .join(&location)
                 .map_err(|e| HttpError::new(&method, &url, format!("bad redirect: {e}")))?;
+            if !next.same_origin(&here) {
+                // Credentials are for the origin that was asked.
+                self.headers
+                    .retain(|(n, _)| n != "authorization" && n != "cookie");
+            }
             url = next.to_string();
             let keeps_method =
                 matches!(response.status, 307 | 308) || matches!(method.as_str(), "GET" | "HEAD");
@@ -267,7 +275,12 @@ impl Request {
             .headers()
             .entries()
             .into_iter()
-            .map(|(n, v)| (n.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+            .map(|(n, v)| {
+                (
+                    n.to_ascii_lowercase(),
+                    String::from_utf8_lossy(&v).into_owned(),
+                )
+            })
             .collect();
         let body = incoming
             .consume()
@@ -510,15 +523,24 @@ impl Url {
         })
     }
 
+    fn scheme_name(&self) -> &'static str {
+        match self.scheme {
+            Scheme::Https => "https",
+            _ => "http",
+        }
+    }
+
+    fn same_origin(&self, other: &Url) -> bool {
+        self.scheme_name() == other.scheme_name()
+            && self.authority.eq_ignore_ascii_case(&other.authority)
+    }
+
     /// `location` (absolute, or relative to this URL's origin or path).
     fn join(&self, location: &str) -> Result<Url, String> {
         if location.contains("://") {
             return Url::parse(location);
         }
-        let scheme = match self.scheme {
-            Scheme::Https => "https",
-            _ => "http",
-        };
+        let scheme = self.scheme_name();
         if let Some(rest) = location.strip_prefix("//") {
             return Url::parse(&format!("{scheme}://{rest}"));
         }
@@ -535,10 +557,7 @@ impl Url {
 
 impl fmt::Display for Url {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.scheme {
-            Scheme::Https => "https",
-            _ => "http",
-        };
+        let scheme = self.scheme_name();
         write!(f, "{scheme}://{}{}", self.authority, self.path_and_query)
     }
 }

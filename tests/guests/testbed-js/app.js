@@ -4,7 +4,7 @@
 // Every step body that runs prints `EXEC <idempotency-key>` on stderr, which
 // is how the tests see, from outside the engine, which bodies ran.
 
-import { Permanent, idempotencyKey, retry, step, workflow } from "../../../guest-sdk/js/durable.js";
+import { Permanent, checkStatus, fetch, idempotencyKey, retry, step, workflow } from "../../../guest-sdk/js/durable.js";
 
 export { run, steps } from "../../../guest-sdk/js/durable.js";
 
@@ -52,6 +52,16 @@ const cyclic = step("cyclic", () => {
   return node;
 });
 
+// POSTs v.body as JSON to v.url: the default Idempotency-Key, redirects
+// followed, a 4xx permanent and any other non-2xx retried.
+const fetchStep = step("fetch", async (v) => {
+  mark();
+  const r = checkStatus(
+    await fetch(v.url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(v.body) }),
+  );
+  return { status: r.status, body: await r.text() };
+});
+
 const modes = {
   // An async workflow awaiting an async step.
   async: async (v) => {
@@ -63,6 +73,12 @@ const modes = {
   bigint: (v) => bigint(v),
   async_bigint: (v) => asyncBigint(v),
   cyclic: (v) => cyclic(v),
+  fetch: (v) => fetchStep(v),
+  // Workflow code may not send requests: the host refuses and fails the run.
+  fetch_in_workflow: async (v) => {
+    const r = await fetch(v.url);
+    return { status: r.status };
+  },
 };
 
 workflow((input) => modes[input.mode](input.value ?? null));
