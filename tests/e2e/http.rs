@@ -344,3 +344,28 @@ fn the_onboarding_example_tells_the_hr_service_once_per_step_across_a_crash_in_e
         );
     }
 }
+
+#[test]
+fn a_response_that_does_not_start_in_time_fails_naming_the_flag() {
+    let server = Stub::http(|seen, _| {
+        std::thread::sleep(Duration::from_millis(1500));
+        echo(seen, 0)
+    });
+    let env = Env::new();
+    let input = fetch_input(&format!("{}/slow", server.origin()));
+    let flags = [
+        "--allow-http",
+        &server.origin(),
+        "--http-first-byte-timeout-ms",
+        "200",
+        "--max-attempts",
+        "1",
+    ];
+    // Had the timeout not fired, the late answer would have been a success.
+    let slow = run(&env, &wasm("testbed"), &input, "slow", &flags);
+    let stderr = failure(&slow, "rust");
+    assert!(
+        stderr.contains("had no response after 200 ms (--http-first-byte-timeout-ms"),
+        "{stderr}"
+    );
+}
