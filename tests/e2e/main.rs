@@ -15,6 +15,7 @@ mod operate;
 mod polyglot;
 mod replay;
 mod sandbox;
+mod serve;
 mod stub;
 mod torture;
 mod waits;

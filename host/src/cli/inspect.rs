@@ -5,7 +5,7 @@ use std::path::Path;
 
 use durable::store::{Cancelled, RunFilter, RunStatus, Sent, Store, StoreError};
 
-use super::json::{self, ListedRun, ShownRun};
+use super::json::{self, ListedRun};
 use super::{CancelArgs, EventArgs, ExitCode, ListArgs, ShowArgs, tree};
 
 /// Prints `durable: <message>` on stderr.
@@ -127,47 +127,8 @@ pub async fn show(db: &Path, args: ShowArgs) -> ExitCode {
         }
     };
     store.close().await;
-    let steps = tree::build(&detail, args.logs);
+    let shown = json::shown_run(&detail, args.logs);
     let r = &detail.run;
-    let workflow_output = args.logs.then(|| {
-        detail
-            .output
-            .iter()
-            .filter(|l| l.key.is_empty())
-            .map(json::line)
-            .collect::<Vec<_>>()
-    });
-    let shown = ShownRun {
-        id: r.id.clone(),
-        workflow: r.workflow.clone(),
-        status: r.status.as_str(),
-        input: json::parse_json(&r.input),
-        output: r.output.as_deref().map(json::parse_json),
-        error: r.error.clone(),
-        created_at_ms: r.created_at_ms,
-        finished_at_ms: r.finished_at_ms,
-        duration_ms: r.finished_at_ms.map(|f| f - r.created_at_ms),
-        drives: r.drives,
-        component_digest: r.component_digest.clone(),
-        forked_from: r.forked_from.clone(),
-        cancel_requested: r.cancel_requested,
-        waiting_for: r.waiting_for.clone(),
-        wake_at_ms: r.wake_at_ms,
-        steps,
-        superseded: detail
-            .superseded
-            .iter()
-            .map(|r| json::ShownSuperseded {
-                key: r.key.clone(),
-                status: r.outcome.kind(),
-                drive: r.drive,
-                superseded_in_drive: r.superseded_in,
-                superseded_at_ms: r.superseded_at_ms,
-            })
-            .collect(),
-        events: detail.events.iter().map(json::ShownEvent::new).collect(),
-        workflow_output,
-    };
     if args.json {
         print(&format!(
             "{}\n",

@@ -227,3 +227,49 @@ pub fn step_node(s: &StepRecord, run: &RunRecord) -> ShownStep {
 pub fn parse_json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
 }
+
+/// The `show --json` shape of a run (also what the server's
+/// `GET /v1/runs/{id}` answers); with `logs`, guest output and HTTP lines.
+pub fn shown_run(detail: &durable::store::RunDetail, logs: bool) -> ShownRun {
+    let steps = super::tree::build(detail, logs);
+    let r = &detail.run;
+    let workflow_output = logs.then(|| {
+        detail
+            .output
+            .iter()
+            .filter(|l| l.key.is_empty())
+            .map(line)
+            .collect::<Vec<_>>()
+    });
+    ShownRun {
+        id: r.id.clone(),
+        workflow: r.workflow.clone(),
+        status: r.status.as_str(),
+        input: parse_json(&r.input),
+        output: r.output.as_deref().map(parse_json),
+        error: r.error.clone(),
+        created_at_ms: r.created_at_ms,
+        finished_at_ms: r.finished_at_ms,
+        duration_ms: r.finished_at_ms.map(|f| f - r.created_at_ms),
+        drives: r.drives,
+        component_digest: r.component_digest.clone(),
+        forked_from: r.forked_from.clone(),
+        cancel_requested: r.cancel_requested,
+        waiting_for: r.waiting_for.clone(),
+        wake_at_ms: r.wake_at_ms,
+        steps,
+        superseded: detail
+            .superseded
+            .iter()
+            .map(|r| ShownSuperseded {
+                key: r.key.clone(),
+                status: r.outcome.kind(),
+                drive: r.drive,
+                superseded_in_drive: r.superseded_in,
+                superseded_at_ms: r.superseded_at_ms,
+            })
+            .collect(),
+        events: detail.events.iter().map(ShownEvent::new).collect(),
+        workflow_output,
+    }
+}

@@ -8,6 +8,7 @@ mod json;
 mod print;
 mod progress;
 mod run;
+mod serve;
 mod tree;
 
 use std::path::PathBuf;
@@ -63,6 +64,10 @@ pub enum Command {
     /// The event is committed before this exits 0. A run waiting for it is
     /// woken (the process that waits on it notices within 100 ms).
     Event(EventArgs),
+    /// Serve an HTTP API and own every run in the database: resume the
+    /// interrupted ones, drive new ones, wake sleeping runs at their time
+    /// and runs whose event arrived, until SIGTERM or SIGINT.
+    Serve(ServeArgs),
 }
 
 /// Arguments of `durable event`.
@@ -178,6 +183,38 @@ pub struct ResumeArgs {
     /// Runs to resume [default: every unfinished run no process drives].
     #[arg(value_name = "RUN_ID")]
     pub ids: Vec<String>,
+
+    #[command(flatten)]
+    pub drive: DriveArgs,
+}
+
+/// `durable serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the address is
+    /// printed on stderr).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:7070")]
+    pub listen: std::net::SocketAddr,
+
+    /// Bearer token every API request must carry (`Authorization: Bearer
+    /// TOKEN`). Required to listen on an address other than loopback.
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "DURABLE_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Largest request body (a component upload, an input), in MiB.
+    #[arg(long, value_name = "NUM", default_value_t = 64)]
+    pub max_body_mb: usize,
+
+    /// How long running steps get to finish and be recorded after SIGTERM
+    /// or SIGINT, in ms; then they are abandoned (and run again on the next
+    /// start).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
 
     #[command(flatten)]
     pub drive: DriveArgs,
@@ -366,5 +403,6 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Cancel(args) => inspect::cancel(&db, args).await,
         Command::Fork(args) => run::fork(&db, args).await,
         Command::Event(args) => inspect::event(&db, args).await,
+        Command::Serve(args) => serve::serve(&db, args).await,
     }
 }

@@ -30,7 +30,11 @@ fn observer(many_runs: bool) -> Arc<dyn durable::runner::Observer> {
     }
 }
 
-fn config(db: &Path, drive: &DriveArgs, many_runs: bool) -> Result<RuntimeConfig, ExitCode> {
+pub(super) fn config(
+    db: &Path,
+    drive: &DriveArgs,
+    many_runs: bool,
+) -> Result<RuntimeConfig, ExitCode> {
     let cache_dir = drive.cache_dir.clone().or_else(Engine::default_cache_dir);
     let protected = super::grants::Protected {
         db,
@@ -65,14 +69,14 @@ fn config(db: &Path, drive: &DriveArgs, many_runs: bool) -> Result<RuntimeConfig
     Ok(config)
 }
 
-fn engine(config: &RuntimeConfig) -> Result<Engine, ExitCode> {
+pub(super) fn engine(config: &RuntimeConfig) -> Result<Engine, ExitCode> {
     Engine::with_options(config.engine_options()).map_err(|e| {
         error(format_args!("could not start the engine: {e:#}"));
         ExitCode::Failure
     })
 }
 
-async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode> {
+pub(super) async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode> {
     let store = Store::open_with(db, drive.durability.into())
         .await
         .map_err(|e| {
@@ -196,7 +200,7 @@ async fn wait_until_due(rt: &Runtime, run_id: &str) -> Result<(), RunError> {
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM.
-async fn signalled() {
+pub(super) async fn signalled() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::interrupt()),
@@ -505,7 +509,7 @@ fn read_input(args: &RunArgs) -> Result<String, ExitCode> {
     Ok(text)
 }
 
-fn new_run_id(workflow: &str) -> String {
+pub(super) fn new_run_id(workflow: &str) -> String {
     let mut b = [0u8; 4];
     let _ = getrandom::fill(&mut b);
     format!(

@@ -604,6 +604,66 @@ impl Store {
             .await
     }
 
+    /// Stores a component's bytes under its digest (once per digest), so
+    /// that runs can be started from it later by digest alone.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the write fails.
+    pub async fn put_component(&self, digest: &str, bytes: Arc<Vec<u8>>) -> Result<(), StoreError> {
+        let digest = digest.to_string();
+        self.writer
+            .transact(move |tx| rows::insert_component(tx, &digest, &bytes, now_ms()))
+            .await
+    }
+
+    /// Runs that may be taken up now, at most `limit`, oldest due first:
+    /// waiting runs whose time has come (an event sent to a run waiting for
+    /// it makes it due at once), and running runs whose owner is gone.
+    /// Runs that a live process drives are not among them.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
+    pub async fn runnable(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.read(move |tx| {
+            let now = now_ms();
+            let mut ids = Vec::new();
+            let mut due = tx
+                .prepare_cached(
+                    "SELECT id FROM runs WHERE status = 'waiting' AND wake_at_ms <= ?1
+                     ORDER BY wake_at_ms LIMIT ?2",
+                )
+                .map_err(sql("listing due runs"))?;
+            let rows = due
+                .query_map(params![now, limit as i64], |r| r.get::<_, String>(0))
+                .map_err(sql("listing due runs"))?;
+            for row in rows {
+                ids.push(row.map_err(sql("listing due runs"))?);
+            }
+            let mut running = tx
+                .prepare_cached(
+                    "SELECT id, owner, lease_until_ms FROM runs WHERE status = 'running'",
+                )
+                .map_err(sql("listing running runs"))?;
+            let rows = running
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                })
+                .map_err(sql("listing running runs"))?;
+            for row in rows {
+                let (id, owner, lease) = row.map_err(sql("listing running runs"))?;
+                if ids.len() < limit && owner_is_gone(owner.as_deref(), lease, now) {
+                    ids.push(id);
+                }
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
     /// Stops the writer once the jobs already queued are committed, and
     /// waits for it; other clones of this handle get
     /// [`StoreError::Closed`] from then on.

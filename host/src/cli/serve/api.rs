@@ -1,0 +1,497 @@
+//! The HTTP API of `durable serve`, under `/v1`; JSON in and out, one error
+//! shape: `{"error": {"code": "...", "message": "..."}}`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as Extract};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use durable::engine::LoadedWorkflow;
+use durable::runner::Runtime;
+use durable::store::{Cancelled, RunFilter, RunRecord, RunStatus, Sent, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::dispatch::{Dispatcher, POLL};
+use crate::cli::json;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct State {
+    pub rt: Arc<Runtime>,
+    pub dispatcher: Dispatcher,
+    pub token: Option<String>,
+    pub max_input_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+/// Loaded components by digest (compiled once per server).
+type Loaded = Arc<Mutex<HashMap<String, LoadedWorkflow>>>;
+
+#[derive(Clone)]
+struct App {
+    state: State,
+    loaded: Loaded,
+}
+
+/// The routes.
+pub fn router(state: State) -> Router {
+    let limit = state.max_body_bytes;
+    let app = App {
+        state,
+        loaded: Arc::default(),
+    };
+    let v1 = Router::new()
+        .route("/components", post(put_component))
+        .route("/runs", post(start_run).get(list_runs))
+        .route("/runs/{id}", get(show_run))
+        .route("/runs/{id}/result", get(run_result))
+        .route("/runs/{id}/events/{name}", post(send_event))
+        .route("/runs/{id}/cancel", post(cancel_run))
+        .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
+        .route("/health", get(health));
+    Router::new()
+        .nest("/v1", v1)
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(app)
+}
+
+/// An error answer.
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl std::fmt::Display) -> ApiError {
+        ApiError {
+            status,
+            code,
+            message: message.to_string(),
+        }
+    }
+
+    fn bad_request(message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn invalid(message: impl std::fmt::Display) -> ApiError {
+        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        let (status, code) = match &e {
+            StoreError::RunNotFound(_) | StoreError::StepNotFound { .. } => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            StoreError::AlreadyFinished { .. } | StoreError::RunExists(_) => {
+                (StatusCode::CONFLICT, "conflict")
+            }
+            StoreError::Locked { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, crate::cli::run::chain(&e))
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(e: BytesRejection) -> ApiError {
+        let code = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            "too_large"
+        } else {
+            "bad_request"
+        };
+        ApiError::new(
+            e.status(),
+            code,
+            format!(
+                "{} (the server takes bodies up to --max-body-mb)",
+                e.body_text()
+            ),
+        )
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+fn ok(status: StatusCode, body: Value) -> ApiResult {
+    Ok((status, axum::Json(body)).into_response())
+}
+
+/// A JSON body of type `T`.
+fn parse<T: serde::de::DeserializeOwned>(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let body = body?;
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the body is not the JSON expected: {e}")))
+}
+
+/// Refuses a request without the server's token, when it has one.
+async fn authorize(Extract(app): Extract<App>, request: Request, next: Next) -> Response {
+    if let Some(token) = &app.state.token {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if given != Some(token.as_str()) {
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this server needs `Authorization: Bearer <token>` (its --token)",
+            )
+            .into_response();
+        }
+    }
+    next.run(request).await
+}
+
+async fn health() -> ApiResult {
+    ok(StatusCode::OK, json!({"status": "ok"}))
+}
+
+#[derive(Deserialize)]
+struct ComponentQuery {
+    /// The workflow name runs of this component get (default: "workflow").
+    name: Option<String>,
+}
+
+/// `POST /v1/components?name=NAME`: the `.wasm` bytes; checked, compiled,
+/// stored. Answers `{digest, name, world}`.
+async fn put_component(
+    Extract(app): Extract<App>,
+    Query(q): Query<ComponentQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let bytes = body?.to_vec();
+    let name = q.name.unwrap_or_else(|| "workflow".to_string());
+    if durable::history::validate_name(&name).is_err() {
+        return Err(ApiError::bad_request(format!(
+            "{name:?} is not a workflow name"
+        )));
+    }
+    let wf = load(&app, &name, bytes).await?;
+    app.state
+        .rt
+        .store()
+        .put_component(&wf.digest, wf.bytes.clone())
+        .await?;
+    ok(
+        StatusCode::CREATED,
+        json!({"digest": wf.digest, "name": wf.name, "world": "durable:workflow/workflow"}),
+    )
+}
+
+/// Compiles (or takes from the compile cache) on a blocking thread.
+async fn load(app: &App, name: &str, bytes: Vec<u8>) -> Result<LoadedWorkflow, ApiError> {
+    let rt = app.state.rt.clone();
+    let name = name.to_string();
+    let wf = tokio::task::spawn_blocking(move || rt.load(&name, bytes))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?
+        .map_err(|e| ApiError::invalid(crate::cli::run::chain(&e)))?;
+    if let Ok(mut m) = app.loaded.lock() {
+        m.insert(wf.digest.clone(), wf.clone());
+    }
+    Ok(wf)
+}
+
+/// A component uploaded before (to this server or, stored, to an earlier
+/// one).
+async fn component(app: &App, digest: &str) -> Result<LoadedWorkflow, ApiError> {
+    if let Some(wf) = app.loaded.lock().ok().and_then(|m| m.get(digest).cloned()) {
+        return Ok(wf);
+    }
+    let bytes = app
+        .state
+        .rt
+        .store()
+        .component(digest)
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no component with digest {digest}; upload it with POST /v1/components"),
+            )
+        })?;
+    load(app, "workflow", bytes).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartRun {
+    /// The digest `POST /v1/components` answered.
+    component: String,
+    #[serde(default)]
+    input: Value,
+    id: Option<String>,
+}
+
+/// `POST /v1/runs {component, input, id?}`: 201 with the new run; the same
+/// id with the same input: 200 with the run as it is; another input: 409.
+async fn start_run(Extract(app): Extract<App>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    let req: StartRun = parse(body)?;
+    let input = req.input.to_string();
+    if input.len() > app.state.max_input_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the run input is {} bytes, over the input size limit of {} bytes (--max-input-bytes)",
+                input.len(),
+                app.state.max_input_bytes
+            ),
+        ));
+    }
+    let wf = component(&app, &req.component).await?;
+    let id = req
+        .id
+        .unwrap_or_else(|| crate::cli::run::new_run_id(&wf.name));
+    durable::runner::validate_run_id(&id).map_err(ApiError::bad_request)?;
+    let store = app.state.rt.store();
+    if let Some(run) = store.run(&id).await? {
+        // Interrupted or waiting, the dispatcher takes it up when due.
+        if !same_json(&run.input, &input) {
+            return Err(conflict(&id));
+        }
+        return ok(StatusCode::OK, summary(&run));
+    }
+    if !app
+        .state
+        .dispatcher
+        .start_run(wf, id.clone(), input.clone())
+    {
+        // Started a moment ago by another request: wait for its record.
+        tokio::time::sleep(POLL).await;
+    }
+    // The drive claims the run at once; answer when it is recorded.
+    for _ in 0..200 {
+        if let Some(run) = store.run(&id).await? {
+            if !same_json(&run.input, &input) {
+                return Err(conflict(&id));
+            }
+            return ok(StatusCode::CREATED, summary(&run));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        format!("run {id} was not recorded within a second; look it up with GET /v1/runs/{id}"),
+    ))
+}
+
+fn conflict(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        format!("run {id} exists with another input; choose another id"),
+    )
+}
+
+fn same_json(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<Value>(a),
+        serde_json::from_str::<Value>(b),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// `{id, status, output, error, waiting_for}`.
+fn summary(run: &RunRecord) -> Value {
+    json!({
+        "id": run.id,
+        "workflow": run.workflow,
+        "status": run.status.as_str(),
+        "output": run.output.as_deref().map(json::parse_json),
+        "error": run.error,
+        "waiting_for": run.waiting_for,
+    })
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    status: Option<String>,
+    workflow: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/runs?status=&workflow=&limit=`: newest first.
+async fn list_runs(Extract(app): Extract<App>, Query(q): Query<ListQuery>) -> ApiResult {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(RunStatus::parse_name(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "status {s:?}: expected running, waiting, succeeded, failed or cancelled"
+            ))
+        })?),
+    };
+    let runs = app
+        .state
+        .rt
+        .store()
+        .list(RunFilter {
+            status,
+            workflow: q.workflow,
+            limit: q.limit.unwrap_or(100).min(1000),
+        })
+        .await?;
+    let runs: Vec<json::ListedRun> = runs.iter().map(json::ListedRun::new).collect();
+    ok(StatusCode::OK, json!({ "runs": runs }))
+}
+
+#[derive(Deserialize)]
+struct ShowQuery {
+    #[serde(default)]
+    logs: bool,
+}
+
+/// `GET /v1/runs/{id}?logs=true`: the `show --json` shape (docs/json.md).
+async fn show_run(
+    Extract(app): Extract<App>,
+    Path(id): Path<String>,
+    Query(q): Query<ShowQuery>,
+) -> ApiResult {
+    let detail = app.state.rt.store().detail(&id, q.logs).await?;
+    let shown = json::shown_run(&detail, q.logs);
+    Ok(axum::Json(shown).into_response())
+}
+
+#[derive(Deserialize)]
+struct ResultQuery {
+    /// How long to wait for the run to end: `30s`, `500ms`, or ms.
+    wait: Option<String>,
+}
+
+/// Longest long poll.
+const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// `GET /v1/runs/{id}/result?wait=30s`: the run's summary once it has
+/// ended, or as it is when the wait is over.
+async fn run_result(
+    Extract(app): Extract<App>,
+    Path(id): Path<String>,
+    Query(q): Query<ResultQuery>,
+) -> ApiResult {
+    let wait = match q.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(w) => parse_wait(w).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "wait {w:?}: expected a duration such as 30s or 500ms"
+            ))
+        })?,
+    }
+    .min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let run = app
+            .state
+            .rt
+            .store()
+            .run(&id)
+            .await?
+            .ok_or_else(|| StoreError::RunNotFound(id.clone()))?;
+        if !run.status.is_open() || tokio::time::Instant::now() >= deadline {
+            return ok(StatusCode::OK, summary(&run));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+fn parse_wait(w: &str) -> Option<Duration> {
+    let w = w.trim();
+    if let Some(ms) = w.strip_suffix("ms") {
+        return ms.parse().ok().map(Duration::from_millis);
+    }
+    if let Some(s) = w.strip_suffix('s') {
+        return s
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+    }
+    w.parse().ok().map(Duration::from_millis)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendEvent {
+    #[serde(default)]
+    data: Value,
+    id: Option<String>,
+}
+
+/// `POST /v1/runs/{id}/events/{name} {data, id?}`: stored (201), or, with
+/// an id the run already has an event of, nothing stored (200).
+async fn send_event(
+    Extract(app): Extract<App>,
+    Path((id, name)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    durable::history::validate_name(&name)
+        .map_err(|e| ApiError::bad_request(format!("invalid event name: {e}")))?;
+    let req: SendEvent = parse(body)?;
+    if let Some(eid) = &req.id
+        && (eid.is_empty() || eid.len() > 256)
+    {
+        return Err(ApiError::bad_request("an event id is 1 to 256 bytes"));
+    }
+    let payload = req.data.to_string();
+    if payload.len() > app.state.max_input_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the payload is {} bytes, over the limit of {} bytes (--max-input-bytes)",
+                payload.len(),
+                app.state.max_input_bytes
+            ),
+        ));
+    }
+    match app
+        .state
+        .rt
+        .store()
+        .send_event(&id, &name, req.id.as_deref(), &payload)
+        .await?
+    {
+        Sent::Stored { seq } => ok(StatusCode::CREATED, json!({"stored": true, "seq": seq})),
+        Sent::Duplicate => ok(StatusCode::OK, json!({"stored": false})),
+    }
+}
+
+/// `POST /v1/runs/{id}/cancel`: at once when no process drives the run,
+/// else at its next durable call.
+async fn cancel_run(Extract(app): Extract<App>, Path(id): Path<String>) -> ApiResult {
+    match app.state.rt.store().cancel(&id).await {
+        Ok(Cancelled::Now) => ok(StatusCode::OK, json!({"id": id, "cancelled": "now"})),
+        Ok(Cancelled::Requested) => ok(StatusCode::OK, json!({"id": id, "cancelled": "requested"})),
+        Err(StoreError::AlreadyFinished {
+            status: RunStatus::Cancelled,
+            ..
+        }) => ok(StatusCode::OK, json!({"id": id, "cancelled": "already"})),
+        Err(e) => Err(e.into()),
+    }
+}

@@ -1,0 +1,154 @@
+//! Which runs the server drives, and when: one task per run being driven,
+//! none per waiting run. The store is the queue: a run that parks leaves
+//! `waiting` with its wake-up time (an event sent to it, by this server or
+//! by `durable event` in another process, makes it due at once), and a poll
+//! of one indexed query every [`POLL`] takes up what is due.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use durable::engine::LoadedWorkflow;
+use durable::runner::{Finished, RunError, Runtime};
+use tokio::sync::Notify;
+
+/// How often the store is asked what is due: a write of another process
+/// (an event, a run left behind by a killed process) is noticed within it.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Most runs taken up per poll (the rest wait for the next one).
+const BATCH: usize = 1000;
+
+/// Drives runs in tasks; cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    rt: Arc<Runtime>,
+    /// Runs a task of this server drives (or is about to).
+    driving: Mutex<HashSet<String>>,
+    stopped: AtomicBool,
+    /// Signalled when a drive task ends.
+    ended: Notify,
+}
+
+/// Takes a run out of the driving set when its task ends, however it ends.
+struct Driving {
+    inner: Arc<Inner>,
+    id: String,
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        if let Ok(mut d) = self.inner.driving.lock() {
+            d.remove(&self.id);
+        }
+        self.inner.ended.notify_waiters();
+    }
+}
+
+impl Dispatcher {
+    /// Starts the poll loop (which also takes up, at once, every run left
+    /// interrupted by an earlier process).
+    pub fn start(rt: Arc<Runtime>) -> Dispatcher {
+        let d = Dispatcher {
+            inner: Arc::new(Inner {
+                rt,
+                driving: Mutex::new(HashSet::new()),
+                stopped: AtomicBool::new(false),
+                ended: Notify::new(),
+            }),
+        };
+        let poller = d.clone();
+        tokio::spawn(async move { poller.poll().await });
+        d
+    }
+
+    async fn poll(self) {
+        while !self.inner.stopped.load(Ordering::SeqCst) {
+            match self.inner.rt.store().runnable(BATCH).await {
+                Ok(ids) => {
+                    for id in ids {
+                        self.resume(id);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not list the runs that are due"),
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Claims `id` for a task of this server; `None` if one drives it.
+    fn claim(&self, id: &str) -> Option<Driving> {
+        if self.inner.stopped.load(Ordering::SeqCst) {
+            return None;
+        }
+        let mut driving = self.inner.driving.lock().ok()?;
+        driving.insert(id.to_string()).then(|| Driving {
+            inner: self.inner.clone(),
+            id: id.to_string(),
+        })
+    }
+
+    /// Drives run `id` (resumed from its history) in a task, unless one
+    /// already does.
+    pub fn resume(&self, id: String) {
+        let Some(guard) = self.claim(&id) else {
+            return;
+        };
+        let rt = self.inner.rt.clone();
+        tokio::spawn(async move {
+            let result = rt.resume(&guard.id).await;
+            report(&guard.id, &result);
+        });
+    }
+
+    /// Starts run `id` of `workflow` with `input` in a task. `false` if a
+    /// task of this server already drives a run with that id.
+    pub fn start_run(&self, workflow: LoadedWorkflow, id: String, input: String) -> bool {
+        let Some(guard) = self.claim(&id) else {
+            return false;
+        };
+        let rt = self.inner.rt.clone();
+        tokio::spawn(async move {
+            let result = rt.start(&workflow, &guard.id, &input).await;
+            report(&guard.id, &result);
+        });
+        true
+    }
+
+    /// Takes up no more runs.
+    pub fn stop(&self) {
+        self.inner.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Resolves once no run is being driven.
+    pub async fn drained(&self) {
+        loop {
+            let ended = self.inner.ended.notified();
+            if self
+                .inner
+                .driving
+                .lock()
+                .map(|d| d.is_empty())
+                .unwrap_or(true)
+            {
+                return;
+            }
+            ended.await;
+        }
+    }
+}
+
+/// Logs how a drive ended (the run's record has the rest).
+fn report(id: &str, result: &Result<Finished, RunError>) {
+    match result {
+        Ok(f) => tracing::info!(run = %id, status = %f.run.status, "drive ended"),
+        Err(RunError::Interrupted { .. }) => tracing::info!(run = %id, "drive interrupted"),
+        Err(RunError::AlreadyDriving { .. }) => {}
+        Err(e) => tracing::warn!(run = %id, error = %e, "drive failed"),
+    }
+}

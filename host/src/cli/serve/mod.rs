@@ -1,0 +1,113 @@
+//! `durable serve`: one long-running process that owns every run in the
+//! database and answers an HTTP API.
+//!
+//! - [`dispatch`] finds the runs to drive (at start, the interrupted ones;
+//!   then, every 50 ms, waiting runs that became due, by their time or by an
+//!   event, and running runs whose owner died) and drives each in a task of
+//!   its own; a run that parks ends its task and holds nothing until it is
+//!   due again. Runs started over the API are driven the same way.
+//! - [`api`] is the HTTP API under `/v1` (axum).
+//!
+//! Grants and limits are the operator's (the command line), never an API
+//! caller's. SIGTERM or SIGINT: stop accepting requests, let running steps
+//! finish within `--shutdown-grace-ms`, release the runs, exit 0.
+
+mod api;
+mod dispatch;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use durable::runner::Runtime;
+
+use super::run::{config, engine, open, signalled};
+use super::{ExitCode, ServeArgs};
+use dispatch::Dispatcher;
+
+fn error(message: impl std::fmt::Display) {
+    eprintln!("durable: {message}");
+}
+
+/// `durable serve`.
+pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
+    if !args.listen.ip().is_loopback() && args.token.as_deref().is_none_or(str::is_empty) {
+        error(format_args!(
+            "refusing to listen on {} without a token: anyone who can reach it could start runs; \
+             set --token (or DURABLE_TOKEN), or listen on 127.0.0.1",
+            args.listen
+        ));
+        return ExitCode::Usage;
+    }
+    let config = match config(db, &args.drive, true) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let engine = match engine(&config) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let store = match open(db, &args.drive).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            error(format_args!("cannot listen on {}: {e}", args.listen));
+            return ExitCode::Usage;
+        }
+    };
+    let address = listener.local_addr().map_or(args.listen, |a| a);
+    let rt = Arc::new(Runtime::with_engine(engine, store.clone(), config));
+    let dispatcher = Dispatcher::start(rt.clone());
+    let app = api::router(api::State {
+        rt: rt.clone(),
+        dispatcher: dispatcher.clone(),
+        token: args.token.clone().filter(|t| !t.is_empty()),
+        max_input_bytes: args.drive.max_input_bytes,
+        max_body_bytes: args.max_body_mb.saturating_mul(1 << 20),
+    });
+    eprintln!(
+        "durable: serving on http://{address} (database {})",
+        db.display()
+    );
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(async move {
+        let mut stop_rx = stop_rx;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    signalled().await;
+    let grace = Duration::from_millis(args.shutdown_grace_ms);
+    error(format_args!(
+        "stopping: no new requests; steps already running get {} ms to finish and be recorded",
+        grace.as_millis()
+    ));
+    let _ = stop_tx.send(true);
+    dispatcher.stop();
+    rt.interrupt();
+    let driven = rt.active_runs();
+    // Requests in flight (a long poll) and drives get the same grace.
+    let deadline = tokio::time::Instant::now() + grace;
+    if tokio::time::timeout_at(deadline, dispatcher.drained())
+        .await
+        .is_err()
+    {
+        let left = rt.active_runs();
+        error(format_args!(
+            "{} run(s) did not stop in time; their running steps were abandoned and run again on \
+             the next start",
+            left.len()
+        ));
+        rt.release(&driven).await;
+    }
+    let _ = tokio::time::timeout_at(deadline, server).await;
+    drop(rt);
+    store.close().await;
+    error("stopped");
+    ExitCode::Success
+}

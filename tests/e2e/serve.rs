@@ -1,0 +1,353 @@
+//! `durable serve`: a real server process on an ephemeral loopback port,
+//! talked to over a real socket; killed and restarted for real.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::util::{Env, executed_in, guest};
+
+/// A running `durable serve` of a test's database.
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    token: Option<String>,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Server {
+    fn start(env: &Env, extra: &[&str]) -> Server {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend_from_slice(extra);
+        let token = extra
+            .iter()
+            .position(|a| *a == "--token")
+            .map(|i| extra[i + 1].to_string());
+        let mut child = env
+            .cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("durable serve starts");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut first = String::new();
+        lines.read_line(&mut first).expect("the first line");
+        let port = first
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        // Keep reading stderr (so the server never blocks on it) for the
+        // tests that look at which step bodies ran.
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(first));
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while lines.read_line(&mut line).is_ok_and(|n| n > 0) {
+                sink.lock().expect("lock").push_str(&line);
+                line.clear();
+            }
+        });
+        Server {
+            child: Some(child),
+            port,
+            token,
+            stderr,
+        }
+    }
+
+    /// `METHOD path` with `body`: (status, JSON body).
+    fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .expect("timeout");
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(head.as_bytes()).expect("send");
+        s.write_all(body).expect("send body");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("read");
+        let text = String::from_utf8_lossy(&raw);
+        let status = text
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status in {text}"));
+        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+    }
+
+    fn json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.call(method, path, body.to_string().as_bytes())
+    }
+
+    /// Uploads guest `name`; its digest.
+    fn upload(&self, name: &str) -> String {
+        let bytes = std::fs::read(guest(name)).expect("the guest");
+        let (status, body) = self.call("POST", &format!("/v1/components?name={name}"), &bytes);
+        assert_eq!(status, 201, "{body}");
+        body["digest"].as_str().expect("digest").to_string()
+    }
+
+    /// Waits for run `id` to end (long polls); its summary.
+    fn result(&self, id: &str) -> Value {
+        let (status, body) = self.call("GET", &format!("/v1/runs/{id}/result?wait=60s"), b"");
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit code.
+    fn terminate(&mut self) -> Option<i32> {
+        let mut c = self.child.take().expect("running");
+        // SAFETY: kill(2) on the pid of a child this test spawned.
+        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+        c.wait().expect("wait").code()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+const HIRE: &str = r#"{"name":"Ada Lovelace","email":"ada@example.com"}"#;
+
+#[test]
+fn serve_starts_runs_over_http_idempotently_and_answers_their_results() {
+    let env = Env::new();
+    let expected = env
+        .run(&[
+            "run",
+            &guest("onboarding").display().to_string(),
+            "--input",
+            HIRE,
+        ])
+        .success();
+    let server = Server::start(&env, &[]);
+    let digest = server.upload("onboarding");
+    let hire: Value = serde_json::from_str(HIRE).expect("JSON");
+    let start = json!({"component": digest, "input": hire, "id": "h1"});
+    let (status, body) = server.json("POST", "/v1/runs", &start);
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["id"], "h1");
+    let done = server.result("h1");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"], expected);
+    // The same id and input: the run as it is; another input: a conflict.
+    let (status, again) = server.json("POST", "/v1/runs", &start);
+    assert_eq!((status, &again["status"]), (200, &json!("succeeded")));
+    let other = json!({"component": digest, "input": {"name": "Bob", "email": "b@x"}, "id": "h1"});
+    let (status, body) = server.json("POST", "/v1/runs", &other);
+    assert_eq!((status, &body["error"]["code"]), (409, &json!("conflict")));
+    // `show --json`'s shape, and the list.
+    let (status, shown) = server.call("GET", "/v1/runs/h1", b"");
+    assert_eq!(status, 200);
+    let keys: Vec<&str> = shown["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["key"].as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        ["create_record#1", "provision_laptop#1", "grant_access#1"]
+    );
+    let (status, list) = server.call("GET", "/v1/runs?status=succeeded", b"");
+    assert_eq!(status, 200);
+    assert!(
+        list["runs"].as_array().is_some_and(|r| r.len() == 2),
+        "{list}"
+    );
+}
+
+#[test]
+fn serve_wakes_waiting_runs_for_events_from_http_and_from_another_process() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let digest = server.upload("approval");
+    let input = |report: &str| json!({"report": report, "amount": 120, "approval_timeout_ms": 60_000, "pay_delay_ms": 200});
+    for id in ["by-http", "by-cli"] {
+        let (status, body) = server.json(
+            "POST",
+            "/v1/runs",
+            &json!({"component": digest, "input": input(id), "id": id}),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    // Both park on the event; nothing holds them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for id in ["by-http", "by-cli"] {
+        loop {
+            let (_, run) = server.call("GET", &format!("/v1/runs/{id}/result"), b"");
+            if run["status"] == "waiting" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{id} never waited: {run}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let (status, body) = server.json(
+        "POST",
+        "/v1/runs/by-http/events/approval",
+        &json!({"data": {"approved": true, "by": "grace"}}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let sent = env.run(&[
+        "event",
+        "by-cli",
+        "approval",
+        "--data",
+        r#"{"approved":true,"by":"cli"}"#,
+    ]);
+    sent.expect_code(Some(0));
+    for (id, by) in [("by-http", "grace"), ("by-cli", "cli")] {
+        let done = server.result(id);
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["output"]["by"], by);
+        assert_eq!(done["output"]["status"], "paid");
+    }
+    // Cancel over HTTP: a waiting run ends at once.
+    let (status, _) = server.json(
+        "POST",
+        "/v1/runs",
+        &json!({"component": digest, "input": input("c"), "id": "c"}),
+    );
+    assert_eq!(status, 201);
+    let (status, body) = server.call("POST", "/v1/runs/c/cancel", b"");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(server.result("c")["status"], "cancelled");
+}
+
+#[test]
+fn a_killed_server_is_restarted_and_finishes_its_runs_without_running_committed_steps_again() {
+    let env = Env::new();
+    let mut first = Server::start(&env, &[]);
+    let digest = first.upload("testbed");
+    // Ten steps of 100 ms each, and a durable sleep after every third.
+    let input = json!({"mode": "long", "n": 10, "delay_ms": 100, "sleep_every": 3});
+    let (status, body) = first.json(
+        "POST",
+        "/v1/runs",
+        &json!({"component": digest, "input": input, "id": "long"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    std::thread::sleep(Duration::from_millis(600));
+    first.kill();
+    let before = executed_in(&first.stderr());
+    assert!(!before.is_empty(), "nothing ran before the kill");
+    let committed = env.committed("long");
+
+    let second = Server::start(&env, &[]);
+    let done = second.result("long");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let after = executed_in(&second.stderr());
+    for key in &committed {
+        assert!(
+            !after.contains(key),
+            "{key} was committed before the kill and ran again"
+        );
+    }
+    let results = done["output"]["results"].as_array().expect("results");
+    // Ten iterations; the fifth and tenth are batches of three.
+    assert_eq!(results.len(), 14, "{done}");
+}
+
+#[test]
+fn serve_answers_errors_in_one_shape_and_checks_its_token() {
+    let env = Env::new();
+    // Beyond loopback without a token: refused at start.
+    let open = env.run(&["serve", "--listen", "0.0.0.0:0"]);
+    open.expect_code(Some(2));
+    assert!(
+        open.stderr().contains("without a token"),
+        "{}",
+        open.stderr()
+    );
+
+    let server = Server::start(&env, &["--token", "s3cret", "--max-body-mb", "1"]);
+    let error = |(status, body): (u16, Value)| (status, body["error"]["code"].clone());
+    assert_eq!(
+        error(server.call("GET", "/v1/runs/nope", b"")),
+        (404, json!("not_found"))
+    );
+    assert_eq!(
+        error(server.call("POST", "/v1/runs", b"{nope")),
+        (400, json!("bad_request"))
+    );
+    assert_eq!(
+        error(server.call("POST", "/v1/components", b"not wasm")),
+        (422, json!("invalid"))
+    );
+    assert_eq!(
+        error(server.call("POST", "/v1/components", &vec![0u8; 2 << 20])),
+        (413, json!("too_large"))
+    );
+    let unknown = json!({"component": "0".repeat(64), "input": null});
+    assert_eq!(
+        error(server.json("POST", "/v1/runs", &unknown)),
+        (404, json!("not_found"))
+    );
+    // Without the token.
+    let anonymous = Server {
+        child: None,
+        port: server.port,
+        token: None,
+        stderr: Default::default(),
+    };
+    assert_eq!(
+        error(anonymous.call("GET", "/v1/runs", b"")),
+        (401, json!("unauthorized"))
+    );
+    assert_eq!(anonymous.call("GET", "/v1/health", b"").0, 200);
+}
+
+#[test]
+fn sigterm_lets_the_running_step_finish_and_be_recorded_then_exits_0() {
+    let env = Env::new();
+    let mut server = Server::start(&env, &[]);
+    let digest = server.upload("testbed");
+    let input = json!({"mode": "long", "n": 3, "delay_ms": 700});
+    let (status, _) = server.json(
+        "POST",
+        "/v1/runs",
+        &json!({"component": digest, "input": input, "id": "t"}),
+    );
+    assert_eq!(status, 201);
+    // Once the first step runs, stop the server.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.stderr().contains("EXEC t/work#1") {
+        assert!(Instant::now() < deadline, "the step never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.terminate(), Some(0));
+    assert!(
+        env.committed("t").contains("work#1"),
+        "the step in flight was not recorded"
+    );
+    // The run is left to the next start, which finishes it.
+    let next = Server::start(&env, &[]);
+    assert_eq!(next.result("t")["status"], "succeeded");
+}
