@@ -351,3 +351,170 @@ fn sigterm_lets_the_running_step_finish_and_be_recorded_then_exits_0() {
     let next = Server::start(&env, &[]);
     assert_eq!(next.result("t")["status"], "succeeded");
 }
+
+/// Writes `durable.toml` into the test's directory.
+fn config(env: &Env, text: &str) -> String {
+    let path = env.dir.path().join("durable.toml");
+    std::fs::write(&path, text).expect("write the config");
+    path.display().to_string()
+}
+
+#[test]
+fn registered_workflows_get_their_own_grants_and_api_callers_get_none() {
+    let env = Env::new();
+    let stub = crate::stub::Stub::http(|seen, _| {
+        crate::stub::Reply::json(200, &json!({"key": seen.header("idempotency-key")}))
+    });
+    let toml = format!(
+        "[workflows.fetcher]\ncomponent = \"{}\"\nallow_http = [\"{}\"]\n",
+        guest("testbed").display(),
+        stub.origin()
+    );
+    let server = Server::start(&env, &["--config", &config(&env, &toml)]);
+    let (status, list) = server.call("GET", "/v1/workflows", b"");
+    assert_eq!(status, 200);
+    assert_eq!(list["workflows"][0]["name"], "fetcher", "{list}");
+    let input =
+        json!({"mode": "fetch", "value": {"url": format!("{}/x", stub.origin()), "body": 1}});
+    // By name: the workflow's grant applies.
+    let (status, body) = server.json(
+        "POST",
+        "/v1/runs",
+        &json!({"workflow": "fetcher", "input": input, "id": "named"}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let done = server.result("named");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["workflow"], "fetcher");
+    // The same program uploaded by a caller, under another build: no grant.
+    let mut bytes = std::fs::read(guest("testbed")).expect("guest");
+    // A custom section at the end changes the digest, not the program.
+    bytes.extend_from_slice(&[0, 6, 5, b'o', b't', b'h', b'e', b'r']);
+    let (status, up) = server.call("POST", "/v1/components?name=fetcher", &bytes);
+    assert_eq!(status, 201, "{up}");
+    let digest = up["digest"].as_str().expect("digest");
+    let (status, _) = server.json(
+        "POST",
+        "/v1/runs",
+        &json!({"component": digest, "input": input, "id": "uploaded"}),
+    );
+    assert_eq!(status, 201);
+    let refused = server.result("uploaded");
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--allow-http")),
+        "{refused}"
+    );
+    // Names from durable.toml cannot be re-pointed over the API.
+    let (status, _) = server.json(
+        "POST",
+        "/v1/workflows",
+        &json!({"name": "fetcher", "component": digest}),
+    );
+    assert_eq!(status, 409);
+    let (status, _) = server.json(
+        "POST",
+        "/v1/workflows",
+        &json!({"name": "mine", "component": digest}),
+    );
+    assert_eq!(status, 201);
+    assert_eq!(
+        stub.seen().len(),
+        1,
+        "only the registered workflow reached the service"
+    );
+}
+
+#[test]
+fn a_schedule_starts_exactly_one_run_per_tick_across_a_sigkill_and_restart() {
+    let env = Env::new();
+    let toml = format!(
+        "[workflows.tick]\ncomponent = \"{}\"\nschedule = \"*/2 * * * * *\"\ninput = {{ mode = \"repeat\" }}\n",
+        guest("testbed").display()
+    );
+    let path = config(&env, &toml);
+    let mut first = Server::start(&env, &["--config", &path]);
+    std::thread::sleep(Duration::from_millis(4500));
+    first.kill();
+    // Down for a tick or two: the restart starts what was missed.
+    std::thread::sleep(Duration::from_millis(3000));
+    let second = Server::start(&env, &["--config", &path]);
+    std::thread::sleep(Duration::from_millis(4500));
+    let (_, page) = second.call("GET", "/v1/runs?workflow=tick&limit=1000", b"");
+    let mut ids: Vec<String> = page["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["id"].as_str().map(str::to_string))
+        .collect();
+    ids.sort();
+    let ticks: Vec<i64> = ids
+        .iter()
+        .map(|id| {
+            let t = chrono::NaiveDateTime::parse_from_str(
+                id.strip_prefix("tick@").expect("a tick id"),
+                "%Y%m%dT%H%M%SZ",
+            )
+            .expect("a tick time");
+            t.and_utc().timestamp()
+        })
+        .collect();
+    assert!(ticks.len() >= 5, "{ids:?}");
+    for pair in ticks.windows(2) {
+        assert_eq!(
+            pair[1] - pair[0],
+            2,
+            "a tick was missed or doubled: {ids:?}"
+        );
+    }
+    // Every tick's run ends (the last one may still be running).
+    for id in &ids[..ids.len() - 1] {
+        assert_eq!(second.result(id)["status"], "succeeded", "{id}");
+    }
+}
+
+#[test]
+fn fork_and_paging_over_http() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let digest = server.upload("testbed");
+    for i in 0..5 {
+        let (status, _) = server.json(
+            "POST",
+            "/v1/runs",
+            &json!({"component": digest, "input": {"mode": "repeat"}, "id": format!("p{i}")}),
+        );
+        assert_eq!(status, 201);
+        assert_eq!(server.result(&format!("p{i}"))["status"], "succeeded");
+    }
+    // Pages of two, newest first, until `next` is null.
+    let mut seen = Vec::new();
+    let mut after = String::new();
+    loop {
+        let (status, page) = server.call("GET", &format!("/v1/runs?limit=2{after}"), b"");
+        assert_eq!(status, 200, "{page}");
+        for r in page["runs"].as_array().expect("runs") {
+            seen.push(r["id"].as_str().expect("id").to_string());
+        }
+        match page["next"].as_str() {
+            Some(next) => after = format!("&after={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["p4", "p3", "p2", "p1", "p0"]);
+    // Fork p0 before its second step: a new run that runs it again.
+    let (status, forked) = server.json(
+        "POST",
+        "/v1/runs/p0/fork",
+        &json!({"from_step": "echo#2", "id": "p0-again"}),
+    );
+    assert_eq!(status, 201, "{forked}");
+    let done = server.result("p0-again");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, original) = server.call("GET", "/v1/runs/p0/result", b"");
+    assert_eq!(done["output"], original["output"]);
+    let (status, body) = server.json("POST", "/v1/runs/p0/fork", &json!({"from_step": "nope#1"}));
+    assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
+}

@@ -64,6 +64,7 @@ pub async fn list(db: &Path, args: ListArgs) -> ExitCode {
         status,
         workflow: args.workflow.clone(),
         limit: args.limit,
+        after: None,
     };
     let runs = match store.list(filter).await {
         Ok(r) => r,

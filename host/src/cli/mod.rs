@@ -216,12 +216,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
 
+    /// Registered workflows (name, component, grants, limits, schedule);
+    /// see README "Running the server".
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
     #[command(flatten)]
     pub drive: DriveArgs,
 }
 
 /// Options of every verb that drives runs.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct DriveArgs {
     /// Kill this process (SIGKILL) right after the step with this key has
     /// been committed, like a power cut. For demos and tests.

@@ -65,6 +65,10 @@ pub struct RuntimeConfig {
     pub grants: Grants,
     /// Size of the instance pool (`None`: allocate on demand).
     pub pool_instances: Option<u32>,
+    /// Limits and grants of particular components (by digest), instead of
+    /// `limits` and `grants`: what an operator configured for a registered
+    /// workflow. Their memory limit is capped by the engine's.
+    pub per_component: HashMap<String, (Limits, Grants)>,
 }
 
 impl RuntimeConfig {
@@ -88,6 +92,7 @@ impl Default for RuntimeConfig {
             limits: Limits::default(),
             grants: Grants::default(),
             pool_instances: Some(crate::engine::DEFAULT_POOL_INSTANCES),
+            per_component: HashMap::new(),
         }
     }
 }
@@ -102,6 +107,8 @@ pub struct Runtime {
     observer: Arc<dyn Observer>,
     limits: Limits,
     grants: Arc<Grants>,
+    /// Limits and grants by component digest (see [`RuntimeConfig`]).
+    per_component: HashMap<String, (Limits, Arc<Grants>)>,
     /// Workflow instances alive at once: with a pooled engine, what the
     /// pool holds beyond room for steps; more runs wait for a slot.
     workflow_slots: Arc<Semaphore>,
@@ -190,6 +197,16 @@ impl Runtime {
             permits: Arc::new(Semaphore::new(steps)),
             crash_after: config.crash_after,
             observer: config.observer,
+            per_component: config
+                .per_component
+                .into_iter()
+                .map(|(digest, (mut limits, grants))| {
+                    // Instances come from one pool: its slot size is the
+                    // most any component may have.
+                    limits.memory_bytes = limits.memory_bytes.min(config.limits.memory_bytes);
+                    (digest, (limits, Arc::new(grants)))
+                })
+                .collect(),
             limits: config.limits,
             grants: Arc::new(config.grants),
             loaded: Mutex::new(HashMap::new()),
@@ -240,6 +257,14 @@ impl Runtime {
     /// The store.
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    /// The limits and grants of runs of component `digest`.
+    fn policy(&self, digest: &str) -> (Limits, Arc<Grants>) {
+        match self.per_component.get(digest) {
+            Some((limits, grants)) => (*limits, grants.clone()),
+            None => (self.limits, self.grants.clone()),
+        }
     }
 
     /// Loads a component (through the compile cache).
@@ -502,6 +527,7 @@ impl Runtime {
         };
         let history = History::new(start.history);
         let recorded_bytes = start.recorded_bytes;
+        let (limits, grants) = self.policy(&workflow.digest);
         let prior_attempts = start.attempt_counts.into_iter().collect();
         let drive = Arc::new(Drive::new(DriveSetup {
             run_id: run.id.clone(),
@@ -516,8 +542,8 @@ impl Runtime {
             interrupted: self.interrupted.clone(),
             observer: self.observer.clone(),
             crash_after: self.crash_after.clone(),
-            limits: self.limits,
-            grants: self.grants.clone(),
+            limits,
+            grants,
             switch,
             number: run.drives,
         }));
@@ -561,10 +587,10 @@ impl Runtime {
         }
         let outcome = outcome.map(|(result, _)| result);
         let result = match outcome {
-            Ok(Ok(output)) if output.len() > self.limits.max_result_bytes => Err(format!(
+            Ok(Ok(output)) if output.len() > drive.limits.max_result_bytes => Err(format!(
                 "the workflow's output is {} bytes, over the result size limit of {} bytes (--max-result-bytes)",
                 output.len(),
-                self.limits.max_result_bytes
+                drive.limits.max_result_bytes
             )),
             Ok(Ok(output)) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
                 Ok(_) => Ok(output),

@@ -23,6 +23,9 @@ pub struct RunFilter {
     pub workflow: Option<String>,
     /// At most this many, newest first.
     pub limit: usize,
+    /// Only runs listed after this one (older, in the list's order): the
+    /// next page. An id that does not exist matches nothing.
+    pub after: Option<String>,
 }
 
 /// A run with counts of its steps.
@@ -112,13 +115,15 @@ impl Store {
                                                           AND s.drive = runs.drives)
                          FROM runs
                          WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
+                           AND (?4 IS NULL OR (created_at_ms, id) <
+                                (SELECT created_at_ms, id FROM runs WHERE id = ?4))
                          ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
                     ))
                     .map_err(sql("listing runs"))?;
                 let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
                 let rows = stmt
                     .query_map(
-                        params![filter.status.map(|s| s.as_str()), filter.workflow, limit],
+                        params![filter.status.map(|s| s.as_str()), filter.workflow, limit, filter.after],
                         |r| Ok((run_from_row(r)?, r.get::<_, u32>(RUN_COLUMN_COUNT)?, r.get::<_, u32>(RUN_COLUMN_COUNT + 1)?)),
                     )
                     .map_err(sql("listing runs"))?;

@@ -664,6 +664,25 @@ impl Store {
         .await
     }
 
+    /// The greatest run id that starts with `prefix` (ids sort as text).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
+    pub async fn last_id_with_prefix(&self, prefix: &str) -> Result<Option<String>, StoreError> {
+        let prefix = prefix.to_string();
+        self.read(move |tx| {
+            // [prefix, prefix + U+10FFFF): every id with the prefix, on the
+            // primary key's index.
+            let end = format!("{prefix}\u{10FFFF}");
+            tx.prepare_cached(
+                "SELECT id FROM runs WHERE id >= ?1 AND id < ?2 ORDER BY id DESC LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![prefix, end], |r| r.get(0)).optional())
+            .map_err(sql("looking up the last scheduled run"))
+        })
+        .await
+    }
+
     /// Stops the writer once the jobs already queued are committed, and
     /// waits for it; other clones of this handle get
     /// [`StoreError::Closed`] from then on.

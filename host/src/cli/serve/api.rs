@@ -2,6 +2,7 @@
 //! shape: `{"error": {"code": "...", "message": "..."}}`.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,7 +31,27 @@ pub struct State {
     pub token: Option<String>,
     pub max_input_bytes: usize,
     pub max_body_bytes: usize,
+    /// Registered workflows: from durable.toml, and over the API.
+    pub workflows: Workflows,
+    /// Set when the server stops: no new runs.
+    pub stopping: Arc<AtomicBool>,
 }
+
+/// A name runs can be started by.
+#[derive(Clone, Debug)]
+pub struct Registered {
+    /// The component's digest (stored).
+    pub digest: String,
+    /// A cron schedule, from durable.toml.
+    pub schedule: Option<String>,
+    /// The input of scheduled runs.
+    pub input: Option<Value>,
+    /// Registered in durable.toml: the API cannot re-point it.
+    pub from_config: bool,
+}
+
+/// Registered workflows by name.
+pub type Workflows = Arc<Mutex<std::collections::BTreeMap<String, Registered>>>;
 
 /// Loaded components by digest (compiled once per server).
 type Loaded = Arc<Mutex<HashMap<String, LoadedWorkflow>>>;
@@ -55,6 +76,8 @@ pub fn router(state: State) -> Router {
         .route("/runs/{id}/result", get(run_result))
         .route("/runs/{id}/events/{name}", post(send_event))
         .route("/runs/{id}/cancel", post(cancel_run))
+        .route("/runs/{id}/fork", post(fork_run))
+        .route("/workflows", post(register_workflow).get(list_workflows))
         .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
         .route("/health", get(health));
     Router::new()
@@ -217,8 +240,16 @@ async fn load(app: &App, name: &str, bytes: Vec<u8>) -> Result<LoadedWorkflow, A
 
 /// A component uploaded before (to this server or, stored, to an earlier
 /// one).
-async fn component(app: &App, digest: &str) -> Result<LoadedWorkflow, ApiError> {
+async fn component(
+    app: &App,
+    digest: &str,
+    name: Option<&str>,
+) -> Result<LoadedWorkflow, ApiError> {
     if let Some(wf) = app.loaded.lock().ok().and_then(|m| m.get(digest).cloned()) {
+        let mut wf = wf;
+        if let Some(n) = name {
+            n.clone_into(&mut wf.name);
+        }
         return Ok(wf);
     }
     let bytes = app
@@ -234,23 +265,62 @@ async fn component(app: &App, digest: &str) -> Result<LoadedWorkflow, ApiError> 
                 format!("no component with digest {digest}; upload it with POST /v1/components"),
             )
         })?;
-    load(app, "workflow", bytes).await
+    load(app, name.unwrap_or("workflow"), bytes).await
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StartRun {
+    /// A registered workflow's name.
+    workflow: Option<String>,
     /// The digest `POST /v1/components` answered.
-    component: String,
+    component: Option<String>,
     #[serde(default)]
     input: Value,
     id: Option<String>,
 }
 
+fn shutting_down(app: &App) -> Result<(), ApiError> {
+    if app.state.stopping.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is stopping; start runs on its next start",
+        ));
+    }
+    Ok(())
+}
+
+/// The digest of registered workflow `name`.
+fn registered(app: &App, name: &str) -> Result<Registered, ApiError> {
+    app.state
+        .workflows
+        .lock()
+        .ok()
+        .and_then(|w| w.get(name).cloned())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no workflow named {name:?} (register it with POST /v1/workflows or in durable.toml)"),
+            )
+        })
+}
+
 /// `POST /v1/runs {component, input, id?}`: 201 with the new run; the same
 /// id with the same input: 200 with the run as it is; another input: 409.
 async fn start_run(Extract(app): Extract<App>, body: Result<Bytes, BytesRejection>) -> ApiResult {
+    shutting_down(&app)?;
     let req: StartRun = parse(body)?;
+    let digest = match (&req.workflow, &req.component) {
+        (Some(name), None) => registered(&app, name)?.digest,
+        (None, Some(digest)) => digest.clone(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of `workflow` (a registered name) and `component` (a digest)",
+            ));
+        }
+    };
     let input = req.input.to_string();
     if input.len() > app.state.max_input_bytes {
         return Err(ApiError::new(
@@ -263,7 +333,7 @@ async fn start_run(Extract(app): Extract<App>, body: Result<Bytes, BytesRejectio
             ),
         ));
     }
-    let wf = component(&app, &req.component).await?;
+    let wf = component(&app, &digest, req.workflow.as_deref()).await?;
     let id = req
         .id
         .unwrap_or_else(|| crate::cli::run::new_run_id(&wf.name));
@@ -336,6 +406,7 @@ struct ListQuery {
     status: Option<String>,
     workflow: Option<String>,
     limit: Option<usize>,
+    after: Option<String>,
 }
 
 /// `GET /v1/runs?status=&workflow=&limit=`: newest first.
@@ -348,6 +419,7 @@ async fn list_runs(Extract(app): Extract<App>, Query(q): Query<ListQuery>) -> Ap
             ))
         })?),
     };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let runs = app
         .state
         .rt
@@ -355,11 +427,14 @@ async fn list_runs(Extract(app): Extract<App>, Query(q): Query<ListQuery>) -> Ap
         .list(RunFilter {
             status,
             workflow: q.workflow,
-            limit: q.limit.unwrap_or(100).min(1000),
+            limit: limit + 1,
+            after: q.after,
         })
         .await?;
-    let runs: Vec<json::ListedRun> = runs.iter().map(json::ListedRun::new).collect();
-    ok(StatusCode::OK, json!({ "runs": runs }))
+    // One more than asked says whether there is a next page.
+    let next = (runs.len() > limit).then(|| runs[limit - 1].run.id.clone());
+    let runs: Vec<json::ListedRun> = runs.iter().take(limit).map(json::ListedRun::new).collect();
+    ok(StatusCode::OK, json!({ "runs": runs, "next": next }))
 }
 
 #[derive(Deserialize)]
@@ -494,4 +569,97 @@ async fn cancel_run(Extract(app): Extract<App>, Path(id): Path<String>) -> ApiRe
         }) => ok(StatusCode::OK, json!({"id": id, "cancelled": "already"})),
         Err(e) => Err(e.into()),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ForkRun {
+    from_step: String,
+    id: Option<String>,
+}
+
+/// `POST /v1/runs/{id}/fork {from_step, id?}`: a new run from the history
+/// before that step, started at once.
+async fn fork_run(
+    Extract(app): Extract<App>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    shutting_down(&app)?;
+    let req: ForkRun = parse(body)?;
+    let new_id = req
+        .id
+        .unwrap_or_else(|| format!("{id}-fork-{}", durable::store::now_ms()));
+    durable::runner::validate_run_id(&new_id).map_err(ApiError::bad_request)?;
+    let run = app
+        .state
+        .rt
+        .store()
+        .fork(&id, &req.from_step, &new_id)
+        .await?;
+    app.state.dispatcher.resume(new_id);
+    ok(StatusCode::CREATED, summary(&run))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Register {
+    name: String,
+    component: String,
+}
+
+fn workflow_json(name: &str, r: &Registered) -> Value {
+    json!({"name": name, "digest": r.digest, "schedule": r.schedule, "input": r.input})
+}
+
+/// `GET /v1/workflows`.
+async fn list_workflows(Extract(app): Extract<App>) -> ApiResult {
+    let list: Vec<Value> = app
+        .state
+        .workflows
+        .lock()
+        .map(|w| w.iter().map(|(n, r)| workflow_json(n, r)).collect())
+        .unwrap_or_default();
+    ok(StatusCode::OK, json!({ "workflows": list }))
+}
+
+/// `POST /v1/workflows {name, component}`: a name for an uploaded
+/// component; new runs of the name use it. Names from durable.toml stay.
+async fn register_workflow(
+    Extract(app): Extract<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let req: Register = parse(body)?;
+    durable::history::validate_name(&req.name)
+        .map_err(|e| ApiError::bad_request(format!("workflow name: {e}")))?;
+    // Known, and compiled, before the name points at it.
+    component(&app, &req.component, Some(&req.name)).await?;
+    let mut workflows = app
+        .state
+        .workflows
+        .lock()
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock"))?;
+    let entry = Registered {
+        digest: req.component.clone(),
+        schedule: None,
+        input: None,
+        from_config: false,
+    };
+    let status = match workflows.get(&req.name) {
+        Some(r) if r.from_config => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!(
+                    "workflow {:?} is registered in durable.toml; change it there",
+                    req.name
+                ),
+            ));
+        }
+        Some(_) => StatusCode::OK,
+        None => StatusCode::CREATED,
+    };
+    let shown = workflow_json(&req.name, &entry);
+    workflows.insert(req.name, entry);
+    ok(status, shown)
 }

@@ -120,6 +120,16 @@ impl Dispatcher {
         true
     }
 
+    /// The runtime's store.
+    pub fn store(&self) -> &durable::store::Store {
+        self.inner.rt.store()
+    }
+
+    /// Whether [`Dispatcher::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stopped.load(Ordering::SeqCst)
+    }
+
     /// Takes up no more runs.
     pub fn stop(&self) {
         self.inner.stopped.store(true, Ordering::SeqCst);

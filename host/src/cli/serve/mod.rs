@@ -13,7 +13,9 @@
 //! finish within `--shutdown-grace-ms`, release the runs, exit 0.
 
 mod api;
+mod config;
 mod dispatch;
+mod schedule;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -39,7 +41,7 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
         ));
         return ExitCode::Usage;
     }
-    let config = match config(db, &args.drive, true) {
+    let mut config = match config(db, &args.drive, true) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -47,10 +49,20 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
         Ok(e) => e,
         Err(code) => return code,
     };
+    let registered = match load_registered(db, &args, &engine, &mut config) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
     let store = match open(db, &args.drive).await {
         Ok(s) => s,
         Err(code) => return code,
     };
+    for (_, wf) in &registered {
+        if let Err(e) = store.put_component(&wf.digest, wf.bytes.clone()).await {
+            error(super::run::chain(&e));
+            return ExitCode::of_store(&e);
+        }
+    }
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -61,12 +73,34 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
     let address = listener.local_addr().map_or(args.listen, |a| a);
     let rt = Arc::new(Runtime::with_engine(engine, store.clone(), config));
     let dispatcher = Dispatcher::start(rt.clone());
+    let workflows: api::Workflows = Arc::default();
+    if let Ok(mut w) = workflows.lock() {
+        for (entry, wf) in &registered {
+            w.insert(
+                entry.name.clone(),
+                api::Registered {
+                    digest: wf.digest.clone(),
+                    schedule: entry.schedule.as_ref().map(|s| s.expression.clone()),
+                    input: entry.schedule.as_ref().map(|s| s.input.clone()),
+                    from_config: true,
+                },
+            );
+        }
+    }
+    for (entry, wf) in registered {
+        if let Some(s) = entry.schedule {
+            schedule::spawn(dispatcher.clone(), wf, s);
+        }
+    }
+    let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let app = api::router(api::State {
         rt: rt.clone(),
         dispatcher: dispatcher.clone(),
         token: args.token.clone().filter(|t| !t.is_empty()),
         max_input_bytes: args.drive.max_input_bytes,
         max_body_bytes: args.max_body_mb.saturating_mul(1 << 20),
+        workflows: workflows.clone(),
+        stopping: stopping.clone(),
     });
     eprintln!(
         "durable: serving on http://{address} (database {})",
@@ -87,6 +121,7 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
         "stopping: no new requests; steps already running get {} ms to finish and be recorded",
         grace.as_millis()
     ));
+    stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = stop_tx.send(true);
     dispatcher.stop();
     rt.interrupt();
@@ -110,4 +145,56 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
     store.close().await;
     error("stopped");
     ExitCode::Success
+}
+
+/// Reads `--config` and loads (compiles) each registered workflow's
+/// component; puts each one's limits and grants into `runtime`.
+fn load_registered(
+    db: &Path,
+    args: &ServeArgs,
+    engine: &durable::engine::Engine,
+    runtime: &mut durable::runner::RuntimeConfig,
+) -> Result<Vec<(config::Workflow, durable::engine::LoadedWorkflow)>, ExitCode> {
+    let Some(path) = &args.config else {
+        return Ok(Vec::new());
+    };
+    let workflows = config::read(path, &args.drive).map_err(|e| {
+        error(e);
+        ExitCode::Usage
+    })?;
+    let mut out: Vec<(config::Workflow, durable::engine::LoadedWorkflow)> = Vec::new();
+    for w in workflows {
+        let at = format!("{}: [workflows.{}]", path.display(), w.name);
+        let own = config(db, &w.drive, true).map_err(|code| {
+            error(format_args!(
+                "{at}: its grants or limits are refused (above)"
+            ));
+            code
+        })?;
+        let bytes = std::fs::read(&w.component).map_err(|e| {
+            error(format_args!(
+                "{at}: component {}: {e}",
+                w.component.display()
+            ));
+            ExitCode::Usage
+        })?;
+        let wf =
+            tokio::task::block_in_place(|| engine.load(&w.name, Arc::new(bytes))).map_err(|e| {
+                error(format_args!("{at}: {}", super::run::chain(&e)));
+                ExitCode::Usage
+            })?;
+        if let Some((other, _)) = out.iter().find(|(_, o)| o.digest == wf.digest) {
+            error(format_args!(
+                "{at}: the same component as [workflows.{}]; limits and grants go with a \
+                 component, so give each workflow its own",
+                other.name
+            ));
+            return Err(ExitCode::Usage);
+        }
+        runtime
+            .per_component
+            .insert(wf.digest.clone(), (own.limits, own.grants));
+        out.push((w, wf));
+    }
+    Ok(out)
 }
