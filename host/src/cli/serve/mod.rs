@@ -165,11 +165,8 @@ fn load_registered(
     let mut out: Vec<(config::Workflow, durable::engine::LoadedWorkflow)> = Vec::new();
     for w in workflows {
         let at = format!("{}: [workflows.{}]", path.display(), w.name);
-        let own = config(db, &w.drive, true).map_err(|code| {
-            error(format_args!(
-                "{at}: its grants or limits are refused (above)"
-            ));
-            code
+        let own = config(db, &w.drive, true).inspect_err(|_| {
+            error(format_args!("{at}: its grants or limits are refused (above)"));
         })?;
         let bytes = std::fs::read(&w.component).map_err(|e| {
             error(format_args!(
