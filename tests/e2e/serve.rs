@@ -321,7 +321,58 @@ fn serve_answers_errors_in_one_shape_and_checks_its_token() {
         error(anonymous.call("GET", "/v1/runs", b"")),
         (401, json!("unauthorized"))
     );
+    assert_eq!(
+        error(anonymous.call("GET", "/metrics", b"")),
+        (401, json!("unauthorized"))
+    );
     assert_eq!(anonymous.call("GET", "/v1/health", b"").0, 200);
+    // Anything else malformed gets the same shape too.
+    assert_eq!(
+        error(server.call("DELETE", "/v1/runs", b"")),
+        (405, json!("method_not_allowed"))
+    );
+    assert_eq!(
+        error(server.call("GET", "/v1/runs?limit=many", b"")),
+        (400, json!("bad_request"))
+    );
+    assert_eq!(
+        error(server.call("GET", "/v2/nothing", b"")),
+        (404, json!("not_found"))
+    );
+    // The API describes itself.
+    let (status, doc) = anonymous.call("GET", "/v1/openapi.json", b"");
+    assert_eq!(status, 200);
+    assert!(doc["paths"]["/v1/runs"].is_object(), "{doc}");
+}
+
+#[test]
+fn metrics_count_runs_steps_commits_and_requests() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let digest = server.upload("testbed");
+    let (status, _) = server.json(
+        "POST",
+        "/v1/runs",
+        &json!({"component": digest, "input": {"mode": "repeat"}, "id": "m"}),
+    );
+    assert_eq!(status, 201);
+    assert_eq!(server.result("m")["status"], "succeeded");
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    for line in [
+        "durable_runs{status=\"succeeded\"} 1",
+        "durable_steps_total{source=\"executed\"} 3",
+        "durable_waiting_runs 0",
+        "durable_commit_seconds_bucket{le=\"+Inf\"}",
+        "durable_commit_batch_size_count",
+        "durable_wakeup_lag_seconds_count",
+        "durable_http_requests_total{route=\"/v1/runs\",status=\"201\"} 1",
+    ] {
+        assert!(text.contains(line), "no {line:?} in:\n{text}");
+    }
 }
 
 #[test]

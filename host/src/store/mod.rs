@@ -11,6 +11,7 @@
 //! error instead of an overwrite.
 
 mod error;
+mod histogram;
 mod inspect;
 mod rows;
 mod schema;
@@ -26,6 +27,7 @@ use rusqlite::{OptionalExtension, params};
 use crate::owner::{LEASE_MS, Owner};
 pub use error::StoreError;
 use error::sql;
+pub use histogram::{Histogram, HistogramSnapshot};
 pub use inspect::{Cancelled, EventRecord, RunDetail, RunFilter, RunSummary, Superseded};
 use rows::*;
 pub use types::{
@@ -208,6 +210,14 @@ impl Store {
                 .jobs
                 .load(std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// Seconds per committed batch, and jobs per committed batch.
+    pub fn commit_histograms(&self) -> (HistogramSnapshot, HistogramSnapshot) {
+        (
+            self.writer.stats.commit_seconds.snapshot(),
+            self.writer.stats.batch_size.snapshot(),
+        )
     }
 
     /// How long a commit waits out a write lock that another process holds
@@ -623,18 +633,21 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] when the read fails.
-    pub async fn runnable(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+    /// Each with the time it became due, for waiting runs.
+    pub async fn runnable(&self, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         self.read(move |tx| {
             let now = now_ms();
             let mut ids = Vec::new();
             let mut due = tx
                 .prepare_cached(
-                    "SELECT id FROM runs WHERE status = 'waiting' AND wake_at_ms <= ?1
+                    "SELECT id, wake_at_ms FROM runs WHERE status = 'waiting' AND wake_at_ms <= ?1
                      ORDER BY wake_at_ms LIMIT ?2",
                 )
                 .map_err(sql("listing due runs"))?;
             let rows = due
-                .query_map(params![now, limit as i64], |r| r.get::<_, String>(0))
+                .query_map(params![now, limit as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+                })
                 .map_err(sql("listing due runs"))?;
             for row in rows {
                 ids.push(row.map_err(sql("listing due runs"))?);
@@ -656,10 +669,32 @@ impl Store {
             for row in rows {
                 let (id, owner, lease) = row.map_err(sql("listing running runs"))?;
                 if ids.len() < limit && owner_is_gone(owner.as_deref(), lease, now) {
-                    ids.push(id);
+                    ids.push((id, None));
                 }
             }
             Ok(ids)
+        })
+        .await
+    }
+
+    /// How many runs there are of each status.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
+    pub async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(|tx| {
+            let mut stmt = tx
+                .prepare_cached("SELECT status, count(*) FROM runs GROUP BY status")
+                .map_err(sql("counting runs"))?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(sql("counting runs"))?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (status, n) = row.map_err(sql("counting runs"))?;
+                out.push((status, n.max(0) as u64));
+            }
+            Ok(out)
         })
         .await
     }

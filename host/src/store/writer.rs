@@ -42,8 +42,8 @@ type Job = Box<dyn FnOnce(Result<&Transaction<'_>, &StoreError>) -> Applied + Se
 
 /// A handle to the writer thread. Cloning it is cheap; the thread ends when
 /// the last handle is dropped or [`Writer::close`] is called.
-/// Counts of the writer's work, for benchmarks and tests.
-#[derive(Debug, Default)]
+/// Counts of the writer's work, for benchmarks, tests and metrics.
+#[derive(Debug)]
 pub(crate) struct WriterStats {
     /// Transactions committed (each one fsync of the WAL at `synchronous=FULL`).
     pub(crate) commits: AtomicU64,
@@ -52,6 +52,29 @@ pub(crate) struct WriterStats {
     /// How long to wait out another process's write lock, in ms (0: the
     /// default, [`MAX_BUSY_WAIT`]).
     pub(crate) lock_wait_ms: AtomicU64,
+    /// Seconds per committed batch (applying its jobs and the commit).
+    pub(crate) commit_seconds: super::histogram::Histogram,
+    /// Jobs per committed batch.
+    pub(crate) batch_size: super::histogram::Histogram,
+}
+
+/// Bounds of the commit latency histogram, in seconds.
+static COMMIT_BOUNDS: [f64; 12] = [
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+];
+/// Bounds of the batch size histogram.
+static BATCH_BOUNDS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+impl Default for WriterStats {
+    fn default() -> Self {
+        WriterStats {
+            commits: AtomicU64::new(0),
+            jobs: AtomicU64::new(0),
+            lock_wait_ms: AtomicU64::new(0),
+            commit_seconds: super::histogram::Histogram::new(&COMMIT_BOUNDS),
+            batch_size: super::histogram::Histogram::new(&BATCH_BOUNDS),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -162,9 +185,14 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Option<Job>>, stats: &Writer
             0 => MAX_BUSY_WAIT,
             ms => Duration::from_millis(ms),
         };
+        let started = std::time::Instant::now();
         if apply_batch(&mut conn, &mut batch, wait) {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.jobs.fetch_add(jobs, Ordering::Relaxed);
+            stats
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            stats.batch_size.observe(jobs as f64);
         }
     }
     // Refuse what arrives from now on: senders see `Closed`.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State as Extract};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -35,6 +35,8 @@ pub struct State {
     pub workflows: Workflows,
     /// Set when the server stops: no new runs.
     pub stopping: Arc<AtomicBool>,
+    /// What `/metrics` shows.
+    pub metrics: Arc<super::metrics::Metrics>,
 }
 
 /// A name runs can be started by.
@@ -79,10 +81,23 @@ pub fn router(state: State) -> Router {
         .route("/runs/{id}/fork", post(fork_run))
         .route("/workflows", post(register_workflow).get(list_workflows))
         .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
-        .route("/health", get(health));
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi));
+    let metrics = Router::new()
+        .route("/metrics", get(render_metrics))
+        .route_layer(middleware::from_fn_with_state(app.clone(), authorize));
     Router::new()
         .nest("/v1", v1)
+        .merge(metrics)
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method (see GET /v1/openapi.json)",
+            )
+        })
+        .layer(middleware::from_fn_with_state(app.clone(), count))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
@@ -168,6 +183,24 @@ fn parse<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::bad_request(format!("the body is not the JSON expected: {e}")))
 }
 
+/// Counts every answer by route template and status, for `/metrics`.
+async fn count(Extract(app): Extract<App>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    app.state
+        .metrics
+        .request(&route, response.status().as_u16());
+    response
+}
+
+/// Equal strings, in a time that does not depend on where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Refuses a request without the server's token, when it has one.
 async fn authorize(Extract(app): Extract<App>, request: Request, next: Next) -> Response {
     if let Some(token) = &app.state.token {
@@ -175,8 +208,10 @@ async fn authorize(Extract(app): Extract<App>, request: Request, next: Next) -> 
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim());
+        if !given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes())) {
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -192,6 +227,18 @@ async fn health() -> ApiResult {
     ok(StatusCode::OK, json!({"status": "ok"}))
 }
 
+/// The API's OpenAPI 3 document (docs/api.md says the same for people).
+const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn render_metrics(Extract(app): Extract<App>) -> ApiResult {
+    let text = app.state.metrics.render(app.state.rt.store()).await?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
+}
+
 #[derive(Deserialize)]
 struct ComponentQuery {
     /// The workflow name runs of this component get (default: "workflow").
@@ -202,9 +249,10 @@ struct ComponentQuery {
 /// stored. Answers `{digest, name, world}`.
 async fn put_component(
     Extract(app): Extract<App>,
-    Query(q): Query<ComponentQuery>,
+    q: Result<Query<ComponentQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let bytes = body?.to_vec();
     let name = q.name.unwrap_or_else(|| "workflow".to_string());
     if durable::history::validate_name(&name).is_err() {
@@ -410,7 +458,11 @@ struct ListQuery {
 }
 
 /// `GET /v1/runs?status=&workflow=&limit=`: newest first.
-async fn list_runs(Extract(app): Extract<App>, Query(q): Query<ListQuery>) -> ApiResult {
+async fn list_runs(
+    Extract(app): Extract<App>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let status = match q.status.as_deref() {
         None => None,
         Some(s) => Some(RunStatus::parse_name(s).ok_or_else(|| {
@@ -447,8 +499,9 @@ struct ShowQuery {
 async fn show_run(
     Extract(app): Extract<App>,
     Path(id): Path<String>,
-    Query(q): Query<ShowQuery>,
+    q: Result<Query<ShowQuery>, QueryRejection>,
 ) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let detail = app.state.rt.store().detail(&id, q.logs).await?;
     let shown = json::shown_run(&detail, q.logs);
     Ok(axum::Json(shown).into_response())
@@ -468,8 +521,9 @@ const MAX_WAIT: Duration = Duration::from_secs(300);
 async fn run_result(
     Extract(app): Extract<App>,
     Path(id): Path<String>,
-    Query(q): Query<ResultQuery>,
+    q: Result<Query<ResultQuery>, QueryRejection>,
 ) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let wait = match q.wait.as_deref() {
         None => Duration::ZERO,
         Some(w) => parse_wait(w).ok_or_else(|| {
@@ -488,7 +542,8 @@ async fn run_result(
             .run(&id)
             .await?
             .ok_or_else(|| StoreError::RunNotFound(id.clone()))?;
-        if !run.status.is_open() || tokio::time::Instant::now() >= deadline {
+        let stopping = app.state.stopping.load(Ordering::SeqCst);
+        if !run.status.is_open() || stopping || tokio::time::Instant::now() >= deadline {
             return ok(StatusCode::OK, summary(&run));
         }
         tokio::time::sleep(POLL).await;
@@ -662,4 +717,48 @@ async fn register_workflow(
     let shown = workflow_json(&req.name, &entry);
     workflows.insert(req.name, entry);
     ok(status, shown)
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every `.route("...")` of this file, as the server answers it.
+    fn routes() -> Vec<String> {
+        include_str!("api.rs")
+            .split(".route(\"")
+            .skip(1)
+            .filter_map(|r| r.split('"').next())
+            .filter(|r| r.starts_with('/'))
+            .map(|r| {
+                if r == "/metrics" {
+                    r.to_string()
+                } else {
+                    format!("/v1{r}")
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_route_of_the_server_is_in_the_openapi_document_and_back() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).expect("valid JSON");
+        let paths = doc["paths"].as_object().expect("paths");
+        let routes = routes();
+        assert!(routes.len() >= 11, "{routes:?}");
+        for r in &routes {
+            assert!(paths.contains_key(r), "{r} is not in openapi.json");
+        }
+        for p in paths.keys() {
+            assert!(
+                routes.contains(p),
+                "openapi.json has {p}, which the server does not"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(super::same_secret(b"s3cret", b"s3cret"));
+        assert!(!super::same_secret(b"s3cret", b"s3creT"));
+        assert!(!super::same_secret(b"s3cret", b"s3cre"));
+    }
 }

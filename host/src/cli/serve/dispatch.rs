@@ -28,6 +28,7 @@ pub struct Dispatcher {
 
 struct Inner {
     rt: Arc<Runtime>,
+    metrics: Arc<super::metrics::Metrics>,
     /// Runs a task of this server drives (or is about to).
     driving: Mutex<HashSet<String>>,
     stopped: AtomicBool,
@@ -53,10 +54,11 @@ impl Drop for Driving {
 impl Dispatcher {
     /// Starts the poll loop (which also takes up, at once, every run left
     /// interrupted by an earlier process).
-    pub fn start(rt: Arc<Runtime>) -> Dispatcher {
+    pub fn start(rt: Arc<Runtime>, metrics: Arc<super::metrics::Metrics>) -> Dispatcher {
         let d = Dispatcher {
             inner: Arc::new(Inner {
                 rt,
+                metrics,
                 driving: Mutex::new(HashSet::new()),
                 stopped: AtomicBool::new(false),
                 ended: Notify::new(),
@@ -71,8 +73,14 @@ impl Dispatcher {
         while !self.inner.stopped.load(Ordering::SeqCst) {
             match self.inner.rt.store().runnable(BATCH).await {
                 Ok(ids) => {
-                    for id in ids {
-                        self.resume(id);
+                    let now = durable::store::now_ms();
+                    for (id, due_at) in ids {
+                        if self.resume(id)
+                            && let Some(due_at) = due_at
+                        {
+                            let lag = now.saturating_sub(due_at).max(0) as u64;
+                            self.inner.metrics.woke(Duration::from_millis(lag));
+                        }
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not list the runs that are due"),
@@ -94,16 +102,17 @@ impl Dispatcher {
     }
 
     /// Drives run `id` (resumed from its history) in a task, unless one
-    /// already does.
-    pub fn resume(&self, id: String) {
+    /// already does (then `false`).
+    pub fn resume(&self, id: String) -> bool {
         let Some(guard) = self.claim(&id) else {
-            return;
+            return false;
         };
         let rt = self.inner.rt.clone();
         tokio::spawn(async move {
             let result = rt.resume(&guard.id).await;
             report(&guard.id, &result);
         });
+        true
     }
 
     /// Starts run `id` of `workflow` with `input` in a task. `false` if a

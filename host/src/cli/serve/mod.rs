@@ -15,6 +15,7 @@
 mod api;
 mod config;
 mod dispatch;
+mod metrics;
 mod schedule;
 
 use std::path::Path;
@@ -71,8 +72,13 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
         }
     };
     let address = listener.local_addr().map_or(args.listen, |a| a);
+    let metrics = Arc::new(metrics::Metrics::default());
+    config.observer = Arc::new(metrics::Counting {
+        inner: config.observer.clone(),
+        metrics: metrics.clone(),
+    });
     let rt = Arc::new(Runtime::with_engine(engine, store.clone(), config));
-    let dispatcher = Dispatcher::start(rt.clone());
+    let dispatcher = Dispatcher::start(rt.clone(), metrics.clone());
     let workflows: api::Workflows = Arc::default();
     if let Ok(mut w) = workflows.lock() {
         for (entry, wf) in &registered {
@@ -101,6 +107,7 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
         max_body_bytes: args.max_body_mb.saturating_mul(1 << 20),
         workflows: workflows.clone(),
         stopping: stopping.clone(),
+        metrics,
     });
     eprintln!(
         "durable: serving on http://{address} (database {})",
@@ -166,7 +173,9 @@ fn load_registered(
     for w in workflows {
         let at = format!("{}: [workflows.{}]", path.display(), w.name);
         let own = config(db, &w.drive, true).inspect_err(|_| {
-            error(format_args!("{at}: its grants or limits are refused (above)"));
+            error(format_args!(
+                "{at}: its grants or limits are refused (above)"
+            ));
         })?;
         let bytes = std::fs::read(&w.component).map_err(|e| {
             error(format_args!(
