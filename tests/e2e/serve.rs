@@ -569,3 +569,76 @@ fn fork_and_paging_over_http() {
     let (status, body) = server.json("POST", "/v1/runs/p0/fork", &json!({"from_step": "nope#1"}));
     assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
 }
+
+#[test]
+fn two_hundred_runs_started_over_http_survive_a_sigkill_of_the_server() {
+    let env = Env::new();
+    let exec = env.dir.path().join("exec");
+    std::fs::create_dir(&exec).expect("exec dir");
+    let grant = format!("{}::/exec", exec.display());
+    // Ten iterations of 100 ms steps (two batches of three, one step with
+    // nested steps): a few seconds for 200 runs sharing 64 step slots.
+    let input = json!({"mode": "long", "n": 10, "delay_ms": 100});
+    let expected = env
+        .run(&[
+            "run",
+            &guest("testbed").display().to_string(),
+            "--input",
+            &input.to_string(),
+            "--id",
+            "reference",
+        ])
+        .success();
+    let mut first = Server::start(&env, &["--allow-dir", &grant]);
+    let digest = first.upload("testbed");
+    // 200 starts from 8 client threads at once.
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (first, digest, input) = (&first, &digest, &input);
+            s.spawn(move || {
+                for i in 0..25 {
+                    let id = format!("r{}", t * 25 + i);
+                    let (status, body) = first.json(
+                        "POST",
+                        "/v1/runs",
+                        &json!({"component": digest, "input": input, "id": id}),
+                    );
+                    assert_eq!(status, 201, "{body}");
+                }
+            });
+        }
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    first.kill();
+    let committed = env.query(
+        "SELECT run_id || '/' || key FROM steps WHERE run_id GLOB 'r[0-9]*' AND name NOT LIKE '$%'",
+    );
+    let unfinished = env.query("SELECT count(*) FROM runs WHERE status = 'running'");
+    assert_ne!(unfinished, [["0"]], "every run had ended before the kill");
+
+    let second = Server::start(&env, &["--allow-dir", &grant]);
+    for i in 0..200 {
+        let done = second.result(&format!("r{i}"));
+        assert_eq!(done["status"], "succeeded", "{done}");
+        assert_eq!(done["output"], expected, "r{i}");
+    }
+    let log = std::fs::read_to_string(exec.join("log")).expect("the execution log");
+    let mut runs = std::collections::HashMap::<&str, usize>::new();
+    for line in log.lines() {
+        if let Some(key) = line.strip_prefix("EXEC ") {
+            *runs.entry(key).or_default() += 1;
+        }
+    }
+    assert!(
+        !committed.is_empty(),
+        "nothing was committed before the kill"
+    );
+    for row in &committed {
+        let key = row[0].as_str();
+        assert_eq!(
+            runs.get(key).copied(),
+            Some(1),
+            "{key} was committed before the kill and ran again"
+        );
+    }
+}
