@@ -102,6 +102,29 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
             }
             // W5, parking: n runs that each sleep an hour, started at once
             // and parked; what the process and the database hold then.
+            // Serve's parked runs: n runs waiting for an event, left in the
+            // database for a server to take over.
+            "eventpark" => {
+                let mut set = tokio::task::JoinSet::new();
+                for i in 0..n {
+                    let (runtime, workflow) = (runtime.clone(), workflow.clone());
+                    set.spawn(async move {
+                        runtime
+                            .start(&workflow, &format!("e{i}"), r#"{"mode":"await"}"#)
+                            .await
+                    });
+                }
+                while let Some(done) = set.join_next().await {
+                    let finished = done??;
+                    anyhow::ensure!(
+                        finished.run.status == RunStatus::Waiting,
+                        "run {} is {}, not waiting",
+                        finished.run.id,
+                        finished.run.status
+                    );
+                }
+                steps = u64::from(n);
+            }
             "w5park" => {
                 let mut set = tokio::task::JoinSet::new();
                 for i in 0..n {

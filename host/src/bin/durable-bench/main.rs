@@ -8,6 +8,7 @@
 
 mod child;
 mod measure;
+mod serve;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,6 +110,9 @@ struct Sizes {
     w5_parked: u32,
     w5_woken: u32,
     fsync_ops: u32,
+    serve_runs: u32,
+    serve_parked: u32,
+    serve_starts: u32,
 }
 
 impl Sizes {
@@ -122,6 +126,9 @@ impl Sizes {
                 w5_parked: 50,
                 w5_woken: 20,
                 fsync_ops: 100,
+                serve_runs: 20,
+                serve_parked: 50,
+                serve_starts: 10,
             }
         } else {
             Sizes {
@@ -132,6 +139,9 @@ impl Sizes {
                 w5_parked: 10_000,
                 w5_woken: 1000,
                 fsync_ops: 2000,
+                serve_runs: 1000,
+                serve_parked: 100_000,
+                serve_starts: 200,
             }
         }
     }
@@ -327,6 +337,39 @@ impl Bench {
             replay.push(&self.child("w3", &copy, s.w3_steps, "power-loss")?);
         }
         report.add_w3(&Summary::of(&restart), &replay, s.w3_steps);
+
+        // `durable serve`, from a client: W4 over HTTP, start latency, and
+        // a server with many runs parked on an event.
+        let (mut w4http, mut latency, mut parked_rss, mut deliver) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for r in 0..self.repeats {
+            let dir = self.fresh(&format!("serve-{r}"))?;
+            measure::link_cache(&warm, &dir)?;
+            let server = serve::Server::start(&self.durable, &dir)?;
+            let digest = serve::upload(&server, &self.guest)?;
+            w4http.push(serve::w4_http(&server, &digest, s.serve_runs, 32)?);
+            latency.extend(serve::start_latency(&server, &digest, s.serve_starts)?);
+            drop(server);
+            let dir = self.fresh(&format!("serve-parked-{r}"))?;
+            measure::link_cache(&warm, &dir)?;
+            self.child("eventpark", &dir, s.serve_parked, "power-loss")?;
+            let server = serve::Server::start(&self.durable, &dir)?;
+            // Up, and past its first look at what is due.
+            std::thread::sleep(Duration::from_millis(500));
+            parked_rss.push(server.rss_kib() as f64 / 1024.0);
+            deliver.push(serve::deliver(
+                &server,
+                &format!("e{}", s.serve_parked / 2),
+            )?);
+        }
+        report.add_serve(
+            &Summary::of(&w4http),
+            s.serve_runs,
+            &latency,
+            &Summary::of(&parked_rss),
+            &Summary::of(&deliver),
+            s.serve_parked,
+        );
 
         // Cold start: an empty compile cache, then the same cache again.
         let (mut cold, mut warm_start) = (Vec::new(), Vec::new());

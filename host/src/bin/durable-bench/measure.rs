@@ -262,6 +262,60 @@ impl Report {
         );
     }
 
+    pub fn add_serve(
+        &mut self,
+        w4: &Summary,
+        runs: u32,
+        latency: &[f64],
+        rss: &Summary,
+        deliver: &Summary,
+        parked: u32,
+    ) {
+        self.row(
+            format!("serve: W4 over HTTP, {runs} runs, 32 keep-alive clients"),
+            *w4,
+            "wf/s",
+            "started and awaited through the API; target >= 1500",
+        );
+        let mut sorted: Vec<f64> = latency.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            sorted
+                .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let single = |v: f64| Summary {
+            median: v,
+            min: v,
+            max: v,
+        };
+        self.row(
+            "serve: start latency p50 (POST /v1/runs to the first step starting)",
+            single(at(0.5)),
+            "ms",
+            format!("{} starts, one at a time", sorted.len()),
+        );
+        self.row(
+            "serve: start latency p99",
+            single(at(0.99)),
+            "ms",
+            "target <= 10 ms",
+        );
+        self.row(
+            format!("serve: RSS with {parked} runs waiting on an event"),
+            *rss,
+            "MiB",
+            "target <= 256 MiB",
+        );
+        self.row(
+            format!("serve: one event delivered to one of {parked} waiting runs"),
+            *deliver,
+            "ms",
+            "POST event to the run ended; target <= 20 ms",
+        );
+    }
+
     pub fn add_start(&mut self, cold: &Summary, warm: &Summary) {
         self.row(
             "durable run, empty compile cache",

@@ -546,7 +546,13 @@ async fn run_result(
         if !run.status.is_open() || stopping || tokio::time::Instant::now() >= deadline {
             return ok(StatusCode::OK, summary(&run));
         }
-        tokio::time::sleep(POLL).await;
+        // A drive of this server ending wakes the poll at once; a run
+        // driven by another process is seen within POLL.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::select! {
+            () = app.state.dispatcher.a_drive_ended() => {}
+            () = tokio::time::sleep(POLL.min(left)) => {}
+        }
     }
 }
 
@@ -607,7 +613,14 @@ async fn send_event(
         .send_event(&id, &name, req.id.as_deref(), &payload)
         .await?
     {
-        Sent::Stored { seq } => ok(StatusCode::CREATED, json!({"stored": true, "seq": seq})),
+        Sent::Stored { seq } => {
+            // A run that waited for it is due now: take it up at once
+            // rather than at the next poll.
+            if let Ok(Some(None)) = app.state.rt.store().due(&id).await {
+                app.state.dispatcher.resume(id);
+            }
+            ok(StatusCode::CREATED, json!({"stored": true, "seq": seq}))
+        }
         Sent::Duplicate => ok(StatusCode::OK, json!({"stored": false})),
     }
 }

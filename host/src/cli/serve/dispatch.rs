@@ -144,6 +144,12 @@ impl Dispatcher {
         self.inner.stopped.store(true, Ordering::SeqCst);
     }
 
+    /// Resolves the next time a drive of this server ends (a run finished,
+    /// parked or stopped): what a long poll waits on between its looks.
+    pub async fn a_drive_ended(&self) {
+        self.inner.ended.notified().await;
+    }
+
     /// Resolves once no run is being driven.
     pub async fn drained(&self) {
         loop {

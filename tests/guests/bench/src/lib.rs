@@ -66,6 +66,13 @@ fn run(input: Input) -> Result<Value, Error> {
             let after = step!(step).call(&1)?;
             Ok(json!({ "after": after }))
         }
+        // Serve's parked runs: a step, a wait for event `go`, a step.
+        "await" => {
+            step!(step).call(&0)?;
+            let go: Value = durable_sdk::await_event("go", None)?;
+            let after = step!(step).call(&1)?;
+            Ok(json!({ "go": go, "after": after }))
+        }
         other => Err(Error(format!("unknown mode {other:?}"))),
     }
 }

@@ -1,0 +1,213 @@
+//! `durable serve` measured from outside, as a client sees it: a real
+//! server process on a loopback port, HTTP/1.1 keep-alive connections.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A `durable serve` on a scratch directory; killed when dropped.
+pub struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    pub fn start(durable: &Path, dir: &Path) -> anyhow::Result<Server> {
+        let mut child = Command::new(durable)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("DURABLE_DB", dir.join("durable.db"))
+            .env("DURABLE_CACHE_DIR", dir.join("cache"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        let stderr = child
+            .stderr
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+        let mut lines = BufReader::new(stderr);
+        let mut first = String::new();
+        lines.read_line(&mut first)?;
+        let port = first
+            .split("http://127.0.0.1:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("no address in {first:?}"))?;
+        // Drain the rest, so the server never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
+        Ok(Server { child, port })
+    }
+
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", self.port))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+        Ok(Client {
+            reader: BufReader::new(stream.try_clone()?),
+            stream,
+        })
+    }
+
+    /// The server's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One keep-alive connection.
+pub struct Client {
+    stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Client {
+    /// `METHOD path` with `body`: (status, JSON body).
+    pub fn call(&mut self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Value)> {
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        self.stream.write_all(head.as_bytes())?;
+        self.stream.write_all(body)?;
+        let mut line = String::new();
+        self.reader.read_line(&mut line)?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("bad status line {line:?}"))?;
+        let mut length = 0;
+        loop {
+            let mut h = String::new();
+            self.reader.read_line(&mut h)?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((n, v)) = h.split_once(':')
+                && n.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse()?;
+            }
+        }
+        let mut buf = vec![0; length];
+        self.reader.read_exact(&mut buf)?;
+        Ok((status, serde_json::from_slice(&buf).unwrap_or(Value::Null)))
+    }
+
+    pub fn json(&mut self, method: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+        self.call(method, path, body.to_string().as_bytes())
+    }
+}
+
+/// Uploads the guest; its digest.
+pub fn upload(server: &Server, guest: &Path) -> anyhow::Result<String> {
+    let (status, body) =
+        server
+            .client()?
+            .call("POST", "/v1/components?name=bench", &std::fs::read(guest)?)?;
+    anyhow::ensure!(status == 201, "upload: {status} {body}");
+    Ok(body["digest"].as_str().unwrap_or_default().to_string())
+}
+
+/// W4 over HTTP: `runs` onboarding-shaped runs started by `clients`
+/// keep-alive connections at once, then each awaited through the API.
+/// Workflows per second, first request to last answer.
+pub fn w4_http(server: &Server, digest: &str, runs: u32, clients: u32) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        let mut handles = Vec::new();
+        for c in 0..clients {
+            handles.push(s.spawn(move || -> anyhow::Result<()> {
+                let mut client = server.client()?;
+                let mine: Vec<u32> = (0..runs).filter(|i| i % clients == c).collect();
+                for i in &mine {
+                    let (status, body) = client.json(
+                        "POST",
+                        "/v1/runs",
+                        &json!({"component": digest, "input": {"mode": "onboarding", "n": i}, "id": format!("h{i}")}),
+                    )?;
+                    anyhow::ensure!(status == 201, "start: {status} {body}");
+                }
+                for i in &mine {
+                    let (_, body) = client.call("GET", &format!("/v1/runs/h{i}/result?wait=120s"), b"")?;
+                    anyhow::ensure!(body["status"] == "succeeded", "h{i}: {body}");
+                }
+                Ok(())
+            }));
+        }
+        for h in handles {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a client panicked"))??;
+        }
+        Ok(())
+    })?;
+    Ok(f64::from(runs) / started.elapsed().as_secs_f64())
+}
+
+/// Start latency, unloaded: `POST /v1/runs` sent to the run's first step
+/// starting (its first attempt's recorded start), one run at a time. In ms.
+pub fn start_latency(server: &Server, digest: &str, n: u32) -> anyhow::Result<Vec<f64>> {
+    let mut client = server.client()?;
+    let mut out = Vec::new();
+    for i in 0..n {
+        let id = format!("l{i}");
+        let sent = now_ms_f64();
+        let (status, body) = client.json(
+            "POST",
+            "/v1/runs",
+            &json!({"component": digest, "input": {"mode": "seq", "n": 1}, "id": id}),
+        )?;
+        anyhow::ensure!(status == 201, "start: {status} {body}");
+        let (_, done) = client.call("GET", &format!("/v1/runs/{id}/result?wait=60s"), b"")?;
+        anyhow::ensure!(done["status"] == "succeeded", "{id}: {done}");
+        let (_, shown) = client.call("GET", &format!("/v1/runs/{id}"), b"")?;
+        let first = shown["steps"][0]["started_at_ms"]
+            .as_f64()
+            .ok_or_else(|| anyhow::anyhow!("no step start in {shown}"))?;
+        out.push((first - sent).max(0.0));
+    }
+    Ok(out)
+}
+
+/// Delivers event `go` to run `id` (parked on it) and waits until the run
+/// has ended: ms.
+pub fn deliver(server: &Server, id: &str) -> anyhow::Result<f64> {
+    let mut client = server.client()?;
+    let t = Instant::now();
+    let (status, body) = client.json(
+        "POST",
+        &format!("/v1/runs/{id}/events/go"),
+        &json!({"data": true}),
+    )?;
+    anyhow::ensure!(status == 201, "event: {status} {body}");
+    let (_, done) = client.call("GET", &format!("/v1/runs/{id}/result?wait=60s"), b"")?;
+    anyhow::ensure!(done["status"] == "succeeded", "{id}: {done}");
+    Ok(t.elapsed().as_secs_f64() * 1000.0)
+}
+
+fn now_ms_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(0.0)
+}
