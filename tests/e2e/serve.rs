@@ -642,3 +642,50 @@ fn two_hundred_runs_started_over_http_survive_a_sigkill_of_the_server() {
         );
     }
 }
+
+#[test]
+fn a_run_sleeping_when_the_server_is_killed_wakes_at_its_time_on_the_next_server() {
+    let env = Env::new();
+    let mut first = Server::start(&env, &[]);
+    let digest = first.upload("testbed");
+    // work#1, a 2 s durable sleep, work#2 (and a last sleep).
+    let input = json!({"mode": "long", "n": 2, "delay_ms": 2000, "sleep_every": 1});
+    let (status, _) = first.json(
+        "POST",
+        "/v1/runs",
+        &json!({"component": digest, "input": input, "id": "s"}),
+    );
+    assert_eq!(status, 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, run) = first.call("GET", "/v1/runs/s/result", b"");
+        if run["status"] == "waiting" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never slept: {run}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let wake_at: i64 = env.query("SELECT wake_at_ms FROM runs WHERE id = 's'")[0][0]
+        .parse()
+        .expect("a wake-up time");
+    first.kill();
+    let second = Server::start(&env, &[]);
+    let done = second.result("s");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, shown) = second.call("GET", "/v1/runs/s", b"");
+    let work2 = shown["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["key"] == "work#2")
+        .expect("work#2 ran");
+    let started = work2["started_at_ms"].as_i64().expect("a start");
+    assert!(
+        started >= wake_at,
+        "work#2 started at {started}, before the wake-up at {wake_at}"
+    );
+    assert!(
+        !executed_in(&second.stderr()).contains(&"work#1".to_string()),
+        "work#1 ran again"
+    );
+}
