@@ -20,14 +20,20 @@ struct Server {
 
 impl Server {
     fn start(env: &Env, extra: &[&str]) -> Server {
+        Server::start_with(env, extra, &[])
+    }
+
+    /// [`Server::start`] with environment variables.
+    fn start_with(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let token = extra
             .iter()
             .position(|a| *a == "--token")
             .map(|i| extra[i + 1].to_string());
-        let mut child = env
-            .cmd(&args)
+        let mut cmd = env.cmd(&args);
+        cmd.envs(vars.iter().copied());
+        let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -688,4 +694,29 @@ fn a_run_sleeping_when_the_server_is_killed_wakes_at_its_time_on_the_next_server
         !executed_in(&second.stderr()).contains(&"work#1".to_string()),
         "work#1 ran again"
     );
+}
+
+#[test]
+fn a_run_that_fails_at_every_drive_is_tried_again_with_backoff_not_every_poll() {
+    let env = Env::new();
+    let wasm = guest("testbed").display().to_string();
+    env.crash_after(&wasm, r#"{"mode":"seq3"}"#, "stuck", "step_a#1");
+    // A memory limit the component cannot be loaded under: every drive of
+    // the run fails, and the run stays open for a person to look at.
+    let server = Server::start_with(
+        &env,
+        &["--max-memory-mb", "1"],
+        &[("RUST_LOG", "durable::cli::serve=warn")],
+    );
+    std::thread::sleep(Duration::from_millis(5000));
+    let tried = server.stderr().matches("drive failed run=stuck").count();
+    // Without backoff: one try per poll after each failed load (about
+    // eight in 5 s here); with it: after 0, 1+, 3+ s.
+    assert!(
+        (1..=4).contains(&tried),
+        "{tried} tries in 5 s:\n{}",
+        server.stderr()
+    );
+    let (_, run) = server.call("GET", "/v1/runs/stuck/result", b"");
+    assert_eq!(run["status"], "running", "{run}");
 }

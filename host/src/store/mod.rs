@@ -598,6 +598,16 @@ impl Store {
         self.writer.transact(move |tx| read_run(tx, &run_id)).await
     }
 
+    /// [`Store::run`] through the read-only connection: for readers that
+    /// look often (a long poll), which must not queue behind commits.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
+    pub async fn run_for_reading(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let run_id = run_id.to_string();
+        self.read(move |tx| read_run(tx, &run_id)).await
+    }
+
     /// The bytes of the component with this digest.
     pub async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let digest = digest.to_string();
@@ -703,16 +713,28 @@ impl Store {
     ///
     /// # Errors
     /// [`StoreError`] when the read fails.
-    pub async fn last_id_with_prefix(&self, prefix: &str) -> Result<Option<String>, StoreError> {
-        let prefix = prefix.to_string();
+    /// Only ids of the form `PREFIX<digits>T<digits>Z` count, and none
+    /// greater than `not_after`.
+    pub async fn last_tick_id(
+        &self,
+        prefix: &str,
+        not_after: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let (prefix, not_after) = (prefix.to_string(), not_after.to_string());
         self.read(move |tx| {
             // [prefix, prefix + U+10FFFF): every id with the prefix, on the
             // primary key's index.
+            // Only ids of the tick form, and none from the future.
             let end = format!("{prefix}\u{10FFFF}");
+            let pattern = format!("{}[0-9]*T[0-9]*Z", glob_escape(&prefix));
             tx.prepare_cached(
-                "SELECT id FROM runs WHERE id >= ?1 AND id < ?2 ORDER BY id DESC LIMIT 1",
+                "SELECT id FROM runs WHERE id >= ?1 AND id < ?2 AND id GLOB ?3 AND id <= ?4
+                 ORDER BY id DESC LIMIT 1",
             )
-            .and_then(|mut s| s.query_row(params![prefix, end], |r| r.get(0)).optional())
+            .and_then(|mut s| {
+                s.query_row(params![prefix, end, pattern, not_after], |r| r.get(0))
+                    .optional()
+            })
             .map_err(sql("looking up the last scheduled run"))
         })
         .await
@@ -734,3 +756,13 @@ impl Store {
 
 #[cfg(test)]
 mod tests;
+
+/// `s` with GLOB's special characters taken literally.
+fn glob_escape(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '*' | '?' | '[' => format!("[{c}]"),
+            c => c.to_string(),
+        })
+        .collect()
+}

@@ -62,6 +62,8 @@ type Loaded = Arc<Mutex<HashMap<String, LoadedWorkflow>>>;
 struct App {
     state: State,
     loaded: Loaded,
+    /// Compiles at once: an upload costs a core for seconds.
+    compiling: Arc<tokio::sync::Semaphore>,
 }
 
 /// The routes.
@@ -70,9 +72,19 @@ pub fn router(state: State) -> Router {
     let app = App {
         state,
         loaded: Arc::default(),
+        compiling: Arc::new(tokio::sync::Semaphore::new(2)),
     };
-    let v1 = Router::new()
+    // JSON bodies are parsed into a tree: they get the input limit (and
+    // room for the rest of the request), not the upload limit.
+    let json_limit = app
+        .state
+        .max_input_bytes
+        .saturating_add(64 << 10)
+        .min(limit);
+    let uploads = Router::new()
         .route("/components", post(put_component))
+        .layer(DefaultBodyLimit::max(limit));
+    let v1 = Router::new()
         .route("/runs", post(start_run).get(list_runs))
         .route("/runs/{id}", get(show_run))
         .route("/runs/{id}/result", get(run_result))
@@ -80,6 +92,8 @@ pub fn router(state: State) -> Router {
         .route("/runs/{id}/cancel", post(cancel_run))
         .route("/runs/{id}/fork", post(fork_run))
         .route("/workflows", post(register_workflow).get(list_workflows))
+        .layer(DefaultBodyLimit::max(json_limit))
+        .merge(uploads)
         .route_layer(middleware::from_fn_with_state(app.clone(), authorize))
         .route("/health", get(health))
         .route("/openapi.json", get(openapi));
@@ -98,7 +112,6 @@ pub fn router(state: State) -> Router {
             )
         })
         .layer(middleware::from_fn_with_state(app.clone(), count))
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(app)
 }
 
@@ -274,6 +287,11 @@ async fn put_component(
 
 /// Compiles (or takes from the compile cache) on a blocking thread.
 async fn load(app: &App, name: &str, bytes: Vec<u8>) -> Result<LoadedWorkflow, ApiError> {
+    let _turn = app
+        .compiling
+        .acquire()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
     let rt = app.state.rt.clone();
     let name = name.to_string();
     let wf = tokio::task::spawn_blocking(move || rt.load(&name, bytes))
@@ -386,6 +404,7 @@ async fn start_run(Extract(app): Extract<App>, body: Result<Bytes, BytesRejectio
         .id
         .unwrap_or_else(|| crate::cli::run::new_run_id(&wf.name));
     durable::runner::validate_run_id(&id).map_err(ApiError::bad_request)?;
+    not_a_tick_id(&app, &id)?;
     let store = app.state.rt.store();
     if let Some(run) = store.run(&id).await? {
         // Interrupted or waiting, the dispatcher takes it up when due.
@@ -417,6 +436,24 @@ async fn start_run(Extract(app): Extract<App>, body: Result<Bytes, BytesRejectio
         "busy",
         format!("run {id} was not recorded within a second; look it up with GET /v1/runs/{id}"),
     ))
+}
+
+/// Refuses an id in a schedule's space (`NAME@...` of a scheduled
+/// workflow): only its ticks may have those.
+fn not_a_tick_id(app: &App, id: &str) -> Result<(), ApiError> {
+    let workflows = app
+        .state
+        .workflows
+        .lock()
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock"))?;
+    for (name, r) in workflows.iter() {
+        if r.schedule.is_some() && id.starts_with(&format!("{name}@")) {
+            return Err(ApiError::bad_request(format!(
+                "run ids {name}@... belong to the schedule of workflow {name}; choose another id"
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn conflict(id: &str) -> ApiError {
@@ -539,7 +576,7 @@ async fn run_result(
             .state
             .rt
             .store()
-            .run(&id)
+            .run_for_reading(&id)
             .await?
             .ok_or_else(|| StoreError::RunNotFound(id.clone()))?;
         let stopping = app.state.stopping.load(Ordering::SeqCst);
@@ -659,6 +696,7 @@ async fn fork_run(
         .id
         .unwrap_or_else(|| format!("{id}-fork-{}", durable::store::now_ms()));
     durable::runner::validate_run_id(&new_id).map_err(ApiError::bad_request)?;
+    not_a_tick_id(&app, &new_id)?;
     let run = app
         .state
         .rt

@@ -111,10 +111,24 @@ pub fn read(path: &Path, base: &DriveArgs) -> Result<Vec<Workflow>, String> {
     for (name, e) in file.workflows {
         let at = |what: String| format!("{}: [workflows.{name}]: {what}", path.display());
         durable::history::validate_name(&name).map_err(|err| at(err.to_string()))?;
+        // Its runs are named after it (schedules: `NAME@TICK`).
+        durable::runner::validate_run_id(&format!("{name}@20260101T000000Z"))
+            .map_err(|err| at(format!("the name cannot be part of a run id: {err}")))?;
         let mut drive = base.clone();
         drive.allow_env.extend(e.allow_env);
-        drive.allow_dir.extend(e.allow_dir);
-        drive.allow_dir_ro.extend(e.allow_dir_ro);
+        // Host paths are relative to the file, as `component` is.
+        let rooted = |spec: String| match spec.split_once("::") {
+            Some((host, guest)) => format!("{}::{guest}", dir.join(host).display()),
+            None => {
+                let host = dir.join(&spec).display().to_string();
+                // Seen by the guest where it was written.
+                format!("{host}::{spec}")
+            }
+        };
+        drive.allow_dir.extend(e.allow_dir.into_iter().map(rooted));
+        drive
+            .allow_dir_ro
+            .extend(e.allow_dir_ro.into_iter().map(rooted));
         drive.allow_tcp.extend(e.allow_tcp);
         drive.allow_http.extend(e.allow_http);
         drive

@@ -4,10 +4,11 @@
 //! by `durable event` in another process, makes it due at once), and a poll
 //! of one indexed query every [`POLL`] takes up what is due.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use std::time::Instant;
 
 use durable::engine::LoadedWorkflow;
 use durable::runner::{Finished, RunError, Runtime};
@@ -20,6 +21,9 @@ pub const POLL: Duration = Duration::from_millis(50);
 /// Most runs taken up per poll (the rest wait for the next one).
 const BATCH: usize = 1000;
 
+/// Longest wait before a run whose drives keep failing is tried again.
+const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
 /// Drives runs in tasks; cheap to clone.
 #[derive(Clone)]
 pub struct Dispatcher {
@@ -31,6 +35,10 @@ struct Inner {
     metrics: Arc<super::metrics::Metrics>,
     /// Runs a task of this server drives (or is about to).
     driving: Mutex<HashSet<String>>,
+    /// Runs whose last drives failed (a divergence, a component that does
+    /// not instantiate): not taken up again before their time, so that a
+    /// run that fails the same way every time is not retried every poll.
+    failing: Mutex<HashMap<String, (u32, Instant)>>,
     stopped: AtomicBool,
     /// Signalled when a drive task ends.
     ended: Notify,
@@ -60,6 +68,7 @@ impl Dispatcher {
                 rt,
                 metrics,
                 driving: Mutex::new(HashSet::new()),
+                failing: Mutex::new(HashMap::new()),
                 stopped: AtomicBool::new(false),
                 ended: Notify::new(),
             }),
@@ -91,19 +100,52 @@ impl Dispatcher {
 
     /// Claims `id` for a task of this server; `None` if one drives it.
     fn claim(&self, id: &str) -> Option<Driving> {
+        let mut driving = self.inner.driving.lock().ok()?;
+        // Checked under the lock: no claim after `drained` saw none.
         if self.inner.stopped.load(Ordering::SeqCst) {
             return None;
         }
-        let mut driving = self.inner.driving.lock().ok()?;
         driving.insert(id.to_string()).then(|| Driving {
             inner: self.inner.clone(),
             id: id.to_string(),
         })
     }
 
+    /// Whether run `id` failed lately and its time to try again has not
+    /// come.
+    fn backing_off(&self, id: &str) -> bool {
+        self.inner
+            .failing
+            .lock()
+            .map(|f| f.get(id).is_some_and(|(_, next)| *next > Instant::now()))
+            .unwrap_or(false)
+    }
+
+    /// Remembers how a drive of `id` ended: a failure that leaves the run
+    /// open is tried again after 1 s, 2 s, 4 s... at most 5 minutes.
+    fn note(inner: &Inner, id: &str, result: &Result<Finished, RunError>) {
+        let Ok(mut failing) = inner.failing.lock() else {
+            return;
+        };
+        match result {
+            Ok(_) | Err(RunError::Interrupted { .. } | RunError::AlreadyDriving { .. }) => {
+                failing.remove(id);
+            }
+            Err(_) => {
+                let entry = failing.entry(id.to_string()).or_insert((0, Instant::now()));
+                entry.0 = entry.0.saturating_add(1);
+                let wait = Duration::from_secs(1 << entry.0.min(9)).min(MAX_BACKOFF);
+                entry.1 = Instant::now() + wait;
+            }
+        }
+    }
+
     /// Drives run `id` (resumed from its history) in a task, unless one
-    /// already does (then `false`).
+    /// already does or it is backing off after failures (then `false`).
     pub fn resume(&self, id: String) -> bool {
+        if self.backing_off(&id) {
+            return false;
+        }
         let Some(guard) = self.claim(&id) else {
             return false;
         };
@@ -111,6 +153,7 @@ impl Dispatcher {
         tokio::spawn(async move {
             let result = rt.resume(&guard.id).await;
             report(&guard.id, &result);
+            Dispatcher::note(&guard.inner, &guard.id, &result);
         });
         true
     }
@@ -125,6 +168,7 @@ impl Dispatcher {
         tokio::spawn(async move {
             let result = rt.start(&workflow, &guard.id, &input).await;
             report(&guard.id, &result);
+            Dispatcher::note(&guard.inner, &guard.id, &result);
         });
         true
     }

@@ -132,7 +132,6 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
     let _ = stop_tx.send(true);
     dispatcher.stop();
     rt.interrupt();
-    let driven = rt.active_runs();
     // Requests in flight (a long poll) and drives get the same grace.
     let deadline = tokio::time::Instant::now() + grace;
     if tokio::time::timeout_at(deadline, dispatcher.drained())
@@ -145,7 +144,7 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
              the next start",
             left.len()
         ));
-        rt.release(&driven).await;
+        rt.release(&left).await;
     }
     let _ = tokio::time::timeout_at(deadline, server).await;
     drop(rt);

@@ -30,15 +30,34 @@ pub fn spawn(dispatcher: Dispatcher, workflow: LoadedWorkflow, schedule: Schedul
         let name = workflow.name.clone();
         let input = schedule.input.to_string();
         let start = |at: DateTime<Utc>| {
+            let (dispatcher, workflow, input) =
+                (dispatcher.clone(), workflow.clone(), input.clone());
             let id = run_id(&name, at);
-            tracing::info!(run = %id, "scheduled run");
-            dispatcher.start_run(workflow.clone(), id, input.clone());
+            async move {
+                // A run with this id that is not of this component is not
+                // taken over (its history would be replayed with this
+                // workflow's grants): the tick is skipped, loudly.
+                match dispatcher.store().run(&id).await {
+                    Ok(Some(run)) if run.component_digest != workflow.digest => {
+                        tracing::warn!(run = %id, "a run of another component has this tick's id; tick skipped");
+                        return;
+                    }
+                    Ok(Some(_)) => return,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(run = %id, error = %e, "tick skipped");
+                        return;
+                    }
+                }
+                tracing::info!(run = %id, "scheduled run");
+                dispatcher.start_run(workflow, id, input);
+            }
         };
         let now = Utc::now();
         if schedule.missed == Missed::Start {
             let last = dispatcher
                 .store()
-                .last_id_with_prefix(&format!("{name}@"))
+                .last_tick_id(&format!("{name}@"), &run_id(&name, now))
                 .await
                 .ok()
                 .flatten()
@@ -50,7 +69,7 @@ pub fn spawn(dispatcher: Dispatcher, workflow: LoadedWorkflow, schedule: Schedul
                     .take_while(|t| *t <= now)
                     .collect();
                 for at in missed.iter().rev().take(MAX_CATCH_UP).rev() {
-                    start(*at);
+                    start(*at).await;
                 }
             }
         }
@@ -60,7 +79,7 @@ pub fn spawn(dispatcher: Dispatcher, workflow: LoadedWorkflow, schedule: Schedul
             if dispatcher.is_stopped() {
                 return;
             }
-            start(at);
+            start(at).await;
         }
     });
 }
