@@ -327,6 +327,12 @@ fn serve_answers_errors_in_one_shape_and_checks_its_token() {
         error(anonymous.call("GET", "/v1/runs", b"")),
         (401, json!("unauthorized"))
     );
+    let start = json!({"component": "0".repeat(64), "input": null, "id": "nope"});
+    assert_eq!(
+        error(anonymous.json("POST", "/v1/runs", &start)),
+        (401, json!("unauthorized"))
+    );
+    assert_eq!(env.query("SELECT count(*) FROM runs"), [["0"]]);
     assert_eq!(
         error(anonymous.call("GET", "/metrics", b"")),
         (401, json!("unauthorized"))
