@@ -726,3 +726,46 @@ fn a_run_that_fails_at_every_drive_is_tried_again_with_backoff_not_every_poll() 
     let (_, run) = server.call("GET", "/v1/runs/stuck/result", b"");
     assert_eq!(run["status"], "running", "{run}");
 }
+
+#[test]
+fn the_cli_keeps_working_on_the_servers_database_and_the_server_sees_its_writes() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    // `durable run` in another process: driven there, not taken over.
+    let testbed = guest("testbed").display().to_string();
+    let run = env.run(&[
+        "run",
+        &testbed,
+        "--input",
+        r#"{"mode":"seq3"}"#,
+        "--id",
+        "cli",
+    ]);
+    assert_eq!(run.success(), json!([{"a": 1}, {"b": 2}, {"c": 3}]));
+    assert_eq!(
+        env.query("SELECT drives FROM runs WHERE id = 'cli'"),
+        [["1"]]
+    );
+    // A run the server parked, cancelled by `durable cancel`.
+    let digest = server.upload("approval");
+    let input =
+        json!({"report": "R", "amount": 1, "approval_timeout_ms": 60_000, "pay_delay_ms": 1});
+    let (status, _) = server.json(
+        "POST",
+        "/v1/runs",
+        &json!({"component": digest, "input": input, "id": "w"}),
+    );
+    assert_eq!(status, 201);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.call("GET", "/v1/runs/w/result", b"").1["status"] != "waiting" {
+        assert!(Instant::now() < deadline, "never waited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    env.run(&["cancel", "w"]).expect_code(Some(0));
+    assert_eq!(server.result("w")["status"], "cancelled");
+    // A run left behind by a killed `durable run` is finished by the server.
+    env.crash_after(&testbed, r#"{"mode":"seq3"}"#, "left", "step_a#1");
+    let done = server.result("left");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["output"], json!([{"a": 1}, {"b": 2}, {"c": 3}]));
+}
