@@ -206,7 +206,8 @@ pub struct ServeArgs {
     )]
     pub token: Option<String>,
 
-    /// Largest request body (a component upload, an input), in MiB.
+    /// Largest component upload, in MiB (JSON bodies are capped at
+    /// --max-input-bytes and 64 KiB more).
     #[arg(long, value_name = "NUM", default_value_t = 64)]
     pub max_body_mb: usize,
 
@@ -216,8 +217,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
 
-    /// Registered workflows (name, component, grants, limits, schedule);
-    /// see README "Running the server".
+    /// durable.toml: registered workflows (name, component, grants, limits,
+    /// schedule); see docs/api.md.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
