@@ -571,6 +571,7 @@ async fn run_result(
     }
     .min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
+    let watch = app.state.dispatcher.watch(&id);
     loop {
         let run = app
             .state
@@ -583,11 +584,11 @@ async fn run_result(
         if !run.status.is_open() || stopping || tokio::time::Instant::now() >= deadline {
             return ok(StatusCode::OK, summary(&run));
         }
-        // A drive of this server ending wakes the poll at once; a run
-        // driven by another process is seen within POLL.
+        // A drive of this run by this server ending wakes the poll at
+        // once; a run driven by another process is seen within POLL.
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         tokio::select! {
-            () = app.state.dispatcher.a_drive_ended() => {}
+            () = watch.drive_ended() => {}
             () = tokio::time::sleep(POLL.min(left)) => {}
         }
     }

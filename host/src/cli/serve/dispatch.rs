@@ -42,6 +42,9 @@ struct Inner {
     stopped: AtomicBool,
     /// Signalled when a drive task ends.
     ended: Notify,
+    /// Long polls waiting on a run, by run id: woken when a drive of that
+    /// run ends (not when any drive ends).
+    watchers: Mutex<HashMap<String, Arc<Notify>>>,
 }
 
 /// Takes a run out of the driving set when its task ends, however it ends.
@@ -56,6 +59,15 @@ impl Drop for Driving {
             d.remove(&self.id);
         }
         self.inner.ended.notify_waiters();
+        if let Some(w) = self
+            .inner
+            .watchers
+            .lock()
+            .ok()
+            .and_then(|w| w.get(&self.id).cloned())
+        {
+            w.notify_waiters();
+        }
     }
 }
 
@@ -71,6 +83,7 @@ impl Dispatcher {
                 failing: Mutex::new(HashMap::new()),
                 stopped: AtomicBool::new(false),
                 ended: Notify::new(),
+                watchers: Mutex::new(HashMap::new()),
             }),
         };
         let poller = d.clone();
@@ -188,10 +201,21 @@ impl Dispatcher {
         self.inner.stopped.store(true, Ordering::SeqCst);
     }
 
-    /// Resolves the next time a drive of this server ends (a run finished,
-    /// parked or stopped): what a long poll waits on between its looks.
-    pub async fn a_drive_ended(&self) {
-        self.inner.ended.notified().await;
+    /// A watch on run `id`: woken whenever a drive of it by this server
+    /// ends (it finished, parked or stopped). Long polls wait on it between
+    /// their looks; dropping the last one forgets the run.
+    pub fn watch(&self, id: &str) -> Watch {
+        let notify = self
+            .inner
+            .watchers
+            .lock()
+            .map(|mut w| w.entry(id.to_string()).or_default().clone())
+            .unwrap_or_default();
+        Watch {
+            inner: self.inner.clone(),
+            id: id.to_string(),
+            notify,
+        }
     }
 
     /// Resolves once no run is being driven.
@@ -208,6 +232,31 @@ impl Dispatcher {
                 return;
             }
             ended.await;
+        }
+    }
+}
+
+/// See [`Dispatcher::watch`].
+pub struct Watch {
+    inner: Arc<Inner>,
+    id: String,
+    notify: Arc<Notify>,
+}
+
+impl Watch {
+    /// Resolves when a drive of the run ends.
+    pub async fn drive_ended(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if let Ok(mut w) = self.inner.watchers.lock()
+            && w.get(&self.id).is_some_and(|n| Arc::strong_count(n) <= 2)
+        {
+            // This watch and the map's entry: no one else waits.
+            w.remove(&self.id);
         }
     }
 }
