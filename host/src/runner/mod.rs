@@ -748,7 +748,10 @@ fn waiting_of(run: &RunRecord) -> Option<Waiting> {
     })
 }
 
-fn same_json(a: &str, b: &str) -> bool {
+/// Whether two run inputs are the same JSON value (key order and spacing
+/// aside); text that is not JSON compares as text. A run started again
+/// with its id must have the same input.
+pub fn same_json(a: &str, b: &str) -> bool {
     match (
         serde_json::from_str::<serde_json::Value>(a),
         serde_json::from_str::<serde_json::Value>(b),

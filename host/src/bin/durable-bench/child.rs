@@ -100,54 +100,23 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                 }
                 steps = u64::from(n) * 4;
             }
-            // W5, parking: n runs that each sleep an hour, started at once
-            // and parked; what the process and the database hold then.
             // Serve's parked runs: n runs waiting for an event, left in the
             // database for a server to take over.
             "eventpark" => {
-                let mut set = tokio::task::JoinSet::new();
-                for i in 0..n {
-                    let (runtime, workflow) = (runtime.clone(), workflow.clone());
-                    set.spawn(async move {
-                        runtime
-                            .start(&workflow, &format!("e{i}"), r#"{"mode":"await"}"#)
-                            .await
-                    });
-                }
-                while let Some(done) = set.join_next().await {
-                    let finished = done??;
-                    anyhow::ensure!(
-                        finished.run.status == RunStatus::Waiting,
-                        "run {} is {}, not waiting",
-                        finished.run.id,
-                        finished.run.status
-                    );
-                }
+                park(&runtime, &workflow, n, "e", r#"{"mode":"await"}"#).await?;
                 steps = u64::from(n);
             }
+            // W5, parking: n runs that each sleep an hour, started at once
+            // and parked; what the process and the database hold then.
             "w5park" => {
-                let mut set = tokio::task::JoinSet::new();
-                for i in 0..n {
-                    let (runtime, workflow) = (runtime.clone(), workflow.clone());
-                    set.spawn(async move {
-                        runtime
-                            .start(
-                                &workflow,
-                                &format!("w5-{i}"),
-                                r#"{"mode":"sleep","n":3600000}"#,
-                            )
-                            .await
-                    });
-                }
-                while let Some(done) = set.join_next().await {
-                    let finished = done??;
-                    anyhow::ensure!(
-                        finished.run.status == RunStatus::Waiting,
-                        "run {} is {}, not waiting",
-                        finished.run.id,
-                        finished.run.status
-                    );
-                }
+                park(
+                    &runtime,
+                    &workflow,
+                    n,
+                    "w5-",
+                    r#"{"mode":"sleep","n":3600000}"#,
+                )
+                .await?;
                 steps = u64::from(n);
                 parked = Some((rss_kib(), db_bytes(&dir)));
             }
@@ -266,4 +235,30 @@ fn proc_field(path: &str, name: &str) -> u64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// Starts runs `{prefix}0..n` with `input` all at once, and checks that
+/// every one of them parked.
+async fn park(
+    runtime: &Arc<Runtime>,
+    workflow: &durable::engine::LoadedWorkflow,
+    n: u32,
+    prefix: &str,
+    input: &'static str,
+) -> anyhow::Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (runtime, workflow, id) = (runtime.clone(), workflow.clone(), format!("{prefix}{i}"));
+        set.spawn(async move { runtime.start(&workflow, &id, input).await });
+    }
+    while let Some(done) = set.join_next().await {
+        let finished = done??;
+        anyhow::ensure!(
+            finished.run.status == RunStatus::Waiting,
+            "run {} is {}, not waiting",
+            finished.run.id,
+            finished.run.status
+        );
+    }
+    Ok(())
 }

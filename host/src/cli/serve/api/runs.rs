@@ -1,0 +1,386 @@
+//! Runs: start, list, show, long-poll for the result, events, cancel, fork.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::components::component;
+use super::error::{ApiError, ApiResult, ok, parse};
+use super::{App, Registered};
+use crate::cli::json;
+use crate::cli::serve::dispatch::POLL;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Path, Query, State as Extract};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use durable::runner::same_json;
+use durable::store::{Cancelled, RunFilter, RunRecord, RunStatus, Sent, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StartRun {
+    /// A registered workflow's name.
+    workflow: Option<String>,
+    /// The digest `POST /v1/components` answered.
+    component: Option<String>,
+    #[serde(default)]
+    input: Value,
+    id: Option<String>,
+}
+
+pub(super) fn shutting_down(app: &App) -> Result<(), ApiError> {
+    if app.state.stopping.load(Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is stopping; start runs on its next start",
+        ));
+    }
+    Ok(())
+}
+
+/// The digest of registered workflow `name`.
+pub(super) fn registered(app: &App, name: &str) -> Result<Registered, ApiError> {
+    app.state
+        .workflows
+        .lock()
+        .ok()
+        .and_then(|w| w.get(name).cloned())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no workflow named {name:?} (register it with POST /v1/workflows or in durable.toml)"),
+            )
+        })
+}
+
+/// `POST /v1/runs {component, input, id?}`: 201 with the new run; the same
+/// id with the same input: 200 with the run as it is; another input: 409.
+pub(super) async fn start_run(
+    Extract(app): Extract<App>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    shutting_down(&app)?;
+    let req: StartRun = parse(body)?;
+    let digest = match (&req.workflow, &req.component) {
+        (Some(name), None) => registered(&app, name)?.digest,
+        (None, Some(digest)) => digest.clone(),
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of `workflow` (a registered name) and `component` (a digest)",
+            ));
+        }
+    };
+    let input = req.input.to_string();
+    if input.len() > app.state.max_input_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the run input is {} bytes, over the input size limit of {} bytes (--max-input-bytes)",
+                input.len(),
+                app.state.max_input_bytes
+            ),
+        ));
+    }
+    let wf = component(&app, &digest, req.workflow.as_deref()).await?;
+    let id = req
+        .id
+        .unwrap_or_else(|| crate::cli::run::new_run_id(&wf.name));
+    durable::runner::validate_run_id(&id).map_err(ApiError::bad_request)?;
+    not_a_tick_id(&app, &id)?;
+    let store = app.state.rt.store();
+    if let Some(run) = store.run(&id).await? {
+        // Interrupted or waiting, the dispatcher takes it up when due.
+        if !same_json(&run.input, &input) {
+            return Err(conflict(&id));
+        }
+        return ok(StatusCode::OK, summary(&run));
+    }
+    if !app
+        .state
+        .dispatcher
+        .start_run(wf, id.clone(), input.clone())
+    {
+        // Started a moment ago by another request: wait for its record.
+        tokio::time::sleep(POLL).await;
+    }
+    // The drive claims the run at once; answer when it is recorded.
+    for _ in 0..200 {
+        if let Some(run) = store.run(&id).await? {
+            if !same_json(&run.input, &input) {
+                return Err(conflict(&id));
+            }
+            return ok(StatusCode::CREATED, summary(&run));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "busy",
+        format!("run {id} was not recorded within a second; look it up with GET /v1/runs/{id}"),
+    ))
+}
+
+/// Refuses an id in a schedule's space (`NAME@...` of a scheduled
+/// workflow): only its ticks may have those.
+pub(super) fn not_a_tick_id(app: &App, id: &str) -> Result<(), ApiError> {
+    let workflows = app
+        .state
+        .workflows
+        .lock()
+        .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "lock"))?;
+    for (name, r) in workflows.iter() {
+        if r.schedule.is_some() && id.starts_with(&format!("{name}@")) {
+            return Err(ApiError::bad_request(format!(
+                "run ids {name}@... belong to the schedule of workflow {name}; choose another id"
+            )));
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn conflict(id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "conflict",
+        format!("run {id} exists with another input; choose another id"),
+    )
+}
+
+/// `{id, status, output, error, waiting_for}`.
+pub(super) fn summary(run: &RunRecord) -> Value {
+    json!({
+        "id": run.id,
+        "workflow": run.workflow,
+        "status": run.status.as_str(),
+        "output": run.output.as_deref().map(json::parse_json),
+        "error": run.error,
+        "waiting_for": run.waiting_for,
+    })
+}
+
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    status: Option<String>,
+    workflow: Option<String>,
+    limit: Option<usize>,
+    after: Option<String>,
+}
+
+/// `GET /v1/runs?status=&workflow=&limit=`: newest first.
+pub(super) async fn list_runs(
+    Extract(app): Extract<App>,
+    q: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(RunStatus::parse_name(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "status {s:?}: expected running, waiting, succeeded, failed or cancelled"
+            ))
+        })?),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let runs = app
+        .state
+        .rt
+        .store()
+        .list(RunFilter {
+            status,
+            workflow: q.workflow,
+            limit: limit + 1,
+            after: q.after,
+        })
+        .await?;
+    // One more than asked says whether there is a next page.
+    let next = (runs.len() > limit).then(|| runs[limit - 1].run.id.clone());
+    let runs: Vec<json::ListedRun> = runs.iter().take(limit).map(json::ListedRun::new).collect();
+    ok(StatusCode::OK, json!({ "runs": runs, "next": next }))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ShowQuery {
+    #[serde(default)]
+    logs: bool,
+}
+
+/// `GET /v1/runs/{id}?logs=true`: the `show --json` shape (docs/json.md).
+pub(super) async fn show_run(
+    Extract(app): Extract<App>,
+    Path(id): Path<String>,
+    q: Result<Query<ShowQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let detail = app.state.rt.store().detail(&id, q.logs).await?;
+    let shown = json::shown_run(&detail, q.logs);
+    Ok(axum::Json(shown).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct ResultQuery {
+    /// How long to wait for the run to end: `30s`, `500ms`, or ms.
+    wait: Option<String>,
+}
+
+/// Longest long poll.
+pub(super) const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// `GET /v1/runs/{id}/result?wait=30s`: the run's summary once it has
+/// ended, or as it is when the wait is over.
+pub(super) async fn run_result(
+    Extract(app): Extract<App>,
+    Path(id): Path<String>,
+    q: Result<Query<ResultQuery>, QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let wait = match q.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(w) => parse_wait(w).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "wait {w:?}: expected a duration such as 30s or 500ms"
+            ))
+        })?,
+    }
+    .min(MAX_WAIT);
+    let deadline = tokio::time::Instant::now() + wait;
+    let watch = app.state.dispatcher.watch(&id);
+    loop {
+        let run = app
+            .state
+            .rt
+            .store()
+            .run_for_reading(&id)
+            .await?
+            .ok_or_else(|| StoreError::RunNotFound(id.clone()))?;
+        let stopping = app.state.stopping.load(Ordering::SeqCst);
+        if !run.status.is_open() || stopping || tokio::time::Instant::now() >= deadline {
+            return ok(StatusCode::OK, summary(&run));
+        }
+        // A drive of this run by this server ending wakes the poll at
+        // once; a run driven by another process is seen within POLL.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::select! {
+            () = watch.drive_ended() => {}
+            () = tokio::time::sleep(POLL.min(left)) => {}
+        }
+    }
+}
+
+pub(super) fn parse_wait(w: &str) -> Option<Duration> {
+    let w = w.trim();
+    if let Some(ms) = w.strip_suffix("ms") {
+        return ms.parse().ok().map(Duration::from_millis);
+    }
+    if let Some(s) = w.strip_suffix('s') {
+        return s
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+    }
+    w.parse().ok().map(Duration::from_millis)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SendEvent {
+    #[serde(default)]
+    data: Value,
+    id: Option<String>,
+}
+
+/// `POST /v1/runs/{id}/events/{name} {data, id?}`: stored (201), or, with
+/// an id the run already has an event of, nothing stored (200).
+pub(super) async fn send_event(
+    Extract(app): Extract<App>,
+    Path((id, name)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    durable::history::validate_name(&name)
+        .map_err(|e| ApiError::bad_request(format!("invalid event name: {e}")))?;
+    let req: SendEvent = parse(body)?;
+    if let Some(eid) = &req.id
+        && (eid.is_empty() || eid.len() > 256)
+    {
+        return Err(ApiError::bad_request("an event id is 1 to 256 bytes"));
+    }
+    let payload = req.data.to_string();
+    if payload.len() > app.state.max_input_bytes {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the payload is {} bytes, over the limit of {} bytes (--max-input-bytes)",
+                payload.len(),
+                app.state.max_input_bytes
+            ),
+        ));
+    }
+    match app
+        .state
+        .rt
+        .store()
+        .send_event(&id, &name, req.id.as_deref(), &payload)
+        .await?
+    {
+        Sent::Stored { seq } => {
+            // A run that waited for it is due now: take it up at once
+            // rather than at the next poll.
+            if let Ok(Some(None)) = app.state.rt.store().due(&id).await {
+                app.state.dispatcher.resume(id);
+            }
+            ok(StatusCode::CREATED, json!({"stored": true, "seq": seq}))
+        }
+        Sent::Duplicate => ok(StatusCode::OK, json!({"stored": false})),
+    }
+}
+
+/// `POST /v1/runs/{id}/cancel`: at once when no process drives the run,
+/// else at its next durable call.
+pub(super) async fn cancel_run(Extract(app): Extract<App>, Path(id): Path<String>) -> ApiResult {
+    match app.state.rt.store().cancel(&id).await {
+        Ok(Cancelled::Now) => ok(StatusCode::OK, json!({"id": id, "cancelled": "now"})),
+        Ok(Cancelled::Requested) => ok(StatusCode::OK, json!({"id": id, "cancelled": "requested"})),
+        Err(StoreError::AlreadyFinished {
+            status: RunStatus::Cancelled,
+            ..
+        }) => ok(StatusCode::OK, json!({"id": id, "cancelled": "already"})),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ForkRun {
+    from_step: String,
+    id: Option<String>,
+}
+
+/// `POST /v1/runs/{id}/fork {from_step, id?}`: a new run from the history
+/// before that step, started at once.
+pub(super) async fn fork_run(
+    Extract(app): Extract<App>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    shutting_down(&app)?;
+    let req: ForkRun = parse(body)?;
+    let new_id = req
+        .id
+        .unwrap_or_else(|| format!("{id}-fork-{}", durable::store::now_ms()));
+    durable::runner::validate_run_id(&new_id).map_err(ApiError::bad_request)?;
+    not_a_tick_id(&app, &new_id)?;
+    let run = app
+        .state
+        .rt
+        .store()
+        .fork(&id, &req.from_step, &new_id)
+        .await?;
+    app.state.dispatcher.resume(new_id);
+    ok(StatusCode::CREATED, summary(&run))
+}
