@@ -75,17 +75,7 @@ pub(super) async fn start_run(
         }
     };
     let input = req.input.to_string();
-    if input.len() > app.state.max_input_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "the run input is {} bytes, over the input size limit of {} bytes (--max-input-bytes)",
-                input.len(),
-                app.state.max_input_bytes
-            ),
-        ));
-    }
+    within_input_limit(&app, "the run input", &input)?;
     let wf = component(&app, &digest, req.workflow.as_deref()).await?;
     let id = req
         .id
@@ -310,17 +300,7 @@ pub(super) async fn send_event(
         return Err(ApiError::bad_request("an event id is 1 to 256 bytes"));
     }
     let payload = req.data.to_string();
-    if payload.len() > app.state.max_input_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "the payload is {} bytes, over the limit of {} bytes (--max-input-bytes)",
-                payload.len(),
-                app.state.max_input_bytes
-            ),
-        ));
-    }
+    within_input_limit(&app, "the payload", &payload)?;
     match app
         .state
         .rt
@@ -383,4 +363,20 @@ pub(super) async fn fork_run(
         .await?;
     app.state.dispatcher.resume(new_id);
     ok(StatusCode::CREATED, summary(&run))
+}
+
+/// Refuses a run input or event payload over `--max-input-bytes` (413).
+fn within_input_limit(app: &App, what: &str, json: &str) -> Result<(), ApiError> {
+    let limit = app.state.max_input_bytes;
+    if json.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "{what} is {} bytes, over the input size limit of {limit} bytes (--max-input-bytes)",
+                json.len()
+            ),
+        ));
+    }
+    Ok(())
 }
