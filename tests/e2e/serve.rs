@@ -39,14 +39,22 @@ impl Server {
             .spawn()
             .expect("durable serve starts");
         let mut lines = BufReader::new(child.stderr.take().expect("stderr"));
+        // The address is on the first line; read on to be sure of it.
         let mut first = String::new();
-        lines.read_line(&mut first).expect("the first line");
-        let port = first
-            .split("http://127.0.0.1:")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no address in {first:?}"));
+        let port = loop {
+            let before = first.len();
+            let n = lines.read_line(&mut first).expect("a line");
+            let line = &first[before..];
+            if let Some(p) = line
+                .split("http://127.0.0.1:")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|p| p.parse().ok())
+            {
+                break p;
+            }
+            assert!(n > 0, "no address in {first:?}");
+        };
         // Keep reading stderr (so the server never blocks on it) for the
         // tests that look at which step bodies ran.
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(first));

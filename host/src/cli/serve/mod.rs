@@ -77,6 +77,12 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
         inner: config.observer.clone(),
         metrics: metrics.clone(),
     });
+    // The address goes out first, before any drive or tick can print a
+    // step's output: scripts read it from the first line.
+    eprintln!(
+        "durable: serving on http://{address} (database {})",
+        db.display()
+    );
     let rt = Arc::new(Runtime::with_engine(engine, store.clone(), config));
     let dispatcher = Dispatcher::start(rt.clone(), metrics.clone());
     let workflows: api::Workflows = Arc::default();
@@ -109,10 +115,6 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
         stopping: stopping.clone(),
         metrics,
     });
-    eprintln!(
-        "durable: serving on http://{address} (database {})",
-        db.display()
-    );
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let mut stop_rx = stop_rx;
