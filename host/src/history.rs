@@ -96,6 +96,9 @@ pub struct Planned {
     pub name: String,
     /// Digest of the input.
     pub input_digest: String,
+    /// The input (JSON), recorded with the outcome so that people can see
+    /// what a step was called with.
+    pub input: String,
     /// For a call of a `parallel` batch, the position of its first call.
     pub batch: Option<u32>,
 }
@@ -160,6 +163,7 @@ impl Context {
             position,
             name: name.to_string(),
             input_digest: input_digest(input),
+            input: input.to_string(),
             batch: None,
         }
     }
@@ -449,6 +453,7 @@ mod tests {
             position: call.position,
             name: call.name.clone(),
             input_digest: call.input_digest.clone(),
+            input: Some(call.input.clone()),
             outcome: Outcome::Ok("null".into()),
             attempts: 1,
             started_at_ms: 0,

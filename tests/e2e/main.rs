@@ -18,4 +18,5 @@ mod sandbox;
 mod serve;
 mod stub;
 mod torture;
+mod ui;
 mod waits;

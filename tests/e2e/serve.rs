@@ -11,20 +11,20 @@ use serde_json::{Value, json};
 use crate::util::{Env, executed_in, guest};
 
 /// A running `durable serve` of a test's database.
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
-    port: u16,
+    pub(crate) port: u16,
     token: Option<String>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
-    fn start(env: &Env, extra: &[&str]) -> Server {
+    pub(crate) fn start(env: &Env, extra: &[&str]) -> Server {
         Server::start_with(env, extra, &[])
     }
 
     /// [`Server::start`] with environment variables.
-    fn start_with(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
+    pub(crate) fn start_with(env: &Env, extra: &[&str], vars: &[(&str, &str)]) -> Server {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let token = extra
@@ -75,7 +75,7 @@ impl Server {
     }
 
     /// `METHOD path` with `body`: (status, JSON body).
-    fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+    pub(crate) fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(60)))
             .expect("timeout");
@@ -102,12 +102,12 @@ impl Server {
         (status, serde_json::from_str(body).unwrap_or(Value::Null))
     }
 
-    fn json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
+    pub(crate) fn json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {
         self.call(method, path, body.to_string().as_bytes())
     }
 
     /// Uploads guest `name`; its digest.
-    fn upload(&self, name: &str) -> String {
+    pub(crate) fn upload(&self, name: &str) -> String {
         let bytes = std::fs::read(guest(name)).expect("the guest");
         let (status, body) = self.call("POST", &format!("/v1/components?name={name}"), &bytes);
         assert_eq!(status, 201, "{body}");
@@ -115,13 +115,13 @@ impl Server {
     }
 
     /// Waits for run `id` to end (long polls); its summary.
-    fn result(&self, id: &str) -> Value {
+    pub(crate) fn result(&self, id: &str) -> Value {
         let (status, body) = self.call("GET", &format!("/v1/runs/{id}/result?wait=60s"), b"");
         assert_eq!(status, 200, "{body}");
         body
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -129,14 +129,14 @@ impl Server {
     }
 
     /// Sends SIGTERM and waits for the exit code.
-    fn terminate(&mut self) -> Option<i32> {
+    pub(crate) fn terminate(&mut self) -> Option<i32> {
         let mut c = self.child.take().expect("running");
         // SAFETY: kill(2) on the pid of a child this test spawned.
         unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
         c.wait().expect("wait").code()
     }
 
-    fn stderr(&self) -> String {
+    pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().expect("lock").clone()
     }
 }
@@ -588,6 +588,42 @@ fn fork_and_paging_over_http() {
     assert_eq!(done["output"], original["output"]);
     let (status, body) = server.json("POST", "/v1/runs/p0/fork", &json!({"from_step": "nope#1"}));
     assert_eq!((status, &body["error"]["code"]), (404, &json!("not_found")));
+
+    // An id prefix, with counts per status under the same filter.
+    let (status, page) = server.call("GET", "/v1/runs?prefix=p0&counts=true&status=", b"");
+    assert_eq!(status, 200, "{page}");
+    let ids: Vec<&str> = page["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, ["p0-again", "p0"]);
+    assert_eq!(
+        page["counts"],
+        json!({"running": 0, "waiting": 0, "succeeded": 2, "failed": 0, "cancelled": 0})
+    );
+    let (_, all) = server.call("GET", "/v1/runs?counts=true&limit=1", b"");
+    assert_eq!(all["counts"]["succeeded"], 6, "{all}");
+    assert_eq!(all["runs"].as_array().map(Vec::len), Some(1));
+
+    // What each step was called with, its idempotency key, and when each
+    // drive began.
+    let (_, shown) = server.call("GET", "/v1/runs/p0", b"");
+    let steps = shown["steps"].as_array().expect("steps");
+    assert_eq!(steps[1]["input"], "second", "{shown}");
+    assert_eq!(steps[1]["idempotency_key"], "p0/echo#2");
+    let starts = shown["drive_starts"].as_array().expect("drive_starts");
+    assert_eq!(starts.len(), 1, "{shown}");
+    assert_eq!(starts[0]["drive"], 1);
+    assert_eq!(starts[0]["started_at_ms"], shown["created_at_ms"]);
+    let (_, shown) = server.call("GET", "/v1/runs/p0-again", b"");
+    assert_eq!(shown["steps"][0]["input"], "first", "{shown}");
+    assert_eq!(shown["steps"][0]["drive"], 0, "copied by the fork: {shown}");
+    assert_eq!(shown["steps"][1]["idempotency_key"], "p0-again/echo#2");
+    let starts = shown["drive_starts"].as_array().expect("drive_starts");
+    assert_eq!(starts.len(), 1, "{shown}");
+    assert!(starts[0]["started_at_ms"].as_i64() >= shown["created_at_ms"].as_i64());
 }
 
 #[test]

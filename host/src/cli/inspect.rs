@@ -65,6 +65,7 @@ pub async fn list(db: &Path, args: ListArgs) -> ExitCode {
         workflow: args.workflow.clone(),
         limit: args.limit,
         after: None,
+        prefix: args.prefix.clone(),
     };
     let runs = match store.list(filter).await {
         Ok(r) => r,

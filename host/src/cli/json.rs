@@ -72,9 +72,18 @@ pub struct ShownRun {
     pub superseded: Vec<ShownSuperseded>,
     /// Events sent to the run, in arrival order.
     pub events: Vec<ShownEvent>,
+    /// When each drive began.
+    pub drive_starts: Vec<ShownDriveStart>,
     /// What the workflow itself printed (with --logs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_output: Option<Vec<ShownLine>>,
+}
+
+/// When a drive began.
+#[derive(Serialize)]
+pub struct ShownDriveStart {
+    pub drive: u32,
+    pub started_at_ms: i64,
 }
 
 /// A record moved aside (see `durable show`).
@@ -97,6 +106,10 @@ pub struct ShownStep {
     pub name: String,
     /// ok, failed, trapped or timed-out.
     pub status: &'static str,
+    /// What it was called with (null when recorded before inputs were kept).
+    pub input: Option<Value>,
+    /// What `idempotency-key()` answered in its body.
+    pub idempotency_key: String,
     pub value: Option<Value>,
     pub error: Option<String>,
     pub attempts: u32,
@@ -204,6 +217,8 @@ pub fn step_node(s: &StepRecord, run: &RunRecord) -> ShownStep {
         key: s.key.clone(),
         name: s.name.clone(),
         status: status(&s.outcome),
+        input: s.input.as_deref().map(parse_json),
+        idempotency_key: format!("{}/{}", run.id, s.key),
         value,
         error,
         attempts: s.attempts,
@@ -270,6 +285,14 @@ pub fn shown_run(detail: &durable::store::RunDetail, logs: bool) -> ShownRun {
             })
             .collect(),
         events: detail.events.iter().map(ShownEvent::new).collect(),
+        drive_starts: detail
+            .drive_starts
+            .iter()
+            .map(|&(drive, started_at_ms)| ShownDriveStart {
+                drive,
+                started_at_ms,
+            })
+            .collect(),
         workflow_output,
     }
 }

@@ -104,6 +104,9 @@ pub struct ListArgs {
     /// Only runs of this workflow.
     #[arg(long, value_name = "NAME")]
     pub workflow: Option<String>,
+    /// Only runs whose id starts with this.
+    #[arg(long, value_name = "ID_PREFIX")]
+    pub prefix: Option<String>,
     /// At most this many runs (0: all).
     #[arg(long, value_name = "NUM", default_value_t = 50)]
     pub limit: usize,

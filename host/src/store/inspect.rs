@@ -26,6 +26,8 @@ pub struct RunFilter {
     /// Only runs listed after this one (older, in the list's order): the
     /// next page. An id that does not exist matches nothing.
     pub after: Option<String>,
+    /// Only runs whose id starts with this.
+    pub prefix: Option<String>,
 }
 
 /// A run with counts of its steps.
@@ -57,6 +59,10 @@ pub struct RunDetail {
     pub superseded: Vec<Superseded>,
     /// Events sent to the run, in arrival order.
     pub events: Vec<EventRecord>,
+    /// When each drive began, by drive number: `(drive, started_at_ms)`.
+    /// Drive 1 of a run started by `run` began when it was created; drives
+    /// before schema 6 are missing.
+    pub drive_starts: Vec<(u32, i64)>,
 }
 
 /// An event sent to a run.
@@ -117,13 +123,14 @@ impl Store {
                          WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
                            AND (?4 IS NULL OR (created_at_ms, id) <
                                 (SELECT created_at_ms, id FROM runs WHERE id = ?4))
+                           AND (?5 IS NULL OR substr(id, 1, length(?5)) = ?5)
                          ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
                     ))
                     .map_err(sql("listing runs"))?;
                 let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
                 let rows = stmt
                     .query_map(
-                        params![filter.status.map(|s| s.as_str()), filter.workflow, limit, filter.after],
+                        params![filter.status.map(|s| s.as_str()), filter.workflow, limit, filter.after, filter.prefix],
                         |r| Ok((run_from_row(r)?, r.get::<_, u32>(RUN_COLUMN_COUNT)?, r.get::<_, u32>(RUN_COLUMN_COUNT + 1)?)),
                     )
                     .map_err(sql("listing runs"))?;
@@ -156,6 +163,7 @@ impl Store {
             let attempts = read_attempts(tx, &run_id)?;
             let superseded = read_superseded(tx, &run_id)?;
             let events = read_events(tx, &run_id)?;
+            let drive_starts = read_drive_starts(tx, &run)?;
             let output = if with_output {
                 read_output(tx, &run_id)?
             } else {
@@ -168,6 +176,7 @@ impl Store {
                 output,
                 superseded,
                 events,
+                drive_starts,
             })
         })
         .await
@@ -319,6 +328,29 @@ fn steps_before(history: &[StepRecord], key: &str) -> Option<Vec<StepRecord>> {
     )
 }
 
+fn read_drive_starts(tx: &Transaction<'_>, run: &RunRecord) -> Result<Vec<(u32, i64)>, StoreError> {
+    let mut stmt = tx
+        .prepare_cached(
+            "SELECT drive, started_at_ms FROM drive_starts WHERE run_id = ?1 ORDER BY drive",
+        )
+        .map_err(sql("reading the drives"))?;
+    let rows = stmt
+        .query_map([&run.id], |r| {
+            Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?))
+        })
+        .map_err(sql("reading the drives"))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row.map_err(sql("reading the drives"))?);
+    }
+    // A run's first drive is recorded only when it was not the creating
+    // one (a fork, an interrupted start): the creating drive began with it.
+    if run.drives >= 1 && out.first().is_none_or(|(d, _)| *d > 1) && run.forked_from.is_none() {
+        out.insert(0, (1, run.created_at_ms));
+    }
+    Ok(out)
+}
+
 fn read_events(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<EventRecord>, StoreError> {
     let mut stmt = tx
         .prepare_cached(
@@ -448,6 +480,7 @@ mod tests {
             position,
             name: "n".into(),
             input_digest: "d".into(),
+            input: None,
             outcome: Outcome::Ok("1".into()),
             attempts: 1,
             started_at_ms: 0,

@@ -687,17 +687,29 @@ impl Store {
         .await
     }
 
-    /// How many runs there are of each status.
+    /// How many runs there are of each status; only of `workflow`, and
+    /// only those whose id starts with `prefix`, when given.
     ///
     /// # Errors
     /// [`StoreError`] when the read fails.
-    pub async fn count_by_status(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(|tx| {
+    pub async fn count_by_status(
+        &self,
+        workflow: Option<String>,
+        prefix: Option<String>,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        self.read(move |tx| {
             let mut stmt = tx
-                .prepare_cached("SELECT status, count(*) FROM runs GROUP BY status")
+                .prepare_cached(
+                    "SELECT status, count(*) FROM runs
+                     WHERE (?1 IS NULL OR workflow = ?1)
+                       AND (?2 IS NULL OR substr(id, 1, length(?2)) = ?2)
+                     GROUP BY status",
+                )
                 .map_err(sql("counting runs"))?;
             let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .query_map(rusqlite::params![workflow, prefix], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+                })
                 .map_err(sql("counting runs"))?;
             let mut out = Vec::new();
             for row in rows {

@@ -44,6 +44,12 @@ pub(super) fn take_over(
         params![run_id, owner, now + LEASE_MS],
     )
     .map_err(sql("taking ownership of the run"))?;
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO drive_starts (run_id, drive, started_at_ms)
+         SELECT id, drives, ?2 FROM runs WHERE id = ?1",
+    )
+    .and_then(|mut s| s.execute(params![run_id, now]))
+    .map_err(sql("recording the drive's start"))?;
     Ok(())
 }
 
@@ -163,8 +169,8 @@ pub(super) fn insert_step(
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO steps (run_id, key, parent, position, name, input_digest, outcome, value,
-                            attempts, started_at_ms, finished_at_ms, drive, batch)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                            attempts, started_at_ms, finished_at_ms, drive, batch, input)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -180,7 +186,8 @@ pub(super) fn insert_step(
             record.started_at_ms,
             record.finished_at_ms,
             record.drive,
-            record.batch
+            record.batch,
+            record.input
         ])
     })
     .map_err(sql("committing a step"))?;
@@ -316,7 +323,7 @@ pub(super) fn read_history(
     let mut stmt = tx
         .prepare_cached(
             "SELECT key, parent, position, name, input_digest, outcome, value, attempts,
-                    started_at_ms, finished_at_ms, drive, batch
+                    started_at_ms, finished_at_ms, drive, batch, input
              FROM steps WHERE run_id = ?1",
         )
         .map_err(sql("reading the history"))?;
@@ -337,6 +344,7 @@ pub(super) fn read_history(
                     finished_at_ms: r.get(9)?,
                     drive: r.get(10)?,
                     batch: r.get(11)?,
+                    input: r.get(12)?,
                 },
                 kind,
                 value,

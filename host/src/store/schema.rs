@@ -227,6 +227,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, key)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 6: what each step was called with, when each drive began, and when
+    // an event wait began (for people reading a run: `show`, the UI).
+    r#"
+    ALTER TABLE steps ADD COLUMN input TEXT;
+    ALTER TABLE waits ADD COLUMN since_ms INTEGER;
+
+    CREATE TABLE drive_starts (
+        run_id        TEXT NOT NULL REFERENCES runs(id),
+        drive         INTEGER NOT NULL,
+        started_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (run_id, drive)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// Opens a read-only connection to a database that [`open`] prepared.

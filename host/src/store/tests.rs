@@ -29,6 +29,7 @@ fn step(key: &str, position: u32) -> StepRecord {
         position,
         name: key.split('#').next().unwrap_or(key).into(),
         input_digest: "x".into(),
+        input: Some(format!("{{\"in\":{position}}}")),
         outcome: Outcome::Ok(format!("{{\"p\":{position}}}")),
         attempts: 1,
         started_at_ms: 1,
@@ -188,7 +189,13 @@ async fn a_version_2_database_migrates_to_the_current_schema_and_keeps_its_runs(
     );
     let history = store.history("old").await.expect("history");
     assert_eq!(history.len(), 1);
-    assert_eq!((history[0].drive, history[0].batch), (1, None));
+    assert_eq!(
+        (history[0].drive, history[0].batch, &history[0].input),
+        (1, None, &None)
+    );
+    // Drive 1 began with the run; later drives were not recorded then.
+    let detail = store.detail("old", false).await.expect("detail");
+    assert_eq!(detail.drive_starts, [(1, 1000)]);
     assert_eq!(
         store.attempt_counts("old").await.expect("attempts"),
         [("a#1".to_string(), 1)]

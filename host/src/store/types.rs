@@ -177,6 +177,9 @@ pub struct StepRecord {
     pub name: String,
     /// Digest of the step's input, checked on replay.
     pub input_digest: String,
+    /// The step's input JSON; `None` in records written before inputs were
+    /// kept (schema 6).
+    pub input: Option<String>,
     /// What the step produced.
     pub outcome: Outcome,
     /// How many times the body ran before this outcome was committed.

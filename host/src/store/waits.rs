@@ -175,7 +175,18 @@ impl Store {
                             .optional()
                     })
                     .map_err(sql("looking for an event"))?;
-                let forget_wait = |tx: &Transaction<'_>| {
+                // The wait ends: its record starts when the wait began (a
+                // parked wait's first call), not when this drive took it up.
+                let end_wait = |tx: &Transaction<'_>, record: &mut StepRecord| {
+                    let since: Option<i64> = tx
+                        .prepare_cached("SELECT since_ms FROM waits WHERE run_id = ?1 AND key = ?2")
+                        .and_then(|mut s| {
+                            s.query_row(params![run_id, record.key], |r| r.get(0))
+                                .optional()
+                        })
+                        .map_err(sql("reading a wait"))?
+                        .flatten();
+                    record.started_at_ms = since.unwrap_or(record.started_at_ms);
                     tx.prepare_cached("DELETE FROM waits WHERE run_id = ?1 AND key = ?2")
                         .and_then(|mut s| s.execute(params![run_id, record.key]))
                         .map_err(sql("ending a wait"))
@@ -184,7 +195,7 @@ impl Store {
                     tx.prepare_cached("UPDATE events SET consumed_by = ?2 WHERE seq = ?1")
                         .and_then(|mut s| s.execute(params![seq, record.key]))
                         .map_err(sql("consuming an event"))?;
-                    forget_wait(tx)?;
+                    end_wait(tx, &mut record)?;
                     record.outcome = Outcome::Ok(payload.clone());
                     record.finished_at_ms = now;
                     insert_step(tx, &run_id, &record)?;
@@ -193,9 +204,10 @@ impl Store {
                 // The deadline is fixed by the first call, across crashes.
                 let first = timeout_ms.map(|t| now.saturating_add(t.min(i64::MAX as u64) as i64));
                 tx.prepare_cached(
-                    "INSERT OR IGNORE INTO waits (run_id, key, deadline_ms) VALUES (?1, ?2, ?3)",
+                    "INSERT OR IGNORE INTO waits (run_id, key, deadline_ms, since_ms)
+                     VALUES (?1, ?2, ?3, ?4)",
                 )
-                .and_then(|mut s| s.execute(params![run_id, record.key, first]))
+                .and_then(|mut s| s.execute(params![run_id, record.key, first, now]))
                 .map_err(sql("recording a wait"))?;
                 let deadline: Option<i64> = tx
                     .prepare_cached("SELECT deadline_ms FROM waits WHERE run_id = ?1 AND key = ?2")
@@ -204,7 +216,7 @@ impl Store {
                 if let (Some(d), Some(t)) = (deadline, timeout_ms)
                     && d <= now
                 {
-                    forget_wait(tx)?;
+                    end_wait(tx, &mut record)?;
                     record.outcome = Outcome::TimedOut(t);
                     record.finished_at_ms = now;
                     insert_step(tx, &run_id, &record)?;

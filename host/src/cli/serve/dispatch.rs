@@ -105,7 +105,9 @@ impl Dispatcher {
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "could not list the runs that are due"),
+                Err(e) => {
+                    tracing::warn!(error = %crate::cli::run::chain(&e), "could not list the runs that are due")
+                }
             }
             tokio::time::sleep(POLL).await;
         }
@@ -267,6 +269,6 @@ fn report(id: &str, result: &Result<Finished, RunError>) {
         Ok(f) => tracing::info!(run = %id, status = %f.run.status, "drive ended"),
         Err(RunError::Interrupted { .. }) => tracing::info!(run = %id, "drive interrupted"),
         Err(RunError::AlreadyDriving { .. }) => {}
-        Err(e) => tracing::warn!(run = %id, error = %e, "drive failed"),
+        Err(e) => tracing::warn!(run = %id, error = %crate::cli::run::chain(e), "drive failed"),
     }
 }

@@ -52,7 +52,7 @@ impl Metrics {
     /// When the store cannot be read.
     pub async fn render(&self, store: &Store) -> Result<String, StoreError> {
         let mut out = String::new();
-        let counts = store.count_by_status().await?;
+        let counts = store.count_by_status(None, None).await?;
         let _ = writeln!(out, "# HELP durable_runs Runs in the database, by status.");
         let _ = writeln!(out, "# TYPE durable_runs gauge");
         let mut waiting = 0;

@@ -17,6 +17,7 @@ mod config;
 mod dispatch;
 mod metrics;
 mod schedule;
+mod ui;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -114,7 +115,8 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
         workflows: workflows.clone(),
         stopping: stopping.clone(),
         metrics,
-    });
+    })
+    .merge(ui::router());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let mut stop_rx = stop_rx;

@@ -45,7 +45,7 @@ pub fn spawn(dispatcher: Dispatcher, workflow: LoadedWorkflow, schedule: Schedul
                     Ok(Some(_)) => return,
                     Ok(None) => {}
                     Err(e) => {
-                        tracing::warn!(run = %id, error = %e, "tick skipped");
+                        tracing::warn!(run = %id, error = %crate::cli::run::chain(&e), "tick skipped");
                         return;
                     }
                 }

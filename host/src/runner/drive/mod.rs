@@ -552,6 +552,7 @@ impl Drive {
             position: call.position,
             name: call.name.clone(),
             input_digest: call.input_digest.clone(),
+            input: Some(call.input.clone()),
             outcome,
             attempts,
             started_at_ms,

@@ -159,15 +159,21 @@ pub(super) struct ListQuery {
     workflow: Option<String>,
     limit: Option<usize>,
     after: Option<String>,
+    prefix: Option<String>,
+    #[serde(default)]
+    counts: bool,
 }
 
-/// `GET /v1/runs?status=&workflow=&limit=`: newest first.
+/// `GET /v1/runs?status=&workflow=&prefix=&limit=&after=&counts=`: newest
+/// first. An empty parameter is no filter (what a form sends).
 pub(super) async fn list_runs(
     Extract(app): Extract<App>,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let status = match q.status.as_deref() {
+    let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+    let (workflow, prefix) = (given(q.workflow), given(q.prefix));
+    let status = match given(q.status).as_deref() {
         None => None,
         Some(s) => Some(RunStatus::parse_name(s).ok_or_else(|| {
             ApiError::bad_request(format!(
@@ -176,21 +182,33 @@ pub(super) async fn list_runs(
         })?),
     };
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let runs = app
-        .state
-        .rt
-        .store()
+    let store = app.state.rt.store();
+    let runs = store
         .list(RunFilter {
             status,
-            workflow: q.workflow,
+            workflow: workflow.clone(),
             limit: limit + 1,
-            after: q.after,
+            after: given(q.after),
+            prefix: prefix.clone(),
         })
         .await?;
     // One more than asked says whether there is a next page.
     let next = (runs.len() > limit).then(|| runs[limit - 1].run.id.clone());
     let runs: Vec<json::ListedRun> = runs.iter().take(limit).map(json::ListedRun::new).collect();
-    ok(StatusCode::OK, json!({ "runs": runs, "next": next }))
+    if !q.counts {
+        return ok(StatusCode::OK, json!({ "runs": runs, "next": next }));
+    }
+    let mut counts = serde_json::Map::new();
+    for s in ["running", "waiting", "succeeded", "failed", "cancelled"] {
+        counts.insert(s.into(), 0.into());
+    }
+    for (status, n) in store.count_by_status(workflow, prefix).await? {
+        counts.insert(status, n.into());
+    }
+    ok(
+        StatusCode::OK,
+        json!({ "runs": runs, "next": next, "counts": counts }),
+    )
 }
 
 #[derive(Deserialize)]
