@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::schema;
+use super::sqlite::schema;
 
 /// Errors of the store. Messages name the run or the file concerned.
 #[derive(Debug, thiserror::Error)]

@@ -1,144 +1,48 @@
-//! The durable store: runs, their step histories and their components, in
-//! one SQLite file.
+//! The durable store: runs, their step histories, their waits and their
+//! components, behind one type ([`Store`]) whichever database holds them.
 //!
-//! All writes go through one writer thread ([`writer`]) that commits in
-//! batches; every `async fn` here resolves only after its change is
-//! committed (WAL, `synchronous=FULL`). This module is the only one that
-//! writes SQL, and it knows nothing of wasmtime.
-//!
-//! **Invariant:** a step record is immutable once committed: the
-//! `(run_id, key)` primary key makes a second commit of the same key an
-//! error instead of an overwrite.
+//! The runner, the CLI and the server talk to [`Store`] only; it hands each
+//! call to its backend. `sqlite/` is the embedded default (one file, one
+//! writer thread with group commit). Every backend keeps the same promise:
+//! an `async fn` resolves only after its change is committed and synced, and
+//! a step record is never overwritten. This module and its backends are the
+//! only code that writes SQL, and they know nothing of wasmtime.
 
 mod error;
 mod histogram;
-mod inspect;
-mod rows;
-mod schema;
+mod sqlite;
 mod types;
-mod waits;
-mod writer;
+mod views;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::{OptionalExtension, params};
-
-use crate::owner::{LEASE_MS, Owner};
+use crate::owner::Owner;
 pub use error::StoreError;
-use error::sql;
 pub use histogram::{Histogram, HistogramSnapshot};
-pub use inspect::{Cancelled, EventRecord, RunDetail, RunFilter, RunSummary, Superseded};
-use rows::*;
 pub use types::{
     AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
     RunStatus, StepCommit, StepRecord,
 };
-pub use waits::{AwaitCall, AwaitOutcome, Sent, SleepOutcome, Wait};
-use writer::Writer;
+pub use views::{
+    AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,
+    RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, Superseded, Unfinished, Wait, now_ms,
+};
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
-/// What [`Store::drive_start`] reads.
-#[derive(Debug, Clone)]
-pub struct DriveStart {
-    /// The committed history.
-    pub history: Vec<StepRecord>,
-    /// For each step with failed attempts, the number of the last one.
-    pub attempt_counts: Vec<(String, u32)>,
-    /// Bytes recorded so far (outcomes, failed attempts, guest output).
-    pub recorded_bytes: u64,
-}
-
-fn read_drive_start(
-    tx: &rusqlite::Transaction<'_>,
-    run_id: &str,
-) -> Result<DriveStart, StoreError> {
-    Ok(DriveStart {
-        history: read_history(tx, run_id)?,
-        attempt_counts: read_attempt_counts(tx, run_id)?,
-        recorded_bytes: read_recorded_bytes(tx, run_id)?,
-    })
-}
-
-impl DriveStart {
-    /// What a run that was just created starts from: nothing.
-    pub fn empty() -> DriveStart {
-        DriveStart {
-            history: Vec::new(),
-            attempt_counts: Vec::new(),
-            recorded_bytes: 0,
-        }
-    }
-}
-
-/// An unfinished run, as `resume` with no ids sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unfinished {
-    /// The run id.
-    pub id: String,
-    /// Who drives it, if a live process does.
-    pub busy: Option<Busy>,
-}
-
-/// A live process that drives a run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Busy {
-    /// Its pid (0 when its identity cannot be read).
-    pub pid: u32,
-    /// Its host name.
-    pub host: String,
-    /// Time left on its lease, in ms.
-    pub lease_left_ms: i64,
-}
-
-/// Counts of the single writer's work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StoreStats {
-    /// Transactions committed: one WAL fsync each under
-    /// [`Durability::PowerLoss`].
-    pub commits: u64,
-    /// Changes applied in them (claims, step commits, attempts, ends...).
-    pub jobs: u64,
-}
-
-/// What a committed change survives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Durability {
-    /// The default: every commit fsyncs the WAL (`synchronous=FULL`), so a
-    /// committed step survives power loss and OS crashes.
-    #[default]
-    PowerLoss,
-    /// Commits reach the OS but the WAL is fsynced only at checkpoints
-    /// (`synchronous=NORMAL`): a committed step survives a crash of the
-    /// process, but the last commits may be lost on power loss or an OS
-    /// crash (never corrupted: the database stays consistent).
-    ProcessCrash,
-}
-
-/// A handle to an open database. Cheap to clone; all clones share the
-/// writer thread.
+/// A handle to an open store. Cheap to clone; all clones share the
+/// backend's connections (for SQLite, its writer thread).
 #[derive(Clone)]
-pub struct Store {
-    writer: Writer,
-    /// A read-only connection for the reads of people and scripts (`list`,
-    /// `show`, `resume`'s choice of runs): deferred transactions that never
-    /// take the write lock, so a long read in one process never stalls the
-    /// writers of others. The drive's own short reads go through the writer,
-    /// batched with its commits.
-    reader: Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
-    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+pub struct Store(Backend);
+
+/// The database behind a [`Store`].
+#[derive(Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
 }
 
 impl Store {
-    /// Opens the database at `path`, creating it if it does not exist, and
-    /// starts its writer thread.
+    /// Opens the SQLite database at `path`, creating it if it does not
+    /// exist, and starts its writer thread.
     ///
     /// # Errors
     /// See [`StoreError`]: a file of another kind or a newer schema is
@@ -152,87 +56,39 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub async fn open_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
-        let path = path.to_path_buf();
-        let opened = tokio::task::spawn_blocking({
-            let path = path.clone();
-            move || schema::open(&path, durability)
-        })
-        .await
-        .map_err(|e| StoreError::Shared(format!("opening the database panicked: {e}")))??;
-        let (writer, thread) = Writer::spawn(opened, path)?;
-        Ok(Store {
-            writer,
-            reader: Arc::new(std::sync::Mutex::new(None)),
-            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
-        })
-    }
-
-    /// Runs `f` in a read transaction of the reader connection, on a
-    /// blocking thread. It sees everything committed before it began.
-    pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
-    {
-        let reader = self.reader.clone();
-        let path = self.path().to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            let mut slot = reader
-                .lock()
-                .map_err(|_| StoreError::Shared("the reader connection was poisoned".into()))?;
-            // Opened on first use: a process that only drives runs never
-            // pays for it.
-            let conn = match &mut *slot {
-                Some(conn) => conn,
-                empty => empty.insert(schema::open_reader(&path)?),
-            };
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
-                .map_err(sql("starting a read"))?;
-            // Dropping the transaction ends it; a read has nothing to commit.
-            f(&tx)
-        })
-        .await
-        .map_err(|e| StoreError::Shared(format!("a read panicked: {e}")))?
+        Ok(Store(Backend::Sqlite(
+            sqlite::SqliteStore::open_with(path, durability).await?,
+        )))
     }
 
     /// What the writer has done so far.
     pub fn stats(&self) -> StoreStats {
-        StoreStats {
-            commits: self
-                .writer
-                .stats
-                .commits
-                .load(std::sync::atomic::Ordering::Relaxed),
-            jobs: self
-                .writer
-                .stats
-                .jobs
-                .load(std::sync::atomic::Ordering::Relaxed),
+        match &self.0 {
+            Backend::Sqlite(s) => s.stats(),
         }
     }
 
     /// Seconds per committed batch, and jobs per committed batch.
     pub fn commit_histograms(&self) -> (HistogramSnapshot, HistogramSnapshot) {
-        (
-            self.writer.stats.commit_seconds.snapshot(),
-            self.writer.stats.batch_size.snapshot(),
-        )
+        match &self.0 {
+            Backend::Sqlite(s) => s.commit_histograms(),
+        }
     }
 
     /// How long a commit waits out a write lock that another process holds
     /// before it fails with "locked by another process" (default 2 minutes;
     /// each try itself waits up to the 5 s busy timeout).
     pub fn set_lock_wait(&self, wait: std::time::Duration) {
-        self.writer.stats.lock_wait_ms.store(
-            (wait.as_millis() as u64).max(1),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        match &self.0 {
+            Backend::Sqlite(s) => s.set_lock_wait(wait),
+        }
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        self.writer.path()
+        match &self.0 {
+            Backend::Sqlite(s) => s.path(),
+        }
     }
 
     /// Creates run `new.id` owned by `owner`, or takes ownership of it if it
@@ -241,35 +97,9 @@ impl Store {
     /// # Errors
     /// [`StoreError::Owned`] when a live process drives the run.
     pub async fn claim_run(&self, new: NewRun, owner: &Owner) -> Result<Claim, StoreError> {
-        let owner = owner.to_string();
-        self.writer
-            .transact(move |tx| {
-                let now = now_ms();
-                if let Some(existing) = read_run(tx, &new.id)? {
-                    return claim_existing_run(tx, existing, &owner, now);
-                }
-                insert_component(tx, &new.component_digest, &new.component, now)?;
-                tx.execute(
-                    "INSERT INTO runs (id, workflow, component_digest, input, status, seed,
-                                       created_at_ms, owner, lease_until_ms, clock_ms, drives)
-                     VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?6, 1)",
-                    params![
-                        new.id,
-                        new.workflow,
-                        new.component_digest,
-                        new.input,
-                        new.seed as i64,
-                        now,
-                        owner,
-                        now + LEASE_MS
-                    ],
-                )
-                .map_err(sql("creating the run"))?;
-                let run = read_run(tx, &new.id)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("run {} vanished", new.id)))?;
-                Ok(Claim::Created(run))
-            })
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.claim_run(new, owner).await,
+        }
     }
 
     /// Takes ownership of an existing unfinished run.
@@ -278,13 +108,9 @@ impl Store {
     /// [`StoreError::RunNotFound`], or [`StoreError::Owned`] when a live
     /// process drives it. A finished run is returned as [`Claim::Finished`].
     pub async fn claim_existing(&self, run_id: &str, owner: &Owner) -> Result<Claim, StoreError> {
-        let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
-            .transact(move |tx| {
-                let run = read_run(tx, &run_id)?.ok_or(StoreError::RunNotFound(run_id.clone()))?;
-                claim_existing_run(tx, run, &owner, now_ms())
-            })
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.claim_existing(run_id, owner).await,
+        }
     }
 
     /// [`Store::claim_existing`], and for a run it took, what its drive
@@ -295,26 +121,16 @@ impl Store {
         run_id: &str,
         owner: &Owner,
     ) -> Result<(Claim, Option<DriveStart>), StoreError> {
-        let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
-            .transact(move |tx| {
-                let run = read_run(tx, &run_id)?.ok_or(StoreError::RunNotFound(run_id.clone()))?;
-                let claim = claim_existing_run(tx, run, &owner, now_ms())?;
-                let start = match &claim {
-                    Claim::Finished(_) => None,
-                    Claim::Created(_) | Claim::Resumed(_) => Some(read_drive_start(tx, &run_id)?),
-                };
-                Ok((claim, start))
-            })
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.claim_existing_for_drive(run_id, owner).await,
+        }
     }
 
     /// The run's committed history, in no particular order.
     pub async fn history(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
-        let run_id = run_id.to_string();
-        self.writer
-            .transact(move |tx| read_history(tx, &run_id))
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.history(run_id).await,
+        }
     }
 
     /// Commits one step's outcome (with its last failed attempt, the output
@@ -335,20 +151,9 @@ impl Store {
         drive: u32,
         commit: StepCommit,
     ) -> Result<bool, StoreError> {
-        let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
-            .transact(move |tx| {
-                let now = now_ms();
-                let cancel =
-                    renew_and_switch(tx, &run_id, &owner, drive, commit.switch.as_ref(), now)?;
-                if let Some(attempt) = &commit.last_attempt {
-                    insert_attempt(tx, &run_id, attempt)?;
-                }
-                insert_step(tx, &run_id, &commit.record)?;
-                insert_output(tx, &run_id, &commit.output)?;
-                Ok(cancel)
-            })
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.commit_step(run_id, owner, drive, commit).await,
+        }
     }
 
     /// Records a failed attempt of a step that will be tried again, with
@@ -364,15 +169,12 @@ impl Store {
         attempt: AttemptRecord,
         output: Vec<OutputLine>,
     ) -> Result<bool, StoreError> {
-        let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
-            .transact(move |tx| {
-                let cancel = renew(tx, &run_id, &owner, drive, now_ms())?;
-                insert_attempt(tx, &run_id, &attempt)?;
-                insert_output(tx, &run_id, &output)?;
-                Ok(cancel)
-            })
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => {
+                s.commit_attempt(run_id, owner, drive, attempt, output)
+                    .await
+            }
+        }
     }
 
     /// Moves the records of steps `keys` (and their failed attempts) aside:
@@ -388,42 +190,34 @@ impl Store {
         drive: u32,
         keys: Vec<String>,
     ) -> Result<(), StoreError> {
-        let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
-            .transact(move |tx| {
-                let now = now_ms();
-                renew(tx, &run_id, &owner, drive, now)?;
-                supersede_steps(tx, &run_id, &keys, drive, now)
-            })
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.supersede(run_id, owner, drive, keys).await,
+        }
     }
 
     /// Bytes the run has recorded so far: step outcomes, failed attempts
     /// and guest output (what the history size limit counts).
     pub async fn recorded_bytes(&self, run_id: &str) -> Result<u64, StoreError> {
-        let run_id = run_id.to_string();
-        self.writer
-            .transact(move |tx| read_recorded_bytes(tx, &run_id))
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.recorded_bytes(run_id).await,
+        }
     }
 
     /// What a new drive of the run starts from, read in one job of the
     /// writer's batch: the history, the failed attempts per step, and the
     /// bytes recorded so far.
     pub async fn drive_start(&self, run_id: &str) -> Result<DriveStart, StoreError> {
-        let run_id = run_id.to_string();
-        self.writer
-            .transact(move |tx| read_drive_start(tx, &run_id))
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.drive_start(run_id).await,
+        }
     }
 
     /// For each step of the run with failed attempts, the number of the
     /// last one recorded (so a resumed step continues the count).
     pub async fn attempt_counts(&self, run_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
-        let run_id = run_id.to_string();
-        self.writer
-            .transact(move |tx| read_attempt_counts(tx, &run_id))
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.attempt_counts(run_id).await,
+        }
     }
 
     /// The failed attempts of one step, oldest first.
@@ -432,43 +226,9 @@ impl Store {
         run_id: &str,
         key: &str,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let (run_id, key) = (run_id.to_string(), key.to_string());
-        self.read(move |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT attempt, outcome, value, started_at_ms, finished_at_ms FROM attempts
-                         WHERE run_id = ?1 AND key = ?2 ORDER BY attempt",
-                )
-                .map_err(sql("reading attempts"))?;
-            let rows = stmt
-                .query_map([&run_id, &key], |r| {
-                    Ok((
-                        r.get(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
-                    ))
-                })
-                .map_err(sql("reading attempts"))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (attempt, kind, value, started_at_ms, finished_at_ms) =
-                    row.map_err(sql("reading attempts"))?;
-                let outcome = Outcome::from_parts(&kind, value).ok_or_else(|| {
-                    StoreError::Corrupt(format!("attempt {attempt} of {key} has outcome {kind:?}"))
-                })?;
-                out.push(AttemptRecord {
-                    key: key.clone(),
-                    attempt,
-                    outcome,
-                    started_at_ms,
-                    finished_at_ms,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.attempts(run_id, key).await,
+        }
     }
 
     /// Records the run's end (with what the workflow printed) and releases it.
@@ -481,46 +241,20 @@ impl Store {
         switch: Option<ComponentSwitch>,
         output: Vec<OutputLine>,
     ) -> Result<(), StoreError> {
-        let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
-            .transact(move |tx| {
-                let now = now_ms();
-                renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
-                insert_output(tx, &run_id, &output)?;
-                if matches!(end, RunEnd::Cancelled) {
-                    return mark_cancelled(tx, &run_id, now);
-                }
-                let (status, output, error) = match end {
-                    RunEnd::Succeeded(out) => ("succeeded", Some(out), None),
-                    RunEnd::Failed(e) => ("failed", None, Some(e)),
-                    RunEnd::Cancelled => unreachable!("handled above"),
-                };
-                tx.execute(
-                    "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at_ms = ?5,
-                                     owner = NULL, lease_until_ms = NULL
-                     WHERE id = ?1",
-                    params![run_id, status, output, error, now],
-                )
-                .map_err(sql("finishing the run"))?;
-                Ok(())
-            })
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => {
+                s.finish_run(run_id, owner, drive, end, switch, output)
+                    .await
+            }
+        }
     }
 
     /// Gives up ownership of an unfinished run, so that another process may
     /// resume it at once. Does nothing if `owner` no longer owns it.
     pub async fn release(&self, run_id: &str, owner: &Owner) -> Result<(), StoreError> {
-        let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
-            .transact(move |tx| {
-                tx.execute(
-                    "UPDATE runs SET owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND owner = ?2",
-                    params![run_id, owner],
-                )
-                .map_err(sql("releasing the run"))?;
-                Ok(())
-            })
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.release(run_id, owner).await,
+        }
     }
 
     /// Extends `owner`'s lease on the run; returns whether a cancel of the
@@ -534,68 +268,31 @@ impl Store {
         owner: &Owner,
         drive: u32,
     ) -> Result<bool, StoreError> {
-        let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
-            .transact(move |tx| renew(tx, &run_id, &owner, drive, now_ms()))
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.renew_lease(run_id, owner, drive).await,
+        }
     }
 
     /// Ids of unfinished runs that no live process drives, oldest first.
     pub async fn resumable_runs(&self) -> Result<Vec<String>, StoreError> {
-        Ok(self
-            .unfinished_runs()
-            .await?
-            .into_iter()
-            .filter(|u| u.busy.is_none())
-            .map(|u| u.id)
-            .collect())
+        match &self.0 {
+            Backend::Sqlite(s) => s.resumable_runs().await,
+        }
     }
 
     /// Every unfinished run, oldest first, with who drives it if anyone
     /// provably alive does.
     pub async fn unfinished_runs(&self) -> Result<Vec<Unfinished>, StoreError> {
-        self.read(|tx| {
-            let now = now_ms();
-            let mut stmt = tx
-                .prepare(
-                    "SELECT id, owner, lease_until_ms FROM runs
-                     WHERE status IN ('running', 'waiting') ORDER BY created_at_ms, id",
-                )
-                .map_err(sql("listing runs"))?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                    ))
-                })
-                .map_err(sql("listing runs"))?;
-            let mut runs = Vec::new();
-            for row in rows {
-                let (id, owner, lease) = row.map_err(sql("listing runs"))?;
-                let busy = match (&owner, lease) {
-                    (Some(o), Some(l)) if !owner_is_gone(Some(o), Some(l), now) => {
-                        let parsed = Owner::parse(o);
-                        Some(Busy {
-                            pid: parsed.as_ref().map_or(0, |p| p.pid()),
-                            host: parsed.map_or_else(|| o.clone(), |p| p.host().to_string()),
-                            lease_left_ms: l - now,
-                        })
-                    }
-                    _ => None,
-                };
-                runs.push(Unfinished { id, busy });
-            }
-            Ok(runs)
-        })
-        .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.unfinished_runs().await,
+        }
     }
 
     /// The run with this id, if any.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let run_id = run_id.to_string();
-        self.writer.transact(move |tx| read_run(tx, &run_id)).await
+        match &self.0 {
+            Backend::Sqlite(s) => s.run(run_id).await,
+        }
     }
 
     /// [`Store::run`] through the read-only connection: for readers that
@@ -604,24 +301,16 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the read fails.
     pub async fn run_for_reading(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let run_id = run_id.to_string();
-        self.read(move |tx| read_run(tx, &run_id)).await
+        match &self.0 {
+            Backend::Sqlite(s) => s.run_for_reading(run_id).await,
+        }
     }
 
     /// The bytes of the component with this digest.
     pub async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let digest = digest.to_string();
-        self.writer
-            .transact(move |tx| {
-                tx.query_row(
-                    "SELECT bytes FROM components WHERE digest = ?1",
-                    [&digest],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql("reading a component"))
-            })
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.component(digest).await,
+        }
     }
 
     /// Stores a component's bytes under its digest (once per digest), so
@@ -630,10 +319,9 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the write fails.
     pub async fn put_component(&self, digest: &str, bytes: Arc<Vec<u8>>) -> Result<(), StoreError> {
-        let digest = digest.to_string();
-        self.writer
-            .transact(move |tx| rows::insert_component(tx, &digest, &bytes, now_ms()))
-            .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.put_component(digest, bytes).await,
+        }
     }
 
     /// Runs that may be taken up now, at most `limit`, oldest due first:
@@ -645,46 +333,9 @@ impl Store {
     /// [`StoreError`] when the read fails.
     /// Each with the time it became due, for waiting runs.
     pub async fn runnable(&self, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError> {
-        self.read(move |tx| {
-            let now = now_ms();
-            let mut ids = Vec::new();
-            let mut due = tx
-                .prepare_cached(
-                    "SELECT id, wake_at_ms FROM runs WHERE status = 'waiting' AND wake_at_ms <= ?1
-                     ORDER BY wake_at_ms LIMIT ?2",
-                )
-                .map_err(sql("listing due runs"))?;
-            let rows = due
-                .query_map(params![now, limit as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
-                })
-                .map_err(sql("listing due runs"))?;
-            for row in rows {
-                ids.push(row.map_err(sql("listing due runs"))?);
-            }
-            let mut running = tx
-                .prepare_cached(
-                    "SELECT id, owner, lease_until_ms FROM runs WHERE status = 'running'",
-                )
-                .map_err(sql("listing running runs"))?;
-            let rows = running
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                    ))
-                })
-                .map_err(sql("listing running runs"))?;
-            for row in rows {
-                let (id, owner, lease) = row.map_err(sql("listing running runs"))?;
-                if ids.len() < limit && owner_is_gone(owner.as_deref(), lease, now) {
-                    ids.push((id, None));
-                }
-            }
-            Ok(ids)
-        })
-        .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.runnable(limit).await,
+        }
     }
 
     /// How many runs there are of each status; only of `workflow`, and
@@ -697,28 +348,9 @@ impl Store {
         workflow: Option<String>,
         prefix: Option<String>,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(move |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT status, count(*) FROM runs
-                     WHERE (?1 IS NULL OR workflow = ?1)
-                       AND (?2 IS NULL OR substr(id, 1, length(?2)) = ?2)
-                     GROUP BY status",
-                )
-                .map_err(sql("counting runs"))?;
-            let rows = stmt
-                .query_map(rusqlite::params![workflow, prefix], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })
-                .map_err(sql("counting runs"))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (status, n) = row.map_err(sql("counting runs"))?;
-                out.push((status, n.max(0) as u64));
-            }
-            Ok(out)
-        })
-        .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.count_by_status(workflow, prefix).await,
+        }
     }
 
     /// The greatest run id that starts with `prefix` (ids sort as text).
@@ -732,24 +364,9 @@ impl Store {
         prefix: &str,
         not_after: &str,
     ) -> Result<Option<String>, StoreError> {
-        let (prefix, not_after) = (prefix.to_string(), not_after.to_string());
-        self.read(move |tx| {
-            // [prefix, prefix + U+10FFFF): every id with the prefix, on the
-            // primary key's index.
-            // Only ids of the tick form, and none from the future.
-            let end = format!("{prefix}\u{10FFFF}");
-            let pattern = format!("{}[0-9]*T[0-9]*Z", glob_escape(&prefix));
-            tx.prepare_cached(
-                "SELECT id FROM runs WHERE id >= ?1 AND id < ?2 AND id GLOB ?3 AND id <= ?4
-                 ORDER BY id DESC LIMIT 1",
-            )
-            .and_then(|mut s| {
-                s.query_row(params![prefix, end, pattern, not_after], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(sql("looking up the last scheduled run"))
-        })
-        .await
+        match &self.0 {
+            Backend::Sqlite(s) => s.last_tick_id(prefix, not_after).await,
+        }
     }
 
     /// Stops the writer once the jobs already queued are committed, and
@@ -758,23 +375,127 @@ impl Store {
     ///
     /// Dropping every handle also stops the writer, without waiting.
     pub async fn close(self) {
-        self.writer.shutdown().await;
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        match self.0 {
+            Backend::Sqlite(s) => s.close().await,
         }
     }
-}
 
-#[cfg(test)]
-mod tests;
+    /// Runs matching `filter`, newest first.
+    pub async fn list(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StoreError> {
+        match &self.0 {
+            Backend::Sqlite(s) => s.list(filter).await,
+        }
+    }
 
-/// `s` with GLOB's special characters taken literally.
-fn glob_escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '*' | '?' | '[' => format!("[{c}]"),
-            c => c.to_string(),
-        })
-        .collect()
+    /// Everything about run `run_id`; its guest output too if `with_output`.
+    ///
+    /// # Errors
+    /// [`StoreError::RunNotFound`].
+    pub async fn detail(&self, run_id: &str, with_output: bool) -> Result<RunDetail, StoreError> {
+        match &self.0 {
+            Backend::Sqlite(s) => s.detail(run_id, with_output).await,
+        }
+    }
+
+    /// Cancels run `run_id`: at once if no live process drives it, else at
+    /// its driver's next durable call. A later resume refuses it.
+    ///
+    /// # Errors
+    /// [`StoreError::RunNotFound`]; [`StoreError::AlreadyFinished`].
+    pub async fn cancel(&self, run_id: &str) -> Result<Cancelled, StoreError> {
+        match &self.0 {
+            Backend::Sqlite(s) => s.cancel(run_id).await,
+        }
+    }
+
+    /// Creates run `new_id`: the same component, input, seed and frozen
+    /// clock as `run_id`, with a copy of its history before step `from_key`
+    /// (everything that precedes it in the step tree; not the step itself,
+    /// not what follows, not its ancestors, which must run again to reach
+    /// it). Driving the new run recovers the copy and executes the rest.
+    ///
+    /// # Errors
+    /// [`StoreError::RunNotFound`], [`StoreError::StepNotFound`],
+    /// [`StoreError::RunExists`].
+    pub async fn fork(
+        &self,
+        run_id: &str,
+        from_key: &str,
+        new_id: &str,
+    ) -> Result<RunRecord, StoreError> {
+        match &self.0 {
+            Backend::Sqlite(s) => s.fork(run_id, from_key, new_id).await,
+        }
+    }
+
+    /// A sleep of the workflow: commits `record` (the first call's wake-up
+    /// time; `None` on replay) and, if `wake_at_ms` has not come, parks the
+    /// run until then (unless a cancel was requested).
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when another drive owns the run now.
+    pub async fn sleep(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+        drive: u32,
+        record: Option<StepRecord>,
+        wake_at_ms: i64,
+        switch: Option<ComponentSwitch>,
+    ) -> Result<SleepOutcome, StoreError> {
+        match &self.0 {
+            Backend::Sqlite(s) => {
+                s.sleep(run_id, owner, drive, record, wake_at_ms, switch)
+                    .await
+            }
+        }
+    }
+
+    /// An `await-event` call that has no record yet: consumes the oldest
+    /// unconsumed event named `name` (recording `record` with its payload),
+    /// or records a timeout if the wait's deadline (fixed at the first
+    /// call, `timeout_ms` after it) has passed, or parks the run until an
+    /// event comes or the deadline passes.
+    ///
+    /// # Errors
+    /// [`StoreError::LeaseLost`] when another drive owns the run now.
+    pub async fn await_event(
+        &self,
+        run_id: &str,
+        owner: &Owner,
+        drive: u32,
+        call: AwaitCall,
+    ) -> Result<AwaitOutcome, StoreError> {
+        match &self.0 {
+            Backend::Sqlite(s) => s.await_event(run_id, owner, drive, call).await,
+        }
+    }
+
+    /// Stores event `name` with `payload` for run `run_id` (once per
+    /// `event_id`, when given) and makes the run due if it waits for it.
+    ///
+    /// # Errors
+    /// [`StoreError::RunNotFound`]; [`StoreError::AlreadyFinished`] for a
+    /// run that has ended.
+    pub async fn send_event(
+        &self,
+        run_id: &str,
+        name: &str,
+        event_id: Option<&str>,
+        payload: &str,
+    ) -> Result<Sent, StoreError> {
+        match &self.0 {
+            Backend::Sqlite(s) => s.send_event(run_id, name, event_id, payload).await,
+        }
+    }
+
+    /// Whether run `run_id` can be taken up now: `Some(None)` when it is
+    /// due (or running and unowned), `Some(Some(t))` when it waits until
+    /// `t` (`i64::MAX`: for an event only), `None` when it has ended or a
+    /// live process drives it.
+    pub async fn due(&self, run_id: &str) -> Result<Option<Option<i64>>, StoreError> {
+        match &self.0 {
+            Backend::Sqlite(s) => s.due(run_id).await,
+        }
+    }
 }

@@ -1,4 +1,4 @@
-//! Reading and writing rows: the SQL behind [`super::Store`]'s methods,
+//! Reading and writing rows: the SQL behind [`super::SqliteStore`]'s methods,
 //! each run inside the writer's transaction.
 
 use rusqlite::{OptionalExtension, Row, Transaction, params};

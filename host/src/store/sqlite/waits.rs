@@ -11,98 +11,12 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use super::error::sql;
 use super::rows::{insert_step, read_run, renew_and_switch};
-use super::{ComponentSwitch, Outcome, StepRecord, Store, StoreError, now_ms};
+use super::{ComponentSwitch, Outcome, SqliteStore, StepRecord, StoreError, now_ms};
 use crate::owner::Owner;
+#[allow(unused_imports)]
+use crate::store::views::*;
 
-/// What a run waits for once parked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Wait {
-    /// A sleep until this time (ms since the Unix epoch).
-    Until(i64),
-    /// The next event of this name, until an optional deadline.
-    Event {
-        /// The event name.
-        name: String,
-        /// When the wait times out, if it does.
-        deadline_ms: Option<i64>,
-    },
-}
-
-impl Wait {
-    fn describe(&self) -> String {
-        match self {
-            Wait::Until(t) => format!("until {t}"),
-            Wait::Event { name, .. } => format!("event {name}"),
-        }
-    }
-
-    fn wake_at(&self) -> Option<i64> {
-        match self {
-            Wait::Until(t) => Some(*t),
-            Wait::Event { deadline_ms, .. } => *deadline_ms,
-        }
-    }
-
-    fn event(&self) -> Option<&str> {
-        match self {
-            Wait::Until(_) => None,
-            Wait::Event { name, .. } => Some(name),
-        }
-    }
-}
-
-/// An `await-event` call to settle: see [`Store::await_event`].
-#[derive(Debug, Clone)]
-pub struct AwaitCall {
-    /// The record to commit (its outcome is filled in).
-    pub record: StepRecord,
-    /// The event name.
-    pub name: String,
-    /// The timeout, from the first call.
-    pub timeout_ms: Option<u64>,
-    /// A component switch to write with the first new commit.
-    pub switch: Option<ComponentSwitch>,
-}
-
-/// How an `await-event` call stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AwaitOutcome {
-    /// An event was consumed (and recorded): its payload.
-    Event(String),
-    /// The deadline passed (recorded as a timeout).
-    TimedOut,
-    /// Nothing yet: the run was parked until its deadline, if any.
-    Parked,
-    /// Nothing yet, and a cancel of the run was requested: not parked (the
-    /// drive ends the run as cancelled).
-    Cancelled,
-}
-
-/// How a sleep stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SleepOutcome {
-    /// Its time has come.
-    Over,
-    /// The run was parked until then.
-    Parked,
-    /// Its time has not come and a cancel of the run was requested: not
-    /// parked (the drive ends the run as cancelled).
-    Cancelled,
-}
-
-/// What `durable event` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sent {
-    /// Stored as the run's event number `seq`.
-    Stored {
-        /// Its place among all events (arrival order).
-        seq: i64,
-    },
-    /// An event with the same id was stored before; nothing changed.
-    Duplicate,
-}
-
-impl Store {
+impl SqliteStore {
     /// A sleep of the workflow: commits `record` (the first call's wake-up
     /// time; `None` on replay) and, if `wake_at_ms` has not come, parks the
     /// run until then (unless a cancel was requested).

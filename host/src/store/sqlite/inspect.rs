@@ -11,104 +11,12 @@ use super::rows::{
     read_run, run_from_row,
 };
 use super::{
-    AttemptRecord, Outcome, OutputLine, RunRecord, RunStatus, StepRecord, Store, StoreError, now_ms,
+    AttemptRecord, Outcome, OutputLine, RunRecord, SqliteStore, StepRecord, StoreError, now_ms,
 };
+#[allow(unused_imports)]
+use crate::store::views::*;
 
-/// Which runs `list` shows.
-#[derive(Debug, Clone, Default)]
-pub struct RunFilter {
-    /// Only runs with this status.
-    pub status: Option<RunStatus>,
-    /// Only runs of this workflow.
-    pub workflow: Option<String>,
-    /// At most this many, newest first.
-    pub limit: usize,
-    /// Only runs listed after this one (older, in the list's order): the
-    /// next page. An id that does not exist matches nothing.
-    pub after: Option<String>,
-    /// Only runs whose id starts with this.
-    pub prefix: Option<String>,
-}
-
-/// A run with counts of its steps.
-#[derive(Debug, Clone)]
-pub struct RunSummary {
-    /// The run.
-    pub run: RunRecord,
-    /// Steps committed (recorded `now-ms` / `random-u64` answers excluded).
-    pub steps: u32,
-    /// Of those, the ones the last drive executed.
-    pub executed: u32,
-    /// The ones committed by earlier drives (or copied by a fork).
-    pub recovered: u32,
-}
-
-/// Everything recorded about a run.
-#[derive(Debug, Clone)]
-pub struct RunDetail {
-    /// The run.
-    pub run: RunRecord,
-    /// Its history, ordered by parent and position.
-    pub steps: Vec<StepRecord>,
-    /// Failed attempts, by key and number.
-    pub attempts: Vec<AttemptRecord>,
-    /// What guests printed and logged (only when asked for).
-    pub output: Vec<OutputLine>,
-    /// Records moved aside because a step body ran again and did something
-    /// else, oldest first.
-    pub superseded: Vec<Superseded>,
-    /// Events sent to the run, in arrival order.
-    pub events: Vec<EventRecord>,
-    /// When each drive began, by drive number: `(drive, started_at_ms)`.
-    /// Drive 1 of a run started by `run` began when it was created; drives
-    /// before schema 6 are missing.
-    pub drive_starts: Vec<(u32, i64)>,
-}
-
-/// An event sent to a run.
-#[derive(Debug, Clone)]
-pub struct EventRecord {
-    /// Its place in arrival order (unique in the database).
-    pub seq: i64,
-    /// Its name.
-    pub name: String,
-    /// The sender's id, if it gave one.
-    pub event_id: Option<String>,
-    /// Its payload JSON.
-    pub payload: String,
-    /// When it was stored.
-    pub sent_at_ms: i64,
-    /// The key of the wait that consumed it (`$event:NAME#n`), if one did.
-    pub consumed_by: Option<String>,
-}
-
-/// A record moved aside: what an earlier run of a step body committed
-/// before the body ran again and made another call there.
-#[derive(Debug, Clone)]
-pub struct Superseded {
-    /// Its key.
-    pub key: String,
-    /// Its outcome.
-    pub outcome: Outcome,
-    /// The drive that committed it.
-    pub drive: u32,
-    /// The drive that moved it aside.
-    pub superseded_in: u32,
-    /// When it was moved aside.
-    pub superseded_at_ms: i64,
-}
-
-/// What `cancel` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cancelled {
-    /// Nobody drove the run: it is cancelled now.
-    Now,
-    /// A live process drives it: it stops at the workflow's next durable
-    /// call (steps already running finish and are recorded).
-    Requested,
-}
-
-impl Store {
+impl SqliteStore {
     /// Runs matching `filter`, newest first.
     pub async fn list(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StoreError> {
         self

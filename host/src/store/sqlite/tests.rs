@@ -43,7 +43,7 @@ fn step(key: &str, position: u32) -> StepRecord {
 async fn concurrent_commits_are_all_durable_and_visible_to_another_connection() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("d.db");
-    let store = Store::open(&path).await.expect("open");
+    let store = crate::store::Store::open(&path).await.expect("open");
     let me = Owner::current();
     assert!(matches!(
         store.claim_run(new_run("r"), &me).await,
@@ -77,7 +77,9 @@ async fn concurrent_commits_are_all_durable_and_visible_to_another_connection() 
 #[tokio::test]
 async fn a_committed_step_cannot_be_overwritten() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("d.db")).await.expect("open");
+    let store = crate::store::Store::open(&dir.path().join("d.db"))
+        .await
+        .expect("open");
     let me = Owner::current();
     store.claim_run(new_run("r"), &me).await.expect("claim");
     store
@@ -96,7 +98,9 @@ async fn a_committed_step_cannot_be_overwritten() {
 #[tokio::test]
 async fn a_live_owner_keeps_the_run_and_a_release_hands_it_over() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(&dir.path().join("d.db")).await.expect("open");
+    let store = crate::store::Store::open(&dir.path().join("d.db"))
+        .await
+        .expect("open");
     let me = Owner::current();
     store.claim_run(new_run("r"), &me).await.expect("claim");
     // Another identity in this same (live) process is refused.
@@ -134,7 +138,10 @@ async fn files_that_are_not_durable_databases_are_refused_untouched() {
     )
     .expect("write");
     let before = std::fs::read(&text).expect("read");
-    let err = Store::open(&text).await.err().expect("refused");
+    let err = crate::store::Store::open(&text)
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("not a SQLite database"), "{err}");
     assert_eq!(std::fs::read(&text).expect("read"), before);
 
@@ -142,15 +149,25 @@ async fn files_that_are_not_durable_databases_are_refused_untouched() {
     rusqlite::Connection::open(&foreign)
         .and_then(|c| c.execute_batch("CREATE TABLE t (x)"))
         .expect("foreign db");
-    let err = Store::open(&foreign).await.err().expect("refused");
+    let err = crate::store::Store::open(&foreign)
+        .await
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("another program"), "{err}");
 
     let newer = dir.path().join("newer.db");
-    Store::open(&newer).await.expect("create").close().await;
+    crate::store::Store::open(&newer)
+        .await
+        .expect("create")
+        .close()
+        .await;
     rusqlite::Connection::open(&newer)
         .and_then(|c| c.execute_batch("PRAGMA user_version = 99"))
         .expect("bump");
-    let err = Store::open(&newer).await.err().expect("refused");
+    let err = crate::store::Store::open(&newer)
+        .await
+        .err()
+        .expect("refused");
     assert!(
         matches!(err, StoreError::NewerSchema { found: 99, .. }),
         "{err}"
@@ -181,7 +198,7 @@ async fn a_version_2_database_migrates_to_the_current_schema_and_keeps_its_runs(
         ))
         .expect("old rows");
     }
-    let store = Store::open(&path).await.expect("migrates");
+    let store = crate::store::Store::open(&path).await.expect("migrates");
     let run = store.run("old").await.expect("read").expect("kept");
     assert_eq!(
         (run.status, run.clock_ms, run.drives),

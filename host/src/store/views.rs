@@ -1,0 +1,263 @@
+//! What the store answers and takes, whichever database it is on: the
+//! views of runs for people (`list`, `show`), the waits, and the store's
+//! own counters and settings.
+
+use super::{
+    AttemptRecord, ComponentSwitch, Outcome, OutputLine, RunRecord, RunStatus, StepRecord,
+};
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// What [`Store::drive_start`] reads.
+#[derive(Debug, Clone)]
+pub struct DriveStart {
+    /// The committed history.
+    pub history: Vec<StepRecord>,
+    /// For each step with failed attempts, the number of the last one.
+    pub attempt_counts: Vec<(String, u32)>,
+    /// Bytes recorded so far (outcomes, failed attempts, guest output).
+    pub recorded_bytes: u64,
+}
+
+impl DriveStart {
+    /// What a run that was just created starts from: nothing.
+    pub fn empty() -> DriveStart {
+        DriveStart {
+            history: Vec::new(),
+            attempt_counts: Vec::new(),
+            recorded_bytes: 0,
+        }
+    }
+}
+
+/// An unfinished run, as `resume` with no ids sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unfinished {
+    /// The run id.
+    pub id: String,
+    /// Who drives it, if a live process does.
+    pub busy: Option<Busy>,
+}
+
+/// A live process that drives a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Busy {
+    /// Its pid (0 when its identity cannot be read).
+    pub pid: u32,
+    /// Its host name.
+    pub host: String,
+    /// Time left on its lease, in ms.
+    pub lease_left_ms: i64,
+}
+
+/// Counts of the single writer's work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Transactions committed: one WAL fsync each under
+    /// [`Durability::PowerLoss`].
+    pub commits: u64,
+    /// Changes applied in them (claims, step commits, attempts, ends...).
+    pub jobs: u64,
+}
+
+/// What a committed change survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Durability {
+    /// The default: every commit fsyncs the WAL (`synchronous=FULL`), so a
+    /// committed step survives power loss and OS crashes.
+    #[default]
+    PowerLoss,
+    /// Commits reach the OS but the WAL is fsynced only at checkpoints
+    /// (`synchronous=NORMAL`): a committed step survives a crash of the
+    /// process, but the last commits may be lost on power loss or an OS
+    /// crash (never corrupted: the database stays consistent).
+    ProcessCrash,
+}
+
+/// Which runs `list` shows.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only runs with this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// At most this many, newest first.
+    pub limit: usize,
+    /// Only runs listed after this one (older, in the list's order): the
+    /// next page. An id that does not exist matches nothing.
+    pub after: Option<String>,
+    /// Only runs whose id starts with this.
+    pub prefix: Option<String>,
+}
+
+/// A run with counts of its steps.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    /// The run.
+    pub run: RunRecord,
+    /// Steps committed (recorded `now-ms` / `random-u64` answers excluded).
+    pub steps: u32,
+    /// Of those, the ones the last drive executed.
+    pub executed: u32,
+    /// The ones committed by earlier drives (or copied by a fork).
+    pub recovered: u32,
+}
+
+/// Everything recorded about a run.
+#[derive(Debug, Clone)]
+pub struct RunDetail {
+    /// The run.
+    pub run: RunRecord,
+    /// Its history, ordered by parent and position.
+    pub steps: Vec<StepRecord>,
+    /// Failed attempts, by key and number.
+    pub attempts: Vec<AttemptRecord>,
+    /// What guests printed and logged (only when asked for).
+    pub output: Vec<OutputLine>,
+    /// Records moved aside because a step body ran again and did something
+    /// else, oldest first.
+    pub superseded: Vec<Superseded>,
+    /// Events sent to the run, in arrival order.
+    pub events: Vec<EventRecord>,
+    /// When each drive began, by drive number: `(drive, started_at_ms)`.
+    /// Drive 1 of a run started by `run` began when it was created; drives
+    /// before schema 6 are missing.
+    pub drive_starts: Vec<(u32, i64)>,
+}
+
+/// An event sent to a run.
+#[derive(Debug, Clone)]
+pub struct EventRecord {
+    /// Its place in arrival order (unique in the database).
+    pub seq: i64,
+    /// Its name.
+    pub name: String,
+    /// The sender's id, if it gave one.
+    pub event_id: Option<String>,
+    /// Its payload JSON.
+    pub payload: String,
+    /// When it was stored.
+    pub sent_at_ms: i64,
+    /// The key of the wait that consumed it (`$event:NAME#n`), if one did.
+    pub consumed_by: Option<String>,
+}
+
+/// A record moved aside: what an earlier run of a step body committed
+/// before the body ran again and made another call there.
+#[derive(Debug, Clone)]
+pub struct Superseded {
+    /// Its key.
+    pub key: String,
+    /// Its outcome.
+    pub outcome: Outcome,
+    /// The drive that committed it.
+    pub drive: u32,
+    /// The drive that moved it aside.
+    pub superseded_in: u32,
+    /// When it was moved aside.
+    pub superseded_at_ms: i64,
+}
+
+/// What `cancel` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// Nobody drove the run: it is cancelled now.
+    Now,
+    /// A live process drives it: it stops at the workflow's next durable
+    /// call (steps already running finish and are recorded).
+    Requested,
+}
+
+/// What a run waits for once parked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wait {
+    /// A sleep until this time (ms since the Unix epoch).
+    Until(i64),
+    /// The next event of this name, until an optional deadline.
+    Event {
+        /// The event name.
+        name: String,
+        /// When the wait times out, if it does.
+        deadline_ms: Option<i64>,
+    },
+}
+
+impl Wait {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Wait::Until(t) => format!("until {t}"),
+            Wait::Event { name, .. } => format!("event {name}"),
+        }
+    }
+
+    pub(crate) fn wake_at(&self) -> Option<i64> {
+        match self {
+            Wait::Until(t) => Some(*t),
+            Wait::Event { deadline_ms, .. } => *deadline_ms,
+        }
+    }
+
+    pub(crate) fn event(&self) -> Option<&str> {
+        match self {
+            Wait::Until(_) => None,
+            Wait::Event { name, .. } => Some(name),
+        }
+    }
+}
+
+/// An `await-event` call to settle: see [`Store::await_event`].
+#[derive(Debug, Clone)]
+pub struct AwaitCall {
+    /// The record to commit (its outcome is filled in).
+    pub record: StepRecord,
+    /// The event name.
+    pub name: String,
+    /// The timeout, from the first call.
+    pub timeout_ms: Option<u64>,
+    /// A component switch to write with the first new commit.
+    pub switch: Option<ComponentSwitch>,
+}
+
+/// How an `await-event` call stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AwaitOutcome {
+    /// An event was consumed (and recorded): its payload.
+    Event(String),
+    /// The deadline passed (recorded as a timeout).
+    TimedOut,
+    /// Nothing yet: the run was parked until its deadline, if any.
+    Parked,
+    /// Nothing yet, and a cancel of the run was requested: not parked (the
+    /// drive ends the run as cancelled).
+    Cancelled,
+}
+
+/// How a sleep stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SleepOutcome {
+    /// Its time has come.
+    Over,
+    /// The run was parked until then.
+    Parked,
+    /// Its time has not come and a cancel of the run was requested: not
+    /// parked (the drive ends the run as cancelled).
+    Cancelled,
+}
+
+/// What `durable event` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sent {
+    /// Stored as the run's event number `seq`.
+    Stored {
+        /// Its place among all events (arrival order).
+        seq: i64,
+    },
+    /// An event with the same id was stored before; nothing changed.
+    Duplicate,
+}
