@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Every test: unit tests and the end-to-end tests, which build the guests
 # for wasm32-wasip2 and drive the real `durable` binary (including SIGKILL),
-# and the UI tests, which drive Debian's headless Chromium.
+# the UI tests, which drive Debian's headless Chromium, and the store's
+# tests on PostgreSQL too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
 # The UI tests drive a real headless Chromium.
 ./scripts/setup-browser.sh
-cargo test --locked "$@"
+# The PostgreSQL tests get a throwaway server (installed if missing); the
+# SQLite ones alone: cargo test -- --skip postgres
+./scripts/with-postgres.sh cargo test --locked "$@"

@@ -13,6 +13,7 @@ mod http;
 mod limits;
 mod operate;
 mod polyglot;
+mod postgres;
 mod replay;
 mod sandbox;
 mod serve;

@@ -69,9 +69,11 @@ fn guest_path(name: &str) -> PathBuf {
     dir.join(format!("{name}.wasm"))
 }
 
-/// One test's world: a temporary directory with its own database.
+/// One test's world: a temporary directory with its own database (a
+/// SQLite file in it, or a new database on the PostgreSQL test server).
 pub struct Env {
     pub dir: tempfile::TempDir,
+    postgres: Option<String>,
 }
 
 impl Env {
@@ -80,11 +82,26 @@ impl Env {
             .prefix("durable-e2e-")
             .tempdir_in(scratch())
             .expect("temp dir");
-        Env { dir }
+        Env {
+            dir,
+            postgres: None,
+        }
     }
 
+    /// An [`Env`] whose database is a new, empty one on the PostgreSQL
+    /// server of `DURABLE_TEST_POSTGRES` (`scripts/with-postgres.sh`).
+    pub fn postgres() -> Env {
+        let mut env = Env::new();
+        env.postgres = Some(postgres_database());
+        env
+    }
+
+    /// The database: a file, or a `postgres://` URL.
     pub fn db(&self) -> PathBuf {
-        self.dir.path().join("durable.db")
+        match &self.postgres {
+            Some(url) => PathBuf::from(url),
+            None => self.dir.path().join("durable.db"),
+        }
     }
 
     /// `durable ARGS` in this test's directory and database.
@@ -133,6 +150,15 @@ impl Env {
 
     /// Keys of the committed steps of `run`, read straight from the file.
     pub fn committed(&self, run: &str) -> BTreeSet<String> {
+        if let Some(url) = &self.postgres {
+            return postgres_rows(
+                url,
+                &format!("SELECT key FROM steps WHERE run_id = '{run}' AND key NOT LIKE '$%'"),
+            )
+            .into_iter()
+            .map(|mut r| r.remove(0))
+            .collect();
+        }
         if !self.has_table("steps") {
             return BTreeSet::new();
         }
@@ -282,4 +308,64 @@ pub fn executed_in(stderr: &str) -> Vec<String> {
 pub fn finish(child: Child, what: &str, db: &Path) -> Run {
     let out = child.wait_with_output().expect("wait");
     Run::new(what.to_string(), out, db.to_path_buf())
+}
+
+/// A runtime for the few async calls of the harness.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// The URL of a new, empty database on the PostgreSQL test server.
+pub fn postgres_database() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::env::var("DURABLE_TEST_POSTGRES").expect(
+        "the PostgreSQL tests need a server: run them under scripts/with-postgres.sh \
+         (scripts/test.sh does), or leave them out with `cargo test -- --skip postgres`",
+    );
+    let name = format!(
+        "e{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    runtime().block_on(async {
+        let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+            .await
+            .expect("the test server answers");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("a new database");
+    });
+    let (server, _) = base.rsplit_once('/').expect("a URL with a database");
+    format!("{server}/{name}")
+}
+
+/// The rows `sql` selects on the PostgreSQL database `url`, as text.
+pub fn postgres_rows(url: &str, sql: &str) -> Vec<Vec<String>> {
+    runtime().block_on(async {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .expect("the test server answers");
+        tokio::spawn(connection);
+        // The simple protocol answers every column as text.
+        client
+            .simple_query(sql)
+            .await
+            .expect("the query")
+            .into_iter()
+            .filter_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                    (0..r.len())
+                        .map(|i| r.get(i).unwrap_or("").to_string())
+                        .collect(),
+                ),
+                _ => None,
+            })
+            .collect()
+    })
 }

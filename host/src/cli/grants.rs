@@ -152,7 +152,9 @@ fn refuse_host_files(
         .unwrap_or_default();
     let db_files = ["", "-wal", "-shm", "-journal"]
         .map(|suffix| db.with_file_name(format!("{db_name}{suffix}")));
-    if db_files.iter().any(|f| f.starts_with(&granted)) {
+    // A PostgreSQL database is no file a directory grant could reach.
+    let is_file = !durable::store::is_postgres(protected.db);
+    if is_file && db_files.iter().any(|f| f.starts_with(&granted)) {
         return Err(format!(
             "{flag} {spec}: the directory holds the database {} (a step could rewrite its own \
              history); grant a directory that does not contain it, or keep the database elsewhere (--db)",

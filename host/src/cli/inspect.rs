@@ -20,7 +20,7 @@ fn error(e: &(dyn std::error::Error + 'static)) {
 
 /// Opens an existing database; reading never creates one.
 async fn open_existing(db: &Path) -> Result<Option<Store>, ExitCode> {
-    if !db.exists() {
+    if !durable::store::may_exist(db) {
         return Ok(None);
     }
     Store::open(db).await.map(Some).map_err(|e| {

@@ -254,7 +254,7 @@ fn abandoned(run_ids: &[String]) -> ExitCode {
 
 /// `durable resume`.
 pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
-    if !db.exists() {
+    if !durable::store::may_exist(db) {
         // Opening would create an empty database; there is nothing to resume.
         error(format_args!(
             "there is no database at {}: nothing to resume",
@@ -357,7 +357,7 @@ pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
 
 /// `durable fork`.
 pub async fn fork(db: &Path, args: ForkArgs) -> ExitCode {
-    if !db.exists() {
+    if !durable::store::may_exist(db) {
         error(format_args!("there is no database at {}", db.display()));
         return ExitCode::NotFound;
     }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::sqlite::schema;
+use super::db::sqlite as schema;
 
 /// Errors of the store. Messages name the run or the file concerned.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +92,15 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
+    /// Any other PostgreSQL failure.
+    #[error("database error while {context}")]
+    Postgres {
+        /// What we were doing.
+        context: String,
+        /// The PostgreSQL error.
+        #[source]
+        source: tokio_postgres::Error,
+    },
     /// A failure the same batch shared, given to every caller in it.
     #[error("{0}")]
     Shared(String),
@@ -132,6 +141,11 @@ impl StoreError {
             }
             _ => StoreError::Sqlite { context, source: e },
         }
+    }
+
+    /// A PostgreSQL error while `context`.
+    pub(crate) fn from_postgres(context: String, e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres { context, source: e }
     }
 
     /// A copy for the other callers of a batch that failed as a whole.

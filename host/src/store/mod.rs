@@ -8,9 +8,10 @@
 //! a step record is never overwritten. This module and its backends are the
 //! only code that writes SQL, and they know nothing of wasmtime.
 
+mod db;
 mod error;
 mod histogram;
-mod sqlite;
+mod sql;
 mod types;
 mod views;
 
@@ -29,6 +30,18 @@ pub use views::{
     RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, Superseded, Unfinished, Wait, now_ms,
 };
 
+/// Whether `location` is a PostgreSQL URL (`postgres://...`) rather than a
+/// SQLite file.
+pub fn is_postgres(location: &Path) -> bool {
+    db::postgres_url(location).is_some()
+}
+
+/// Whether `location` names a database that may hold runs: a PostgreSQL
+/// URL (`postgres://...`; the server decides), or a file that exists.
+pub fn may_exist(location: &Path) -> bool {
+    db::postgres_url(location).is_some() || location.exists()
+}
+
 /// A handle to an open store. Cheap to clone; all clones share the
 /// backend's connections (for SQLite, its writer thread).
 #[derive(Clone)]
@@ -37,7 +50,7 @@ pub struct Store(Backend);
 /// The database behind a [`Store`].
 #[derive(Clone)]
 enum Backend {
-    Sqlite(sqlite::SqliteStore),
+    Sql(db::SqlStore),
 }
 
 impl Store {
@@ -56,22 +69,22 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub async fn open_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
-        Ok(Store(Backend::Sqlite(
-            sqlite::SqliteStore::open_with(path, durability).await?,
+        Ok(Store(Backend::Sql(
+            db::SqlStore::open_with(path, durability).await?,
         )))
     }
 
     /// What the writer has done so far.
     pub fn stats(&self) -> StoreStats {
         match &self.0 {
-            Backend::Sqlite(s) => s.stats(),
+            Backend::Sql(s) => s.stats(),
         }
     }
 
     /// Seconds per committed batch, and jobs per committed batch.
     pub fn commit_histograms(&self) -> (HistogramSnapshot, HistogramSnapshot) {
         match &self.0 {
-            Backend::Sqlite(s) => s.commit_histograms(),
+            Backend::Sql(s) => s.commit_histograms(),
         }
     }
 
@@ -80,14 +93,14 @@ impl Store {
     /// each try itself waits up to the 5 s busy timeout).
     pub fn set_lock_wait(&self, wait: std::time::Duration) {
         match &self.0 {
-            Backend::Sqlite(s) => s.set_lock_wait(wait),
+            Backend::Sql(s) => s.set_lock_wait(wait),
         }
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
         match &self.0 {
-            Backend::Sqlite(s) => s.path(),
+            Backend::Sql(s) => s.path(),
         }
     }
 
@@ -98,7 +111,7 @@ impl Store {
     /// [`StoreError::Owned`] when a live process drives the run.
     pub async fn claim_run(&self, new: NewRun, owner: &Owner) -> Result<Claim, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.claim_run(new, owner).await,
+            Backend::Sql(s) => s.claim_run(new, owner).await,
         }
     }
 
@@ -109,7 +122,7 @@ impl Store {
     /// process drives it. A finished run is returned as [`Claim::Finished`].
     pub async fn claim_existing(&self, run_id: &str, owner: &Owner) -> Result<Claim, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.claim_existing(run_id, owner).await,
+            Backend::Sql(s) => s.claim_existing(run_id, owner).await,
         }
     }
 
@@ -122,14 +135,14 @@ impl Store {
         owner: &Owner,
     ) -> Result<(Claim, Option<DriveStart>), StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.claim_existing_for_drive(run_id, owner).await,
+            Backend::Sql(s) => s.claim_existing_for_drive(run_id, owner).await,
         }
     }
 
     /// The run's committed history, in no particular order.
     pub async fn history(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.history(run_id).await,
+            Backend::Sql(s) => s.history(run_id).await,
         }
     }
 
@@ -152,7 +165,7 @@ impl Store {
         commit: StepCommit,
     ) -> Result<bool, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.commit_step(run_id, owner, drive, commit).await,
+            Backend::Sql(s) => s.commit_step(run_id, owner, drive, commit).await,
         }
     }
 
@@ -170,7 +183,7 @@ impl Store {
         output: Vec<OutputLine>,
     ) -> Result<bool, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => {
+            Backend::Sql(s) => {
                 s.commit_attempt(run_id, owner, drive, attempt, output)
                     .await
             }
@@ -191,7 +204,7 @@ impl Store {
         keys: Vec<String>,
     ) -> Result<(), StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.supersede(run_id, owner, drive, keys).await,
+            Backend::Sql(s) => s.supersede(run_id, owner, drive, keys).await,
         }
     }
 
@@ -199,7 +212,7 @@ impl Store {
     /// and guest output (what the history size limit counts).
     pub async fn recorded_bytes(&self, run_id: &str) -> Result<u64, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.recorded_bytes(run_id).await,
+            Backend::Sql(s) => s.recorded_bytes(run_id).await,
         }
     }
 
@@ -208,7 +221,7 @@ impl Store {
     /// bytes recorded so far.
     pub async fn drive_start(&self, run_id: &str) -> Result<DriveStart, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.drive_start(run_id).await,
+            Backend::Sql(s) => s.drive_start(run_id).await,
         }
     }
 
@@ -216,7 +229,7 @@ impl Store {
     /// last one recorded (so a resumed step continues the count).
     pub async fn attempt_counts(&self, run_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.attempt_counts(run_id).await,
+            Backend::Sql(s) => s.attempt_counts(run_id).await,
         }
     }
 
@@ -227,7 +240,7 @@ impl Store {
         key: &str,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.attempts(run_id, key).await,
+            Backend::Sql(s) => s.attempts(run_id, key).await,
         }
     }
 
@@ -242,7 +255,7 @@ impl Store {
         output: Vec<OutputLine>,
     ) -> Result<(), StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => {
+            Backend::Sql(s) => {
                 s.finish_run(run_id, owner, drive, end, switch, output)
                     .await
             }
@@ -253,7 +266,7 @@ impl Store {
     /// resume it at once. Does nothing if `owner` no longer owns it.
     pub async fn release(&self, run_id: &str, owner: &Owner) -> Result<(), StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.release(run_id, owner).await,
+            Backend::Sql(s) => s.release(run_id, owner).await,
         }
     }
 
@@ -269,14 +282,14 @@ impl Store {
         drive: u32,
     ) -> Result<bool, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.renew_lease(run_id, owner, drive).await,
+            Backend::Sql(s) => s.renew_lease(run_id, owner, drive).await,
         }
     }
 
     /// Ids of unfinished runs that no live process drives, oldest first.
     pub async fn resumable_runs(&self) -> Result<Vec<String>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.resumable_runs().await,
+            Backend::Sql(s) => s.resumable_runs().await,
         }
     }
 
@@ -284,14 +297,14 @@ impl Store {
     /// provably alive does.
     pub async fn unfinished_runs(&self) -> Result<Vec<Unfinished>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.unfinished_runs().await,
+            Backend::Sql(s) => s.unfinished_runs().await,
         }
     }
 
     /// The run with this id, if any.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.run(run_id).await,
+            Backend::Sql(s) => s.run(run_id).await,
         }
     }
 
@@ -302,14 +315,14 @@ impl Store {
     /// [`StoreError`] when the read fails.
     pub async fn run_for_reading(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.run_for_reading(run_id).await,
+            Backend::Sql(s) => s.run_for_reading(run_id).await,
         }
     }
 
     /// The bytes of the component with this digest.
     pub async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.component(digest).await,
+            Backend::Sql(s) => s.component(digest).await,
         }
     }
 
@@ -320,7 +333,7 @@ impl Store {
     /// [`StoreError`] when the write fails.
     pub async fn put_component(&self, digest: &str, bytes: Arc<Vec<u8>>) -> Result<(), StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.put_component(digest, bytes).await,
+            Backend::Sql(s) => s.put_component(digest, bytes).await,
         }
     }
 
@@ -334,7 +347,7 @@ impl Store {
     /// Each with the time it became due, for waiting runs.
     pub async fn runnable(&self, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.runnable(limit).await,
+            Backend::Sql(s) => s.runnable(limit).await,
         }
     }
 
@@ -349,7 +362,7 @@ impl Store {
         prefix: Option<String>,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.count_by_status(workflow, prefix).await,
+            Backend::Sql(s) => s.count_by_status(workflow, prefix).await,
         }
     }
 
@@ -365,7 +378,7 @@ impl Store {
         not_after: &str,
     ) -> Result<Option<String>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.last_tick_id(prefix, not_after).await,
+            Backend::Sql(s) => s.last_tick_id(prefix, not_after).await,
         }
     }
 
@@ -376,14 +389,14 @@ impl Store {
     /// Dropping every handle also stops the writer, without waiting.
     pub async fn close(self) {
         match self.0 {
-            Backend::Sqlite(s) => s.close().await,
+            Backend::Sql(s) => s.close().await,
         }
     }
 
     /// Runs matching `filter`, newest first.
     pub async fn list(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.list(filter).await,
+            Backend::Sql(s) => s.list(filter).await,
         }
     }
 
@@ -393,7 +406,7 @@ impl Store {
     /// [`StoreError::RunNotFound`].
     pub async fn detail(&self, run_id: &str, with_output: bool) -> Result<RunDetail, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.detail(run_id, with_output).await,
+            Backend::Sql(s) => s.detail(run_id, with_output).await,
         }
     }
 
@@ -404,7 +417,7 @@ impl Store {
     /// [`StoreError::RunNotFound`]; [`StoreError::AlreadyFinished`].
     pub async fn cancel(&self, run_id: &str) -> Result<Cancelled, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.cancel(run_id).await,
+            Backend::Sql(s) => s.cancel(run_id).await,
         }
     }
 
@@ -424,7 +437,7 @@ impl Store {
         new_id: &str,
     ) -> Result<RunRecord, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.fork(run_id, from_key, new_id).await,
+            Backend::Sql(s) => s.fork(run_id, from_key, new_id).await,
         }
     }
 
@@ -444,7 +457,7 @@ impl Store {
         switch: Option<ComponentSwitch>,
     ) -> Result<SleepOutcome, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => {
+            Backend::Sql(s) => {
                 s.sleep(run_id, owner, drive, record, wake_at_ms, switch)
                     .await
             }
@@ -467,7 +480,7 @@ impl Store {
         call: AwaitCall,
     ) -> Result<AwaitOutcome, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.await_event(run_id, owner, drive, call).await,
+            Backend::Sql(s) => s.await_event(run_id, owner, drive, call).await,
         }
     }
 
@@ -485,7 +498,7 @@ impl Store {
         payload: &str,
     ) -> Result<Sent, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.send_event(run_id, name, event_id, payload).await,
+            Backend::Sql(s) => s.send_event(run_id, name, event_id, payload).await,
         }
     }
 
@@ -495,7 +508,7 @@ impl Store {
     /// live process drives it.
     pub async fn due(&self, run_id: &str) -> Result<Option<Option<i64>>, StoreError> {
         match &self.0 {
-            Backend::Sqlite(s) => s.due(run_id).await,
+            Backend::Sql(s) => s.due(run_id).await,
         }
     }
 }

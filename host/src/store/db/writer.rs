@@ -14,10 +14,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::TransactionBehavior;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
+use crate::store::sql::{PgConn, Tx, args};
+
+/// The writer's connection.
+pub(crate) enum Conn {
+    Sqlite(rusqlite::Connection),
+    Postgres(PgConn),
+}
 
 /// Most jobs applied in one transaction; bounds the latency of the first.
 const MAX_BATCH: usize = 512;
@@ -38,7 +45,7 @@ type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 /// A job gets the open transaction, or the reason there is none (then it
 /// replies with that reason and its `Applied` is ignored).
-type Job = Box<dyn FnOnce(Result<&Transaction<'_>, &StoreError>) -> Applied + Send>;
+type Job = Box<dyn FnOnce(Result<&Tx<'_>, &StoreError>) -> Applied + Send>;
 
 /// A handle to the writer thread. Cloning it is cheap; the thread ends when
 /// the last handle is dropped or [`Writer::close`] is called.
@@ -88,7 +95,7 @@ pub(crate) struct Writer {
 impl Writer {
     /// Starts the writer thread on an already opened connection.
     pub(crate) fn spawn(
-        conn: Connection,
+        conn: Conn,
         path: PathBuf,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -124,7 +131,7 @@ impl Writer {
     pub(crate) async fn transact<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
         let job: Job = Box::new(move |txn| {
@@ -162,7 +169,7 @@ impl Writer {
     }
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Option<Job>>, stats: &WriterStats) {
+fn run(mut conn: Conn, mut rx: mpsc::Receiver<Option<Job>>, stats: &WriterStats) {
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
@@ -199,7 +206,9 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Option<Job>>, stats: &Writer
     rx.close();
     // Dropping the connection checkpoints nothing on its own; SQLite
     // finishes the WAL on the next open. Close errors have nobody to go to.
-    let _ = conn.close();
+    if let Conn::Sqlite(conn) = conn {
+        let _ = conn.close();
+    }
 }
 
 /// How long the writer keeps trying, by default, to get the write lock
@@ -212,69 +221,96 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 }
 
 /// Applies and commits one batch; true if it committed.
-fn apply_batch(conn: &mut Connection, batch: &mut Vec<Job>, max_wait: Duration) -> bool {
-    // Another process holding the write lock past the busy timeout is
-    // waited out (with a warning) rather than failing every job queued.
-    let started = Instant::now();
-    let mut pause = Duration::from_millis(10);
-    let txn = loop {
-        match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(t) => break t,
-            Err(e) if is_busy(&e) && started.elapsed() < max_wait => {
-                tracing::warn!(waited = ?started.elapsed(), "the database is locked by another process; waiting");
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-            Err(e) => {
-                let err = StoreError::from_sqlite("starting a write transaction".into(), e);
-                // The jobs never ran: each caller gets the reason.
-                for job in batch.drain(..) {
-                    fail_unapplied(job, &err);
+fn apply_batch(conn: &mut Conn, batch: &mut Vec<Job>, max_wait: Duration) -> bool {
+    match conn {
+        Conn::Sqlite(conn) => {
+            // Another process holding the write lock past the busy timeout
+            // is waited out (with a warning) rather than failing every job
+            // queued.
+            let started = Instant::now();
+            let mut pause = Duration::from_millis(10);
+            let txn = loop {
+                match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+                    Ok(t) => break t,
+                    Err(e) if is_busy(&e) && started.elapsed() < max_wait => {
+                        tracing::warn!(waited = ?started.elapsed(), "the database is locked by another process; waiting");
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_secs(1));
+                    }
+                    Err(e) => {
+                        let err = StoreError::from_sqlite("starting a write transaction".into(), e);
+                        return fail_batch(batch, &err);
+                    }
                 }
+            };
+            let Some(replies) = run_jobs(&Tx::sqlite(&txn), batch) else {
                 return false;
-            }
+            };
+            let commit = txn
+                .commit()
+                .err()
+                .map(|e| StoreError::from_sqlite("committing".into(), e));
+            reply_all(replies, commit)
         }
-    };
+        Conn::Postgres(conn) => {
+            let txn = match conn.begin("starting a write transaction") {
+                Ok(t) => t,
+                Err(err) => return fail_batch(batch, &err),
+            };
+            let Some(replies) = run_jobs(&txn.tx(), batch) else {
+                return false;
+            };
+            reply_all(replies, txn.commit().err())
+        }
+    }
+}
+
+/// Fails every job of a batch that could not begin; false (nothing
+/// committed).
+fn fail_batch(batch: &mut Vec<Job>, err: &StoreError) -> bool {
+    // The jobs never ran: each caller gets the reason.
+    for job in batch.drain(..) {
+        fail_unapplied(job, err);
+    }
+    false
+}
+
+/// Runs each job of the batch in a savepoint of its own, so that a job
+/// that fails is undone alone; the replies to send once the commit is
+/// known, or `None` when the transaction broke (everyone was answered).
+fn run_jobs(txn: &Tx<'_>, batch: &mut Vec<Job>) -> Option<Vec<Reply>> {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
     for job in batch.drain(..) {
-        if let Err(e) = txn
-            .prepare_cached("SAVEPOINT job")
-            .and_then(|mut s| s.execute([]))
-        {
-            let err = StoreError::from_sqlite("opening a savepoint".into(), e);
+        if let Err(err) = txn.exec("opening a savepoint", "SAVEPOINT job", args![]) {
             fail_unapplied(job, &err);
             continue;
         }
-        let applied = job(Ok(&txn));
-        // A job that failed is undone alone; either way the savepoint ends.
-        if applied.failed
-            && let Err(e) = txn
-                .prepare_cached("ROLLBACK TO job")
-                .and_then(|mut s| s.execute([]))
-        {
-            let err = StoreError::from_sqlite("rolling back a failed job".into(), e);
-            (applied.reply)(Some(&err));
-            for reply in replies {
-                reply(Some(&err));
-            }
-            return false;
-        }
-        let end = "RELEASE job";
-        if let Err(e) = txn.prepare_cached(end).and_then(|mut s| s.execute([])) {
+        let applied = job(Ok(txn));
+        let end = if applied.failed {
+            txn.exec(
+                "rolling back a failed job",
+                "ROLLBACK TO SAVEPOINT job",
+                args![],
+            )
+            .and_then(|_| txn.exec("closing a savepoint", "RELEASE SAVEPOINT job", args![]))
+        } else {
+            txn.exec("closing a savepoint", "RELEASE SAVEPOINT job", args![])
+        };
+        if let Err(err) = end {
             // The transaction is in an unknown state: abandon it whole.
-            let err = StoreError::from_sqlite("closing a savepoint".into(), e);
             (applied.reply)(Some(&err));
             for reply in replies {
                 reply(Some(&err));
             }
-            return false;
+            return None;
         }
         replies.push(applied.reply);
     }
-    let commit = txn
-        .commit()
-        .err()
-        .map(|e| StoreError::from_sqlite("committing".into(), e));
+    Some(replies)
+}
+
+/// Sends every reply with the commit's outcome; true if it committed.
+fn reply_all(replies: Vec<Reply>, commit: Option<StoreError>) -> bool {
     let committed = commit.is_none();
     for reply in replies {
         reply(commit.as_ref());

@@ -7,16 +7,15 @@
 //! it). `send_event` makes a run waiting for that event due at once. Due
 //! runs are claimed like interrupted ones and replayed.
 
-use rusqlite::{OptionalExtension, Transaction, params};
+use crate::store::sql::{Tx, args};
 
-use super::error::sql;
 use super::rows::{insert_step, read_run, renew_and_switch};
-use super::{ComponentSwitch, Outcome, SqliteStore, StepRecord, StoreError, now_ms};
+use super::{ComponentSwitch, Outcome, SqlStore, StepRecord, StoreError, now_ms};
 use crate::owner::Owner;
 #[allow(unused_imports)]
 use crate::store::views::*;
 
-impl SqliteStore {
+impl SqlStore {
     /// A sleep of the workflow: commits `record` (the first call's wake-up
     /// time; `None` on replay) and, if `wake_at_ms` has not come, parks the
     /// run until then (unless a cancel was requested).
@@ -78,37 +77,38 @@ impl SqliteStore {
             .transact(move |tx| {
                 let now = now_ms();
                 let cancel = renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
-                let event: Option<(i64, String)> = tx
-                    .prepare_cached(
-                        "SELECT seq, payload FROM events
-                         WHERE run_id = ?1 AND name = ?2 AND consumed_by IS NULL
-                         ORDER BY seq LIMIT 1",
-                    )
-                    .and_then(|mut s| {
-                        s.query_row(params![run_id, name], |r| Ok((r.get(0)?, r.get(1)?)))
-                            .optional()
-                    })
-                    .map_err(sql("looking for an event"))?;
+                let event: Option<(i64, String)> = tx.opt(
+                    "looking for an event",
+                    "SELECT seq, payload FROM events
+                     WHERE run_id = ?1 AND name = ?2 AND consumed_by IS NULL
+                     ORDER BY seq LIMIT 1",
+                    args![run_id, name],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
                 // The wait ends: its record starts when the wait began (a
                 // parked wait's first call), not when this drive took it up.
-                let end_wait = |tx: &Transaction<'_>, record: &mut StepRecord| {
+                let end_wait = |tx: &Tx<'_>, record: &mut StepRecord| {
                     let since: Option<i64> = tx
-                        .prepare_cached("SELECT since_ms FROM waits WHERE run_id = ?1 AND key = ?2")
-                        .and_then(|mut s| {
-                            s.query_row(params![run_id, record.key], |r| r.get(0))
-                                .optional()
-                        })
-                        .map_err(sql("reading a wait"))?
+                        .opt(
+                            "reading a wait",
+                            "SELECT since_ms FROM waits WHERE run_id = ?1 AND key = ?2",
+                            args![run_id, record.key],
+                            |r| r.get::<Option<i64>>(0),
+                        )?
                         .flatten();
                     record.started_at_ms = since.unwrap_or(record.started_at_ms);
-                    tx.prepare_cached("DELETE FROM waits WHERE run_id = ?1 AND key = ?2")
-                        .and_then(|mut s| s.execute(params![run_id, record.key]))
-                        .map_err(sql("ending a wait"))
+                    tx.exec(
+                        "ending a wait",
+                        "DELETE FROM waits WHERE run_id = ?1 AND key = ?2",
+                        args![run_id, record.key],
+                    )
                 };
                 if let Some((seq, payload)) = event {
-                    tx.prepare_cached("UPDATE events SET consumed_by = ?2 WHERE seq = ?1")
-                        .and_then(|mut s| s.execute(params![seq, record.key]))
-                        .map_err(sql("consuming an event"))?;
+                    tx.exec(
+                        "consuming an event",
+                        "UPDATE events SET consumed_by = ?2 WHERE seq = ?1",
+                        args![seq, record.key],
+                    )?;
                     end_wait(tx, &mut record)?;
                     record.outcome = Outcome::Ok(payload.clone());
                     record.finished_at_ms = now;
@@ -117,16 +117,18 @@ impl SqliteStore {
                 }
                 // The deadline is fixed by the first call, across crashes.
                 let first = timeout_ms.map(|t| now.saturating_add(t.min(i64::MAX as u64) as i64));
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO waits (run_id, key, deadline_ms, since_ms)
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .and_then(|mut s| s.execute(params![run_id, record.key, first, now]))
-                .map_err(sql("recording a wait"))?;
-                let deadline: Option<i64> = tx
-                    .prepare_cached("SELECT deadline_ms FROM waits WHERE run_id = ?1 AND key = ?2")
-                    .and_then(|mut s| s.query_row(params![run_id, record.key], |r| r.get(0)))
-                    .map_err(sql("reading a wait"))?;
+                tx.exec(
+                    "recording a wait",
+                    "INSERT INTO waits (run_id, key, deadline_ms, since_ms)
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                    args![run_id, record.key, first, now],
+                )?;
+                let deadline: Option<i64> = tx.one(
+                    "reading a wait",
+                    "SELECT deadline_ms FROM waits WHERE run_id = ?1 AND key = ?2",
+                    args![run_id, record.key],
+                    |r| r.get(0),
+                )?;
                 if let (Some(d), Some(t)) = (deadline, timeout_ms)
                     && d <= now
                 {
@@ -179,23 +181,23 @@ impl SqliteStore {
                     });
                 }
                 let now = now_ms();
-                let inserted = tx
-                    .prepare_cached(
-                        "INSERT OR IGNORE INTO events (run_id, name, event_id, payload, sent_at_ms)
-                         VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )
-                    .and_then(|mut s| s.execute(params![run_id, name, event_id, payload, now]))
-                    .map_err(sql("storing the event"))?;
-                if inserted == 0 {
+                // Nothing comes back when the event id is taken: a duplicate.
+                let Some(seq) = tx.opt(
+                    "storing the event",
+                    "INSERT INTO events (run_id, name, event_id, payload, sent_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING RETURNING seq",
+                    args![run_id, name, event_id, payload, now],
+                    |r| r.get::<i64>(0),
+                )?
+                else {
                     return Ok(Sent::Duplicate);
-                }
-                let seq = tx.last_insert_rowid();
-                tx.prepare_cached(
+                };
+                tx.exec(
+                    "waking the run",
                     "UPDATE runs SET wake_at_ms = ?3
                      WHERE id = ?1 AND status = 'waiting' AND wait_event = ?2",
-                )
-                .and_then(|mut s| s.execute(params![run_id, name, now]))
-                .map_err(sql("waking the run"))?;
+                    args![run_id, name, now],
+                )?;
                 Ok(Sent::Stored { seq })
             })
             .await
@@ -210,17 +212,12 @@ impl SqliteStore {
         self.read(move |tx| {
             /// Status, wake-up time, owner, lease expiry.
             type DueRow = (String, Option<i64>, Option<String>, Option<i64>);
-            let row: Option<DueRow> = tx
-                .prepare_cached(
-                    "SELECT status, wake_at_ms, owner, lease_until_ms FROM runs WHERE id = ?1",
-                )
-                .and_then(|mut s| {
-                    s.query_row([&run_id], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-                    })
-                    .optional()
-                })
-                .map_err(sql("reading the run"))?;
+            let row: Option<DueRow> = tx.opt(
+                "reading the run",
+                "SELECT status, wake_at_ms, owner, lease_until_ms FROM runs WHERE id = ?1",
+                args![run_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
             let now = now_ms();
             Ok(match row {
                 Some((status, wake, _, _)) if status == "waiting" => match wake {
@@ -240,26 +237,27 @@ impl SqliteStore {
 
 /// Parks the run: waiting, unowned, due at the wait's time (at once if an
 /// awaited event is already there).
-fn park(tx: &Transaction<'_>, run_id: &str, wait: &Wait, now: i64) -> Result<(), StoreError> {
+fn park(tx: &Tx<'_>, run_id: &str, wait: &Wait, now: i64) -> Result<(), StoreError> {
     let mut wake = wait.wake_at();
     if let Some(name) = wait.event() {
-        let waiting: bool = tx
-            .prepare_cached(
-                "SELECT EXISTS (SELECT 1 FROM events
-                                WHERE run_id = ?1 AND name = ?2 AND consumed_by IS NULL)",
-            )
-            .and_then(|mut s| s.query_row(params![run_id, name], |r| r.get(0)))
-            .map_err(sql("looking for an event"))?;
+        let waiting = tx
+            .opt(
+                "looking for an event",
+                "SELECT 1 FROM events WHERE run_id = ?1 AND name = ?2 AND consumed_by IS NULL LIMIT 1",
+                args![run_id, name],
+                |_| Ok(()),
+            )?
+            .is_some();
         if waiting {
             wake = Some(now);
         }
     }
-    tx.prepare_cached(
+    tx.exec(
+        "parking the run",
         "UPDATE runs SET status = 'waiting', waiting_for = ?2, wake_at_ms = ?3, wait_event = ?4,
                          owner = NULL, lease_until_ms = NULL
          WHERE id = ?1",
-    )
-    .and_then(|mut s| s.execute(params![run_id, wait.describe(), wake, wait.event()]))
-    .map_err(sql("parking the run"))?;
+        args![run_id, wait.describe(), wake, wait.event()],
+    )?;
     Ok(())
 }

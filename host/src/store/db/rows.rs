@@ -1,9 +1,8 @@
-//! Reading and writing rows: the SQL behind [`super::SqliteStore`]'s methods,
+//! Reading and writing rows: the SQL behind [`super::SqlStore`]'s methods,
 //! each run inside the writer's transaction.
 
-use rusqlite::{OptionalExtension, Row, Transaction, params};
+use crate::store::sql::{ColumnError, Row, Tx, args};
 
-use super::error::sql;
 use super::{
     AttemptRecord, ComponentSwitch, Outcome, OutputLine, RunRecord, RunStatus, StepRecord,
     StoreError,
@@ -19,18 +18,17 @@ pub(super) fn owner_is_gone(owner: Option<&str>, lease_until: Option<i64>, now: 
 }
 
 pub(super) fn take_over(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run_id: &str,
     owner: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let (current, lease): (Option<String>, Option<i64>) = tx
-        .query_row(
-            "SELECT owner, lease_until_ms FROM runs WHERE id = ?1",
-            [run_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .map_err(sql("reading the run's owner"))?;
+    let (current, lease): (Option<String>, Option<i64>) = tx.one(
+        "reading the run's owner",
+        "SELECT owner, lease_until_ms FROM runs WHERE id = ?1 /*FOR UPDATE*/",
+        args![run_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     if current.as_deref() != Some(owner) && !owner_is_gone(current.as_deref(), lease, now) {
         let other = current.as_deref().and_then(Owner::parse);
         return Err(StoreError::Owned {
@@ -39,17 +37,18 @@ pub(super) fn take_over(
             host: other.map_or_else(|| "an unknown host".into(), |o| o.host().to_string()),
         });
     }
-    tx.execute(
+    tx.exec(
+        "taking ownership of the run",
         "UPDATE runs SET owner = ?2, lease_until_ms = ?3, drives = drives + 1 WHERE id = ?1",
-        params![run_id, owner, now + LEASE_MS],
-    )
-    .map_err(sql("taking ownership of the run"))?;
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO drive_starts (run_id, drive, started_at_ms)
-         SELECT id, drives, ?2 FROM runs WHERE id = ?1",
-    )
-    .and_then(|mut s| s.execute(params![run_id, now]))
-    .map_err(sql("recording the drive's start"))?;
+        args![run_id, owner, now + LEASE_MS],
+    )?;
+    tx.exec(
+        "recording the drive's start",
+        "INSERT INTO drive_starts (run_id, drive, started_at_ms)
+         SELECT id, drives, CAST(?2 AS BIGINT) FROM runs WHERE id = ?1
+         ON CONFLICT (run_id, drive) DO UPDATE SET started_at_ms = excluded.started_at_ms",
+        args![run_id, now],
+    )?;
     Ok(())
 }
 
@@ -57,7 +56,7 @@ pub(super) fn take_over(
 /// whose cancel was requested while nobody drove it becomes cancelled;
 /// otherwise `owner` takes it over (see [`take_over`]) for a new drive.
 pub(super) fn claim_existing_run(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run: RunRecord,
     owner: &str,
     now: i64,
@@ -68,13 +67,13 @@ pub(super) fn claim_existing_run(
     take_over(tx, &run.id, owner, now)?;
     if run.status == RunStatus::Waiting {
         // Woken (due or not: the replay finds out and waits again if not).
-        tx.prepare_cached(
+        tx.exec(
+            "waking the run",
             "UPDATE runs SET status = 'running', waiting_for = NULL, wake_at_ms = NULL,
                              wait_event = NULL
              WHERE id = ?1",
-        )
-        .and_then(|mut s| s.execute([&run.id]))
-        .map_err(sql("waking the run"))?;
+            args![run.id],
+        )?;
     }
     if run.cancel_requested {
         mark_cancelled(tx, &run.id, now)?;
@@ -87,19 +86,15 @@ pub(super) fn claim_existing_run(
     })
 }
 
-pub(super) fn mark_cancelled(
-    tx: &Transaction<'_>,
-    run_id: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    tx.execute(
+pub(super) fn mark_cancelled(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), StoreError> {
+    tx.exec(
+        "cancelling the run",
         "UPDATE runs SET status = 'cancelled', error = 'cancelled', finished_at_ms = ?2,
                          owner = NULL, lease_until_ms = NULL, waiting_for = NULL,
                          wake_at_ms = NULL, wait_event = NULL
          WHERE id = ?1 AND status IN ('running', 'waiting')",
-        params![run_id, now],
-    )
-    .map_err(sql("cancelling the run"))?;
+        args![run_id, now],
+    )?;
     Ok(())
 }
 
@@ -109,7 +104,7 @@ pub(super) fn mark_cancelled(
 /// commits then write no run row at all); returns whether a cancel was
 /// requested.
 pub(super) fn renew(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run_id: &str,
     owner: &str,
     drive: u32,
@@ -117,17 +112,13 @@ pub(super) fn renew(
 ) -> Result<bool, StoreError> {
     /// Owner, lease expiry, cancel request, drive count.
     type LeaseRow = (Option<String>, Option<i64>, Option<i64>, u32);
-    let row: Option<LeaseRow> = tx
-        .prepare_cached(
-            "SELECT owner, lease_until_ms, cancel_requested_at_ms, drives FROM runs WHERE id = ?1",
-        )
-        .and_then(|mut s| {
-            s.query_row([run_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()
-        })
-        .map_err(sql("checking the lease"))?;
+    let row: Option<LeaseRow> = tx.opt(
+        "checking the lease",
+        "SELECT owner, lease_until_ms, cancel_requested_at_ms, drives FROM runs
+         WHERE id = ?1 /*FOR UPDATE*/",
+        args![run_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
     let lost = || StoreError::LeaseLost {
         run: run_id.to_string(),
     };
@@ -138,9 +129,11 @@ pub(super) fn renew(
         return Err(lost());
     }
     if lease.is_none_or(|l| l - now < LEASE_MS / 2) {
-        tx.prepare_cached("UPDATE runs SET lease_until_ms = ?2 WHERE id = ?1")
-            .and_then(|mut s| s.execute(params![run_id, now + LEASE_MS]))
-            .map_err(sql("renewing the lease"))?;
+        tx.exec(
+            "renewing the lease",
+            "UPDATE runs SET lease_until_ms = ?2 WHERE id = ?1",
+            args![run_id, now + LEASE_MS],
+        )?;
     }
     Ok(cancel.is_some())
 }
@@ -148,7 +141,7 @@ pub(super) fn renew(
 /// [`renew`], then the run's switch to a new component if one is pending:
 /// how every write of a drive begins. Returns whether a cancel was requested.
 pub(super) fn renew_and_switch(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run_id: &str,
     owner: &str,
     drive: u32,
@@ -163,17 +156,16 @@ pub(super) fn renew_and_switch(
 }
 
 pub(super) fn insert_step(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run_id: &str,
     record: &StepRecord,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
+    tx.exec(
+        "committing a step",
         "INSERT INTO steps (run_id, key, parent, position, name, input_digest, outcome, value,
                             attempts, started_at_ms, finished_at_ms, drive, batch, input)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
+        args![
             run_id,
             record.key,
             record.parent,
@@ -188,51 +180,51 @@ pub(super) fn insert_step(
             record.drive,
             record.batch,
             record.input
-        ])
-    })
-    .map_err(sql("committing a step"))?;
+        ],
+    )?;
     Ok(())
 }
 
 pub(super) fn insert_output(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run_id: &str,
     lines: &[OutputLine],
 ) -> Result<(), StoreError> {
-    let mut stmt = tx
-        .prepare_cached("INSERT INTO output (run_id, key, drive, at_ms, kind, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-        .map_err(sql("storing guest output"))?;
     for l in lines {
-        stmt.execute(params![run_id, l.key, l.drive, l.at_ms, l.kind, l.line])
-            .map_err(sql("storing guest output"))?;
+        tx.exec(
+            "storing guest output",
+            "INSERT INTO output (run_id, key, drive, at_ms, kind, line) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            args![run_id, l.key, l.drive, l.at_ms, l.kind, l.line],
+        )?;
     }
     Ok(())
 }
 
 pub(super) fn switch_component(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run_id: &str,
     switch: &ComponentSwitch,
     now: i64,
 ) -> Result<(), StoreError> {
     insert_component(tx, &switch.digest, &switch.bytes, now)?;
-    tx.execute(
+    tx.exec(
+        "switching the run's component",
         "UPDATE runs SET component_digest = ?2 WHERE id = ?1",
-        params![run_id, switch.digest],
-    )
-    .map_err(sql("switching the run's component"))?;
+        args![run_id, switch.digest],
+    )?;
     Ok(())
 }
 
 pub(super) fn insert_attempt(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run_id: &str,
     a: &AttemptRecord,
 ) -> Result<(), StoreError> {
-    tx.execute(
+    tx.exec(
+        "recording an attempt",
         "INSERT INTO attempts (run_id, key, attempt, outcome, value, started_at_ms, finished_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![
+        args![
             run_id,
             a.key,
             a.attempt,
@@ -241,44 +233,43 @@ pub(super) fn insert_attempt(
             a.started_at_ms,
             a.finished_at_ms
         ],
-    )
-    .map_err(sql("recording an attempt"))?;
+    )?;
     Ok(())
 }
 
 pub(super) fn insert_component(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     digest: &str,
     bytes: &[u8],
     now: i64,
 ) -> Result<(), StoreError> {
     // Stored once per digest: look before binding megabytes for nothing.
-    let known: bool = tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM components WHERE digest = ?1)")
-        .and_then(|mut s| s.query_row([digest], |r| r.get(0)))
-        .map_err(sql("looking up the component"))?;
+    let known = tx
+        .opt(
+            "looking up the component",
+            "SELECT 1 FROM components WHERE digest = ?1",
+            args![digest],
+            |_| Ok(()),
+        )?
+        .is_some();
     if known {
         return Ok(());
     }
-    tx.execute(
+    tx.exec(
+        "storing the component",
         "INSERT INTO components (digest, bytes, added_at_ms) VALUES (?1, ?2, ?3)",
-        params![digest, bytes, now],
-    )
-    .map_err(sql("storing the component"))?;
+        args![digest, bytes, now],
+    )?;
     Ok(())
 }
 
-pub(super) fn read_run(
-    tx: &Transaction<'_>,
-    run_id: &str,
-) -> Result<Option<RunRecord>, StoreError> {
-    tx.query_row(
+pub(super) fn read_run(tx: &Tx<'_>, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+    tx.opt(
+        "reading the run",
         &format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"),
-        [run_id],
+        args![run_id],
         run_from_row,
-    )
-    .optional()
-    .map_err(sql("reading the run"))?
+    )?
     .transpose()
 }
 
@@ -290,7 +281,7 @@ pub(super) const RUN_COLUMNS: &str = "id, workflow, component_digest, input, sta
      created_at_ms, finished_at_ms, clock_ms, drives, cancel_requested_at_ms, forked_from, \
      waiting_for, wake_at_ms, wait_event";
 
-pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, StoreError>> {
+pub(super) fn run_from_row(r: &Row<'_>) -> Result<Result<RunRecord, StoreError>, ColumnError> {
     let status: String = r.get(4)?;
     let Some(status) = RunStatus::parse(&status) else {
         return Ok(Err(StoreError::Corrupt(format!("run status {status:?}"))));
@@ -303,12 +294,12 @@ pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, St
         status,
         output: r.get(5)?,
         error: r.get(6)?,
-        seed: r.get::<_, i64>(7)? as u64,
+        seed: r.get::<i64>(7)? as u64,
         created_at_ms: r.get(8)?,
         finished_at_ms: r.get(9)?,
         clock_ms: r.get(10)?,
         drives: r.get(11)?,
-        cancel_requested: r.get::<_, Option<i64>>(12)?.is_some(),
+        cancel_requested: r.get::<Option<i64>>(12)?.is_some(),
         forked_from: r.get(13)?,
         waiting_for: r.get(14)?,
         wake_at_ms: r.get(15)?,
@@ -316,19 +307,14 @@ pub(super) fn run_from_row(r: &Row<'_>) -> rusqlite::Result<Result<RunRecord, St
     }))
 }
 
-pub(super) fn read_history(
-    tx: &Transaction<'_>,
-    run_id: &str,
-) -> Result<Vec<StepRecord>, StoreError> {
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT key, parent, position, name, input_digest, outcome, value, attempts,
-                    started_at_ms, finished_at_ms, drive, batch, input
-             FROM steps WHERE run_id = ?1",
-        )
-        .map_err(sql("reading the history"))?;
-    let rows = stmt
-        .query_map([run_id], |r| {
+pub(super) fn read_history(tx: &Tx<'_>, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
+    let rows = tx.all(
+        "reading the history",
+        "SELECT key, parent, position, name, input_digest, outcome, value, attempts,
+                started_at_ms, finished_at_ms, drive, batch, input
+         FROM steps WHERE run_id = ?1",
+        args![run_id],
+        |r| {
             let kind: String = r.get(5)?;
             let value: String = r.get(6)?;
             Ok((
@@ -349,11 +335,10 @@ pub(super) fn read_history(
                 kind,
                 value,
             ))
-        })
-        .map_err(sql("reading the history"))?;
+        },
+    )?;
     let mut out = Vec::new();
-    for row in rows {
-        let (mut rec, kind, value) = row.map_err(sql("reading the history"))?;
+    for (mut rec, kind, value) in rows {
         rec.outcome = Outcome::from_parts(&kind, value)
             .ok_or_else(|| StoreError::Corrupt(format!("step {} has outcome {kind:?}", rec.key)))?;
         out.push(rec);
@@ -364,60 +349,67 @@ pub(super) fn read_history(
 /// Moves the records (and failed attempts) of these steps to the
 /// superseded tables.
 pub(super) fn supersede_steps(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run_id: &str,
     keys: &[String],
     drive: u32,
     now: i64,
 ) -> Result<(), StoreError> {
+    const WHAT: &str = "superseding a step record";
     for key in keys {
-        tx.prepare_cached(
+        tx.exec(
+            WHAT,
             "INSERT INTO superseded_steps
                  SELECT run_id, key, parent, position, name, input_digest, outcome, value, attempts,
-                        started_at_ms, finished_at_ms, drive, batch, ?3, ?4
+                        started_at_ms, finished_at_ms, drive, batch,
+                        CAST(?3 AS BIGINT), CAST(?4 AS BIGINT)
                  FROM steps WHERE run_id = ?1 AND key = ?2",
-        )
-        .and_then(|mut s| s.execute(params![run_id, key, now, drive]))
-        .and_then(|_| tx.prepare_cached("DELETE FROM steps WHERE run_id = ?1 AND key = ?2"))
-        .and_then(|mut s| s.execute(params![run_id, key]))
-        .and_then(|_| {
-            tx.prepare_cached(
-                "INSERT INTO superseded_attempts
-                     SELECT run_id, key, attempt, outcome, value, started_at_ms, finished_at_ms, ?3
-                     FROM attempts WHERE run_id = ?1 AND key = ?2",
-            )
-        })
-        .and_then(|mut s| s.execute(params![run_id, key, now]))
-        .and_then(|_| tx.prepare_cached("DELETE FROM attempts WHERE run_id = ?1 AND key = ?2"))
-        .and_then(|mut s| s.execute(params![run_id, key]))
-        .map_err(sql("superseding a step record"))?;
+            args![run_id, key, now, drive],
+        )?;
+        tx.exec(
+            WHAT,
+            "DELETE FROM steps WHERE run_id = ?1 AND key = ?2",
+            args![run_id, key],
+        )?;
+        tx.exec(
+            WHAT,
+            "INSERT INTO superseded_attempts
+                 SELECT run_id, key, attempt, outcome, value, started_at_ms, finished_at_ms,
+                        CAST(?3 AS BIGINT)
+                 FROM attempts WHERE run_id = ?1 AND key = ?2",
+            args![run_id, key, now],
+        )?;
+        tx.exec(
+            WHAT,
+            "DELETE FROM attempts WHERE run_id = ?1 AND key = ?2",
+            args![run_id, key],
+        )?;
     }
     Ok(())
 }
 
 /// For each step of the run with failed attempts, the number of the last.
 pub(super) fn read_attempt_counts(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     run_id: &str,
 ) -> Result<Vec<(String, u32)>, StoreError> {
-    let mut stmt = tx
-        .prepare_cached("SELECT key, max(attempt) FROM attempts WHERE run_id = ?1 GROUP BY key")
-        .map_err(sql("reading attempts"))?;
-    let rows = stmt
-        .query_map([run_id], |r| Ok((r.get(0)?, r.get(1)?)))
-        .map_err(sql("reading attempts"))?;
-    rows.collect::<Result<Vec<_>, _>>()
-        .map_err(sql("reading attempts"))
+    tx.all(
+        "reading attempts",
+        "SELECT key, max(attempt) FROM attempts WHERE run_id = ?1 GROUP BY key",
+        args![run_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
 }
 
 /// Bytes the run has recorded: outcomes, failed attempts, guest output.
-pub(super) fn read_recorded_bytes(tx: &Transaction<'_>, run_id: &str) -> Result<u64, StoreError> {
-    tx.prepare_cached(
-        "SELECT (SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM steps WHERE run_id = ?1)
-              + (SELECT coalesce(sum(length(CAST(value AS BLOB))), 0) FROM attempts WHERE run_id = ?1)
-              + (SELECT coalesce(sum(length(CAST(line AS BLOB))), 0) FROM output WHERE run_id = ?1)",
+pub(super) fn read_recorded_bytes(tx: &Tx<'_>, run_id: &str) -> Result<u64, StoreError> {
+    tx.one(
+        "measuring the run's history",
+        "SELECT (SELECT coalesce(sum(octet_length(value)), 0) FROM steps WHERE run_id = ?1)
+              + (SELECT coalesce(sum(octet_length(value)), 0) FROM attempts WHERE run_id = ?1)
+              + (SELECT coalesce(sum(octet_length(line)), 0) FROM output WHERE run_id = ?1)",
+        args![run_id],
+        |r| r.get::<i64>(0),
     )
-    .and_then(|mut s| s.query_row([run_id], |r| r.get::<_, i64>(0)))
     .map(|n| n.max(0) as u64)
-    .map_err(sql("measuring the run's history"))
 }

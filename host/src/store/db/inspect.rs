@@ -3,48 +3,45 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Transaction, params};
+use crate::store::sql::{Tx, args};
 
-use super::error::sql;
 use super::rows::{
     RUN_COLUMN_COUNT, RUN_COLUMNS, insert_step, mark_cancelled, owner_is_gone, read_history,
     read_run, run_from_row,
 };
 use super::{
-    AttemptRecord, Outcome, OutputLine, RunRecord, SqliteStore, StepRecord, StoreError, now_ms,
+    AttemptRecord, Outcome, OutputLine, RunRecord, SqlStore, StepRecord, StoreError, now_ms,
 };
 #[allow(unused_imports)]
 use crate::store::views::*;
 
-impl SqliteStore {
+impl SqlStore {
     /// Runs matching `filter`, newest first.
     pub async fn list(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StoreError> {
         self
             .read(move |tx| {
-                let mut stmt = tx
-                    .prepare(&format!(
+                let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
+                let rows = tx.all(
+                    "listing runs",
+                    &format!(
                         "SELECT {RUN_COLUMNS},
                             (SELECT count(*) FROM steps s WHERE s.run_id = runs.id AND s.name NOT LIKE '$%'),
                             (SELECT count(*) FROM steps s WHERE s.run_id = runs.id AND s.name NOT LIKE '$%'
                                                           AND s.drive = runs.drives)
                          FROM runs
-                         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR workflow = ?2)
-                           AND (?4 IS NULL OR (created_at_ms, id) <
-                                (SELECT created_at_ms, id FROM runs WHERE id = ?4))
-                           AND (?5 IS NULL OR substr(id, 1, length(?5)) = ?5)
+                         WHERE (CAST(?1 AS TEXT) IS NULL OR status = CAST(?1 AS TEXT))
+                           AND (CAST(?2 AS TEXT) IS NULL OR workflow = CAST(?2 AS TEXT))
+                           AND (CAST(?4 AS TEXT) IS NULL OR (created_at_ms, id) <
+                                (SELECT created_at_ms, id FROM runs WHERE id = CAST(?4 AS TEXT)))
+                           AND (CAST(?5 AS TEXT) IS NULL
+                                OR substr(id, 1, length(CAST(?5 AS TEXT))) = CAST(?5 AS TEXT))
                          ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
-                    ))
-                    .map_err(sql("listing runs"))?;
-                let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
-                let rows = stmt
-                    .query_map(
-                        params![filter.status.map(|s| s.as_str()), filter.workflow, limit, filter.after, filter.prefix],
-                        |r| Ok((run_from_row(r)?, r.get::<_, u32>(RUN_COLUMN_COUNT)?, r.get::<_, u32>(RUN_COLUMN_COUNT + 1)?)),
-                    )
-                    .map_err(sql("listing runs"))?;
+                    ),
+                    args![filter.status.map(|s| s.as_str()), filter.workflow, limit, filter.after, filter.prefix],
+                    |r| Ok((run_from_row(r)?, r.get::<u32>(RUN_COLUMN_COUNT)?, r.get::<u32>(RUN_COLUMN_COUNT + 1)?)),
+                )?;
                 let mut out = Vec::new();
-                for row in rows {
-                    let (run, steps, executed) = row.map_err(sql("listing runs"))?;
+                for (run, steps, executed) in rows {
                     out.push(RunSummary {
                         run: run?,
                         steps,
@@ -107,16 +104,17 @@ impl SqliteStore {
                     });
                 }
                 let now = now_ms();
-                tx.execute(
+                tx.exec(
+                    "requesting the cancel",
                     "UPDATE runs SET cancel_requested_at_ms = coalesce(cancel_requested_at_ms, ?2) WHERE id = ?1",
-                    params![run_id, now],
-                )
-                .map_err(sql("requesting the cancel"))?;
-                let (owner, lease): (Option<String>, Option<i64>) = tx
-                    .query_row("SELECT owner, lease_until_ms FROM runs WHERE id = ?1", [&run_id], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
-                    .map_err(sql("reading the run's owner"))?;
+                    args![run_id, now],
+                )?;
+                let (owner, lease): (Option<String>, Option<i64>) = tx.one(
+                    "reading the run's owner",
+                    "SELECT owner, lease_until_ms FROM runs WHERE id = ?1 /*FOR UPDATE*/",
+                    args![run_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
                 if owner_is_gone(owner.as_deref(), lease, now) {
                     mark_cancelled(tx, &run_id, now)?;
                     Ok(Cancelled::Now)
@@ -155,11 +153,12 @@ impl SqliteStore {
                     run: run_id.clone(),
                     key: from_key.clone(),
                 })?;
-                tx.execute(
+                tx.exec(
+                    "creating the forked run",
                     "INSERT INTO runs (id, workflow, component_digest, input, status, seed, created_at_ms,
                                        clock_ms, drives, forked_from)
                      VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, 0, ?8)",
-                    params![
+                    args![
                         new_id,
                         run.workflow,
                         run.component_digest,
@@ -169,8 +168,7 @@ impl SqliteStore {
                         run.clock_ms,
                         format!("{run_id}/{from_key}")
                     ],
-                )
-                .map_err(sql("creating the forked run"))?;
+                )?;
                 for mut step in keep {
                     // Drive 0: committed before the fork's first drive.
                     step.drive = 0;
@@ -236,21 +234,13 @@ fn steps_before(history: &[StepRecord], key: &str) -> Option<Vec<StepRecord>> {
     )
 }
 
-fn read_drive_starts(tx: &Transaction<'_>, run: &RunRecord) -> Result<Vec<(u32, i64)>, StoreError> {
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT drive, started_at_ms FROM drive_starts WHERE run_id = ?1 ORDER BY drive",
-        )
-        .map_err(sql("reading the drives"))?;
-    let rows = stmt
-        .query_map([&run.id], |r| {
-            Ok((r.get::<_, u32>(0)?, r.get::<_, i64>(1)?))
-        })
-        .map_err(sql("reading the drives"))?;
-    let mut out = Vec::new();
-    for row in rows {
-        out.push(row.map_err(sql("reading the drives"))?);
-    }
+fn read_drive_starts(tx: &Tx<'_>, run: &RunRecord) -> Result<Vec<(u32, i64)>, StoreError> {
+    let mut out = tx.all(
+        "reading the drives",
+        "SELECT drive, started_at_ms FROM drive_starts WHERE run_id = ?1 ORDER BY drive",
+        args![run.id],
+        |r| Ok((r.get::<u32>(0)?, r.get::<i64>(1)?)),
+    )?;
     // A run's first drive is recorded only when it was not the creating
     // one (a fork, an interrupted start): the creating drive began with it.
     if run.drives >= 1 && out.first().is_none_or(|(d, _)| *d > 1) && run.forked_from.is_none() {
@@ -259,15 +249,13 @@ fn read_drive_starts(tx: &Transaction<'_>, run: &RunRecord) -> Result<Vec<(u32, 
     Ok(out)
 }
 
-fn read_events(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<EventRecord>, StoreError> {
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT seq, name, event_id, payload, sent_at_ms, consumed_by FROM events
-             WHERE run_id = ?1 ORDER BY seq",
-        )
-        .map_err(sql("reading events"))?;
-    let rows = stmt
-        .query_map([run_id], |r| {
+fn read_events(tx: &Tx<'_>, run_id: &str) -> Result<Vec<EventRecord>, StoreError> {
+    tx.all(
+        "reading events",
+        "SELECT seq, name, event_id, payload, sent_at_ms, consumed_by FROM events
+         WHERE run_id = ?1 ORDER BY seq",
+        args![run_id],
+        |r| {
             Ok(EventRecord {
                 seq: r.get(0)?,
                 name: r.get(1)?,
@@ -276,35 +264,29 @@ fn read_events(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<EventRecord>, S
                 sent_at_ms: r.get(4)?,
                 consumed_by: r.get(5)?,
             })
-        })
-        .map_err(sql("reading events"))?;
-    rows.collect::<Result<Vec<_>, _>>()
-        .map_err(sql("reading events"))
+        },
+    )
 }
 
-fn read_superseded(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<Superseded>, StoreError> {
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT key, outcome, value, drive, superseded_in, superseded_at_ms
-             FROM superseded_steps WHERE run_id = ?1 ORDER BY superseded_at_ms, key",
-        )
-        .map_err(sql("reading superseded records"))?;
-    let rows = stmt
-        .query_map([run_id], |r| {
+fn read_superseded(tx: &Tx<'_>, run_id: &str) -> Result<Vec<Superseded>, StoreError> {
+    let rows = tx.all(
+        "reading superseded records",
+        "SELECT key, outcome, value, drive, superseded_in, superseded_at_ms
+         FROM superseded_steps WHERE run_id = ?1 ORDER BY superseded_at_ms, key",
+        args![run_id],
+        |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get(3)?,
-                r.get(4)?,
-                r.get(5)?,
+                r.get::<String>(0)?,
+                r.get::<String>(1)?,
+                r.get::<String>(2)?,
+                r.get::<u32>(3)?,
+                r.get::<u32>(4)?,
+                r.get::<i64>(5)?,
             ))
-        })
-        .map_err(sql("reading superseded records"))?;
+        },
+    )?;
     let mut out = Vec::new();
-    for row in rows {
-        let (key, kind, value, drive, superseded_in, superseded_at_ms) =
-            row.map_err(sql("reading superseded records"))?;
+    for (key, kind, value, drive, superseded_in, superseded_at_ms) in rows {
         let outcome = Outcome::from_parts(&kind, value).ok_or_else(|| {
             StoreError::Corrupt(format!("superseded record {key} has outcome {kind:?}"))
         })?;
@@ -319,29 +301,25 @@ fn read_superseded(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<Superseded>
     Ok(out)
 }
 
-fn read_attempts(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT key, attempt, outcome, value, started_at_ms, finished_at_ms FROM attempts
-             WHERE run_id = ?1 ORDER BY key, attempt",
-        )
-        .map_err(sql("reading attempts"))?;
-    let rows = stmt
-        .query_map([run_id], |r| {
+fn read_attempts(tx: &Tx<'_>, run_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+    let rows = tx.all(
+        "reading attempts",
+        "SELECT key, attempt, outcome, value, started_at_ms, finished_at_ms FROM attempts
+         WHERE run_id = ?1 ORDER BY key, attempt",
+        args![run_id],
+        |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, u32>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get(4)?,
-                r.get(5)?,
+                r.get::<String>(0)?,
+                r.get::<u32>(1)?,
+                r.get::<String>(2)?,
+                r.get::<String>(3)?,
+                r.get::<i64>(4)?,
+                r.get::<i64>(5)?,
             ))
-        })
-        .map_err(sql("reading attempts"))?;
+        },
+    )?;
     let mut out = Vec::new();
-    for row in rows {
-        let (key, attempt, kind, value, started_at_ms, finished_at_ms) =
-            row.map_err(sql("reading attempts"))?;
+    for (key, attempt, kind, value, started_at_ms, finished_at_ms) in rows {
         let outcome = Outcome::from_parts(&kind, value).ok_or_else(|| {
             StoreError::Corrupt(format!("attempt {attempt} of {key} has outcome {kind:?}"))
         })?;
@@ -356,14 +334,12 @@ fn read_attempts(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<AttemptRecord
     Ok(out)
 }
 
-fn read_output(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<OutputLine>, StoreError> {
-    let mut stmt = tx
-        .prepare_cached(
-            "SELECT key, drive, at_ms, kind, line FROM output WHERE run_id = ?1 ORDER BY id",
-        )
-        .map_err(sql("reading guest output"))?;
-    let rows = stmt
-        .query_map([run_id], |r| {
+fn read_output(tx: &Tx<'_>, run_id: &str) -> Result<Vec<OutputLine>, StoreError> {
+    tx.all(
+        "reading guest output",
+        "SELECT key, drive, at_ms, kind, line FROM output WHERE run_id = ?1 ORDER BY id",
+        args![run_id],
+        |r| {
             Ok(OutputLine {
                 key: r.get(0)?,
                 drive: r.get(1)?,
@@ -371,10 +347,8 @@ fn read_output(tx: &Transaction<'_>, run_id: &str) -> Result<Vec<OutputLine>, St
                 kind: r.get(3)?,
                 line: r.get(4)?,
             })
-        })
-        .map_err(sql("reading guest output"))?;
-    rows.collect::<Result<Vec<_>, _>>()
-        .map_err(sql("reading guest output"))
+        },
+    )
 }
 
 #[cfg(test)]

@@ -10,19 +10,19 @@
 //! error instead of an overwrite.
 
 mod inspect;
+mod postgres;
 mod rows;
-pub(crate) mod schema;
+pub(crate) mod sqlite;
+use sqlite as schema;
 mod waits;
 mod writer;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use rusqlite::{OptionalExtension, params};
-
 use crate::owner::{LEASE_MS, Owner};
 // The store's shared types, for this module and its children (`super::X`).
-use super::error::{self, StoreError, sql};
+use super::error::{StoreError, sql};
 use super::histogram::{self, HistogramSnapshot};
 #[allow(unused_imports)]
 use super::types::{
@@ -34,13 +34,18 @@ use super::views::{
     AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,
     RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, Superseded, Unfinished, Wait, now_ms,
 };
+use crate::store::sql::{Dialect, Row, Tx, args};
 use rows::*;
-use writer::Writer;
+use writer::{Conn, Writer};
 
-fn read_drive_start(
-    tx: &rusqlite::Transaction<'_>,
-    run_id: &str,
-) -> Result<DriveStart, StoreError> {
+/// The PostgreSQL URL `path` is, if it is one (`postgres://...` or
+/// `postgresql://...`); otherwise it is a SQLite file.
+pub(crate) fn postgres_url(path: &Path) -> Option<&str> {
+    path.to_str()
+        .filter(|p| p.starts_with("postgres://") || p.starts_with("postgresql://"))
+}
+
+fn read_drive_start(tx: &Tx<'_>, run_id: &str) -> Result<DriveStart, StoreError> {
     Ok(DriveStart {
         history: read_history(tx, run_id)?,
         attempt_counts: read_attempt_counts(tx, run_id)?,
@@ -51,34 +56,39 @@ fn read_drive_start(
 /// A handle to an open database. Cheap to clone; all clones share the
 /// writer thread.
 #[derive(Clone)]
-pub struct SqliteStore {
+pub struct SqlStore {
     writer: Writer,
     /// A read-only connection for the reads of people and scripts (`list`,
     /// `show`, `resume`'s choice of runs): deferred transactions that never
     /// take the write lock, so a long read in one process never stalls the
     /// writers of others. The drive's own short reads go through the writer,
     /// batched with its commits.
-    reader: Arc<std::sync::Mutex<Option<rusqlite::Connection>>>,
+    reader: Arc<std::sync::Mutex<Option<Conn>>>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
 }
 
-impl SqliteStore {
+impl SqlStore {
     /// Opens the database at `path`, creating it if it does not exist, and
     /// starts its writer thread; `durability` chooses what commits survive.
     ///
     /// # Errors
     /// See [`StoreError`]: a file of another kind or a newer schema is
     /// refused and left untouched.
-    pub async fn open_with(path: &Path, durability: Durability) -> Result<SqliteStore, StoreError> {
+    pub async fn open_with(path: &Path, durability: Durability) -> Result<SqlStore, StoreError> {
         let path = path.to_path_buf();
         let opened = tokio::task::spawn_blocking({
             let path = path.clone();
-            move || schema::open(&path, durability)
+            move || match postgres_url(&path) {
+                Some(url) => {
+                    postgres::open(url, durability == Durability::PowerLoss).map(Conn::Postgres)
+                }
+                None => schema::open(&path, durability).map(Conn::Sqlite),
+            }
         })
         .await
         .map_err(|e| StoreError::Shared(format!("opening the database panicked: {e}")))??;
         let (writer, thread) = Writer::spawn(opened, path)?;
-        Ok(SqliteStore {
+        Ok(SqlStore {
             writer,
             reader: Arc::new(std::sync::Mutex::new(None)),
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
@@ -90,7 +100,7 @@ impl SqliteStore {
     pub(crate) async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let reader = self.reader.clone();
         let path = self.path().to_path_buf();
@@ -102,13 +112,24 @@ impl SqliteStore {
             // pays for it.
             let conn = match &mut *slot {
                 Some(conn) => conn,
-                empty => empty.insert(schema::open_reader(&path)?),
+                empty => empty.insert(match postgres_url(&path) {
+                    Some(url) => Conn::Postgres(crate::store::sql::PgConn::connect(url)?),
+                    None => Conn::Sqlite(schema::open_reader(&path)?),
+                }),
             };
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
-                .map_err(sql("starting a read"))?;
             // Dropping the transaction ends it; a read has nothing to commit.
-            f(&tx)
+            match conn {
+                Conn::Sqlite(conn) => {
+                    let tx = conn
+                        .transaction_with_behavior(rusqlite::TransactionBehavior::Deferred)
+                        .map_err(sql("starting a read"))?;
+                    f(&Tx::sqlite(&tx))
+                }
+                Conn::Postgres(conn) => {
+                    let tx = conn.begin("starting a read")?;
+                    f(&tx.tx())
+                }
+            }
         })
         .await
         .map_err(|e| StoreError::Shared(format!("a read panicked: {e}")))?
@@ -167,11 +188,12 @@ impl SqliteStore {
                     return claim_existing_run(tx, existing, &owner, now);
                 }
                 insert_component(tx, &new.component_digest, &new.component, now)?;
-                tx.execute(
+                tx.exec(
+                    "creating the run",
                     "INSERT INTO runs (id, workflow, component_digest, input, status, seed,
                                        created_at_ms, owner, lease_until_ms, clock_ms, drives)
                      VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?6, 1)",
-                    params![
+                    args![
                         new.id,
                         new.workflow,
                         new.component_digest,
@@ -181,8 +203,7 @@ impl SqliteStore {
                         owner,
                         now + LEASE_MS
                     ],
-                )
-                .map_err(sql("creating the run"))?;
+                )?;
                 let run = read_run(tx, &new.id)?
                     .ok_or_else(|| StoreError::Corrupt(format!("run {} vanished", new.id)))?;
                 Ok(Claim::Created(run))
@@ -205,8 +226,8 @@ impl SqliteStore {
             .await
     }
 
-    /// [`SqliteStore::claim_existing`], and for a run it took, what its drive
-    /// starts from ([`SqliteStore::drive_start`]), in one job: one round trip to
+    /// [`SqlStore::claim_existing`], and for a run it took, what its drive
+    /// starts from ([`SqlStore::drive_start`]), in one job: one round trip to
     /// the writer where a resume used to make two.
     pub async fn claim_existing_for_drive(
         &self,
@@ -352,27 +373,23 @@ impl SqliteStore {
     ) -> Result<Vec<AttemptRecord>, StoreError> {
         let (run_id, key) = (run_id.to_string(), key.to_string());
         self.read(move |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT attempt, outcome, value, started_at_ms, finished_at_ms FROM attempts
-                         WHERE run_id = ?1 AND key = ?2 ORDER BY attempt",
-                )
-                .map_err(sql("reading attempts"))?;
-            let rows = stmt
-                .query_map([&run_id, &key], |r| {
+            let rows = tx.all(
+                "reading attempts",
+                "SELECT attempt, outcome, value, started_at_ms, finished_at_ms FROM attempts
+                     WHERE run_id = ?1 AND key = ?2 ORDER BY attempt",
+                args![run_id, key],
+                |r| {
                     Ok((
-                        r.get(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get(3)?,
-                        r.get(4)?,
+                        r.get::<u32>(0)?,
+                        r.get::<String>(1)?,
+                        r.get::<String>(2)?,
+                        r.get::<i64>(3)?,
+                        r.get::<i64>(4)?,
                     ))
-                })
-                .map_err(sql("reading attempts"))?;
+                },
+            )?;
             let mut out = Vec::new();
-            for row in rows {
-                let (attempt, kind, value, started_at_ms, finished_at_ms) =
-                    row.map_err(sql("reading attempts"))?;
+            for (attempt, kind, value, started_at_ms, finished_at_ms) in rows {
                 let outcome = Outcome::from_parts(&kind, value).ok_or_else(|| {
                     StoreError::Corrupt(format!("attempt {attempt} of {key} has outcome {kind:?}"))
                 })?;
@@ -413,13 +430,13 @@ impl SqliteStore {
                     RunEnd::Failed(e) => ("failed", None, Some(e)),
                     RunEnd::Cancelled => unreachable!("handled above"),
                 };
-                tx.execute(
+                tx.exec(
+                    "finishing the run",
                     "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at_ms = ?5,
                                      owner = NULL, lease_until_ms = NULL
                      WHERE id = ?1",
-                    params![run_id, status, output, error, now],
-                )
-                .map_err(sql("finishing the run"))?;
+                    args![run_id, status, output, error, now],
+                )?;
                 Ok(())
             })
             .await
@@ -431,11 +448,11 @@ impl SqliteStore {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer
             .transact(move |tx| {
-                tx.execute(
+                tx.exec(
+                    "releasing the run",
                     "UPDATE runs SET owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND owner = ?2",
-                    params![run_id, owner],
-                )
-                .map_err(sql("releasing the run"))?;
+                    args![run_id, owner],
+                )?;
                 Ok(())
             })
             .await
@@ -474,24 +491,15 @@ impl SqliteStore {
     pub async fn unfinished_runs(&self) -> Result<Vec<Unfinished>, StoreError> {
         self.read(|tx| {
             let now = now_ms();
-            let mut stmt = tx
-                .prepare(
-                    "SELECT id, owner, lease_until_ms FROM runs
-                     WHERE status IN ('running', 'waiting') ORDER BY created_at_ms, id",
-                )
-                .map_err(sql("listing runs"))?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                    ))
-                })
-                .map_err(sql("listing runs"))?;
+            let rows = tx.all(
+                "listing runs",
+                "SELECT id, owner, lease_until_ms FROM runs
+                 WHERE status IN ('running', 'waiting') ORDER BY created_at_ms, id",
+                args![],
+                owner_row,
+            )?;
             let mut runs = Vec::new();
-            for row in rows {
-                let (id, owner, lease) = row.map_err(sql("listing runs"))?;
+            for (id, owner, lease) in rows {
                 let busy = match (&owner, lease) {
                     (Some(o), Some(l)) if !owner_is_gone(Some(o), Some(l), now) => {
                         let parsed = Owner::parse(o);
@@ -516,7 +524,7 @@ impl SqliteStore {
         self.writer.transact(move |tx| read_run(tx, &run_id)).await
     }
 
-    /// [`SqliteStore::run`] through the read-only connection: for readers that
+    /// [`SqlStore::run`] through the read-only connection: for readers that
     /// look often (a long poll), which must not queue behind commits.
     ///
     /// # Errors
@@ -531,13 +539,12 @@ impl SqliteStore {
         let digest = digest.to_string();
         self.writer
             .transact(move |tx| {
-                tx.query_row(
+                tx.opt(
+                    "reading a component",
                     "SELECT bytes FROM components WHERE digest = ?1",
-                    [&digest],
+                    args![digest],
                     |r| r.get(0),
                 )
-                .optional()
-                .map_err(sql("reading a component"))
             })
             .await
     }
@@ -565,37 +572,20 @@ impl SqliteStore {
     pub async fn runnable(&self, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         self.read(move |tx| {
             let now = now_ms();
-            let mut ids = Vec::new();
-            let mut due = tx
-                .prepare_cached(
-                    "SELECT id, wake_at_ms FROM runs WHERE status = 'waiting' AND wake_at_ms <= ?1
-                     ORDER BY wake_at_ms LIMIT ?2",
-                )
-                .map_err(sql("listing due runs"))?;
-            let rows = due
-                .query_map(params![now, limit as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
-                })
-                .map_err(sql("listing due runs"))?;
-            for row in rows {
-                ids.push(row.map_err(sql("listing due runs"))?);
-            }
-            let mut running = tx
-                .prepare_cached(
-                    "SELECT id, owner, lease_until_ms FROM runs WHERE status = 'running'",
-                )
-                .map_err(sql("listing running runs"))?;
-            let rows = running
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                    ))
-                })
-                .map_err(sql("listing running runs"))?;
-            for row in rows {
-                let (id, owner, lease) = row.map_err(sql("listing running runs"))?;
+            let mut ids = tx.all(
+                "listing due runs",
+                "SELECT id, wake_at_ms FROM runs WHERE status = 'waiting' AND wake_at_ms <= ?1
+                 ORDER BY wake_at_ms LIMIT ?2",
+                args![now, limit],
+                |r| Ok((r.get::<String>(0)?, r.get::<Option<i64>>(1)?)),
+            )?;
+            let running = tx.all(
+                "listing running runs",
+                "SELECT id, owner, lease_until_ms FROM runs WHERE status = 'running'",
+                args![],
+                owner_row,
+            )?;
+            for (id, owner, lease) in running {
                 if ids.len() < limit && owner_is_gone(owner.as_deref(), lease, now) {
                     ids.push((id, None));
                 }
@@ -616,25 +606,20 @@ impl SqliteStore {
         prefix: Option<String>,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(move |tx| {
-            let mut stmt = tx
-                .prepare_cached(
-                    "SELECT status, count(*) FROM runs
-                     WHERE (?1 IS NULL OR workflow = ?1)
-                       AND (?2 IS NULL OR substr(id, 1, length(?2)) = ?2)
-                     GROUP BY status",
-                )
-                .map_err(sql("counting runs"))?;
-            let rows = stmt
-                .query_map(rusqlite::params![workflow, prefix], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })
-                .map_err(sql("counting runs"))?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (status, n) = row.map_err(sql("counting runs"))?;
-                out.push((status, n.max(0) as u64));
-            }
-            Ok(out)
+            let rows = tx.all(
+                "counting runs",
+                "SELECT status, count(*) FROM runs
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR workflow = CAST(?1 AS TEXT))
+                   AND (CAST(?2 AS TEXT) IS NULL
+                        OR substr(id, 1, length(CAST(?2 AS TEXT))) = CAST(?2 AS TEXT))
+                 GROUP BY status",
+                args![workflow, prefix],
+                |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
+            )?;
+            Ok(rows
+                .into_iter()
+                .map(|(status, n)| (status, n.max(0) as u64))
+                .collect())
         })
         .await
     }
@@ -656,16 +641,24 @@ impl SqliteStore {
             // primary key's index.
             // Only ids of the tick form, and none from the future.
             let end = format!("{prefix}\u{10FFFF}");
-            let pattern = format!("{}[0-9]*T[0-9]*Z", glob_escape(&prefix));
-            tx.prepare_cached(
-                "SELECT id FROM runs WHERE id >= ?1 AND id < ?2 AND id GLOB ?3 AND id <= ?4
-                 ORDER BY id DESC LIMIT 1",
+            let (sql, pattern) = match tx.dialect() {
+                Dialect::Sqlite => (
+                    "SELECT id FROM runs WHERE id >= ?1 AND id < ?2 AND id GLOB ?3 AND id <= ?4
+                     ORDER BY id DESC LIMIT 1",
+                    format!("{}[0-9]*T[0-9]*Z", glob_escape(&prefix)),
+                ),
+                Dialect::Postgres => (
+                    "SELECT id FROM runs WHERE id >= ?1 AND id < ?2 AND id ~ ?3 AND id <= ?4
+                     ORDER BY id DESC LIMIT 1",
+                    format!("^{}[0-9].*T[0-9].*Z$", regex_escape(&prefix)),
+                ),
+            };
+            tx.opt(
+                "looking up the last scheduled run",
+                sql,
+                args![prefix, end, pattern, not_after],
+                |r| r.get(0),
             )
-            .and_then(|mut s| {
-                s.query_row(params![prefix, end, pattern, not_after], |r| r.get(0))
-                    .optional()
-            })
-            .map_err(sql("looking up the last scheduled run"))
         })
         .await
     }
@@ -686,6 +679,25 @@ impl SqliteStore {
 
 #[cfg(test)]
 mod tests;
+
+/// A run's id, owner and lease expiry.
+fn owner_row(
+    r: &Row<'_>,
+) -> Result<(String, Option<String>, Option<i64>), crate::store::sql::ColumnError> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+}
+
+/// `s` with the special characters of a POSIX regular expression escaped.
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
 
 /// `s` with GLOB's special characters taken literally.
 fn glob_escape(s: &str) -> String {

@@ -1,0 +1,222 @@
+//! The PostgreSQL database: its schema, created and checked on open.
+//!
+//! The tables are SQLite's (`sqlite.rs`, schema version 6) in PostgreSQL's
+//! types: integers are `BIGINT`, text keys compare byte-wise (`COLLATE
+//! "C"`, as SQLite does), and the row ids SQLite gives `events.seq` and
+//! `output.id` are identity columns. The version is kept in
+//! `durable_schema`; a newer one is refused, like SQLite's `user_version`.
+
+use super::sqlite::SCHEMA_VERSION;
+use crate::store::StoreError;
+use crate::store::sql::{PgConn, redact};
+
+/// Any number, the same for every host: serializes schema creation.
+const SCHEMA_LOCK: i64 = 0x4455_5241_0001;
+
+/// The tables, as of [`SCHEMA_VERSION`].
+const TABLES: &str = r#"
+CREATE TABLE components (
+    digest      TEXT COLLATE "C" PRIMARY KEY,
+    bytes       BYTEA NOT NULL,
+    added_at_ms BIGINT NOT NULL
+);
+
+CREATE TABLE runs (
+    id                     TEXT COLLATE "C" PRIMARY KEY,
+    workflow               TEXT COLLATE "C" NOT NULL,
+    component_digest       TEXT COLLATE "C" NOT NULL REFERENCES components(digest),
+    input                  TEXT NOT NULL,
+    status                 TEXT NOT NULL
+                           CHECK (status IN ('running', 'waiting', 'succeeded', 'failed', 'cancelled')),
+    output                 TEXT,
+    error                  TEXT,
+    seed                   BIGINT NOT NULL,
+    created_at_ms          BIGINT NOT NULL,
+    finished_at_ms         BIGINT,
+    owner                  TEXT,
+    lease_until_ms         BIGINT,
+    clock_ms               BIGINT NOT NULL,
+    drives                 BIGINT NOT NULL DEFAULT 0,
+    cancel_requested_at_ms BIGINT,
+    forked_from            TEXT,
+    waiting_for            TEXT,
+    wake_at_ms             BIGINT,
+    wait_event             TEXT
+);
+CREATE INDEX runs_by_status ON runs(status, created_at_ms);
+CREATE INDEX runs_by_created ON runs(created_at_ms);
+CREATE INDEX runs_by_wake ON runs(status, wake_at_ms);
+
+CREATE TABLE steps (
+    run_id         TEXT COLLATE "C" NOT NULL REFERENCES runs(id),
+    key            TEXT COLLATE "C" NOT NULL,
+    parent         TEXT COLLATE "C" NOT NULL,
+    position       BIGINT NOT NULL,
+    name           TEXT NOT NULL,
+    input_digest   TEXT NOT NULL,
+    outcome        TEXT NOT NULL CHECK (outcome IN ('ok', 'failed', 'trapped', 'timed-out')),
+    value          TEXT NOT NULL,
+    attempts       BIGINT NOT NULL,
+    started_at_ms  BIGINT NOT NULL,
+    finished_at_ms BIGINT NOT NULL,
+    drive          BIGINT NOT NULL DEFAULT 1,
+    batch          BIGINT,
+    input          TEXT,
+    PRIMARY KEY (run_id, key),
+    UNIQUE (run_id, parent, position)
+);
+
+CREATE TABLE attempts (
+    run_id         TEXT COLLATE "C" NOT NULL REFERENCES runs(id),
+    key            TEXT COLLATE "C" NOT NULL,
+    attempt        BIGINT NOT NULL,
+    outcome        TEXT NOT NULL CHECK (outcome IN ('failed', 'trapped', 'timed-out')),
+    value          TEXT NOT NULL,
+    started_at_ms  BIGINT NOT NULL,
+    finished_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (run_id, key, attempt)
+);
+
+CREATE TABLE output (
+    id     BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id TEXT COLLATE "C" NOT NULL REFERENCES runs(id),
+    key    TEXT COLLATE "C" NOT NULL,
+    drive  BIGINT NOT NULL,
+    at_ms  BIGINT NOT NULL,
+    kind   TEXT NOT NULL,
+    line   TEXT NOT NULL
+);
+CREATE INDEX output_by_step ON output(run_id, key, id);
+
+CREATE TABLE superseded_steps (
+    run_id           TEXT COLLATE "C" NOT NULL REFERENCES runs(id),
+    key              TEXT COLLATE "C" NOT NULL,
+    parent           TEXT COLLATE "C" NOT NULL,
+    position         BIGINT NOT NULL,
+    name             TEXT NOT NULL,
+    input_digest     TEXT NOT NULL,
+    outcome          TEXT NOT NULL,
+    value            TEXT NOT NULL,
+    attempts         BIGINT NOT NULL,
+    started_at_ms    BIGINT NOT NULL,
+    finished_at_ms   BIGINT NOT NULL,
+    drive            BIGINT NOT NULL,
+    batch            BIGINT,
+    superseded_at_ms BIGINT NOT NULL,
+    superseded_in    BIGINT NOT NULL
+);
+CREATE INDEX superseded_steps_by_run ON superseded_steps(run_id, key);
+
+CREATE TABLE superseded_attempts (
+    run_id           TEXT COLLATE "C" NOT NULL REFERENCES runs(id),
+    key              TEXT COLLATE "C" NOT NULL,
+    attempt          BIGINT NOT NULL,
+    outcome          TEXT NOT NULL,
+    value            TEXT NOT NULL,
+    started_at_ms    BIGINT NOT NULL,
+    finished_at_ms   BIGINT NOT NULL,
+    superseded_at_ms BIGINT NOT NULL
+);
+CREATE INDEX superseded_attempts_by_run ON superseded_attempts(run_id, key);
+
+CREATE TABLE events (
+    seq         BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    run_id      TEXT COLLATE "C" NOT NULL REFERENCES runs(id),
+    name        TEXT COLLATE "C" NOT NULL,
+    event_id    TEXT COLLATE "C",
+    payload     TEXT NOT NULL,
+    sent_at_ms  BIGINT NOT NULL,
+    consumed_by TEXT COLLATE "C",
+    UNIQUE (run_id, event_id)
+);
+CREATE INDEX events_by_name ON events(run_id, name, seq);
+
+CREATE TABLE waits (
+    run_id      TEXT COLLATE "C" NOT NULL REFERENCES runs(id),
+    key         TEXT COLLATE "C" NOT NULL,
+    deadline_ms BIGINT,
+    since_ms    BIGINT,
+    PRIMARY KEY (run_id, key)
+);
+
+CREATE TABLE drive_starts (
+    run_id        TEXT COLLATE "C" NOT NULL REFERENCES runs(id),
+    drive         BIGINT NOT NULL,
+    started_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (run_id, drive)
+);
+"#;
+
+/// Connects to `url` and makes sure its database holds durable's tables at
+/// this build's version: created in an empty database (one host at a time),
+/// refused when the database belongs to another program or to a newer
+/// durable.
+///
+/// # Errors
+/// [`StoreError::Postgres`] when the server cannot be reached;
+/// [`StoreError::NotDurable`] or [`StoreError::NewerSchema`].
+pub(crate) fn open(url: &str, synchronous: bool) -> Result<PgConn, StoreError> {
+    let mut conn = PgConn::connect(url)?;
+    if !synchronous {
+        // What a committed change survives: see `Durability`.
+        conn.batch("choosing the commit level", "SET synchronous_commit = off")?;
+    }
+    let where_ = redact(url);
+    let txn = conn.begin("preparing the schema")?;
+    let tx = txn.tx();
+    tx.one(
+        "preparing the schema",
+        "SELECT 1 FROM (SELECT pg_advisory_xact_lock(?1)) AS locked",
+        crate::store::sql::args![SCHEMA_LOCK],
+        |_| Ok(()),
+    )?;
+    let table = |name: &str| -> Result<bool, StoreError> {
+        Ok(tx
+            .opt(
+                "reading the schema",
+                "SELECT 1 FROM information_schema.tables
+                 WHERE table_schema = current_schema() AND table_name = ?1",
+                crate::store::sql::args![name],
+                |_| Ok(()),
+            )?
+            .is_some())
+    };
+    if table("durable_schema")? {
+        let found: i64 = tx.one(
+            "reading the schema version",
+            "SELECT version FROM durable_schema",
+            crate::store::sql::args![],
+            |r| r.get(0),
+        )?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: where_.into(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    } else if table("runs")? {
+        return Err(StoreError::NotDurable {
+            path: where_.into(),
+            reason: "it has a table `runs` but no `durable_schema`: it belongs to another \
+                     program; give durable a database of its own"
+                .into(),
+        });
+    } else {
+        for statement in TABLES.split(';').filter(|s| !s.trim().is_empty()) {
+            tx.exec("creating the schema", statement, crate::store::sql::args![])?;
+        }
+        tx.exec(
+            "creating the schema",
+            "CREATE TABLE durable_schema (version BIGINT NOT NULL)",
+            crate::store::sql::args![],
+        )?;
+        tx.exec(
+            "creating the schema",
+            "INSERT INTO durable_schema (version) VALUES (?1)",
+            crate::store::sql::args![SCHEMA_VERSION],
+        )?;
+    }
+    txn.commit()?;
+    Ok(conn)
+}

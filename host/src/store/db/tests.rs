@@ -1,0 +1,462 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use super::*;
+use crate::store::Store;
+
+/// The databases the store runs on.
+#[derive(Clone, Copy)]
+enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// An empty database of `kind`: a new SQLite file, or a new database on
+/// the PostgreSQL server of `DURABLE_TEST_POSTGRES`
+/// (`scripts/with-postgres.sh` starts one).
+struct Fresh {
+    location: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn fresh(kind: Kind) -> Fresh {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let location = match kind {
+        Kind::Sqlite => dir.path().join("d.db"),
+        Kind::Postgres => PathBuf::from(postgres_database().await),
+    };
+    Fresh {
+        location,
+        _dir: dir,
+    }
+}
+
+/// The URL of a new, empty database on the test server.
+pub(crate) async fn postgres_database() -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = std::env::var("DURABLE_TEST_POSTGRES").expect(
+        "the PostgreSQL tests need a server: run them under scripts/with-postgres.sh \
+         (scripts/test.sh does), or leave them out with `cargo test -- --skip postgres`",
+    );
+    let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+        .await
+        .expect("the test server answers");
+    tokio::spawn(connection);
+    let name = format!(
+        "t{}_{}_{}",
+        std::process::id(),
+        now_ms(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("a new database");
+    let (server, _) = base.rsplit_once('/').expect("a URL with a database");
+    format!("{server}/{name}")
+}
+
+/// Runs the test `$name(kind)` once per database: `$name::sqlite` and
+/// `$name::postgres`.
+macro_rules! on_both {
+    ($($name:ident),*) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::Kind::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name(super::Kind::Postgres).await
+            }
+        }
+    )*};
+}
+
+on_both!(
+    concurrent_commits_are_all_durable_and_visible_to_another_connection,
+    a_committed_step_cannot_be_overwritten,
+    a_live_owner_keeps_the_run_and_a_release_hands_it_over,
+    runs_are_listed_cancelled_forked_and_counted,
+    waits_park_runs_and_events_are_stored_once
+);
+
+fn new_run(id: &str) -> NewRun {
+    NewRun {
+        id: id.into(),
+        workflow: "wf".into(),
+        component_digest: "d1".into(),
+        component: Arc::new(b"\0asm".to_vec()),
+        input: "{}".into(),
+        seed: 7,
+    }
+}
+
+fn only(record: StepRecord) -> StepCommit {
+    StepCommit {
+        record,
+        last_attempt: None,
+        output: Vec::new(),
+        switch: None,
+    }
+}
+
+fn step(key: &str, position: u32) -> StepRecord {
+    StepRecord {
+        key: key.into(),
+        parent: String::new(),
+        position,
+        name: key.split('#').next().unwrap_or(key).into(),
+        input_digest: "x".into(),
+        input: Some(format!("{{\"in\":{position}}}")),
+        outcome: Outcome::Ok(format!("{{\"p\":{position}}}")),
+        attempts: 1,
+        started_at_ms: 1,
+        finished_at_ms: 2,
+        drive: 1,
+        batch: None,
+    }
+}
+
+async fn concurrent_commits_are_all_durable_and_visible_to_another_connection(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    assert!(matches!(
+        store.claim_run(new_run("r"), &me).await,
+        Ok(Claim::Created(_))
+    ));
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let store = store.clone();
+        let me = me.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .commit_step("r", &me, 1, only(step(&format!("s#{}", i + 1), i)))
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("commit");
+    }
+    // Every commit that returned is visible to an independent connection.
+    let other = Store::open(&db.location).await.expect("second connection");
+    assert_eq!(other.history("r").await.expect("history").len(), 200);
+    assert_eq!(store.history("r").await.expect("history").len(), 200);
+    other.close().await;
+    store.close().await;
+}
+
+async fn a_committed_step_cannot_be_overwritten(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    store.claim_run(new_run("r"), &me).await.expect("claim");
+    store
+        .commit_step("r", &me, 1, only(step("a#1", 0)))
+        .await
+        .expect("first");
+    let mut again = step("a#1", 0);
+    again.outcome = Outcome::Failed("other".into());
+    assert!(store.commit_step("r", &me, 1, only(again)).await.is_err());
+    // The failed job did not disturb the writer or the record.
+    let h = store.history("r").await.expect("history");
+    assert_eq!(h, vec![step("a#1", 0)]);
+    store.close().await;
+}
+
+async fn a_live_owner_keeps_the_run_and_a_release_hands_it_over(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    store.claim_run(new_run("r"), &me).await.expect("claim");
+    // Another identity in this same (live) process is refused.
+    let text = me.to_string();
+    let (same_process, _nonce) = text.rsplit_once(':').expect("owner text has a nonce");
+    let other = Owner::parse(&format!("{same_process}:1")).expect("parse");
+    let err = store
+        .claim_existing("r", &other)
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, StoreError::Owned { .. }), "{err}");
+    assert!(err.to_string().contains("another process"), "{err}");
+    // A commit by the non-owner is refused too.
+    assert!(matches!(
+        store
+            .commit_step("r", &other, 1, only(step("a#1", 0)))
+            .await,
+        Err(StoreError::LeaseLost { .. })
+    ));
+    store.release("r", &me).await.expect("release");
+    assert!(matches!(
+        store.claim_existing("r", &other).await,
+        Ok(Claim::Resumed(_))
+    ));
+    store.close().await;
+}
+
+async fn runs_are_listed_cancelled_forked_and_counted(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    for id in ["a1", "a2", "b1"] {
+        store.claim_run(new_run(id), &me).await.expect("claim");
+        store
+            .commit_step(id, &me, 1, only(step("s#1", 0)))
+            .await
+            .expect("commit");
+        store
+            .commit_step(id, &me, 1, only(step("s#2", 1)))
+            .await
+            .expect("commit");
+    }
+    store
+        .finish_run(
+            "a1",
+            &me,
+            1,
+            RunEnd::Succeeded("1".into()),
+            None,
+            Vec::new(),
+        )
+        .await
+        .expect("finish");
+    let ids = |runs: Vec<RunSummary>| runs.into_iter().map(|r| r.run.id).collect::<Vec<_>>();
+    let all = store
+        .list(RunFilter {
+            limit: 0,
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().all(|r| r.steps == 2 && r.executed == 2));
+    let a = store
+        .list(RunFilter {
+            prefix: Some("a".into()),
+            status: Some(RunStatus::Running),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(ids(a), ["a2"]);
+    let mut counts = store
+        .count_by_status(None, Some("a".into()))
+        .await
+        .expect("count");
+    counts.sort();
+    assert_eq!(
+        counts,
+        [("running".to_string(), 1), ("succeeded".to_string(), 1)]
+    );
+    // A cancel of a run a live owner drives is a request.
+    assert_eq!(
+        store.cancel("a2").await.expect("cancel"),
+        Cancelled::Requested
+    );
+    store.release("a2", &me).await.expect("release");
+    assert_eq!(
+        store.cancel("b1").await.expect("cancel"),
+        Cancelled::Requested
+    );
+    // Fork before s#2: a new run with s#1 copied (drive 0).
+    let forked = store.fork("a1", "s#2", "a1-again").await.expect("fork");
+    assert_eq!(forked.forked_from.as_deref(), Some("a1/s#2"));
+    let copied = store.history("a1-again").await.expect("history");
+    assert_eq!(copied.len(), 1);
+    assert_eq!((copied[0].key.as_str(), copied[0].drive), ("s#1", 0));
+    let detail = store.detail("a1", true).await.expect("detail");
+    assert_eq!(detail.steps.len(), 2);
+    assert_eq!(detail.steps[1].input.as_deref(), Some("{\"in\":1}"));
+    assert_eq!(detail.drive_starts.len(), 1);
+    assert!(
+        store
+            .last_tick_id("a", "zzz")
+            .await
+            .expect("ticks")
+            .is_none()
+    );
+    store.close().await;
+}
+
+async fn waits_park_runs_and_events_are_stored_once(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    store.claim_run(new_run("w"), &me).await.expect("claim");
+    let mut wait = step("$event:go#1", 0);
+    wait.name = "$event:go".into();
+    let parked = store
+        .await_event(
+            "w",
+            &me,
+            1,
+            AwaitCall {
+                record: wait.clone(),
+                name: "go".into(),
+                timeout_ms: Some(60_000),
+                switch: None,
+            },
+        )
+        .await
+        .expect("await");
+    assert_eq!(parked, AwaitOutcome::Parked);
+    // Parked until its deadline, a minute from now.
+    let due = store.due("w").await.expect("due");
+    assert!(matches!(due, Some(Some(t)) if t > now_ms()), "{due:?}");
+    let sent = store
+        .send_event("w", "go", Some("e1"), "{\"ok\":true}")
+        .await
+        .expect("send");
+    assert!(matches!(sent, Sent::Stored { .. }), "{sent:?}");
+    let again = store
+        .send_event("w", "go", Some("e1"), "{\"ok\":true}")
+        .await
+        .expect("send again");
+    assert_eq!(again, Sent::Duplicate);
+    // The event made the run due at once.
+    assert_eq!(store.due("w").await.expect("due"), Some(None));
+    let runnable = store.runnable(10).await.expect("runnable");
+    assert_eq!(runnable.len(), 1);
+    assert_eq!(runnable[0].0, "w");
+    // Taken up again, the wait consumes the event.
+    assert!(matches!(
+        store.claim_existing("w", &me).await,
+        Ok(Claim::Resumed(_))
+    ));
+    let got = store
+        .await_event(
+            "w",
+            &me,
+            2,
+            AwaitCall {
+                record: wait,
+                name: "go".into(),
+                timeout_ms: Some(60_000),
+                switch: None,
+            },
+        )
+        .await
+        .expect("await");
+    assert_eq!(got, AwaitOutcome::Event("{\"ok\":true}".into()));
+    let detail = store.detail("w", false).await.expect("detail");
+    assert_eq!(detail.events.len(), 1);
+    assert_eq!(detail.events[0].consumed_by.as_deref(), Some("$event:go#1"));
+    assert_eq!(
+        detail.drive_starts.iter().map(|d| d.0).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn files_that_are_not_durable_databases_are_refused_untouched() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = dir.path().join("notes.db");
+    std::fs::write(
+        &text,
+        b"this is not a database, it is a long enough text file to have a header",
+    )
+    .expect("write");
+    let before = std::fs::read(&text).expect("read");
+    let err = crate::store::Store::open(&text)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("not a SQLite database"), "{err}");
+    assert_eq!(std::fs::read(&text).expect("read"), before);
+
+    let foreign = dir.path().join("other.db");
+    rusqlite::Connection::open(&foreign)
+        .and_then(|c| c.execute_batch("CREATE TABLE t (x)"))
+        .expect("foreign db");
+    let err = crate::store::Store::open(&foreign)
+        .await
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("another program"), "{err}");
+
+    let newer = dir.path().join("newer.db");
+    crate::store::Store::open(&newer)
+        .await
+        .expect("create")
+        .close()
+        .await;
+    rusqlite::Connection::open(&newer)
+        .and_then(|c| c.execute_batch("PRAGMA user_version = 99"))
+        .expect("bump");
+    let err = crate::store::Store::open(&newer)
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_version_2_database_migrates_to_the_current_schema_and_keeps_its_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("old.db");
+    {
+        // A database exactly as schema version 2 left it, with foreign keys
+        // on (as the bundled SQLite has them by default).
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+            .expect("pragmas");
+        for m in &schema::MIGRATIONS[..2] {
+            conn.execute_batch(m).expect("old migration");
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA user_version = 2; PRAGMA application_id = {};
+             INSERT INTO components VALUES ('d1', x'0061736d', 1);
+             INSERT INTO runs (id, workflow, component_digest, input, status, seed, created_at_ms)
+                 VALUES ('old', 'wf', 'd1', '{{}}', 'running', 7, 1000);
+             INSERT INTO steps VALUES ('old', 'a#1', '', 0, 'a', 'x', 'ok', '1', 1, 1, 2);
+             INSERT INTO attempts VALUES ('old', 'a#1', 1, 'failed', 'boom', 1, 1);",
+            schema::APPLICATION_ID
+        ))
+        .expect("old rows");
+    }
+    let store = crate::store::Store::open(&path).await.expect("migrates");
+    let run = store.run("old").await.expect("read").expect("kept");
+    assert_eq!(
+        (run.status, run.clock_ms, run.drives),
+        (RunStatus::Running, 1000, 1)
+    );
+    let history = store.history("old").await.expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0].drive, history[0].batch, &history[0].input),
+        (1, None, &None)
+    );
+    // Drive 1 began with the run; later drives were not recorded then.
+    let detail = store.detail("old", false).await.expect("detail");
+    assert_eq!(detail.drive_starts, [(1, 1000)]);
+    assert_eq!(
+        store.attempt_counts("old").await.expect("attempts"),
+        [("a#1".to_string(), 1)]
+    );
+    // The new status is allowed now.
+    assert_eq!(store.cancel("old").await.expect("cancel"), Cancelled::Now);
+    assert_eq!(
+        store.run("old").await.expect("read").map(|r| r.status),
+        Some(RunStatus::Cancelled)
+    );
+    store.close().await;
+    let version: i64 = rusqlite::Connection::open(&path)
+        .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+        .expect("version");
+    assert_eq!(version, schema::SCHEMA_VERSION);
+}
+
+#[test]
+fn the_run_column_count_matches_the_column_list() {
+    assert_eq!(
+        super::rows::RUN_COLUMNS.split(',').count(),
+        super::rows::RUN_COLUMN_COUNT
+    );
+}
