@@ -276,3 +276,148 @@ fn postgres_server_finishes_every_run_after_a_sigkill() {
     );
     assert_eq!(rows, [["60"]]);
 }
+
+/// `(run, key)` of every line a step body printed, as the servers show it
+/// (`[RUN]  KEY | text`), for the lines whose text starts with `said`.
+fn bodies_ran(stderr: &str, said: &[&str]) -> Vec<(String, String)> {
+    stderr
+        .lines()
+        .filter_map(|l| {
+            let rest = l.strip_prefix('[')?;
+            let (run, rest) = rest.split_once(']')?;
+            let (key, text) = rest.split_once(" | ")?;
+            said.iter()
+                .any(|s| text.trim_start().starts_with(s))
+                .then(|| (run.to_string(), key.trim().to_string()))
+        })
+        .collect()
+}
+
+/// `run/key` of every committed step.
+fn committed_steps(env: &Env) -> BTreeSet<String> {
+    postgres_rows(
+        &env.db().to_string_lossy(),
+        "SELECT run_id || '/' || key FROM steps WHERE key NOT LIKE '$%'",
+    )
+    .into_iter()
+    .map(|mut r| r.remove(0))
+    .collect()
+}
+
+fn signal(server: &Server, signal: i32) {
+    // SAFETY: kill(2) on the pid of a child this test spawned.
+    unsafe { libc::kill(server.pid() as i32, signal) };
+}
+
+/// Three servers on one database share 300 onboarding runs; one is
+/// SIGKILLed early on and the other two finish its runs without running a
+/// committed step again. Then one is paused (SIGSTOP) past its lease while
+/// it drives runs: the last one takes them over and finishes them, and
+/// when the paused one wakes (SIGCONT) it writes nothing for them.
+#[test]
+fn postgres_three_servers_share_the_runs_and_outlive_a_killed_and_a_paused_one() {
+    const RUNS: usize = 300;
+    let env = Env::postgres();
+    let lease = ["--lease-ms", "2000"];
+    let mut hosts: Vec<Server> = (0..3).map(|_| Server::start(&env, &lease)).collect();
+    let digest = hosts[0].upload("onboarding");
+    let killed_pid = hosts[0].pid();
+    let mut before_kill = BTreeSet::new();
+    let mut orphans: Vec<String> = Vec::new();
+    for i in 0..RUNS {
+        // Half-way through the starts, host 0 dies with runs in flight;
+        // the rest are started on the other two.
+        if i == RUNS / 2 {
+            hosts[0].kill();
+            before_kill = committed_steps(&env);
+            orphans = postgres_rows(
+                &env.db().to_string_lossy(),
+                &format!(
+                    "SELECT id FROM runs WHERE status = 'running' AND owner LIKE '%:{killed_pid}:%'"
+                ),
+            )
+            .into_iter()
+            .map(|mut r| r.remove(0))
+            .collect();
+        }
+        let host = if i < RUNS / 2 { i % 3 } else { 1 + i % 2 };
+        let (status, body) = hosts[host].json(
+            "POST",
+            "/v1/runs",
+            &json!({"component": digest, "id": format!("r{i}"),
+                    "input": {"name": format!("N{i}"), "email": format!("n{i}@example.com")}}),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    assert!(
+        !orphans.is_empty(),
+        "host 0 drove no run when it was killed"
+    );
+    // Every host answers for every run; all of them end well.
+    for i in 0..RUNS {
+        let done = hosts[1 + i % 2].result(&format!("r{i}"));
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    for id in &orphans {
+        let (_, run) = hosts[2].call("GET", &format!("/v1/runs/{id}"), b"");
+        assert!(run["drives"].as_u64() >= Some(2), "{run}");
+    }
+    // Each step committed once, and no committed step ran again.
+    let committed = committed_steps(&env);
+    assert_eq!(committed.len(), RUNS * 3);
+    let stderr: String = hosts.iter().map(Server::stderr).collect();
+    let ran = bodies_ran(&stderr, &["created", "assigned", "granted"]);
+    for step in &before_kill {
+        let (run, key) = step.split_once('/').expect("run/key");
+        let times = ran.iter().filter(|(r, k)| r == run && k == key).count();
+        assert_eq!(
+            times, 1,
+            "{step} was committed before the kill and ran {times} times"
+        );
+    }
+
+    // Host 1 is paused past its lease while it drives runs.
+    for i in 0..30 {
+        let (status, body) = hosts[1].json(
+            "POST",
+            "/v1/runs",
+            &json!({"component": digest, "id": format!("p{i}"),
+                    "input": {"name": format!("P{i}"), "email": format!("p{i}@example.com")}}),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    signal(&hosts[1], libc::SIGSTOP);
+    for i in 0..30 {
+        let done = hosts[2].result(&format!("p{i}"));
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let paused_rows = |env: &Env| {
+        postgres_rows(
+            &env.db().to_string_lossy(),
+            "SELECT run_id, key, drive, finished_at_ms FROM steps WHERE run_id LIKE 'p%'
+             ORDER BY run_id, key",
+        )
+    };
+    let taken_over = paused_rows(&env);
+    let moved = postgres_rows(
+        &env.db().to_string_lossy(),
+        "SELECT count(*) FROM runs WHERE id LIKE 'p%' AND drives >= 2",
+    );
+    assert_ne!(moved, [["0"]], "no run of the paused host was taken over");
+    eprintln!(
+        "killed host: {} runs taken over, {} steps committed before the kill; paused host: {:?} runs taken over",
+        orphans.len(),
+        before_kill.len(),
+        moved
+    );
+    signal(&hosts[1], libc::SIGCONT);
+    // Its step attempts finish now, and find they lost the runs.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        paused_rows(&env),
+        taken_over,
+        "the paused host wrote after waking"
+    );
+    let (status, _) = hosts[1].call("GET", "/v1/health", b"");
+    assert_eq!(status, 200, "the paused host lives on");
+}

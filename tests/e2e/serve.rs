@@ -136,6 +136,11 @@ impl Server {
         c.wait().expect("wait").code()
     }
 
+    /// The server's pid.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub(crate) fn stderr(&self) -> String {
         self.stderr.lock().expect("lock").clone()
     }

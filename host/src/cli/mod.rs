@@ -381,6 +381,18 @@ pub struct DriveArgs {
     /// database before it fails (exit code 6), in ms.
     #[arg(long, value_name = "MS", default_value_t = 120_000)]
     pub lock_wait_ms: u64,
+
+    /// How long a run's lease lasts without renewal, in ms (renewed every
+    /// third of it): how long another process waits to take over the runs
+    /// of one that stopped without proof of its death (another machine, a
+    /// paused process).
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "DURABLE_LEASE_MS",
+        default_value_t = 15_000
+    )]
+    pub lease_ms: u64,
 }
 
 /// `--durability`: what a committed step survives.

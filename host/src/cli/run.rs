@@ -84,6 +84,7 @@ pub(super) async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode
             ExitCode::of_store(&e)
         })?;
     store.set_lock_wait(Duration::from_millis(drive.lock_wait_ms));
+    durable::owner::set_lease_ms(i64::try_from(drive.lease_ms).unwrap_or(i64::MAX));
     Ok(store)
 }
 

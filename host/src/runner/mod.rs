@@ -32,7 +32,7 @@ pub use state::HostState;
 
 use crate::engine::{Engine, EngineOptions, LoadError, LoadedWorkflow};
 use crate::history::History;
-use crate::owner::{LEASE_MS, Owner};
+use crate::owner::{Owner, lease_ms};
 use crate::sandbox::{Grants, Output};
 use crate::store::{
     Claim, ComponentSwitch, DriveStart, NewRun, OutputLine, RunEnd, RunRecord, RunStatus, Store,
@@ -708,7 +708,7 @@ async fn call_workflow(drive: &Arc<Drive>, run: &RunRecord, output: &Output) -> 
 /// Keeps the lease alive while a drive lasts (aborted when it ends), and
 /// notices a cancel request even while no step commits.
 async fn renew_lease(drive: Arc<Drive>) {
-    let period = std::time::Duration::from_millis((LEASE_MS / 3) as u64).min(CANCEL_POLL);
+    let period = std::time::Duration::from_millis((lease_ms() / 3) as u64).min(CANCEL_POLL);
     loop {
         tokio::time::sleep(period).await;
         match drive

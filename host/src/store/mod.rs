@@ -382,6 +382,26 @@ impl Store {
         }
     }
 
+    /// When the earliest waiting run is due (`None`: no run waits for a
+    /// time).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
+    pub async fn next_wake_at(&self) -> Result<Option<i64>, StoreError> {
+        match &self.0 {
+            Backend::Sql(s) => s.next_wake_at().await,
+        }
+    }
+
+    /// On PostgreSQL, a signal for when another process may have made a
+    /// run runnable; `None` on SQLite (poll instead). Call it in a tokio
+    /// runtime.
+    pub fn wake_ups(&self) -> Option<Arc<tokio::sync::Notify>> {
+        match &self.0 {
+            Backend::Sql(s) => s.wake_ups(),
+        }
+    }
+
     /// Stops the writer once the jobs already queued are committed, and
     /// waits for it; other clones of this handle get
     /// [`StoreError::Closed`] from then on.

@@ -8,8 +8,9 @@
 //! parameter's type would be unknown), with `?N` parameters, which become
 //! `$N` for PostgreSQL. Where the two must differ, [`Tx::dialect`] says
 //! which one runs; `/*FOR UPDATE*/` marks the reads that must lock their
-//! row on PostgreSQL, where several hosts write at once (SQLite has one
-//! writer at a time, so the comment is just a comment there).
+//! row on PostgreSQL, where several hosts write at once, and `/*SKIP
+//! LOCKED*/` the claims that pass over a row another host is locking
+//! (SQLite has one writer at a time, so these are just comments there).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -371,7 +372,9 @@ impl PgTx<'_> {
 /// `sql` as PostgreSQL reads it: `?N` parameters become `$N`, and the
 /// `/*FOR UPDATE*/` marks become row locks.
 pub(crate) fn postgres_sql(sql: &str) -> String {
-    let sql = sql.replace("/*FOR UPDATE*/", "FOR UPDATE");
+    let sql = sql
+        .replace("/*FOR UPDATE*/", "FOR UPDATE")
+        .replace("/*SKIP LOCKED*/", "SKIP LOCKED");
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
     let mut quoted = false;
@@ -418,6 +421,21 @@ impl<'a> Tx<'a> {
             Tx::Sqlite(_) => Dialect::Sqlite,
             Tx::Postgres(_) => Dialect::Postgres,
         }
+    }
+
+    /// Tells the other hosts of a PostgreSQL database that run `run_id` may
+    /// be taken up (a notification on `durable_due`, sent at commit);
+    /// nothing on SQLite, whose processes poll.
+    pub(crate) fn notify(&self, run_id: &str) -> Result<(), StoreError> {
+        if self.dialect() == Dialect::Postgres {
+            self.one(
+                "waking the other hosts",
+                "SELECT pg_notify('durable_due', CAST(?1 AS TEXT))",
+                args![run_id],
+                |_| Ok(()),
+            )?;
+        }
+        Ok(())
     }
 
     /// Runs `sql`; how many rows it changed. `context` names what it does

@@ -12,11 +12,18 @@ use std::time::Instant;
 
 use durable::engine::LoadedWorkflow;
 use durable::runner::{Finished, RunError, Runtime};
+use durable::store::StoreError;
 use tokio::sync::Notify;
 
-/// How often the store is asked what is due: a write of another process
-/// (an event, a run left behind by a killed process) is noticed within it.
+/// How often a SQLite store is asked what is due: a write of another
+/// process (an event, a run left behind by a killed process) is noticed
+/// within it.
 pub const POLL: Duration = Duration::from_millis(50);
+
+/// On PostgreSQL, which wakes the hosts itself, the safety net: how often
+/// the store is asked what is due when nothing woke this host (and so the
+/// bound, with the lease, on taking over the runs of a host that died).
+pub const SLOW_POLL: Duration = Duration::from_secs(1);
 
 /// Most runs taken up per poll (the rest wait for the next one).
 const BATCH: usize = 1000;
@@ -92,6 +99,10 @@ impl Dispatcher {
     }
 
     async fn poll(self) {
+        // PostgreSQL tells the hosts sharing it when a run may be taken up:
+        // they look at every wake-up, at the next waiting run's time, and
+        // otherwise once a second. SQLite cannot tell other processes: poll.
+        let wake_ups = self.inner.rt.store().wake_ups();
         while !self.inner.stopped.load(Ordering::SeqCst) {
             match self.inner.rt.store().runnable(BATCH).await {
                 Ok(ids) => {
@@ -109,7 +120,20 @@ impl Dispatcher {
                     tracing::warn!(error = %crate::cli::run::chain(&e), "could not list the runs that are due")
                 }
             }
-            tokio::time::sleep(POLL).await;
+            match &wake_ups {
+                None => tokio::time::sleep(POLL).await,
+                Some(woken) => {
+                    let next = self.inner.rt.store().next_wake_at().await.ok().flatten();
+                    let wait = next.map_or(SLOW_POLL, |t| {
+                        let ms = t.saturating_sub(durable::store::now_ms()).max(0) as u64;
+                        Duration::from_millis(ms).min(SLOW_POLL)
+                    });
+                    tokio::select! {
+                        () = woken.notified() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                }
+            }
         }
     }
 
@@ -144,6 +168,10 @@ impl Dispatcher {
         };
         match result {
             Ok(_) | Err(RunError::Interrupted { .. } | RunError::AlreadyDriving { .. }) => {
+                failing.remove(id);
+            }
+            // Another host has it: nothing failed here.
+            Err(e) if another_host_has_it(e) => {
                 failing.remove(id);
             }
             Err(_) => {
@@ -264,11 +292,23 @@ impl Drop for Watch {
 }
 
 /// Logs how a drive ended (the run's record has the rest).
+/// Whether a drive ended because another process drives the run (it took
+/// it first, or took it over from this one).
+fn another_host_has_it(e: &RunError) -> bool {
+    matches!(
+        e,
+        RunError::Store(StoreError::Owned { .. } | StoreError::LeaseLost { .. })
+    )
+}
+
 fn report(id: &str, result: &Result<Finished, RunError>) {
     match result {
         Ok(f) => tracing::info!(run = %id, status = %f.run.status, "drive ended"),
         Err(RunError::Interrupted { .. }) => tracing::info!(run = %id, "drive interrupted"),
         Err(RunError::AlreadyDriving { .. }) => {}
+        Err(e) if another_host_has_it(e) => {
+            tracing::debug!(run = %id, "another host drives the run");
+        }
         Err(e) => tracing::warn!(run = %id, error = %crate::cli::run::chain(e), "drive failed"),
     }
 }

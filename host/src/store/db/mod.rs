@@ -20,7 +20,7 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::owner::{LEASE_MS, Owner};
+use crate::owner::{Owner, lease_ms};
 // The store's shared types, for this module and its children (`super::X`).
 use super::error::{StoreError, sql};
 use super::histogram::{self, HistogramSnapshot};
@@ -65,6 +65,9 @@ pub struct SqlStore {
     /// batched with its commits.
     reader: Arc<std::sync::Mutex<Option<Conn>>>,
     thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    /// On PostgreSQL, signalled by the listener of `durable_due`
+    /// notifications (started by the first [`SqlStore::wake_ups`]).
+    wake: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
 }
 
 impl SqlStore {
@@ -92,6 +95,7 @@ impl SqlStore {
             writer,
             reader: Arc::new(std::sync::Mutex::new(None)),
             thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+            wake: Arc::default(),
         })
     }
 
@@ -201,7 +205,7 @@ impl SqlStore {
                         new.seed as i64,
                         now,
                         owner,
-                        now + LEASE_MS
+                        now + lease_ms()
                     ],
                 )?;
                 let run = read_run(tx, &new.id)?
@@ -453,6 +457,7 @@ impl SqlStore {
                     "UPDATE runs SET owner = NULL, lease_until_ms = NULL WHERE id = ?1 AND owner = ?2",
                     args![run_id, owner],
                 )?;
+                tx.notify(&run_id)?;
                 Ok(())
             })
             .await
@@ -595,6 +600,44 @@ impl SqlStore {
         .await
     }
 
+    /// When the earliest waiting run is due (`None`: no run waits for a
+    /// time).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
+    pub async fn next_wake_at(&self) -> Result<Option<i64>, StoreError> {
+        self.read(|tx| {
+            tx.one(
+                "looking for the next wake-up",
+                "SELECT min(wake_at_ms) FROM runs WHERE status = 'waiting'",
+                args![],
+                |r| r.get::<Option<i64>>(0),
+            )
+        })
+        .await
+    }
+
+    /// On PostgreSQL, a signal for when another process may have made a
+    /// run runnable (an event sent, a run released or parked): a
+    /// `LISTEN durable_due` connection, opened on the first call, kept
+    /// open and reconnected after a failure (the signal fires then too, so
+    /// that nothing missed meanwhile waits for the next poll). `None` on
+    /// SQLite, which has no way to tell other processes: they poll.
+    ///
+    /// Must be called in a tokio runtime (the listener is a task of it).
+    pub fn wake_ups(&self) -> Option<Arc<tokio::sync::Notify>> {
+        let url = postgres_url(self.path())?.to_string();
+        Some(
+            self.wake
+                .get_or_init(|| {
+                    let notify = Arc::new(tokio::sync::Notify::new());
+                    tokio::spawn(listen(url, notify.clone()));
+                    notify
+                })
+                .clone(),
+        )
+    }
+
     /// How many runs there are of each status; only of `workflow`, and
     /// only those whose id starts with `prefix`, when given.
     ///
@@ -679,6 +722,41 @@ impl SqlStore {
 
 #[cfg(test)]
 mod tests;
+
+/// Forwards the `durable_due` notifications of the database at `url` to
+/// `notify`, for as long as the process lives.
+async fn listen(url: String, notify: Arc<tokio::sync::Notify>) {
+    loop {
+        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+            Ok((client, mut connection)) => {
+                let (heard, mut hear) = tokio::sync::mpsc::unbounded_channel();
+                // Polling the connection for its messages also drives it.
+                let messages = tokio::spawn(async move {
+                    while let Some(Ok(message)) =
+                        std::future::poll_fn(|cx| connection.poll_message(cx)).await
+                    {
+                        if matches!(message, tokio_postgres::AsyncMessage::Notification(_)) {
+                            let _ = heard.send(());
+                        }
+                    }
+                });
+                match client.batch_execute("LISTEN durable_due").await {
+                    Ok(()) => {
+                        notify.notify_one();
+                        while hear.recv().await.is_some() {
+                            notify.notify_one();
+                        }
+                        tracing::warn!("the connection listening for wake-ups ended; reconnecting");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not listen for wake-ups"),
+                }
+                messages.abort();
+            }
+            Err(e) => tracing::warn!(error = %e, "could not connect to listen for wake-ups"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
 
 /// A run's id, owner and lease expiry.
 fn owner_row(

@@ -7,7 +7,7 @@ use super::{
     AttemptRecord, ComponentSwitch, Outcome, OutputLine, RunRecord, RunStatus, StepRecord,
     StoreError,
 };
-use crate::owner::{LEASE_MS, Owner};
+use crate::owner::{Owner, lease_ms};
 
 pub(super) fn owner_is_gone(owner: Option<&str>, lease_until: Option<i64>, now: i64) -> bool {
     let Some(owner) = owner else { return true };
@@ -23,12 +23,22 @@ pub(super) fn take_over(
     owner: &str,
     now: i64,
 ) -> Result<(), StoreError> {
-    let (current, lease): (Option<String>, Option<i64>) = tx.one(
+    // On PostgreSQL a run another host is claiming or committing to right
+    // now is passed over at once (no row), not waited for: that host is
+    // alive and has it.
+    let Some((current, lease)): Option<(Option<String>, Option<i64>)> = tx.opt(
         "reading the run's owner",
-        "SELECT owner, lease_until_ms FROM runs WHERE id = ?1 /*FOR UPDATE*/",
+        "SELECT owner, lease_until_ms FROM runs WHERE id = ?1 /*FOR UPDATE*/ /*SKIP LOCKED*/",
         args![run_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    )?
+    else {
+        return Err(StoreError::Owned {
+            run: run_id.to_string(),
+            pid: 0,
+            host: "another host, which is writing to it now".into(),
+        });
+    };
     if current.as_deref() != Some(owner) && !owner_is_gone(current.as_deref(), lease, now) {
         let other = current.as_deref().and_then(Owner::parse);
         return Err(StoreError::Owned {
@@ -40,7 +50,7 @@ pub(super) fn take_over(
     tx.exec(
         "taking ownership of the run",
         "UPDATE runs SET owner = ?2, lease_until_ms = ?3, drives = drives + 1 WHERE id = ?1",
-        args![run_id, owner, now + LEASE_MS],
+        args![run_id, owner, now + lease_ms()],
     )?;
     tx.exec(
         "recording the drive's start",
@@ -128,11 +138,11 @@ pub(super) fn renew(
     if current.as_deref() != Some(owner) || drives != drive {
         return Err(lost());
     }
-    if lease.is_none_or(|l| l - now < LEASE_MS / 2) {
+    if lease.is_none_or(|l| l - now < lease_ms() / 2) {
         tx.exec(
             "renewing the lease",
             "UPDATE runs SET lease_until_ms = ?2 WHERE id = ?1",
-            args![run_id, now + LEASE_MS],
+            args![run_id, now + lease_ms()],
         )?;
     }
     Ok(cancel.is_some())

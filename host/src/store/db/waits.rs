@@ -198,6 +198,7 @@ impl SqlStore {
                      WHERE id = ?1 AND status = 'waiting' AND wait_event = ?2",
                     args![run_id, name, now],
                 )?;
+                tx.notify(&run_id)?;
                 Ok(Sent::Stored { seq })
             })
             .await
@@ -259,5 +260,7 @@ fn park(tx: &Tx<'_>, run_id: &str, wait: &Wait, now: i64) -> Result<(), StoreErr
          WHERE id = ?1",
         args![run_id, wait.describe(), wake, wait.event()],
     )?;
+    // Its time (or its event) may come before any other host's next look.
+    tx.notify(run_id)?;
     Ok(())
 }
