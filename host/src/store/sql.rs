@@ -438,6 +438,20 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
+    /// Runs `sql`, one or more statements without parameters, in one round
+    /// trip.
+    pub(crate) fn batch(&self, context: &str, sql: &str) -> Result<(), StoreError> {
+        match self {
+            Tx::Sqlite(tx) => tx
+                .execute_batch(sql)
+                .map_err(|e| StoreError::from_sqlite(context.to_string(), e)),
+            Tx::Postgres(tx) => tx
+                .runtime
+                .block_on(tx.tx.batch_execute(sql))
+                .map_err(|e| StoreError::from_postgres(context.to_string(), e)),
+        }
+    }
+
     /// Runs `sql`; how many rows it changed. `context` names what it does
     /// in the error.
     pub(crate) fn exec(

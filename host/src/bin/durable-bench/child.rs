@@ -44,7 +44,10 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     rt.block_on(async move {
-        let store = Store::open_with(&dir.join("durable.db"), durability).await?;
+        // The PostgreSQL section hands a database URL down.
+        let db = std::env::var_os("DURABLE_BENCH_DB")
+            .map_or_else(|| dir.join("durable.db"), PathBuf::from);
+        let store = Store::open_with(&db, durability).await?;
         let starts = Arc::new(Starts::default());
         let mut config = RuntimeConfig {
             cache_dir: Some(dir.join("cache")),

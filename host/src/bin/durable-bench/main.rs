@@ -43,6 +43,11 @@ struct Args {
     /// instead of from the pool (the before/after of pooling).
     #[arg(long)]
     compare_pooling: bool,
+    /// Also measure on PostgreSQL: a server URL whose user may create
+    /// databases (one per sample) [env: DURABLE_TEST_POSTGRES, as
+    /// scripts/with-postgres.sh sets it].
+    #[arg(long, value_name = "URL", env = "DURABLE_TEST_POSTGRES")]
+    postgres: Option<String>,
     /// Internal: run one workload in this process and print its metrics.
     #[arg(long, hide = true, num_args = 1.., value_name = "WORKLOAD")]
     child: Option<Vec<String>>,
@@ -91,6 +96,7 @@ fn main() -> anyhow::Result<()> {
         sizes,
         repeats,
         compare_pooling: args.compare_pooling,
+        postgres: args.postgres.clone(),
     };
     let report = bench.run_all()?;
     println!("{report}");
@@ -155,6 +161,7 @@ struct Bench {
     sizes: Sizes,
     repeats: usize,
     compare_pooling: bool,
+    postgres: Option<String>,
 }
 
 impl Bench {
@@ -170,6 +177,83 @@ impl Bench {
         self.child_with(what, dir, n, durability, "pool")
     }
 
+    /// A new, empty database on the PostgreSQL server at `server`.
+    fn postgres_db(server: &str) -> anyhow::Result<String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let name = format!(
+            "bench{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(async {
+                let (client, connection) =
+                    tokio_postgres::connect(server, tokio_postgres::NoTls).await?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+            })?;
+        let (base, _) = server
+            .rsplit_once('/')
+            .ok_or_else(|| anyhow::anyhow!("{server}: a URL with a database"))?;
+        Ok(format!("{base}/{name}"))
+    }
+
+    /// W1 and W4 in-process on PostgreSQL, and W4 over HTTP with one and
+    /// with three servers sharing the database.
+    fn run_postgres(
+        &self,
+        server: &str,
+        warm: &Path,
+        fsync: f64,
+        report: &mut measure::Report,
+    ) -> anyhow::Result<()> {
+        let s = self.sizes;
+        let label = " (PostgreSQL)";
+        let (mut w1, mut w4) = (measure::Samples::default(), measure::Samples::default());
+        let (mut one, mut three) = (Vec::new(), Vec::new());
+        for r in 0..self.repeats {
+            for (what, n, samples) in [("w1", s.w1_steps, &mut w1), ("w4", s.w4_runs, &mut w4)] {
+                let dir = self.fresh(&format!("pg-{what}-{r}"))?;
+                measure::link_cache(warm, &dir)?;
+                let db = Self::postgres_db(server)?;
+                samples.push(&self.child_on(what, &dir, n, "power-loss", "pool", Some(&db))?);
+            }
+            for (hosts, rates) in [(1usize, &mut one), (3, &mut three)] {
+                let dir = self.fresh(&format!("pg-serve{hosts}-{r}"))?;
+                measure::link_cache(warm, &dir)?;
+                let db = PathBuf::from(Self::postgres_db(server)?);
+                let servers = (0..hosts)
+                    .map(|_| serve::Server::start_on(&self.durable, &dir, &db))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let digest = serve::upload(&servers[0], &self.guest)?;
+                let refs: Vec<&serve::Server> = servers.iter().collect();
+                rates.push(serve::w4_http_over(&refs, &digest, s.serve_runs, 32)?);
+            }
+        }
+        report.add_w1(label, &w1, s.w1_steps, fsync);
+        report.add_w4(label, &w4, s.w4_runs);
+        report.add(
+            format!("W4 over HTTP, {} runs, 1 server{label}", s.serve_runs),
+            Summary::of(&one),
+            "wf/s",
+            "target >= 1000",
+        );
+        report.add(
+            format!(
+                "W4 over HTTP, {} runs, 3 servers on one database{label}",
+                s.serve_runs
+            ),
+            Summary::of(&three),
+            "wf/s",
+            "clients spread over the servers",
+        );
+        Ok(())
+    }
+
     /// [`Bench::child`] with a choice of instance allocation.
     fn child_with(
         &self,
@@ -179,17 +263,33 @@ impl Bench {
         durability: &str,
         allocation: &str,
     ) -> anyhow::Result<Value> {
-        let out = Command::new(&self.exe)
-            .arg("--child")
-            .args([
-                what,
-                &dir.display().to_string(),
-                &self.guest.display().to_string(),
-                &n.to_string(),
-                durability,
-                allocation,
-            ])
-            .output()?;
+        self.child_on(what, dir, n, durability, allocation, None)
+    }
+
+    /// [`Bench::child_with`] on database `db` (a PostgreSQL URL) instead
+    /// of a file in `dir`.
+    fn child_on(
+        &self,
+        what: &str,
+        dir: &Path,
+        n: u32,
+        durability: &str,
+        allocation: &str,
+        db: Option<&str>,
+    ) -> anyhow::Result<Value> {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("--child").args([
+            what,
+            &dir.display().to_string(),
+            &self.guest.display().to_string(),
+            &n.to_string(),
+            durability,
+            allocation,
+        ]);
+        if let Some(db) = db {
+            cmd.env("DURABLE_BENCH_DB", db);
+        }
+        let out = cmd.output()?;
         anyhow::ensure!(
             out.status.success(),
             "workload {what} failed: {}\n{}",
@@ -370,6 +470,10 @@ impl Bench {
             &Summary::of(&deliver),
             s.serve_parked,
         );
+
+        if let Some(server) = &self.postgres {
+            self.run_postgres(server, &warm, fsync.median, &mut report)?;
+        }
 
         // Cold start: an empty compile cache, then the same cache again.
         let (mut cold, mut warm_start) = (Vec::new(), Vec::new());

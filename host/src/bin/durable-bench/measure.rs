@@ -120,6 +120,17 @@ pub struct Report {
 }
 
 impl Report {
+    /// A row of its own: `name`, `value` in `unit`, and a note.
+    pub fn add(
+        &mut self,
+        name: impl Into<String>,
+        value: Summary,
+        unit: &'static str,
+        note: impl Into<String>,
+    ) {
+        self.row(name, value, unit, note);
+    }
+
     fn row(
         &mut self,
         name: impl Into<String>,

@@ -17,9 +17,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(durable: &Path, dir: &Path) -> anyhow::Result<Server> {
+        Server::start_on(durable, dir, &dir.join("durable.db"))
+    }
+
+    /// [`Server::start`] on database `db` (a file or a PostgreSQL URL).
+    pub fn start_on(durable: &Path, dir: &Path, db: &Path) -> anyhow::Result<Server> {
         let mut child = Command::new(durable)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .env("DURABLE_DB", dir.join("durable.db"))
+            .env("DURABLE_DB", db)
             .env("DURABLE_CACHE_DIR", dir.join("cache"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -133,10 +138,22 @@ pub fn upload(server: &Server, guest: &Path) -> anyhow::Result<String> {
 /// keep-alive connections at once, then each awaited through the API.
 /// Workflows per second, first request to last answer.
 pub fn w4_http(server: &Server, digest: &str, runs: u32, clients: u32) -> anyhow::Result<f64> {
+    w4_http_over(&[server], digest, runs, clients)
+}
+
+/// [`w4_http`] over several servers of one database: client `c` talks to
+/// server `c % servers.len()`.
+pub fn w4_http_over(
+    servers: &[&Server],
+    digest: &str,
+    runs: u32,
+    clients: u32,
+) -> anyhow::Result<f64> {
     let started = Instant::now();
     std::thread::scope(|s| -> anyhow::Result<()> {
         let mut handles = Vec::new();
         for c in 0..clients {
+            let server = servers[c as usize % servers.len()];
             handles.push(s.spawn(move || -> anyhow::Result<()> {
                 let mut client = server.client()?;
                 let mine: Vec<u32> = (0..runs).filter(|i| i % clients == c).collect();

@@ -94,7 +94,7 @@ impl SqlStore {
     /// [`StoreError::RunNotFound`]; [`StoreError::AlreadyFinished`].
     pub async fn cancel(&self, run_id: &str) -> Result<Cancelled, StoreError> {
         let run_id = run_id.to_string();
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 let run = read_run(tx, &run_id)?.ok_or_else(|| StoreError::RunNotFound(run_id.clone()))?;
                 if !run.status.is_open() {
@@ -142,7 +142,7 @@ impl SqlStore {
     ) -> Result<RunRecord, StoreError> {
         let (run_id, from_key, new_id) =
             (run_id.to_string(), from_key.to_string(), new_id.to_string());
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 let run = read_run(tx, &run_id)?.ok_or_else(|| StoreError::RunNotFound(run_id.clone()))?;
                 if read_run(tx, &new_id)?.is_some() {

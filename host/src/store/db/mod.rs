@@ -38,6 +38,9 @@ use crate::store::sql::{Dialect, Row, Tx, args};
 use rows::*;
 use writer::{Conn, Writer};
 
+/// Writer connections (and threads) of a PostgreSQL store.
+const POSTGRES_WRITERS: usize = 4;
+
 /// The PostgreSQL URL `path` is, if it is one (`postgres://...` or
 /// `postgresql://...`); otherwise it is a SQLite file.
 pub(crate) fn postgres_url(path: &Path) -> Option<&str> {
@@ -57,14 +60,17 @@ fn read_drive_start(tx: &Tx<'_>, run_id: &str) -> Result<DriveStart, StoreError>
 /// writer thread.
 #[derive(Clone)]
 pub struct SqlStore {
-    writer: Writer,
+    /// One on SQLite (one writer at a time is all it takes); on PostgreSQL
+    /// [`POSTGRES_WRITERS`], each run's writes going to the same one (so
+    /// that two batches never wait on each other's rows).
+    writers: Arc<[Writer]>,
     /// A read-only connection for the reads of people and scripts (`list`,
     /// `show`, `resume`'s choice of runs): deferred transactions that never
     /// take the write lock, so a long read in one process never stalls the
     /// writers of others. The drive's own short reads go through the writer,
     /// batched with its commits.
     reader: Arc<std::sync::Mutex<Option<Conn>>>,
-    thread: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    threads: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
     /// On PostgreSQL, signalled by the listener of `durable_due`
     /// notifications (started by the first [`SqlStore::wake_ups`]).
     wake: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
@@ -81,20 +87,35 @@ impl SqlStore {
         let path = path.to_path_buf();
         let opened = tokio::task::spawn_blocking({
             let path = path.clone();
-            move || match postgres_url(&path) {
-                Some(url) => {
-                    postgres::open(url, durability == Durability::PowerLoss).map(Conn::Postgres)
+            move || -> Result<Vec<Conn>, StoreError> {
+                match postgres_url(&path) {
+                    Some(url) => {
+                        // PostgreSQL takes writes from many connections at
+                        // once; a round trip, not the disk, bounds each.
+                        let synchronous = durability == Durability::PowerLoss;
+                        let mut conns = vec![Conn::Postgres(postgres::open(url, synchronous)?)];
+                        for _ in 1..POSTGRES_WRITERS {
+                            conns.push(Conn::Postgres(postgres::connect(url, synchronous)?));
+                        }
+                        Ok(conns)
+                    }
+                    None => Ok(vec![Conn::Sqlite(schema::open(&path, durability)?)]),
                 }
-                None => schema::open(&path, durability).map(Conn::Sqlite),
             }
         })
         .await
         .map_err(|e| StoreError::Shared(format!("opening the database panicked: {e}")))??;
-        let (writer, thread) = Writer::spawn(opened, path)?;
+        let stats = Arc::new(writer::WriterStats::default());
+        let (mut writers, mut threads) = (Vec::new(), Vec::new());
+        for conn in opened {
+            let (writer, thread) = Writer::spawn(conn, path.clone(), stats.clone())?;
+            writers.push(writer);
+            threads.push(thread);
+        }
         Ok(SqlStore {
-            writer,
+            writers: writers.into(),
             reader: Arc::new(std::sync::Mutex::new(None)),
-            thread: Arc::new(std::sync::Mutex::new(Some(thread))),
+            threads: Arc::new(std::sync::Mutex::new(threads)),
             wake: Arc::default(),
         })
     }
@@ -143,12 +164,12 @@ impl SqlStore {
     pub fn stats(&self) -> StoreStats {
         StoreStats {
             commits: self
-                .writer
+                .writer()
                 .stats
                 .commits
                 .load(std::sync::atomic::Ordering::Relaxed),
             jobs: self
-                .writer
+                .writer()
                 .stats
                 .jobs
                 .load(std::sync::atomic::Ordering::Relaxed),
@@ -158,8 +179,8 @@ impl SqlStore {
     /// Seconds per committed batch, and jobs per committed batch.
     pub fn commit_histograms(&self) -> (HistogramSnapshot, HistogramSnapshot) {
         (
-            self.writer.stats.commit_seconds.snapshot(),
-            self.writer.stats.batch_size.snapshot(),
+            self.writer().stats.commit_seconds.snapshot(),
+            self.writer().stats.batch_size.snapshot(),
         )
     }
 
@@ -167,7 +188,7 @@ impl SqlStore {
     /// before it fails with "locked by another process" (default 2 minutes;
     /// each try itself waits up to the 5 s busy timeout).
     pub fn set_lock_wait(&self, wait: std::time::Duration) {
-        self.writer.stats.lock_wait_ms.store(
+        self.writer().stats.lock_wait_ms.store(
             (wait.as_millis() as u64).max(1),
             std::sync::atomic::Ordering::Relaxed,
         );
@@ -175,7 +196,7 @@ impl SqlStore {
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        self.writer.path()
+        self.writer().path()
     }
 
     /// Creates run `new.id` owned by `owner`, or takes ownership of it if it
@@ -185,7 +206,7 @@ impl SqlStore {
     /// [`StoreError::Owned`] when a live process drives the run.
     pub async fn claim_run(&self, new: NewRun, owner: &Owner) -> Result<Claim, StoreError> {
         let owner = owner.to_string();
-        self.writer
+        self.writer_for(&new.id)
             .transact(move |tx| {
                 let now = now_ms();
                 if let Some(existing) = read_run(tx, &new.id)? {
@@ -222,7 +243,7 @@ impl SqlStore {
     /// process drives it. A finished run is returned as [`Claim::Finished`].
     pub async fn claim_existing(&self, run_id: &str, owner: &Owner) -> Result<Claim, StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 let run = read_run(tx, &run_id)?.ok_or(StoreError::RunNotFound(run_id.clone()))?;
                 claim_existing_run(tx, run, &owner, now_ms())
@@ -239,7 +260,7 @@ impl SqlStore {
         owner: &Owner,
     ) -> Result<(Claim, Option<DriveStart>), StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 let run = read_run(tx, &run_id)?.ok_or(StoreError::RunNotFound(run_id.clone()))?;
                 let claim = claim_existing_run(tx, run, &owner, now_ms())?;
@@ -255,7 +276,7 @@ impl SqlStore {
     /// The run's committed history, in no particular order.
     pub async fn history(&self, run_id: &str) -> Result<Vec<StepRecord>, StoreError> {
         let run_id = run_id.to_string();
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| read_history(tx, &run_id))
             .await
     }
@@ -279,7 +300,7 @@ impl SqlStore {
         commit: StepCommit,
     ) -> Result<bool, StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 let now = now_ms();
                 let cancel =
@@ -308,7 +329,7 @@ impl SqlStore {
         output: Vec<OutputLine>,
     ) -> Result<bool, StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 let cancel = renew(tx, &run_id, &owner, drive, now_ms())?;
                 insert_attempt(tx, &run_id, &attempt)?;
@@ -332,7 +353,7 @@ impl SqlStore {
         keys: Vec<String>,
     ) -> Result<(), StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 let now = now_ms();
                 renew(tx, &run_id, &owner, drive, now)?;
@@ -345,7 +366,7 @@ impl SqlStore {
     /// and guest output (what the history size limit counts).
     pub async fn recorded_bytes(&self, run_id: &str) -> Result<u64, StoreError> {
         let run_id = run_id.to_string();
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| read_recorded_bytes(tx, &run_id))
             .await
     }
@@ -355,7 +376,7 @@ impl SqlStore {
     /// bytes recorded so far.
     pub async fn drive_start(&self, run_id: &str) -> Result<DriveStart, StoreError> {
         let run_id = run_id.to_string();
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| read_drive_start(tx, &run_id))
             .await
     }
@@ -364,7 +385,7 @@ impl SqlStore {
     /// last one recorded (so a resumed step continues the count).
     pub async fn attempt_counts(&self, run_id: &str) -> Result<Vec<(String, u32)>, StoreError> {
         let run_id = run_id.to_string();
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| read_attempt_counts(tx, &run_id))
             .await
     }
@@ -421,7 +442,7 @@ impl SqlStore {
         output: Vec<OutputLine>,
     ) -> Result<(), StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 let now = now_ms();
                 renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
@@ -450,7 +471,7 @@ impl SqlStore {
     /// resume it at once. Does nothing if `owner` no longer owns it.
     pub async fn release(&self, run_id: &str, owner: &Owner) -> Result<(), StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 tx.exec(
                     "releasing the run",
@@ -475,7 +496,7 @@ impl SqlStore {
         drive: u32,
     ) -> Result<bool, StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| renew(tx, &run_id, &owner, drive, now_ms()))
             .await
     }
@@ -526,7 +547,9 @@ impl SqlStore {
     /// The run with this id, if any.
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
         let run_id = run_id.to_string();
-        self.writer.transact(move |tx| read_run(tx, &run_id)).await
+        self.writer_for(&run_id)
+            .transact(move |tx| read_run(tx, &run_id))
+            .await
     }
 
     /// [`SqlStore::run`] through the read-only connection: for readers that
@@ -542,7 +565,7 @@ impl SqlStore {
     /// The bytes of the component with this digest.
     pub async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let digest = digest.to_string();
-        self.writer
+        self.writer()
             .transact(move |tx| {
                 tx.opt(
                     "reading a component",
@@ -561,7 +584,7 @@ impl SqlStore {
     /// [`StoreError`] when the write fails.
     pub async fn put_component(&self, digest: &str, bytes: Arc<Vec<u8>>) -> Result<(), StoreError> {
         let digest = digest.to_string();
-        self.writer
+        self.writer()
             .transact(move |tx| rows::insert_component(tx, &digest, &bytes, now_ms()))
             .await
     }
@@ -712,11 +735,31 @@ impl SqlStore {
     ///
     /// Dropping every handle also stops the writer, without waiting.
     pub async fn close(self) {
-        self.writer.shutdown().await;
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
+        for writer in self.writers.iter() {
+            writer.shutdown().await;
+        }
+        let threads = self
+            .threads
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default();
+        for thread in threads {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+    }
+
+    /// The writer of run `run_id`'s writes.
+    fn writer_for(&self, run_id: &str) -> &Writer {
+        // FNV-1a: cheap, and the same run always lands on the same writer.
+        let h = run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
+        &self.writers[(h % self.writers.len() as u64) as usize]
+    }
+
+    /// The writer of writes that belong to no run (components).
+    fn writer(&self) -> &Writer {
+        &self.writers[0]
     }
 }
 

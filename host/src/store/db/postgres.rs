@@ -147,6 +147,16 @@ CREATE TABLE drive_starts (
 );
 "#;
 
+/// Connects to `url`, committing per `synchronous`: `synchronous_commit`
+/// on (the server's default) or off (see `Durability`).
+pub(crate) fn connect(url: &str, synchronous: bool) -> Result<PgConn, StoreError> {
+    let conn = PgConn::connect(url)?;
+    if !synchronous {
+        conn.batch("choosing the commit level", "SET synchronous_commit = off")?;
+    }
+    Ok(conn)
+}
+
 /// Connects to `url` and makes sure its database holds durable's tables at
 /// this build's version: created in an empty database (one host at a time),
 /// refused when the database belongs to another program or to a newer
@@ -156,11 +166,7 @@ CREATE TABLE drive_starts (
 /// [`StoreError::Postgres`] when the server cannot be reached;
 /// [`StoreError::NotDurable`] or [`StoreError::NewerSchema`].
 pub(crate) fn open(url: &str, synchronous: bool) -> Result<PgConn, StoreError> {
-    let mut conn = PgConn::connect(url)?;
-    if !synchronous {
-        // What a committed change survives: see `Durability`.
-        conn.batch("choosing the commit level", "SET synchronous_commit = off")?;
-    }
+    let mut conn = connect(url, synchronous)?;
     let where_ = redact(url);
     let txn = conn.begin("preparing the schema")?;
     let tx = txn.tx();

@@ -267,7 +267,9 @@ pub(super) fn insert_component(
     }
     tx.exec(
         "storing the component",
-        "INSERT INTO components (digest, bytes, added_at_ms) VALUES (?1, ?2, ?3)",
+        // Another writer or host may store the same component meanwhile.
+        "INSERT INTO components (digest, bytes, added_at_ms) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
         args![digest, bytes, now],
     )?;
     Ok(())

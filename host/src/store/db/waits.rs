@@ -32,7 +32,7 @@ impl SqlStore {
         switch: Option<ComponentSwitch>,
     ) -> Result<SleepOutcome, StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 let now = now_ms();
                 let cancel = renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
@@ -73,7 +73,7 @@ impl SqlStore {
             timeout_ms,
             switch,
         } = call;
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 let now = now_ms();
                 let cancel = renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
@@ -170,7 +170,7 @@ impl SqlStore {
     ) -> Result<Sent, StoreError> {
         let (run_id, name) = (run_id.to_string(), name.to_string());
         let (event_id, payload) = (event_id.map(str::to_string), payload.to_string());
-        self.writer
+        self.writer_for(&run_id)
             .transact(move |tx| {
                 let run = read_run(tx, &run_id)?
                     .ok_or_else(|| StoreError::RunNotFound(run_id.clone()))?;

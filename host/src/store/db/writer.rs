@@ -18,7 +18,7 @@ use rusqlite::TransactionBehavior;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
-use crate::store::sql::{PgConn, Tx, args};
+use crate::store::sql::{PgConn, Tx};
 
 /// The writer's connection.
 pub(crate) enum Conn {
@@ -97,9 +97,9 @@ impl Writer {
     pub(crate) fn spawn(
         conn: Conn,
         path: PathBuf,
+        stats: Arc<WriterStats>,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let stats = Arc::new(WriterStats::default());
         let thread_stats = stats.clone();
         let handle = std::thread::Builder::new()
             .name("durable-writer".into())
@@ -280,31 +280,33 @@ fn fail_batch(batch: &mut Vec<Job>, err: &StoreError) -> bool {
 /// known, or `None` when the transaction broke (everyone was answered).
 fn run_jobs(txn: &Tx<'_>, batch: &mut Vec<Job>) -> Option<Vec<Reply>> {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
-    for job in batch.drain(..) {
-        if let Err(err) = txn.exec("opening a savepoint", "SAVEPOINT job", args![]) {
-            fail_unapplied(job, &err);
-            continue;
-        }
-        let applied = job(Ok(txn));
-        let end = if applied.failed {
-            txn.exec(
-                "rolling back a failed job",
-                "ROLLBACK TO SAVEPOINT job",
-                args![],
-            )
-            .and_then(|_| txn.exec("closing a savepoint", "RELEASE SAVEPOINT job", args![]))
-        } else {
-            txn.exec("closing a savepoint", "RELEASE SAVEPOINT job", args![])
-        };
-        if let Err(err) = end {
+    let mut jobs = batch.drain(..);
+    // The end of one job's savepoint and the start of the next go in one
+    // round trip: on PostgreSQL, round trips bound the writer.
+    let mut step = "SAVEPOINT job";
+    while let Some(job) = jobs.next() {
+        if let Err(err) = txn.batch("opening a savepoint", step) {
             // The transaction is in an unknown state: abandon it whole.
+            fail_unapplied(job, &err);
+            jobs.for_each(|job| fail_unapplied(job, &err));
+            replies.into_iter().for_each(|reply| reply(Some(&err)));
+            return None;
+        }
+        step = "RELEASE SAVEPOINT job; SAVEPOINT job";
+        let applied = job(Ok(txn));
+        if applied.failed
+            && let Err(err) = txn.batch("rolling back a failed job", "ROLLBACK TO SAVEPOINT job")
+        {
             (applied.reply)(Some(&err));
-            for reply in replies {
-                reply(Some(&err));
-            }
+            jobs.for_each(|job| fail_unapplied(job, &err));
+            replies.into_iter().for_each(|reply| reply(Some(&err)));
             return None;
         }
         replies.push(applied.reply);
+    }
+    if let Err(err) = txn.batch("closing a savepoint", "RELEASE SAVEPOINT job") {
+        replies.into_iter().for_each(|reply| reply(Some(&err)));
+        return None;
     }
     Some(replies)
 }
