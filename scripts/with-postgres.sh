@@ -30,15 +30,17 @@ chmod 755 "$dir"
 [ "$(id -u)" = 0 ] && chown postgres "$dir"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
+# Run from / : the postgres user may not enter the caller's directory.
+pg() { (cd / && "${as[@]}" "$@"); }
 stop() {
-    "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
+    pg "$bin/pg_ctl" -D "$dir/data" -m immediate stop >/dev/null 2>&1 || true
     rm -rf "$dir"
 }
 trap stop EXIT
 
-"${as[@]}" "$bin/initdb" -D "$dir/data" -U durable --auth=trust -E UTF8 --no-instructions >/dev/null
-"${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c synchronous_commit=on -c max_connections=200" start >/dev/null
-"${as[@]}" "$bin/createdb" -h 127.0.0.1 -p "$port" -U durable durable
+pg "$bin/initdb" -D "$dir/data" -U durable --auth=trust -E UTF8 --no-instructions >/dev/null
+pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c synchronous_commit=on -c max_connections=200" start >/dev/null
+pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U durable durable
 
 export DURABLE_TEST_POSTGRES="postgres://durable@127.0.0.1:$port/durable"
 echo "== PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (cluster $dir)" >&2
