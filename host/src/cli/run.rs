@@ -77,6 +77,8 @@ pub(super) fn engine(config: &RuntimeConfig) -> Result<Engine, ExitCode> {
 }
 
 pub(super) async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode> {
+    // Before the store opens: PostgreSQL connections are set up from it.
+    durable::owner::set_lease_ms(i64::try_from(drive.lease_ms).unwrap_or(i64::MAX));
     let store = Store::open_with(db, drive.durability.into())
         .await
         .map_err(|e| {
@@ -84,7 +86,6 @@ pub(super) async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode
             ExitCode::of_store(&e)
         })?;
     store.set_lock_wait(Duration::from_millis(drive.lock_wait_ms));
-    durable::owner::set_lease_ms(i64::try_from(drive.lease_ms).unwrap_or(i64::MAX));
     Ok(store)
 }
 

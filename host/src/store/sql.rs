@@ -247,6 +247,9 @@ pub(crate) struct PgConn {
     runtime: Option<tokio::runtime::Runtime>,
     client: tokio_postgres::Client,
     statements: RefCell<HashMap<String, tokio_postgres::Statement>>,
+    /// Where it connected, and the settings it made: to connect again.
+    url: String,
+    setup: Vec<String>,
 }
 
 impl Drop for PgConn {
@@ -260,6 +263,17 @@ impl Drop for PgConn {
 }
 
 impl PgConn {
+    /// Connects to `url` (a `postgres://` URL) and runs `setup` (session
+    /// settings), again after each reconnection.
+    pub(crate) fn connect_with(url: &str, setup: Vec<String>) -> Result<PgConn, StoreError> {
+        let mut conn = PgConn::connect(url)?;
+        for statement in &setup {
+            conn.batch("setting up the connection", statement)?;
+        }
+        conn.setup = setup;
+        Ok(conn)
+    }
+
     /// Connects to `url` (a `postgres://` URL).
     pub(crate) fn connect(url: &str) -> Result<PgConn, StoreError> {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -283,6 +297,8 @@ impl PgConn {
             runtime: Some(runtime),
             client,
             statements: RefCell::new(HashMap::new()),
+            url: url.to_string(),
+            setup: Vec::new(),
         })
     }
 
@@ -298,12 +314,19 @@ impl PgConn {
         self.runtime.as_ref().ok_or(StoreError::Closed)
     }
 
-    /// Begins a transaction.
+    /// Begins a transaction, on a new connection if the server closed this
+    /// one (a restart, or the idle-in-transaction timeout that freed the
+    /// rows of a host that was paused).
     pub(crate) fn begin(&mut self, context: &str) -> Result<PgTx<'_>, StoreError> {
+        if self.client.is_closed() {
+            tracing::warn!("the connection to PostgreSQL was closed; connecting again");
+            *self = PgConn::connect_with(&self.url, self.setup.clone())?;
+        }
         let PgConn {
             runtime,
             client,
             statements,
+            ..
         } = self;
         let runtime = runtime.as_ref().ok_or(StoreError::Closed)?;
         let tx = runtime

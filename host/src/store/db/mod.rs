@@ -93,9 +93,13 @@ impl SqlStore {
                         // PostgreSQL takes writes from many connections at
                         // once; a round trip, not the disk, bounds each.
                         let synchronous = durability == Durability::PowerLoss;
-                        let mut conns = vec![Conn::Postgres(postgres::open(url, synchronous)?)];
+                        let mut conns =
+                            vec![Conn::Postgres(Box::new(postgres::open(url, synchronous)?))];
                         for _ in 1..POSTGRES_WRITERS {
-                            conns.push(Conn::Postgres(postgres::connect(url, synchronous)?));
+                            conns.push(Conn::Postgres(Box::new(postgres::connect(
+                                url,
+                                synchronous,
+                            )?)));
                         }
                         Ok(conns)
                     }
@@ -138,7 +142,7 @@ impl SqlStore {
             let conn = match &mut *slot {
                 Some(conn) => conn,
                 empty => empty.insert(match postgres_url(&path) {
-                    Some(url) => Conn::Postgres(crate::store::sql::PgConn::connect(url)?),
+                    Some(url) => Conn::Postgres(Box::new(crate::store::sql::PgConn::connect(url)?)),
                     None => Conn::Sqlite(schema::open_reader(&path)?),
                 }),
             };

@@ -149,12 +149,18 @@ CREATE TABLE drive_starts (
 
 /// Connects to `url`, committing per `synchronous`: `synchronous_commit`
 /// on (the server's default) or off (see `Durability`).
+///
+/// A transaction left idle longer than half a lease is ended by the server:
+/// a host paused in the middle of one (SIGSTOP, a VM frozen, a long GC
+/// elsewhere) would otherwise keep its runs' rows locked, and no other host
+/// could take them over when its lease runs out.
 pub(crate) fn connect(url: &str, synchronous: bool) -> Result<PgConn, StoreError> {
-    let conn = PgConn::connect(url)?;
+    let idle = (crate::owner::lease_ms() / 2).max(500);
+    let mut setup = vec![format!("SET idle_in_transaction_session_timeout = {idle}")];
     if !synchronous {
-        conn.batch("choosing the commit level", "SET synchronous_commit = off")?;
+        setup.push("SET synchronous_commit = off".into());
     }
-    Ok(conn)
+    PgConn::connect_with(url, setup)
 }
 
 /// Connects to `url` and makes sure its database holds durable's tables at

@@ -23,7 +23,7 @@ use crate::store::sql::{PgConn, Tx};
 /// The writer's connection.
 pub(crate) enum Conn {
     Sqlite(rusqlite::Connection),
-    Postgres(PgConn),
+    Postgres(Box<PgConn>),
 }
 
 /// Most jobs applied in one transaction; bounds the latency of the first.

@@ -826,7 +826,11 @@ function runActions(id) {
     }
   }
 
-  name.addEventListener('input', () => { nameTouched = true; validate(); });
+  // Whoever goes into the field owns it: no suggestion lands under their
+  // typing (a poll may come between clearing and typing).
+  for (const ev of ['focus', 'keydown', 'input']) {
+    name.addEventListener(ev, () => { nameTouched = true; if (ev === 'input') validate(); });
+  }
   dataIn.addEventListener('input', validate);
   dataIn.addEventListener('change', validate);
   name.addEventListener('change', validate);
