@@ -17,6 +17,7 @@ mod postgres;
 mod replay;
 mod sandbox;
 mod serve;
+mod server;
 mod stub;
 mod torture;
 mod ui;

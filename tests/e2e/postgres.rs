@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::serve::Server;
+use crate::server::Server;
 use crate::util::{Env, postgres_rows, wasm};
 
 const HIRE: &str = r#"{"name":"Ada Lovelace","email":"ada@example.com"}"#;

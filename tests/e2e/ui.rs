@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
-use crate::serve::Server;
+use crate::server::Server;
 use crate::util::{Env, wasm};
 
 const HIRE: &str = r#"{"name":"Ada Lovelace","email":"ada@example.com","team":"engineering"}"#;

@@ -501,30 +501,9 @@ impl<'a> Tx<'a> {
         context: &str,
         sql: &str,
         args: &[&dyn Arg],
-        f: impl FnOnce(&Row<'_>) -> Result<T, ColumnError>,
+        f: impl FnMut(&Row<'_>) -> Result<T, ColumnError>,
     ) -> Result<Option<T>, StoreError> {
-        let column = |e| column_error(context, e);
-        match self {
-            Tx::Sqlite(tx) => {
-                let sqlite = |e| StoreError::from_sqlite(context.to_string(), e);
-                let mut stmt = tx.prepare_cached(sql).map_err(sqlite)?;
-                let mut rows = stmt
-                    .query(rusqlite::params_from_iter(bind(args)))
-                    .map_err(sqlite)?;
-                match rows.next().map_err(sqlite)? {
-                    Some(row) => f(&Row::Sqlite(row)).map(Some).map_err(column),
-                    None => Ok(None),
-                }
-            }
-            Tx::Postgres(tx) => {
-                let rows = tx
-                    .query(sql, args)
-                    .map_err(|e| StoreError::from_postgres(context.to_string(), e))?;
-                rows.first()
-                    .map(|row| f(&Row::Postgres(row)).map_err(column))
-                    .transpose()
-            }
-        }
+        Ok(self.rows(context, sql, args, Some(1), f)?.pop())
     }
 
     /// The first row of `sql` through `f`; an error if there is none.
@@ -533,7 +512,7 @@ impl<'a> Tx<'a> {
         context: &str,
         sql: &str,
         args: &[&dyn Arg],
-        f: impl FnOnce(&Row<'_>) -> Result<T, ColumnError>,
+        f: impl FnMut(&Row<'_>) -> Result<T, ColumnError>,
     ) -> Result<T, StoreError> {
         self.opt(context, sql, args, f)?
             .ok_or_else(|| StoreError::Corrupt(format!("no row while {context}")))
@@ -545,9 +524,22 @@ impl<'a> Tx<'a> {
         context: &str,
         sql: &str,
         args: &[&dyn Arg],
+        f: impl FnMut(&Row<'_>) -> Result<T, ColumnError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.rows(context, sql, args, None, f)
+    }
+
+    /// The rows of `sql` through `f`, at most `limit`.
+    fn rows<T>(
+        &self,
+        context: &str,
+        sql: &str,
+        args: &[&dyn Arg],
+        limit: Option<usize>,
         mut f: impl FnMut(&Row<'_>) -> Result<T, ColumnError>,
     ) -> Result<Vec<T>, StoreError> {
         let column = |e| column_error(context, e);
+        let limit = limit.unwrap_or(usize::MAX);
         match self {
             Tx::Sqlite(tx) => {
                 let sqlite = |e| StoreError::from_sqlite(context.to_string(), e);
@@ -556,7 +548,9 @@ impl<'a> Tx<'a> {
                     .query(rusqlite::params_from_iter(bind(args)))
                     .map_err(sqlite)?;
                 let mut out = Vec::new();
-                while let Some(row) = rows.next().map_err(sqlite)? {
+                while out.len() < limit
+                    && let Some(row) = rows.next().map_err(sqlite)?
+                {
                     out.push(f(&Row::Sqlite(row)).map_err(column)?);
                 }
                 Ok(out)
@@ -565,6 +559,7 @@ impl<'a> Tx<'a> {
                 .query(sql, args)
                 .map_err(|e| StoreError::from_postgres(context.to_string(), e))?
                 .iter()
+                .take(limit)
                 .map(|row| f(&Row::Postgres(row)).map_err(column))
                 .collect(),
         }

@@ -12,6 +12,7 @@
 mod inspect;
 mod postgres;
 mod rows;
+mod server;
 pub(crate) mod sqlite;
 use sqlite as schema;
 mod waits;
@@ -34,7 +35,7 @@ use super::views::{
     AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,
     RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, Superseded, Unfinished, Wait, now_ms,
 };
-use crate::store::sql::{Dialect, Row, Tx, args};
+use crate::store::sql::{Row, Tx, args};
 use rows::*;
 use writer::{Conn, Writer};
 
@@ -593,146 +594,6 @@ impl SqlStore {
             .await
     }
 
-    /// Runs that may be taken up now, at most `limit`, oldest due first:
-    /// waiting runs whose time has come (an event sent to a run waiting for
-    /// it makes it due at once), and running runs whose owner is gone.
-    /// Runs that a live process drives are not among them.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the read fails.
-    /// Each with the time it became due, for waiting runs.
-    pub async fn runnable(&self, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError> {
-        self.read(move |tx| {
-            let now = now_ms();
-            let mut ids = tx.all(
-                "listing due runs",
-                "SELECT id, wake_at_ms FROM runs WHERE status = 'waiting' AND wake_at_ms <= ?1
-                 ORDER BY wake_at_ms LIMIT ?2",
-                args![now, limit],
-                |r| Ok((r.get::<String>(0)?, r.get::<Option<i64>>(1)?)),
-            )?;
-            let running = tx.all(
-                "listing running runs",
-                "SELECT id, owner, lease_until_ms FROM runs WHERE status = 'running'",
-                args![],
-                owner_row,
-            )?;
-            for (id, owner, lease) in running {
-                if ids.len() < limit && owner_is_gone(owner.as_deref(), lease, now) {
-                    ids.push((id, None));
-                }
-            }
-            Ok(ids)
-        })
-        .await
-    }
-
-    /// When the earliest waiting run is due (`None`: no run waits for a
-    /// time).
-    ///
-    /// # Errors
-    /// [`StoreError`] when the read fails.
-    pub async fn next_wake_at(&self) -> Result<Option<i64>, StoreError> {
-        self.read(|tx| {
-            tx.one(
-                "looking for the next wake-up",
-                "SELECT min(wake_at_ms) FROM runs WHERE status = 'waiting'",
-                args![],
-                |r| r.get::<Option<i64>>(0),
-            )
-        })
-        .await
-    }
-
-    /// On PostgreSQL, a signal for when another process may have made a
-    /// run runnable (an event sent, a run released or parked): a
-    /// `LISTEN durable_due` connection, opened on the first call, kept
-    /// open and reconnected after a failure (the signal fires then too, so
-    /// that nothing missed meanwhile waits for the next poll). `None` on
-    /// SQLite, which has no way to tell other processes: they poll.
-    ///
-    /// Must be called in a tokio runtime (the listener is a task of it).
-    pub fn wake_ups(&self) -> Option<Arc<tokio::sync::Notify>> {
-        let url = postgres_url(self.path())?.to_string();
-        Some(
-            self.wake
-                .get_or_init(|| {
-                    let notify = Arc::new(tokio::sync::Notify::new());
-                    tokio::spawn(listen(url, notify.clone()));
-                    notify
-                })
-                .clone(),
-        )
-    }
-
-    /// How many runs there are of each status; only of `workflow`, and
-    /// only those whose id starts with `prefix`, when given.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the read fails.
-    pub async fn count_by_status(
-        &self,
-        workflow: Option<String>,
-        prefix: Option<String>,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        self.read(move |tx| {
-            let rows = tx.all(
-                "counting runs",
-                "SELECT status, count(*) FROM runs
-                 WHERE (CAST(?1 AS TEXT) IS NULL OR workflow = CAST(?1 AS TEXT))
-                   AND (CAST(?2 AS TEXT) IS NULL
-                        OR substr(id, 1, length(CAST(?2 AS TEXT))) = CAST(?2 AS TEXT))
-                 GROUP BY status",
-                args![workflow, prefix],
-                |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
-            )?;
-            Ok(rows
-                .into_iter()
-                .map(|(status, n)| (status, n.max(0) as u64))
-                .collect())
-        })
-        .await
-    }
-
-    /// The greatest run id that starts with `prefix` (ids sort as text).
-    ///
-    /// # Errors
-    /// [`StoreError`] when the read fails.
-    /// Only ids of the form `PREFIX<digits>T<digits>Z` count, and none
-    /// greater than `not_after`.
-    pub async fn last_tick_id(
-        &self,
-        prefix: &str,
-        not_after: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let (prefix, not_after) = (prefix.to_string(), not_after.to_string());
-        self.read(move |tx| {
-            // [prefix, prefix + U+10FFFF): every id with the prefix, on the
-            // primary key's index.
-            // Only ids of the tick form, and none from the future.
-            let end = format!("{prefix}\u{10FFFF}");
-            let (sql, pattern) = match tx.dialect() {
-                Dialect::Sqlite => (
-                    "SELECT id FROM runs WHERE id >= ?1 AND id < ?2 AND id GLOB ?3 AND id <= ?4
-                     ORDER BY id DESC LIMIT 1",
-                    format!("{}[0-9]*T[0-9]*Z", glob_escape(&prefix)),
-                ),
-                Dialect::Postgres => (
-                    "SELECT id FROM runs WHERE id >= ?1 AND id < ?2 AND id ~ ?3 AND id <= ?4
-                     ORDER BY id DESC LIMIT 1",
-                    format!("^{}[0-9].*T[0-9].*Z$", regex_escape(&prefix)),
-                ),
-            };
-            tx.opt(
-                "looking up the last scheduled run",
-                sql,
-                args![prefix, end, pattern, not_after],
-                |r| r.get(0),
-            )
-        })
-        .await
-    }
-
     /// Stops the writer once the jobs already queued are committed, and
     /// waits for it; other clones of this handle get
     /// [`StoreError::Closed`] from then on.
@@ -770,66 +631,9 @@ impl SqlStore {
 #[cfg(test)]
 mod tests;
 
-/// Forwards the `durable_due` notifications of the database at `url` to
-/// `notify`, for as long as the process lives.
-async fn listen(url: String, notify: Arc<tokio::sync::Notify>) {
-    loop {
-        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
-            Ok((client, mut connection)) => {
-                let (heard, mut hear) = tokio::sync::mpsc::unbounded_channel();
-                // Polling the connection for its messages also drives it.
-                let messages = tokio::spawn(async move {
-                    while let Some(Ok(message)) =
-                        std::future::poll_fn(|cx| connection.poll_message(cx)).await
-                    {
-                        if matches!(message, tokio_postgres::AsyncMessage::Notification(_)) {
-                            let _ = heard.send(());
-                        }
-                    }
-                });
-                match client.batch_execute("LISTEN durable_due").await {
-                    Ok(()) => {
-                        notify.notify_one();
-                        while hear.recv().await.is_some() {
-                            notify.notify_one();
-                        }
-                        tracing::warn!("the connection listening for wake-ups ended; reconnecting");
-                    }
-                    Err(e) => tracing::warn!(error = %e, "could not listen for wake-ups"),
-                }
-                messages.abort();
-            }
-            Err(e) => tracing::warn!(error = %e, "could not connect to listen for wake-ups"),
-        }
-        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    }
-}
-
 /// A run's id, owner and lease expiry.
 fn owner_row(
     r: &Row<'_>,
 ) -> Result<(String, Option<String>, Option<i64>), crate::store::sql::ColumnError> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-}
-
-/// `s` with the special characters of a POSIX regular expression escaped.
-fn regex_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if "\\^$.|?*+()[]{}".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// `s` with GLOB's special characters taken literally.
-fn glob_escape(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '*' | '?' | '[' => format!("[{c}]"),
-            c => c.to_string(),
-        })
-        .collect()
 }
