@@ -465,8 +465,17 @@ impl<'a> Tx<'a> {
     /// trip.
     pub(crate) fn batch(&self, context: &str, sql: &str) -> Result<(), StoreError> {
         match self {
-            Tx::Sqlite(tx) => tx
-                .execute_batch(sql)
+            // SQLite has no round trip to save: each statement is prepared
+            // once and kept, as on the hot path it is.
+            Tx::Sqlite(tx) => sql
+                .split(';')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .try_for_each(|statement| {
+                    tx.prepare_cached(statement)
+                        .and_then(|mut s| s.execute([]))
+                        .map(drop)
+                })
                 .map_err(|e| StoreError::from_sqlite(context.to_string(), e)),
             Tx::Postgres(tx) => tx
                 .runtime
