@@ -323,6 +323,8 @@ pub struct Recorded {
     pub position: u32,
     /// Its input digest.
     pub input_digest: String,
+    /// Its input (`None` in records from before inputs were kept).
+    pub input: Option<String>,
     /// Whether it was made in a `parallel` batch.
     pub in_batch: bool,
 }
@@ -333,6 +335,7 @@ impl Recorded {
             key: r.key.clone(),
             position: r.position,
             input_digest: r.input_digest.clone(),
+            input: r.input.clone(),
             in_batch: r.batch.is_some(),
         }
     }
@@ -345,6 +348,8 @@ pub struct Requested {
     pub key: String,
     /// Its input digest.
     pub input_digest: String,
+    /// Its input.
+    pub input: String,
     /// Whether it is made in a `parallel` batch.
     pub in_batch: bool,
 }
@@ -354,6 +359,7 @@ impl Requested {
         Requested {
             key: c.key.clone(),
             input_digest: c.input_digest.clone(),
+            input: c.input.clone(),
             in_batch: c.batch.is_some(),
         }
     }
@@ -385,6 +391,65 @@ fn alone_or_batch(in_batch: bool) -> &'static str {
     }
 }
 
+impl Divergence {
+    /// What differs, in words, without the run and position: "the history
+    /// has step a#1 there, the code now calls step b#1".
+    pub fn what(&self) -> String {
+        match (&self.recorded, &self.requested) {
+            (Some(r), None) => format!(
+                "the history has step {} there, but the code ended without calling it",
+                r.key
+            ),
+            (Some(r), Some(q))
+                if r.key == q.key
+                    && r.position == self.position
+                    && r.input_digest == q.input_digest =>
+            {
+                format!(
+                    "step {} was called {} but is now called {}",
+                    r.key,
+                    alone_or_batch(r.in_batch),
+                    alone_or_batch(q.in_batch)
+                )
+            }
+            (Some(r), Some(q)) if r.key == q.key && r.position == self.position => match &r.input {
+                Some(was) => format!(
+                    "step {} was recorded with input {} but is now called with input {}",
+                    r.key,
+                    clip(was),
+                    clip(&q.input)
+                ),
+                None => format!(
+                    "step {} was recorded with input digest {} but is now called with input digest {}",
+                    r.key, r.input_digest, q.input_digest
+                ),
+            },
+            (Some(r), Some(q)) if r.position == self.position => format!(
+                "the history has step {} there, the code now calls step {}",
+                r.key, q.key
+            ),
+            (Some(r), Some(q)) => format!(
+                "the code now calls step {} here, but the history has it at position {}",
+                q.key, r.position
+            ),
+            (None, Some(q)) => format!("the code now calls step {}", q.key),
+            (None, None) => "no call".into(),
+        }
+    }
+}
+
+/// An input as a divergence message shows it: at most 120 bytes.
+fn clip(input: &str) -> String {
+    if input.len() <= 120 {
+        return input.to_string();
+    }
+    let mut end = 120;
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &input[..end])
+}
+
 impl fmt::Display for Divergence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let context = if self.parent.is_empty() {
@@ -394,49 +459,11 @@ impl fmt::Display for Divergence {
         };
         write!(
             f,
-            "run {:?} diverged from its history at position {} of {context}: ",
-            self.run_id, self.position
-        )?;
-        match (&self.recorded, &self.requested) {
-            (Some(r), None) => write!(
-                f,
-                "the history has step {} there, but the code ended without calling it",
-                r.key
-            )?,
-            (Some(r), Some(q))
-                if r.key == q.key
-                    && r.position == self.position
-                    && r.input_digest == q.input_digest =>
-            {
-                write!(
-                    f,
-                    "step {} was called {} but is now called {}",
-                    r.key,
-                    alone_or_batch(r.in_batch),
-                    alone_or_batch(q.in_batch)
-                )?
-            }
-            (Some(r), Some(q)) if r.key == q.key && r.position == self.position => write!(
-                f,
-                "step {} was recorded with input digest {} but is now called with input digest {}",
-                r.key, r.input_digest, q.input_digest
-            )?,
-            (Some(r), Some(q)) if r.position == self.position => write!(
-                f,
-                "the history has step {} there, the code now calls step {}",
-                r.key, q.key
-            )?,
-            (Some(r), Some(q)) => write!(
-                f,
-                "the code now calls step {} here, but the history has it at position {}",
-                q.key, r.position
-            )?,
-            (None, Some(q)) => write!(f, "the code now calls step {}", q.key)?,
-            (None, None) => write!(f, "no call")?,
-        }
-        write!(
-            f,
-            ". The workflow code changed or is not deterministic; the history was left untouched"
+            "run {:?} diverged from its history at position {} of {context}: {}. The workflow \
+             code changed or is not deterministic; the history was left untouched",
+            self.run_id,
+            self.position,
+            self.what()
         )
     }
 }
@@ -518,7 +545,7 @@ mod tests {
             // Same name, other input.
             Case {
                 calls: &[("a", "1"), ("b", "9")],
-                expect: Err("step b#1 was recorded with input digest"),
+                expect: Err("step b#1 was recorded with input 2 but is now called with input 9"),
             },
             // Reordered.
             Case {

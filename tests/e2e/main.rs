@@ -6,6 +6,7 @@
 mod util;
 
 mod bench;
+mod check;
 mod cli;
 mod crash;
 mod guarantees;
@@ -21,4 +22,5 @@ mod server;
 mod stub;
 mod torture;
 mod ui;
+mod upgrade;
 mod waits;

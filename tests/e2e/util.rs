@@ -53,6 +53,16 @@ fn guest_path(name: &str) -> PathBuf {
                 "hello",
                 "-p",
                 "bench",
+                "-p",
+                "upgrade-v1",
+                "-p",
+                "upgrade-append",
+                "-p",
+                "upgrade-rename",
+                "-p",
+                "upgrade-input",
+                "-p",
+                "upgrade-body",
             ])
             .arg("--target-dir")
             .arg(&target)

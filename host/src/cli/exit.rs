@@ -57,7 +57,7 @@ impl ExitCode {
             | RunError::HttpInWorkflow { .. } => ExitCode::RunFailed,
             RunError::Cancelled { .. } => ExitCode::Cancelled,
             RunError::Interrupted { .. } => ExitCode::Interrupted,
-            RunError::Parked { .. } => ExitCode::Success,
+            RunError::Parked { .. } | RunError::ReplayEnd { .. } => ExitCode::Success,
             RunError::Instantiate(_) | RunError::Internal(_) | RunError::Stopped => {
                 ExitCode::Failure
             }

@@ -142,8 +142,22 @@ pub async fn show(db: &Path, args: ShowArgs) -> ExitCode {
     text.push_str(&format!(
         "workflow   {} (component {})\n",
         shown.workflow,
-        &shown.component_digest[..12.min(shown.component_digest.len())]
+        short(&shown.component_digest)
     ));
+    for w in &shown.component_switches {
+        text.push_str(&format!(
+            "switched   from component {} to {} at drive {}, {} UTC{}\n",
+            short(&w.from_digest),
+            short(&w.to_digest),
+            w.drive,
+            format_time(w.at_ms),
+            w.forced_from_position
+                .map(|p| format!(
+                    " (forced: the workflow's records from position {p} on were superseded)"
+                ))
+                .unwrap_or_default()
+        ));
+    }
     let cancel = if shown.cancel_requested && r.status == RunStatus::Running {
         ", cancel requested"
     } else {
@@ -182,7 +196,7 @@ pub async fn show(db: &Path, args: ShowArgs) -> ExitCode {
     text.push_str(&tree::draw(&shown.steps));
     if !shown.superseded.is_empty() {
         text.push_str(
-            "superseded (recorded by an earlier run of a step body that then did something else)\n",
+            "superseded (moved aside: recorded by an earlier run of a step body that then did something else, or by the workflow before a forced switch of component)\n",
         );
         for r in &shown.superseded {
             text.push_str(&format!(
@@ -380,6 +394,11 @@ pub async fn event(db: &Path, args: EventArgs) -> ExitCode {
             ExitCode::of_store(&e)
         }
     }
+}
+
+/// The first 12 characters of a digest, as `show` prints components.
+fn short(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
 }
 
 #[cfg(test)]

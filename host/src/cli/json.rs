@@ -74,6 +74,9 @@ pub struct ShownRun {
     pub events: Vec<ShownEvent>,
     /// When each drive began.
     pub drive_starts: Vec<ShownDriveStart>,
+    /// The components the run was switched to (`durable resume
+    /// --component`), oldest first; empty when one component drove it all.
+    pub component_switches: Vec<ShownSwitch>,
     /// What the workflow itself printed (with --logs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_output: Option<Vec<ShownLine>>,
@@ -86,10 +89,29 @@ pub struct ShownDriveStart {
     pub started_at_ms: i64,
 }
 
+/// A switch of the run to another component.
+#[derive(Serialize)]
+pub struct ShownSwitch {
+    /// The first drive on the new component.
+    pub drive: u32,
+    pub at_ms: i64,
+    pub from_digest: String,
+    pub to_digest: String,
+    /// Set when the switch was forced over a divergence: the workflow's
+    /// records from this position on were superseded.
+    pub forced_from_position: Option<u32>,
+}
+
 /// A record moved aside (see `durable show`).
 #[derive(Serialize)]
 pub struct ShownSuperseded {
     pub key: String,
+    pub name: String,
+    /// The step whose body made the call (empty: the workflow itself).
+    pub parent: String,
+    pub position: u32,
+    /// What it was called with (null when recorded before inputs were kept).
+    pub input: Option<Value>,
     /// ok, failed, trapped or timed-out.
     pub status: &'static str,
     /// The drive that committed it.
@@ -278,6 +300,10 @@ pub fn shown_run(detail: &durable::store::RunDetail, logs: bool) -> ShownRun {
             .iter()
             .map(|r| ShownSuperseded {
                 key: r.key.clone(),
+                name: r.name.clone(),
+                parent: r.parent.clone(),
+                position: r.position,
+                input: r.input.as_deref().map(parse_json),
                 status: r.outcome.kind(),
                 drive: r.drive,
                 superseded_in_drive: r.superseded_in,
@@ -291,6 +317,17 @@ pub fn shown_run(detail: &durable::store::RunDetail, logs: bool) -> ShownRun {
             .map(|&(drive, started_at_ms)| ShownDriveStart {
                 drive,
                 started_at_ms,
+            })
+            .collect(),
+        component_switches: detail
+            .switches
+            .iter()
+            .map(|w| ShownSwitch {
+                drive: w.drive,
+                at_ms: w.at_ms,
+                from_digest: w.from_digest.clone(),
+                to_digest: w.to_digest.clone(),
+                forced_from_position: w.forced_from,
             })
             .collect(),
         workflow_output,

@@ -1,6 +1,7 @@
 //! The `durable` command line: arguments, verbs, output and exit codes.
 //! Everything user-facing about the CLI is here; the work is in the library.
 
+mod check;
 mod exit;
 mod grants;
 mod inspect;
@@ -9,7 +10,9 @@ mod print;
 mod progress;
 mod run;
 mod serve;
+mod trace;
 mod tree;
+mod upgrade;
 
 use std::path::PathBuf;
 
@@ -64,10 +67,82 @@ pub enum Command {
     /// The event is committed before this exits 0. A run waiting for it is
     /// woken (the process that waits on it notices within 100 ms).
     Event(EventArgs),
+    /// Crash a workflow at every point (after each step commits, and
+    /// between each step's return and its commit), resume it, and report
+    /// anything that breaks a promise: an output that differs, a committed
+    /// step that ran again, a step that is not idempotent, a step body whose
+    /// nested calls changed when it ran again, a replay that diverges.
+    ///
+    /// Every run happens in a scratch database; the steps really run (with
+    /// the grants given), so grant test directories and services. Exit 0
+    /// when everything holds, 1 when something does not, 2 on bad usage.
+    Check(CheckArgs),
+    /// Replay the history of unfinished runs (or the runs named) against a
+    /// new component, executing nothing, and report each as compatible
+    /// (and how far it replayed) or divergent (where, and which calls).
+    /// Exit 0 when every run is compatible, 1 when one is not.
+    UpgradeCheck(UpgradeCheckArgs),
     /// Serve an HTTP API and own every run in the database: resume the
     /// interrupted ones, drive new ones, wake sleeping runs at their time
     /// and runs whose event arrived, until SIGTERM or SIGINT.
     Serve(ServeArgs),
+}
+
+/// Arguments of `durable check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The workflow component (.wasm).
+    #[arg(value_name = "COMPONENT")]
+    pub component: PathBuf,
+
+    /// The run's input as JSON [default: null].
+    #[arg(long, value_name = "JSON", conflicts_with = "input_file")]
+    pub input: Option<String>,
+
+    /// Read the run's input JSON from a file ("-" for stdin).
+    #[arg(long, value_name = "PATH")]
+    pub input_file: Option<PathBuf>,
+
+    /// An event the workflow awaits, sent before the run starts (events of
+    /// one name are received in the order given). Repeatable.
+    #[arg(long, value_name = "NAME=JSON")]
+    pub event: Vec<String>,
+
+    /// Check at most this many crash points, evenly spread over the run
+    /// [default: all].
+    #[arg(long, value_name = "NUM")]
+    pub max_points: Option<usize>,
+
+    /// Crash points checked at once [default: the number of CPUs].
+    #[arg(long, value_name = "NUM")]
+    pub jobs: Option<usize>,
+
+    /// Print the report as JSON (see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub drive: DriveArgs,
+}
+
+/// Arguments of `durable upgrade-check`.
+#[derive(Debug, Args)]
+pub struct UpgradeCheckArgs {
+    /// The new workflow component (.wasm).
+    #[arg(value_name = "NEW_COMPONENT")]
+    pub component: PathBuf,
+
+    /// Check this run (repeatable) [default: every unfinished run].
+    #[arg(long = "run", value_name = "RUN_ID")]
+    pub runs: Vec<String>,
+
+    /// Print the report as JSON (see docs/json.md).
+    #[arg(long)]
+    pub json: bool,
+
+    /// Directory of compiled components [default: as for run].
+    #[arg(long, value_name = "PATH")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// Arguments of `durable event`.
@@ -187,6 +262,19 @@ pub struct ResumeArgs {
     #[arg(value_name = "RUN_ID")]
     pub ids: Vec<String>,
 
+    /// Switch the runs to this component: each run's history is replayed
+    /// against it first (as upgrade-check does), and a run that diverges is
+    /// refused unless --force. The switch is recorded in the run.
+    #[arg(long, value_name = "NEW_COMPONENT", requires = "ids")]
+    pub component: Option<PathBuf>,
+
+    /// With --component: switch runs that diverge too. Their workflow's
+    /// records from the divergence on are superseded (kept aside for
+    /// inspection), and the new code runs from there: steps it calls
+    /// there run again, even those that ran before.
+    #[arg(long, requires = "component")]
+    pub force: bool,
+
     #[command(flatten)]
     pub drive: DriveArgs,
 }
@@ -236,6 +324,22 @@ pub struct DriveArgs {
     /// been committed, like a power cut. For demos and tests.
     #[arg(long, value_name = "STEP_KEY")]
     pub crash_after: Option<String>,
+
+    /// Kill this process (SIGKILL) after the step with this key has
+    /// returned, before its outcome is committed: the step runs again on
+    /// resume (at least once). For tests of a step's idempotency.
+    #[arg(long, value_name = "STEP_KEY")]
+    pub crash_before_commit: Option<String>,
+
+    /// `durable check`: end durable sleeps at once.
+    #[arg(long, hide = true)]
+    pub skip_sleeps: bool,
+
+    /// `durable check`: append what the drive does (steps executed and
+    /// recovered, outcomes thrown away by --crash-before-commit) to this
+    /// file as JSON lines.
+    #[arg(long, hide = true, value_name = "PATH")]
+    pub trace_file: Option<PathBuf>,
 
     /// Most step instances running at once; more wait their turn.
     #[arg(long, value_name = "NUM", default_value_t = 64)]
@@ -425,5 +529,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Fork(args) => run::fork(&db, args).await,
         Command::Event(args) => inspect::event(&db, args).await,
         Command::Serve(args) => serve::serve(&db, args).await,
+        Command::Check(args) => check::check(args).await,
+        Command::UpgradeCheck(args) => upgrade::upgrade_check(&db, args).await,
     }
 }

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use durable::engine::Engine;
-use durable::runner::{Finished, Limits, RetryPolicy, RunError, Runtime, RuntimeConfig};
+use durable::runner::{Faults, Finished, Limits, RetryPolicy, RunError, Runtime, RuntimeConfig};
 use durable::store::{RunStatus, Store};
 
 use super::print::Lines;
+use super::trace;
 use super::{DriveArgs, ExitCode, ForkArgs, ResumeArgs, RunArgs};
 
 /// Prints `durable: <message>` on stderr.
@@ -59,8 +60,12 @@ pub(super) fn config(
     };
     let mut config = RuntimeConfig {
         max_concurrent_steps: drive.max_parallel,
-        crash_after: drive.crash_after.clone(),
-        observer: observer(many_runs),
+        faults: Faults {
+            crash_after: drive.crash_after.clone(),
+            crash_before_commit: drive.crash_before_commit.clone(),
+            skip_sleeps: drive.skip_sleeps,
+        },
+        observer: trace::wrap(observer(many_runs), drive.trace_file.as_deref())?,
         limits,
         grants,
         ..RuntimeConfig::default()
@@ -152,7 +157,7 @@ const DUE_POLL: Duration = Duration::from_millis(50);
 /// Drives run `run_id` to its end from `first`, its first drive's result:
 /// a run that parks (a sleep, an event) is waited for here, holding no
 /// instance, and resumed when it is due.
-async fn to_end(
+pub(super) async fn to_end(
     rt: &Runtime,
     run_id: &str,
     first: Result<Finished, RunError>,
@@ -162,7 +167,8 @@ async fn to_end(
         match &result {
             // Running: parked, then taken up by another process since; the
             // resume below says so (it is driven elsewhere).
-            Ok(f) if !f.already && f.run.status.is_open() => {}
+            // Under `durable check`, a run that parks is left parked.
+            Ok(f) if !f.already && f.run.status.is_open() && !rt.faults().skip_sleeps => {}
             _ => return result,
         }
         wait_until_due(rt, run_id).await?;
@@ -177,6 +183,16 @@ async fn resume_when_due(rt: &Runtime, run_id: &str) -> Result<Finished, RunErro
         && let Some(run) = rt.store().run(run_id).await?
     {
         rt.announce_waiting(&run);
+    }
+    if rt.faults().skip_sleeps
+        && let Some(Some(_)) = rt.store().due(run_id).await?
+        && let Some(run) = rt.store().run(run_id).await?
+    {
+        // Under `durable check`: not due now, not waited for.
+        return Ok(Finished {
+            run,
+            already: false,
+        });
     }
     wait_until_due(rt, run_id).await?;
     to_end(rt, run_id, rt.resume(run_id).await).await
@@ -256,6 +272,9 @@ fn abandoned(run_ids: &[String]) -> ExitCode {
 
 /// `durable resume`.
 pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
+    if let Some(new) = args.component.clone() {
+        return super::upgrade::resume_switching(db, args, &new).await;
+    }
     if !durable::store::may_exist(db) {
         // Opening would create an empty database; there is nothing to resume.
         error(format_args!(
@@ -407,7 +426,7 @@ pub async fn fork(db: &Path, args: ForkArgs) -> ExitCode {
 }
 
 /// Reports a single run: output JSON on stdout, errors on stderr.
-fn report_one(run_id: &str, result: Result<Finished, RunError>) -> ExitCode {
+pub(super) fn report_one(run_id: &str, result: Result<Finished, RunError>) -> ExitCode {
     match result {
         Ok(Finished { run, already }) => {
             if already {
@@ -425,7 +444,15 @@ fn report_one(run_id: &str, result: Result<Finished, RunError>) -> ExitCode {
                     error(format_args!("run {run_id} was cancelled"));
                     ExitCode::Cancelled
                 }
-                _ => {
+                // Only under `durable check`, which does not wait.
+                RunStatus::Waiting | RunStatus::Running => {
+                    error(format_args!(
+                        "run {run_id} is {} and was not waited for",
+                        run.status
+                    ));
+                    ExitCode::Success
+                }
+                RunStatus::Failed => {
                     error(format_args!(
                         "run {run_id} failed: {}",
                         run.error.as_deref().unwrap_or("no error recorded")
@@ -442,7 +469,7 @@ fn report_one(run_id: &str, result: Result<Finished, RunError>) -> ExitCode {
 }
 
 /// Reports one of several runs as a JSON line on stdout.
-fn report_line(run_id: &str, result: Result<Finished, RunError>) -> ExitCode {
+pub(super) fn report_line(run_id: &str, result: Result<Finished, RunError>) -> ExitCode {
     let (line, code) = match result {
         Ok(Finished { run, .. }) => {
             let output = run
@@ -480,8 +507,22 @@ fn print_stdout(s: &str) {
 }
 
 fn read_input(args: &RunArgs) -> Result<String, ExitCode> {
-    let text = match (&args.input, &args.input_file) {
-        (Some(s), _) => s.clone(),
+    input_text(
+        args.input.as_deref(),
+        args.input_file.as_deref(),
+        args.drive.max_input_bytes,
+    )
+}
+
+/// A run's input from `--input JSON` or `--input-file PATH` ("-": stdin),
+/// checked: JSON, at most `max_bytes`.
+pub(super) fn input_text(
+    input: Option<&str>,
+    file: Option<&Path>,
+    max_bytes: usize,
+) -> Result<String, ExitCode> {
+    let text = match (input, file) {
+        (Some(s), _) => s.to_string(),
         (None, Some(p)) if p.as_os_str() == "-" => {
             let mut s = String::new();
             std::io::stdin().read_to_string(&mut s).map_err(|e| {
@@ -496,11 +537,10 @@ fn read_input(args: &RunArgs) -> Result<String, ExitCode> {
         })?,
         (None, None) => "null".to_string(),
     };
-    if text.len() > args.drive.max_input_bytes {
+    if text.len() > max_bytes {
         error(format_args!(
-            "the run input is {} bytes, over the input size limit of {} bytes (--max-input-bytes)",
+            "the run input is {} bytes, over the input size limit of {max_bytes} bytes (--max-input-bytes)",
             text.len(),
-            args.drive.max_input_bytes
         ));
         return Err(ExitCode::Usage);
     }

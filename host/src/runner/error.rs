@@ -117,6 +117,18 @@ pub enum RunError {
         /// The run id.
         run: String,
     },
+    /// A replay ([`super::Runtime::replay`]) reached a call its history has
+    /// no record for, or a wait that is not over: it stops there, having
+    /// executed nothing. Only travels inside a replay.
+    #[error("run {run:?}: the replay reached {key}, which the history has no outcome for")]
+    ReplayEnd {
+        /// The run id.
+        run: String,
+        /// The call's key.
+        key: String,
+        /// Its position among the workflow's calls: how many were replayed.
+        position: u32,
+    },
     /// The drive was stopped by an error reported elsewhere (the drive's
     /// first fatal error is what the run reports, never this).
     #[error("the drive was stopped")]

@@ -11,6 +11,7 @@
 pub(crate) mod bindings;
 mod drive;
 mod error;
+mod faults;
 mod limits;
 mod observer;
 mod slots;
@@ -25,6 +26,7 @@ use tracing::Instrument;
 
 pub use drive::human;
 pub use error::{RunError, validate_run_id};
+pub use faults::Faults;
 pub use limits::{Limits, RetryPolicy};
 pub use observer::{Level, Observer, Silent, Source, Waiting};
 pub use slots::MAX_NESTING;
@@ -49,12 +51,50 @@ pub struct Finished {
     pub already: bool,
 }
 
+/// How far a replay got: the workflow's own calls answered from the record,
+/// of those the history holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Calls of the workflow answered from the record.
+    pub replayed: u32,
+    /// Calls of the workflow the history holds.
+    pub recorded: u32,
+}
+
+/// What [`Runtime::replay`] found.
+#[derive(Debug)]
+pub enum Replay {
+    /// The workflow ended having made every recorded call again, with this
+    /// output (`Err`: the run's error).
+    Ended {
+        /// The output, or the run's error message.
+        result: Result<String, String>,
+        /// How far it got.
+        progress: Progress,
+    },
+    /// The workflow reached call `key`, which has no record (or is a wait
+    /// that is not over): everything before it matched.
+    Reached {
+        /// The first call without a record.
+        key: String,
+        /// How far it got.
+        progress: Progress,
+    },
+    /// The workflow made another call than the history holds.
+    Diverged {
+        /// Where and how.
+        divergence: Box<crate::history::Divergence>,
+        /// How far it got.
+        progress: Progress,
+    },
+}
+
 /// Settings of a [`Runtime`].
 pub struct RuntimeConfig {
     /// Most step instances running at once in this process; more wait.
     pub max_concurrent_steps: usize,
-    /// Kill the process right after the step with this key commits.
-    pub crash_after: Option<String>,
+    /// Where to kill the process (fault injection; none by default).
+    pub faults: Faults,
     /// Compile cache directory; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
     /// Receives progress.
@@ -86,7 +126,7 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             max_concurrent_steps: 64,
-            crash_after: None,
+            faults: Faults::default(),
             cache_dir: Engine::default_cache_dir(),
             observer: Arc::new(Silent),
             limits: Limits::default(),
@@ -103,7 +143,7 @@ pub struct Runtime {
     store: Store,
     owner: Owner,
     permits: Arc<Semaphore>,
-    crash_after: Option<String>,
+    faults: Faults,
     observer: Arc<dyn Observer>,
     limits: Limits,
     grants: Arc<Grants>,
@@ -195,7 +235,7 @@ impl Runtime {
             store,
             owner: Owner::current(),
             permits: Arc::new(Semaphore::new(steps)),
-            crash_after: config.crash_after,
+            faults: config.faults,
             observer: config.observer,
             per_component: config
                 .per_component
@@ -252,6 +292,12 @@ impl Runtime {
             .lock()
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Where this runtime's drives crash themselves, and whether they
+    /// skip sleeps.
+    pub fn faults(&self) -> &Faults {
+        &self.faults
     }
 
     /// The store.
@@ -341,6 +387,7 @@ impl Runtime {
                 let switch = (run.component_digest != workflow.digest).then(|| ComponentSwitch {
                     digest: workflow.digest.clone(),
                     bytes: workflow.bytes.clone(),
+                    forced_from: None,
                 });
                 self.drive(run, workflow, switch, None).await
             }
@@ -387,6 +434,130 @@ impl Runtime {
             };
         }
         self.drive(run, &workflow, None, start).await
+    }
+
+    /// Resumes run `run_id` with `workflow`, which may be another component
+    /// than the one that drove it so far: the run switches to it (recorded
+    /// with its first new commit, so a divergence changes nothing). With
+    /// `forced_from`, the workflow's records from that position on are
+    /// superseded first (moved aside, kept for inspection), so that code
+    /// which diverges there runs on from there; the steps they held run
+    /// again.
+    ///
+    /// Check with [`Runtime::replay`] first: without `forced_from`, a
+    /// divergent run stops with [`RunError::Divergence`].
+    ///
+    /// # Errors
+    /// See [`RunError`]; [`StoreError::RunNotFound`] when there is no such run.
+    pub async fn resume_with(
+        &self,
+        run_id: &str,
+        workflow: &LoadedWorkflow,
+        forced_from: Option<u32>,
+    ) -> Result<Finished, RunError> {
+        self.fit_pool(workflow);
+        let _slot = self.workflow_slot().await?;
+        let _active = self.activate(run_id)?;
+        let (claim, start) = self
+            .store
+            .claim_existing_for_drive(run_id, &self.owner)
+            .await?;
+        let run = match claim {
+            Claim::Finished(run) => return Ok(Finished { run, already: true }),
+            Claim::Created(run) | Claim::Resumed(run) => run,
+        };
+        let switch = (run.component_digest != workflow.digest).then(|| ComponentSwitch {
+            digest: workflow.digest.clone(),
+            bytes: workflow.bytes.clone(),
+            forced_from,
+        });
+        self.drive(run, workflow, switch, start).await
+    }
+
+    /// Replays run `run_id`'s recorded history against `workflow` without
+    /// executing or writing anything: every durable call is answered from
+    /// the record, and the replay stops at the first call that has none (or
+    /// at a wait that is not over). Whether `workflow` can take the run
+    /// over (`durable upgrade-check`), or reproduces a finished run's output
+    /// exactly (`durable check`). Works on a run that another process drives.
+    ///
+    /// # Errors
+    /// [`StoreError::RunNotFound`]; a failure to instantiate the workflow
+    /// or of the store.
+    pub async fn replay(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: &str,
+    ) -> Result<Replay, RunError> {
+        let detail = self.store.detail(run_id, false).await?;
+        let run = detail.run;
+        let recorded = detail.steps.iter().filter(|s| s.parent.is_empty()).count() as u32;
+        self.fit_pool(workflow);
+        let _slot = self.workflow_slot().await?;
+        let (limits, grants) = self.policy(&workflow.digest);
+        let drive = Arc::new(Drive::new(DriveSetup {
+            run_id: run.id.clone(),
+            pre: workflow.pre.clone(),
+            store: self.store.clone(),
+            owner: self.owner.clone(),
+            history: History::new(detail.steps),
+            recorded_bytes: 0,
+            prior_attempts: HashMap::new(),
+            permits: self.permits.clone(),
+            slots: self.step_slots.clone(),
+            interrupted: self.interrupted.clone(),
+            observer: Arc::new(Silent),
+            faults: Faults::default(),
+            replay_only: true,
+            limits,
+            grants,
+            switch: None,
+            number: run.drives,
+        }));
+        let (outcome, _) = run_workflow(&drive, &run).await;
+        let made = |n: u32| Progress {
+            replayed: n,
+            recorded,
+        };
+        match drive.take_fatal() {
+            Some(RunError::ReplayEnd { key, position, .. }) => {
+                return Ok(Replay::Reached {
+                    key,
+                    progress: made(position),
+                });
+            }
+            Some(RunError::Divergence(d)) => {
+                let replayed = d.position;
+                return Ok(Replay::Diverged {
+                    divergence: d,
+                    progress: made(replayed),
+                });
+            }
+            Some(other) => return Err(other),
+            None => {}
+        }
+        let result = match outcome {
+            Ok((result, calls)) => {
+                if let Err(RunError::Divergence(d)) = drive.check_end(calls) {
+                    return Ok(Replay::Diverged {
+                        divergence: d,
+                        progress: made(calls),
+                    });
+                }
+                return Ok(Replay::Ended {
+                    result: result.map_err(cap_message),
+                    progress: made(calls),
+                });
+            }
+            Err(WorkflowFailure::Trap(message)) => Err(format!("the workflow trapped: {message}")),
+            Err(WorkflowFailure::Instantiate(message)) => {
+                return Err(RunError::Instantiate(message));
+            }
+        };
+        Ok(Replay::Ended {
+            result,
+            progress: made(recorded),
+        })
     }
 
     /// The loaded component of `run`, compiled on a blocking thread if no
@@ -541,7 +712,8 @@ impl Runtime {
             slots: self.step_slots.clone(),
             interrupted: self.interrupted.clone(),
             observer: self.observer.clone(),
-            crash_after: self.crash_after.clone(),
+            faults: self.faults.clone(),
+            replay_only: false,
             limits,
             grants,
             switch,
@@ -549,6 +721,14 @@ impl Runtime {
         }));
         tracing::debug!(run = %run.id, drive = run.drives, "drive starts");
         let lease = tokio::spawn(renew_lease(drive.clone()));
+        // A switch forced over a divergence: the workflow's records from
+        // the divergence on are moved aside, so the new code runs from there.
+        if let Some(from) = drive.pending_forced_from()
+            && let Err(e) = drive.supersede("", from).await
+        {
+            lease.abort();
+            return Err(e);
+        }
         let (outcome, output) = run_workflow(&drive, &run).await;
         lease.abort();
         let outcome = match drive.take_fatal() {

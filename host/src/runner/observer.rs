@@ -73,6 +73,12 @@ pub trait Observer: Send + Sync {
         let _ = (run_id, key, attempt, outcome, retry_in);
     }
 
+    /// Step `key` returned `outcome`, which is about to be thrown away
+    /// uncommitted: `--crash-before-commit` kills the process next.
+    fn uncommitted(&self, run_id: &str, key: &str, outcome: &Outcome) {
+        let _ = (run_id, key, outcome);
+    }
+
     /// The run is parked: it holds nothing until what it waits for comes.
     fn waiting(&self, run_id: &str, what: &Waiting) {
         let _ = (run_id, what);

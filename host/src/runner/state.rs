@@ -198,6 +198,9 @@ impl HostState {
         let nested = self.nested();
         let outcome = match drive.lookup_in(nested, &call).await {
             Ok(Some(o)) => o,
+            Ok(None) if drive.replay_only => {
+                return Err(drive.replay_end(&call).unwrap_or_else(stopped));
+            }
             Ok(None) => match drive.record(&call, Outcome::Ok(fresh().to_string())).await {
                 Ok(o) => o,
                 Err(e) => return Err(drive.stop(e)),
@@ -269,6 +272,11 @@ impl HostState {
                     call.key
                 ))));
             }
+            Ok(None) if drive.replay_only => {
+                return Err(drive.replay_end(&call).unwrap_or_else(stopped));
+            }
+            // A checked run does not wait out its timers.
+            Ok(None) if drive.faults.skip_sleeps => (true, crate::store::now_ms()),
             Ok(None) => (true, wake_at()),
             Err(e) => return Err(drive.stop(e)),
         };
@@ -281,6 +289,10 @@ impl HostState {
                     .waited(&drive.run_id, &call.key, &Outcome::Ok(wake_at.to_string()));
             }
             return Ok(());
+        }
+        // A replay ends at a wait that is not over.
+        if let Some(end) = drive.replay_end(&call) {
+            return Err(end);
         }
         match drive.sleep(&call, first, wake_at).await {
             Ok(false) => Ok(()),
@@ -308,6 +320,9 @@ impl HostState {
         let drive = self.drive.clone();
         let outcome = match drive.lookup(&call) {
             Ok(Some(o)) => o,
+            Ok(None) if drive.replay_only => {
+                return Err(drive.replay_end(&call).unwrap_or_else(stopped));
+            }
             Ok(None) => match drive.await_event(&call, &name, timeout_ms).await {
                 Ok(Some(o)) => o,
                 Ok(None) => {
@@ -412,6 +427,9 @@ impl HostState {
             Ok(None) => {}
             Err(e) => return Err(drive.stop(e)),
         }
+        if let Some(end) = drive.replay_end(&call) {
+            return Err(end);
+        }
         let policy = StepPolicy::resolve(&drive.limits, options.as_ref());
         match self
             .without_permit(drive.clone().execute(call, input, policy))
@@ -462,6 +480,9 @@ impl HostState {
         }
         if pending.is_empty() {
             return Ok(results.into_iter().flatten().collect());
+        }
+        if let Some(end) = drive.replay_end(&pending[0].1) {
+            return Err(end);
         }
         // Structured concurrency: the JoinSet aborts every branch still
         // running if this future is dropped, and we return only after all
@@ -609,4 +630,9 @@ impl durable::Host for HostState {
             .log(&format!("{level:?}").to_lowercase(), &message);
         Ok(())
     }
+}
+
+/// The trap of a drive that was stopped already.
+fn stopped() -> wasmtime::Error {
+    wasmtime::Error::msg("run stopped by the host")
 }

@@ -27,7 +27,8 @@ pub use types::{
 };
 pub use views::{
     AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,
-    RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, Superseded, Unfinished, Wait, now_ms,
+    RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, Superseded, SwitchRecord, Unfinished,
+    Wait, now_ms,
 };
 
 /// Whether `location` is a PostgreSQL URL (`postgres://...`) rather than a

@@ -127,7 +127,9 @@ impl Outcome {
         }
     }
 
-    pub(crate) fn payload(&self) -> String {
+    /// The value (`ok`), the message (`failed`, `trapped`) or the timeout
+    /// in ms (`timed-out`), as stored.
+    pub fn payload(&self) -> String {
         match self {
             Outcome::Ok(s) | Outcome::Failed(s) | Outcome::Trapped(s) => s.clone(),
             Outcome::TimedOut(ms) => ms.to_string(),
@@ -152,7 +154,9 @@ impl Outcome {
         }
     }
 
-    pub(crate) fn from_parts(kind: &str, payload: String) -> Option<Self> {
+    /// The outcome of a [`Outcome::kind`] and a [`Outcome::payload`];
+    /// `None` for an unknown kind.
+    pub fn from_parts(kind: &str, payload: String) -> Option<Self> {
         Some(match kind {
             "ok" => Outcome::Ok(payload),
             "failed" => Outcome::Failed(payload),
@@ -247,6 +251,9 @@ pub struct ComponentSwitch {
     pub digest: String,
     /// Its bytes.
     pub bytes: std::sync::Arc<Vec<u8>>,
+    /// Set when the switch was forced over a divergence: the workflow's
+    /// records from this position on were superseded.
+    pub forced_from: Option<u32>,
 }
 
 /// One failed attempt of a step, kept for inspection: the step's final

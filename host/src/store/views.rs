@@ -129,6 +129,8 @@ pub struct RunDetail {
     /// Drive 1 of a run started by `run` began when it was created; drives
     /// before schema 6 are missing.
     pub drive_starts: Vec<(u32, i64)>,
+    /// The components the run was switched to, oldest first.
+    pub switches: Vec<SwitchRecord>,
 }
 
 /// An event sent to a run.
@@ -148,12 +150,36 @@ pub struct EventRecord {
     pub consumed_by: Option<String>,
 }
 
+/// A run's switch to another component (`durable resume --component`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SwitchRecord {
+    /// The drive that first ran the new component.
+    pub drive: u32,
+    /// When the switch was committed, in ms since the Unix epoch.
+    pub at_ms: i64,
+    /// The component's digest before.
+    pub from_digest: String,
+    /// The new component's digest.
+    pub to_digest: String,
+    /// Set when the switch was forced over a divergence: the workflow's
+    /// records from this position on were superseded.
+    pub forced_from: Option<u32>,
+}
+
 /// A record moved aside: what an earlier run of a step body committed
 /// before the body ran again and made another call there.
 #[derive(Debug, Clone)]
 pub struct Superseded {
     /// Its key.
     pub key: String,
+    /// The key of the step whose body made the call (empty: the workflow).
+    pub parent: String,
+    /// Its position among the calls of `parent`.
+    pub position: u32,
+    /// The step's name.
+    pub name: String,
+    /// What it was called with (absent in records from before schema 7).
+    pub input: Option<String>,
     /// Its outcome.
     pub outcome: Outcome,
     /// The drive that committed it.

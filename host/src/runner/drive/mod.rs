@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::RunError;
 use super::bindings::WorkflowPre;
+use super::faults::Faults;
 use super::limits::{Limits, StepPolicy};
 use super::observer::{Observer, Source};
 use super::slots::{AttemptClock, InstanceSlots};
@@ -39,7 +40,10 @@ pub(crate) struct Drive {
     /// Live step instances (waiting parents included), deepest first.
     slots: Arc<InstanceSlots>,
     pub(crate) observer: Arc<dyn Observer>,
-    pub(crate) crash_after: Option<String>,
+    pub(crate) faults: Faults,
+    /// Set for a replay ([`super::Runtime::replay`]): nothing executes and
+    /// nothing is written; the first call without a record ends it.
+    pub(crate) replay_only: bool,
     pub(crate) limits: Limits,
     pub(crate) grants: Arc<Grants>,
     /// This drive's number (the run's `drives` after the claim): the fence
@@ -76,7 +80,8 @@ pub(crate) struct DriveSetup {
     pub(crate) slots: Arc<InstanceSlots>,
     pub(crate) interrupted: Arc<AtomicBool>,
     pub(crate) observer: Arc<dyn Observer>,
-    pub(crate) crash_after: Option<String>,
+    pub(crate) faults: Faults,
+    pub(crate) replay_only: bool,
     pub(crate) limits: Limits,
     pub(crate) grants: Arc<Grants>,
     pub(crate) switch: Option<ComponentSwitch>,
@@ -100,7 +105,8 @@ impl Drive {
             permits: s.permits,
             slots: s.slots,
             observer: s.observer,
-            crash_after: s.crash_after,
+            faults: s.faults,
+            replay_only: s.replay_only,
             limits: s.limits,
             grants: s.grants,
             prior_attempts: s.prior_attempts,
@@ -180,6 +186,15 @@ impl Drive {
         Ok(())
     }
 
+    /// The position from which a pending switch, forced over a divergence,
+    /// supersedes the workflow's records.
+    pub(crate) fn pending_forced_from(&self) -> Option<u32> {
+        self.switch
+            .lock()
+            .ok()
+            .and_then(|s| s.as_ref().and_then(|s| s.forced_from))
+    }
+
     /// The pending component switch, for the run's final record.
     pub(crate) fn take_switch(&self) -> Option<ComponentSwitch> {
         self.switch.lock().ok().and_then(|mut s| s.take())
@@ -242,6 +257,19 @@ impl Drive {
         } else {
             self.lookup(call)
         }
+    }
+
+    /// In a replay, the end at `call`, which has no record (or is a wait
+    /// that is not over): the workflow is stopped there and nothing runs.
+    /// Outside a replay, `None`: the call executes.
+    pub(crate) fn replay_end(&self, call: &Planned) -> Option<wasmtime::Error> {
+        self.replay_only.then(|| {
+            self.stop(RunError::ReplayEnd {
+                run: self.run_id.clone(),
+                key: call.key.clone(),
+                position: call.position,
+            })
+        })
     }
 
     /// Moves aside the records of context `parent` from position `from` on
@@ -323,6 +351,14 @@ impl Drive {
                 finished_at_ms: now_ms(),
             });
             let last = failed.is_none() || !retryable || attempt >= policy.retry.max_attempts;
+            if last && self.faults.crash_before_commit(&call.key) {
+                self.observer.uncommitted(&self.run_id, &call.key, &outcome);
+                eprintln!(
+                    "durable: --crash-before-commit {}: step returned, killing this process before its outcome is committed",
+                    call.key
+                );
+                crash_now();
+            }
             if last {
                 // What an earlier attempt's body recorded beyond the calls
                 // of this one is no longer the step's: move it aside.
@@ -636,7 +672,7 @@ impl Drive {
 
     /// `--crash-after`: die like a power cut right after `key` committed.
     fn crash_if_asked(&self, key: &str) {
-        if self.crash_after.as_deref() == Some(key) {
+        if self.faults.crash_after(key) {
             eprintln!("durable: --crash-after {key}: step committed, killing this process now");
             crash_now();
         }

@@ -69,6 +69,7 @@ impl SqlStore {
             let superseded = read_superseded(tx, &run_id)?;
             let events = read_events(tx, &run_id)?;
             let drive_starts = read_drive_starts(tx, &run)?;
+            let switches = read_switches(tx, &run_id)?;
             let output = if with_output {
                 read_output(tx, &run_id)?
             } else {
@@ -82,6 +83,7 @@ impl SqlStore {
                 superseded,
                 events,
                 drive_starts,
+                switches,
             })
         })
         .await
@@ -268,30 +270,65 @@ fn read_events(tx: &Tx<'_>, run_id: &str) -> Result<Vec<EventRecord>, StoreError
     )
 }
 
+fn read_switches(tx: &Tx<'_>, run_id: &str) -> Result<Vec<SwitchRecord>, StoreError> {
+    tx.all(
+        "reading the run's component switches",
+        "SELECT drive, at_ms, from_digest, to_digest, forced_from
+         FROM component_switches WHERE run_id = ?1 ORDER BY drive",
+        args![run_id],
+        |r| {
+            Ok(SwitchRecord {
+                drive: r.get(0)?,
+                at_ms: r.get(1)?,
+                from_digest: r.get(2)?,
+                to_digest: r.get(3)?,
+                forced_from: r.get(4)?,
+            })
+        },
+    )
+}
+
 fn read_superseded(tx: &Tx<'_>, run_id: &str) -> Result<Vec<Superseded>, StoreError> {
     let rows = tx.all(
         "reading superseded records",
-        "SELECT key, outcome, value, drive, superseded_in, superseded_at_ms
+        "SELECT key, outcome, value, drive, superseded_in, superseded_at_ms,
+                parent, position, name, input
          FROM superseded_steps WHERE run_id = ?1 ORDER BY superseded_at_ms, key",
         args![run_id],
         |r| {
             Ok((
-                r.get::<String>(0)?,
-                r.get::<String>(1)?,
-                r.get::<String>(2)?,
-                r.get::<u32>(3)?,
-                r.get::<u32>(4)?,
-                r.get::<i64>(5)?,
+                (
+                    r.get::<String>(0)?,
+                    r.get::<String>(1)?,
+                    r.get::<String>(2)?,
+                    r.get::<u32>(3)?,
+                    r.get::<u32>(4)?,
+                    r.get::<i64>(5)?,
+                ),
+                (
+                    r.get::<String>(6)?,
+                    r.get::<u32>(7)?,
+                    r.get::<String>(8)?,
+                    r.get::<Option<String>>(9)?,
+                ),
             ))
         },
     )?;
     let mut out = Vec::new();
-    for (key, kind, value, drive, superseded_in, superseded_at_ms) in rows {
+    for (
+        (key, kind, value, drive, superseded_in, superseded_at_ms),
+        (parent, position, name, input),
+    ) in rows
+    {
         let outcome = Outcome::from_parts(&kind, value).ok_or_else(|| {
             StoreError::Corrupt(format!("superseded record {key} has outcome {kind:?}"))
         })?;
         out.push(Superseded {
             key,
+            parent,
+            position,
+            name,
+            input,
             outcome,
             drive,
             superseded_in,

@@ -1,10 +1,12 @@
 //! The PostgreSQL database: its schema, created and checked on open.
 //!
-//! The tables are SQLite's (`sqlite.rs`, schema version 6) in PostgreSQL's
+//! The tables are SQLite's (`sqlite.rs`, schema version 7) in PostgreSQL's
 //! types: integers are `BIGINT`, text keys compare byte-wise (`COLLATE
 //! "C"`, as SQLite does), and the row ids SQLite gives `events.seq` and
 //! `output.id` are identity columns. The version is kept in
-//! `durable_schema`; a newer one is refused, like SQLite's `user_version`.
+//! `durable_schema`; a newer one is refused, like SQLite's `user_version`,
+//! and an older one upgraded (PostgreSQL's first schema was version 6: a
+//! new database is created at 6 and upgraded like an old one).
 
 use super::sqlite::SCHEMA_VERSION;
 use crate::store::StoreError;
@@ -13,7 +15,8 @@ use crate::store::sql::{PgConn, redact};
 /// Any number, the same for every host: serializes schema creation.
 const SCHEMA_LOCK: i64 = 0x4455_5241_0001;
 
-/// The tables, as of [`SCHEMA_VERSION`].
+/// The tables, as of [`FIRST_VERSION`]; [`UPGRADES`] take them on to
+/// [`SCHEMA_VERSION`].
 const TABLES: &str = r#"
 CREATE TABLE components (
     digest      TEXT COLLATE "C" PRIMARY KEY,
@@ -147,6 +150,25 @@ CREATE TABLE drive_starts (
 );
 "#;
 
+/// What takes a database of an older version to the next one: `UPGRADES[i]`
+/// goes from version `FIRST_VERSION + i` to the next, as SQLite's
+/// migrations of the same number do.
+const UPGRADES: &[&str] = &[r#"
+ALTER TABLE superseded_steps ADD COLUMN input TEXT;
+CREATE TABLE component_switches (
+    run_id      TEXT COLLATE "C" NOT NULL REFERENCES runs(id),
+    drive       BIGINT NOT NULL,
+    at_ms       BIGINT NOT NULL,
+    from_digest TEXT COLLATE "C" NOT NULL,
+    to_digest   TEXT COLLATE "C" NOT NULL,
+    forced_from BIGINT,
+    PRIMARY KEY (run_id, drive)
+)
+"#];
+
+/// The version of PostgreSQL's first schema.
+const FIRST_VERSION: i64 = 6;
+
 /// Connects to `url`, committing per `synchronous`: `synchronous_commit`
 /// on (the server's default) or off (see `Durability`).
 ///
@@ -193,7 +215,7 @@ pub(crate) fn open(url: &str, synchronous: bool) -> Result<PgConn, StoreError> {
             )?
             .is_some())
     };
-    if table("durable_schema")? {
+    let found = if table("durable_schema")? {
         let found: i64 = tx.one(
             "reading the schema version",
             "SELECT version FROM durable_schema",
@@ -207,6 +229,7 @@ pub(crate) fn open(url: &str, synchronous: bool) -> Result<PgConn, StoreError> {
                 supported: SCHEMA_VERSION,
             });
         }
+        found
     } else if table("runs")? {
         return Err(StoreError::NotDurable {
             path: where_.into(),
@@ -226,7 +249,27 @@ pub(crate) fn open(url: &str, synchronous: bool) -> Result<PgConn, StoreError> {
         tx.exec(
             "creating the schema",
             "INSERT INTO durable_schema (version) VALUES (?1)",
-            crate::store::sql::args![SCHEMA_VERSION],
+            crate::store::sql::args![FIRST_VERSION],
+        )?;
+        FIRST_VERSION
+    };
+    for version in found.max(FIRST_VERSION)..SCHEMA_VERSION {
+        let upgrade = UPGRADES
+            .get((version - FIRST_VERSION) as usize)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("no upgrade from schema version {version}"))
+            })?;
+        for statement in upgrade.split(';').filter(|s| !s.trim().is_empty()) {
+            tx.exec(
+                "upgrading the schema",
+                statement,
+                crate::store::sql::args![],
+            )?;
+        }
+        tx.exec(
+            "upgrading the schema",
+            "UPDATE durable_schema SET version = ?1",
+            crate::store::sql::args![version + 1],
         )?;
     }
     txn.commit()?;

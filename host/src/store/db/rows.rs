@@ -160,7 +160,7 @@ pub(super) fn renew_and_switch(
 ) -> Result<bool, StoreError> {
     let cancel = renew(tx, run_id, owner, drive, now)?;
     if let Some(switch) = switch {
-        switch_component(tx, run_id, switch, now)?;
+        switch_component(tx, run_id, switch, drive, now)?;
     }
     Ok(cancel)
 }
@@ -214,11 +214,22 @@ pub(super) fn switch_component(
     tx: &Tx<'_>,
     run_id: &str,
     switch: &ComponentSwitch,
+    drive: u32,
     now: i64,
 ) -> Result<(), StoreError> {
+    const WHAT: &str = "switching the run's component";
     insert_component(tx, &switch.digest, &switch.bytes, now)?;
+    // The switch is kept for people reading the run: which code drove it
+    // when, and whether history was superseded to make it fit.
     tx.exec(
-        "switching the run's component",
+        WHAT,
+        "INSERT INTO component_switches (run_id, drive, at_ms, from_digest, to_digest, forced_from)
+             SELECT id, ?2, ?3, component_digest, ?4, ?5 FROM runs WHERE id = ?1
+         ON CONFLICT (run_id, drive) DO NOTHING",
+        args![run_id, drive, now, switch.digest, switch.forced_from],
+    )?;
+    tx.exec(
+        WHAT,
         "UPDATE runs SET component_digest = ?2 WHERE id = ?1",
         args![run_id, switch.digest],
     )?;
@@ -371,10 +382,12 @@ pub(super) fn supersede_steps(
     for key in keys {
         tx.exec(
             WHAT,
-            "INSERT INTO superseded_steps
+            "INSERT INTO superseded_steps (run_id, key, parent, position, name, input_digest,
+                        outcome, value, attempts, started_at_ms, finished_at_ms, drive, batch,
+                        superseded_at_ms, superseded_in, input)
                  SELECT run_id, key, parent, position, name, input_digest, outcome, value, attempts,
                         started_at_ms, finished_at_ms, drive, batch,
-                        CAST(?3 AS BIGINT), CAST(?4 AS BIGINT)
+                        CAST(?3 AS BIGINT), CAST(?4 AS BIGINT), input
                  FROM steps WHERE run_id = ?1 AND key = ?2",
             args![run_id, key, now, drive],
         )?;

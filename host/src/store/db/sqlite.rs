@@ -240,6 +240,21 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, drive)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 7: what a superseded step was called with, and the components a run
+    // was switched to (`durable resume --component`).
+    r#"
+    ALTER TABLE superseded_steps ADD COLUMN input TEXT;
+
+    CREATE TABLE component_switches (
+        run_id         TEXT NOT NULL REFERENCES runs(id),
+        drive          INTEGER NOT NULL,
+        at_ms          INTEGER NOT NULL,
+        from_digest    TEXT NOT NULL,
+        to_digest      TEXT NOT NULL,
+        forced_from    INTEGER,
+        PRIMARY KEY (run_id, drive)
+    ) STRICT, WITHOUT ROWID;
+    "#,
 ];
 
 /// Opens a read-only connection to a database that [`open`] prepared.

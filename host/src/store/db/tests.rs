@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
-use crate::store::Store;
+use crate::store::{Store, SwitchRecord};
 
 /// The databases the store runs on.
 #[derive(Clone, Copy)]
@@ -79,7 +79,9 @@ on_both!(
     a_committed_step_cannot_be_overwritten,
     a_live_owner_keeps_the_run_and_a_release_hands_it_over,
     runs_are_listed_cancelled_forked_and_counted,
-    waits_park_runs_and_events_are_stored_once
+    waits_park_runs_and_events_are_stored_once,
+    a_component_switch_and_superseded_records_are_kept_for_people,
+    a_version_6_database_is_upgraded_on_open_and_keeps_its_runs
 );
 
 fn new_run(id: &str) -> NewRun {
@@ -459,4 +461,138 @@ fn the_run_column_count_matches_the_column_list() {
         super::rows::RUN_COLUMNS.split(',').count(),
         super::rows::RUN_COLUMN_COUNT
     );
+}
+
+async fn a_component_switch_and_superseded_records_are_kept_for_people(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    store.claim_run(new_run("r"), &me).await.expect("claim");
+    store
+        .commit_step("r", &me, 1, only(step("a#1", 0)))
+        .await
+        .expect("commit");
+    store
+        .commit_step("r", &me, 1, only(step("b#1", 1)))
+        .await
+        .expect("commit");
+    // A forced switch: b#1 moved aside, the new component's first commit
+    // records the switch.
+    store
+        .supersede("r", &me, 1, vec!["b#1".into()])
+        .await
+        .expect("supersede");
+    let mut commit = only(step("c#1", 1));
+    commit.switch = Some(ComponentSwitch {
+        digest: "d2".into(),
+        bytes: Arc::new(b"\0asm2".to_vec()),
+        forced_from: Some(1),
+    });
+    store
+        .commit_step("r", &me, 1, commit)
+        .await
+        .expect("commit");
+    let detail = store.detail("r", false).await.expect("detail");
+    assert_eq!(detail.run.component_digest, "d2");
+    assert_eq!(
+        detail.switches,
+        [SwitchRecord {
+            drive: 1,
+            at_ms: detail.switches[0].at_ms,
+            from_digest: "d1".into(),
+            to_digest: "d2".into(),
+            forced_from: Some(1),
+        }]
+    );
+    assert_eq!(detail.superseded.len(), 1);
+    let old = &detail.superseded[0];
+    assert_eq!(
+        (
+            old.key.as_str(),
+            old.parent.as_str(),
+            old.position,
+            old.name.as_str()
+        ),
+        ("b#1", "", 1, "b")
+    );
+    assert_eq!(old.input.as_deref(), Some("{\"in\":1}"));
+    store.close().await;
+}
+
+/// A database as durable at schema version 6 left it, with one run.
+async fn version_6(kind: Kind) -> Fresh {
+    let db = fresh(kind).await;
+    match kind {
+        Kind::Sqlite => {
+            let conn = rusqlite::Connection::open(&db.location).expect("open");
+            for step in &super::sqlite::MIGRATIONS[..6] {
+                conn.execute_batch(step).expect("migration");
+            }
+            conn.execute_batch(&format!(
+                "PRAGMA user_version = 6; PRAGMA application_id = {};",
+                super::sqlite::APPLICATION_ID
+            ))
+            .expect("version");
+        }
+        Kind::Postgres => {
+            // Made at 7, then taken back to what version 6 had.
+            let store = Store::open(&db.location).await.expect("open");
+            store.close().await;
+            let url = db.location.to_str().expect("utf-8").to_string();
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
+            tokio::spawn(connection);
+            client
+                .batch_execute(
+                    "DROP TABLE component_switches;
+                     ALTER TABLE superseded_steps DROP COLUMN input;
+                     UPDATE durable_schema SET version = 6;",
+                )
+                .await
+                .expect("back to 6");
+        }
+    }
+    db
+}
+
+async fn a_version_6_database_is_upgraded_on_open_and_keeps_its_runs(kind: Kind) {
+    let db = version_6(kind).await;
+    let store = Store::open(&db.location).await.expect("open and upgrade");
+    let me = Owner::current();
+    store.claim_run(new_run("r"), &me).await.expect("claim");
+    store
+        .commit_step("r", &me, 1, only(step("a#1", 0)))
+        .await
+        .expect("commit");
+    store
+        .supersede("r", &me, 1, vec!["a#1".into()])
+        .await
+        .expect("supersede, into the new column");
+    let mut commit = only(step("b#1", 0));
+    commit.switch = Some(ComponentSwitch {
+        digest: "d2".into(),
+        bytes: Arc::new(b"\0asm2".to_vec()),
+        forced_from: None,
+    });
+    store
+        .commit_step("r", &me, 1, commit)
+        .await
+        .expect("commit");
+    let detail = store.detail("r", false).await.expect("detail");
+    assert_eq!(detail.switches.len(), 1);
+    assert_eq!(detail.superseded[0].input.as_deref(), Some("{\"in\":0}"));
+    store.close().await;
+    // Opened again: nothing left to upgrade.
+    let store = Store::open(&db.location).await.expect("open again");
+    assert_eq!(
+        store
+            .detail("r", false)
+            .await
+            .expect("detail")
+            .switches
+            .len(),
+        1
+    );
+    store.close().await;
 }

@@ -295,6 +295,43 @@ fn shout(n: usize) -> Result<Value, String> {
     Err("x".repeat(n))
 }
 
+/// Appends a line to `/state/lines.txt` (a granted directory) and returns
+/// how many lines the file has: not idempotent, as `durable check` must
+/// find.
+fn append_line(_: Value) -> Result<Value, String> {
+    mark();
+    let path = "/state/lines.txt";
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| format!("cannot open {path}: {e}"))?;
+    writeln!(f, "appended").map_err(|e| e.to_string())?;
+    let lines = std::fs::read_to_string(path)
+        .map_err(|e| e.to_string())?
+        .lines()
+        .count();
+    Ok(json!(lines))
+}
+
+/// Passes its own wall-clock reading to a nested step: its nested calls
+/// change when it runs again, as `durable check` must find.
+fn stamp_parent(_: Value) -> Result<Value, String> {
+    mark();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    step!(stamp).call(&wall).map_err(|e| e.to_string())?;
+    Ok(json!("stamped"))
+}
+
+/// Takes a reading and returns the same every time.
+fn stamp(_: u64) -> Result<Value, String> {
+    mark();
+    Ok(json!("ok"))
+}
+
 fn describe(r: Result<Value, StepError>) -> Value {
     match r {
         Ok(v) => json!({ "ok": v }),
@@ -502,6 +539,21 @@ fn run(input: Input) -> Result<Value, Error> {
         "sleep-in-step" => Ok(describe(
             step!(napper).retry(Retry::attempts(3)).call(&json!(null)),
         )),
+        // For `durable check`: a step that is not idempotent between two
+        // that are.
+        "append" => {
+            let before = step!(echo).call(&json!("before"))?;
+            let lines = step!(append_line).call(&json!(null))?;
+            let after = step!(echo).call(&json!("after"))?;
+            Ok(json!({ "before": before, "lines": lines, "after": after }))
+        }
+        // For `durable check`: a step body whose nested call depends on
+        // the wall clock.
+        "clock-parent" => {
+            let first = step!(echo).call(&json!("first"))?;
+            let stamped = step!(stamp_parent).call(&json!(null))?;
+            Ok(json!({ "first": first, "stamped": stamped }))
+        }
         other => Err(Error(format!("unknown mode {other:?}"))),
     }
 }
@@ -510,6 +562,7 @@ durable_sdk::workflow!(
     run: run,
     steps: [
         work, echo, fail, explode, step_a, step_b, step_c, fan, flaky, refuse, spin, bomb, big,
-        probe, retried_parent, parent_of_refusal, dive, unsteady, fan1, shout, napper, fetch
+        probe, retried_parent, parent_of_refusal, dive, unsteady, fan1, shout, napper, fetch,
+        append_line, stamp_parent, stamp
     ]
 );
