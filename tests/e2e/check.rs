@@ -137,8 +137,9 @@ fn check_finds_a_step_that_is_not_idempotent_and_names_it() {
         problem["first"]["ok"].as_u64().expect("a count"),
         problem["second"]["ok"].as_u64().expect("a count"),
     );
-    // The body ran twice: the second run saw the first one's line.
-    assert_eq!(second, first + 1, "{problem:#}");
+    // The body ran twice: the second run saw the first one's line (and
+    // maybe those of other points, checked at the same time).
+    assert!(second > first, "{problem:#}");
     // The two uninterrupted runs appended too: their outputs differ, which
     // the report says instead of calling every crash a failure.
     assert!(
