@@ -4,7 +4,8 @@
 # (Python), onboarding-js.wasm (JavaScript), and for the tests each one's
 # "-changed" variant (grant_access renamed, to provoke a divergence) and
 # testbed-py.wasm / testbed-js.wasm (the Python and JS SDKs' edge cases);
-# approval.wasm, approval-py.wasm and approval-js.wasm (timers and events).
+# approval.wasm, approval-py.wasm and approval-js.wasm (timers and events);
+# onboarding-cc.wasm, the Rust example built with `cargo component`.
 # Needs the tools of scripts/setup-guest-tools.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,11 @@ for tool in .venv/bin/componentize-py node_modules/.bin/componentize-js node_mod
         exit 2
     fi
 done
+
+# Rust with cargo-component (wasm32-wasip1 and the adapter), as many Rust
+# users build: the same onboarding example, in its own target dir.
+cargo component build --quiet --locked --release -p onboarding --target-dir "$target/guests-cc"
+cp "$target/guests-cc/wasm32-wasip1/release/onboarding.wasm" "$out/onboarding-cc.wasm"
 
 # Rust: the normal build, and the changed variant in its own target dir.
 cargo build --quiet --locked --release --target wasm32-wasip2 -p onboarding -p approval

@@ -2,9 +2,20 @@
 # Installs the tools that build Python and JavaScript guests, into the
 # project: componentize-py into ./.venv, componentize-js and rolldown into
 # ./node_modules (versions pinned in guest-sdk/python/requirements.txt and
-# package-lock.json). Quick when they are already there.
+# package-lock.json); and cargo-component (pinned below) into ~/.cargo/bin.
+# Quick when they are already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# cargo-component, the other way Rust users build components (from
+# wasm32-wasip1 and an adapter): pinned, built from crates.io into
+# ~/.cargo/bin the first time (about 5 minutes on 2 cores).
+CARGO_COMPONENT_VERSION=0.21.1
+rustup target add wasm32-wasip1 >/dev/null 2>&1 || rustup target add wasm32-wasip1
+if [ "$(cargo component --version 2>/dev/null)" != "cargo-component-component $CARGO_COMPONENT_VERSION" ]; then
+    echo "setup-guest-tools: installing cargo-component $CARGO_COMPONENT_VERSION (first time only)" >&2
+    env -u CARGO_TARGET_DIR cargo install --quiet --locked cargo-component --version "$CARGO_COMPONENT_VERSION"
+fi
 
 if [ ! -x .venv/bin/componentize-py ]; then
     python3 -m venv .venv

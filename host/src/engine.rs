@@ -1,6 +1,8 @@
-//! The wasmtime side of loading a workflow: one `Engine` and `Linker` per
-//! host process, the on-disk compile cache, and the pre-linked
-//! `InstancePre` from which every workflow and step instance is made.
+//! The wasmtime side of loading a workflow: one wasmtime engine per host
+//! process (its configuration, the instance pool, the epoch ticker) and the
+//! on-disk compile cache. Linking a compiled component against durable's
+//! world is the runner's (`runner/loader.rs`), which owns the host state the
+//! linker is typed with: this module knows nothing of runs.
 //!
 //! **Invariant:** a component is compiled at most once per content digest
 //! and engine configuration on a machine; later starts deserialize it.
@@ -10,12 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::Component;
 
 use crate::history::sha256_hex;
-use crate::runner::HostState;
-use crate::runner::bindings::WorkflowPre;
-use crate::runner::bindings::durable::workflow as durable_bindings;
 
 /// Why a component could not be loaded. Nothing is written to the store
 /// before a component loads.
@@ -65,9 +64,9 @@ pub enum CompileSource {
     Compiled,
 }
 
-/// A component ready to instantiate.
+/// A compiled component, not linked yet.
 #[derive(Clone)]
-pub struct LoadedWorkflow {
+pub struct Compiled {
     /// The workflow's name (the file stem it was loaded from).
     pub name: String,
     /// SHA-256 of the component bytes.
@@ -81,10 +80,11 @@ pub struct LoadedWorkflow {
     /// How many instances of this component the instance pool holds at
     /// once (its tables and memories counted); `None` without a pool.
     pub pool_capacity: Option<usize>,
-    pub(crate) pre: WorkflowPre<HostState>,
+    /// The compiled component.
+    pub component: Component,
 }
 
-/// How an [`Engine`] is built.
+/// How a [`Compiler`] (and the runner's `Engine`) is built.
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     /// Compile cache directory; `None` compiles every time.
@@ -102,17 +102,16 @@ pub const DEFAULT_POOL_INSTANCES: u32 = 1024;
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            cache_dir: Engine::default_cache_dir(),
+            cache_dir: Compiler::default_cache_dir(),
             pool_instances: Some(DEFAULT_POOL_INSTANCES),
             memory_bytes: 256 << 20,
         }
     }
 }
 
-/// The wasmtime engine, linker and compile cache of one host process.
-pub struct Engine {
+/// The wasmtime engine and compile cache of one host process.
+pub struct Compiler {
     engine: wasmtime::Engine,
-    linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     config_key: u64,
     pool: Option<PoolTotals>,
@@ -131,25 +130,13 @@ struct PoolTotals {
 const MAX_TABLES_PER_COMPONENT: u32 = 8;
 const MAX_MEMORIES_PER_COMPONENT: u32 = 4;
 
-impl Engine {
-    /// Builds the engine. `cache_dir` holds compiled components; `None`
-    /// compiles every time.
-    ///
-    /// # Errors
-    /// When wasmtime rejects the configuration or linking WASI fails.
-    pub fn new(cache_dir: Option<PathBuf>) -> anyhow::Result<Engine> {
-        Engine::with_options(EngineOptions {
-            cache_dir,
-            ..EngineOptions::default()
-        })
-    }
-
-    /// Builds the engine with `options`.
+impl Compiler {
+    /// Builds the wasmtime engine with `options`.
     ///
     /// # Errors
     /// When wasmtime rejects the configuration (for example, a pool larger
-    /// than the address space allows) or linking WASI fails.
-    pub fn with_options(options: EngineOptions) -> anyhow::Result<Engine> {
+    /// than the address space allows).
+    pub fn with_options(options: EngineOptions) -> anyhow::Result<Compiler> {
         let mut config = wasmtime::Config::new();
         config.wasm_component_model(true);
         if let Some(instances) = options.pool_instances {
@@ -185,19 +172,11 @@ impl Engine {
         config.epoch_interruption(true);
         let engine = wasmtime::Engine::new(&config)?;
         start_epoch_ticker(&engine)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        // Every component may import wasi:http; who may use it is decided
-        // per request (`crate::http`): only steps, only allowed hosts.
-        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
-        durable_bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
-        durable_bindings::durable::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         env!("CARGO_PKG_VERSION").hash(&mut h);
-        Ok(Engine {
+        Ok(Compiler {
             engine,
-            linker,
             cache_dir: options.cache_dir,
             config_key: h.finish(),
             pool: options.pool_instances.map(|i| PoolTotals {
@@ -220,20 +199,22 @@ impl Engine {
         std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("durable"))
     }
 
-    /// Loads a component from `bytes`, named `name` in messages.
+    /// The wasmtime engine.
+    pub fn wasmtime(&self) -> &wasmtime::Engine {
+        &self.engine
+    }
+
+    /// Compiles a component from `bytes` (or takes it from the cache),
+    /// named `name` in messages.
     ///
     /// # Errors
     /// See [`LoadError`].
-    pub fn load(&self, name: &str, bytes: Arc<Vec<u8>>) -> Result<LoadedWorkflow, LoadError> {
+    pub fn compile(&self, name: &str, bytes: Arc<Vec<u8>>) -> Result<Compiled, LoadError> {
         check_header(name, &bytes)?;
         let digest = sha256_hex(&bytes);
         let started = Instant::now();
         let (component, source) = self.compile_cached(name, &digest, &bytes)?;
         let load_time = started.elapsed();
-        let world = |source| LoadError::World {
-            name: name.to_string(),
-            source,
-        };
         let pool_capacity = self.pool.map(|p| {
             let (tables, memories) = component.resources_required().map_or(
                 (MAX_TABLES_PER_COMPONENT, MAX_MEMORIES_PER_COMPONENT),
@@ -243,16 +224,14 @@ impl Engine {
                 .min(p.tables / tables.max(1) as usize)
                 .min(p.memories / memories.max(1) as usize)
         });
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(world)?;
-        let pre = WorkflowPre::new(instance_pre).map_err(world)?;
-        Ok(LoadedWorkflow {
+        Ok(Compiled {
             name: workflow_name(name),
             digest,
             bytes,
             source,
             load_time,
             pool_capacity,
-            pre,
+            component,
         })
     }
 

@@ -15,6 +15,7 @@
 pub mod engine;
 pub mod history;
 pub mod http;
+pub mod observer;
 pub mod owner;
 pub mod runner;
 pub mod sandbox;

@@ -32,7 +32,7 @@ use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder};
 
 use crate::http::HttpAccess;
-use crate::runner::Observer;
+use crate::observer::Observer;
 use crate::store::OutputLine;
 
 /// A directory a step may use.
@@ -346,7 +346,7 @@ fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
 mod tests {
     use std::sync::{Arc, Mutex};
 
-    use crate::runner::{Level, Observer, Source};
+    use crate::observer::{Level, Observer, Source};
     use crate::store::Outcome;
 
     #[derive(Default)]

@@ -114,6 +114,38 @@ fn every_language_survives_a_crash_after_create_record_with_the_same_output() {
 }
 
 #[test]
+fn a_rust_guest_built_with_cargo_component_survives_a_crash_and_resume() {
+    let plain = component("onboarding");
+    let built = component("onboarding-cc");
+    // Another build path, another component, the same workflow.
+    assert_ne!(
+        std::fs::read(&plain).expect("read"),
+        std::fs::read(&built).expect("read")
+    );
+    let env = Env::new();
+    let expected = env.run(&["run", &plain, "--input", HIRE]).success();
+    let crashed = env.crash_after(&built, HIRE, "cc", "create_record#1");
+    assert!(
+        crashed.stderr().contains("step create_record#1"),
+        "{}",
+        crashed.stderr()
+    );
+    let resumed = env.run(&["resume", "cc"]);
+    assert_eq!(resumed.success(), expected);
+    let lines = resumed.stderr();
+    assert!(
+        lines.contains("create_record#1") && lines.contains("recovered"),
+        "{lines}"
+    );
+    assert!(
+        !lines
+            .lines()
+            .any(|l| l.contains("create_record#1") && l.contains("executed")),
+        "create_record ran again: {lines}"
+    );
+}
+
+#[test]
 fn every_language_survives_sigkill_while_its_parallel_steps_run() {
     for (lang, name) in LANGUAGES {
         let wasm = component(name);

@@ -5,6 +5,7 @@
 
 use serde_json::{Value, json};
 
+use crate::server::Server;
 use crate::util::{Env, Run, wasm};
 
 /// A v1 run killed after `fetch` and `enrich` committed.
@@ -128,6 +129,12 @@ fn resume_with_a_new_component_switches_compatible_runs_and_forces_divergent_one
     assert_eq!(switches[0]["forced_from_position"], Value::Null);
     let text = env.run(&["show", "a"]).stdout();
     assert!(text.contains("switched   from component"), "{text}");
+    // The HTTP API shows it too.
+    let server = Server::start(&env, &[]);
+    let (status, body) = server.call("GET", "/v1/runs/a", b"");
+    assert_eq!(status, 200, "{body:#}");
+    assert_eq!(body["component_switches"], run["component_switches"]);
+    drop(server);
 
     // Divergent: refused, with what --force would do, and nothing changed.
     half_done(&env, "b");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
-use durable::engine::Engine;
+use durable::runner::Engine;
 use durable::runner::{Faults, Finished, Limits, RetryPolicy, RunError, Runtime, RuntimeConfig};
 use durable::store::{RunStatus, Store};
 

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use durable::engine::LoadedWorkflow;
+use durable::runner::LoadedWorkflow;
 use durable::runner::{Replay, Runtime, RuntimeConfig, Silent};
 use durable::store::Store;
 
@@ -184,7 +184,7 @@ async fn upgrade_check_inner(db: &Path, args: UpgradeCheckArgs) -> Result<ExitCo
         cache_dir: args
             .cache_dir
             .clone()
-            .or_else(durable::engine::Engine::default_cache_dir),
+            .or_else(durable::runner::Engine::default_cache_dir),
         observer: Arc::new(Silent),
         ..RuntimeConfig::default()
     };

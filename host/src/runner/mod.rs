@@ -13,7 +13,7 @@ mod drive;
 mod error;
 mod faults;
 mod limits;
-mod observer;
+mod loader;
 mod slots;
 mod state;
 
@@ -24,15 +24,16 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+pub use crate::observer::{Level, Observer, Silent, Source, Waiting};
 pub use drive::human;
 pub use error::{RunError, validate_run_id};
 pub use faults::Faults;
 pub use limits::{Limits, RetryPolicy};
-pub use observer::{Level, Observer, Silent, Source, Waiting};
+pub use loader::{Engine, LoadedWorkflow};
 pub use slots::MAX_NESTING;
 pub use state::HostState;
 
-use crate::engine::{Engine, EngineOptions, LoadError, LoadedWorkflow};
+use crate::engine::{EngineOptions, LoadError};
 use crate::history::History;
 use crate::owner::{Owner, lease_ms};
 use crate::sandbox::{Grants, Output};

@@ -17,10 +17,10 @@ use super::bindings::durable::workflow::{durable, types};
 use super::bindings::{Call, LogLevel, StepError, StepOptions, WaitError};
 use super::drive::Drive;
 use super::limits::{MemoryLimit, StepPolicy};
-use super::observer::Level;
 use super::slots::{AttemptClock, MAX_NESTING};
 use crate::history::{self, Context, Planned};
 use crate::http::{Caller, HttpHooks};
+use crate::observer::Level;
 use crate::sandbox;
 use crate::store::Outcome;
 

@@ -244,7 +244,7 @@ fn proc_field(path: &str, name: &str) -> u64 {
 /// every one of them parked.
 async fn park(
     runtime: &Arc<Runtime>,
-    workflow: &durable::engine::LoadedWorkflow,
+    workflow: &durable::runner::LoadedWorkflow,
     n: u32,
     prefix: &str,
     input: &'static str,

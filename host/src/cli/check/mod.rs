@@ -28,8 +28,8 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
-use durable::engine::LoadedWorkflow;
 use durable::owner::Owner;
+use durable::runner::LoadedWorkflow;
 use durable::runner::{Replay, Runtime, Silent, same_json};
 use durable::store::{Durability, NewRun, Outcome, RunDetail, RunStatus, Store};
 
@@ -525,7 +525,7 @@ impl Ctx {
     async fn replay(
         &self,
         config: durable::runner::RuntimeConfig,
-        engine: durable::engine::Engine,
+        engine: durable::runner::Engine,
     ) -> Result<PointReport, ExitCode> {
         let started = Instant::now();
         let mut report = PointReport::new(

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
 
-use durable::engine::LoadedWorkflow;
+use durable::runner::LoadedWorkflow;
 use durable::runner::{Finished, RunError, Runtime};
 use durable::store::StoreError;
 use tokio::sync::Notify;

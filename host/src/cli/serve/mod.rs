@@ -162,9 +162,9 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
 fn load_registered(
     db: &Path,
     args: &ServeArgs,
-    engine: &durable::engine::Engine,
+    engine: &durable::runner::Engine,
     runtime: &mut durable::runner::RuntimeConfig,
-) -> Result<Vec<(config::Workflow, durable::engine::LoadedWorkflow)>, ExitCode> {
+) -> Result<Vec<(config::Workflow, durable::runner::LoadedWorkflow)>, ExitCode> {
     let Some(path) = &args.config else {
         return Ok(Vec::new());
     };
@@ -172,7 +172,7 @@ fn load_registered(
         error(e);
         ExitCode::Usage
     })?;
-    let mut out: Vec<(config::Workflow, durable::engine::LoadedWorkflow)> = Vec::new();
+    let mut out: Vec<(config::Workflow, durable::runner::LoadedWorkflow)> = Vec::new();
     for w in workflows {
         let at = format!("{}: [workflows.{}]", path.display(), w.name);
         let own = config(db, &w.drive, true).inspect_err(|_| {

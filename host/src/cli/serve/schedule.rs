@@ -4,7 +4,7 @@
 //! the server restarts: starting an id that exists changes nothing.
 
 use chrono::{DateTime, TimeZone, Utc};
-use durable::engine::LoadedWorkflow;
+use durable::runner::LoadedWorkflow;
 
 use super::config::{MAX_CATCH_UP, Missed, Schedule};
 use super::dispatch::Dispatcher;

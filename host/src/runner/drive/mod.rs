@@ -14,10 +14,10 @@ use super::RunError;
 use super::bindings::WorkflowPre;
 use super::faults::Faults;
 use super::limits::{Limits, StepPolicy};
-use super::observer::{Observer, Source};
 use super::slots::{AttemptClock, InstanceSlots};
 use super::state::HostState;
 use crate::engine::EPOCH_TICK;
+use crate::observer::{Observer, Source};
 
 mod waits;
 use crate::history::{History, Planned};

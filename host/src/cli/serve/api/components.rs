@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State as Extract};
 use axum::http::StatusCode;
-use durable::engine::LoadedWorkflow;
+use durable::runner::LoadedWorkflow;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

@@ -14,7 +14,7 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use durable::engine::LoadedWorkflow;
+use durable::runner::LoadedWorkflow;
 use durable::runner::Runtime;
 use serde_json::{Value, json};
 
