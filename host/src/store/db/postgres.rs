@@ -1,6 +1,6 @@
 //! The PostgreSQL database: its schema, created and checked on open.
 //!
-//! The tables are SQLite's (`sqlite.rs`, schema version 7) in PostgreSQL's
+//! The tables are SQLite's (`sqlite.rs`, schema version 8) in PostgreSQL's
 //! types: integers are `BIGINT`, text keys compare byte-wise (`COLLATE
 //! "C"`, as SQLite does), and the row ids SQLite gives `events.seq` and
 //! `output.id` are identity columns. The version is kept in
@@ -153,7 +153,8 @@ CREATE TABLE drive_starts (
 /// What takes a database of an older version to the next one: `UPGRADES[i]`
 /// goes from version `FIRST_VERSION + i` to the next, as SQLite's
 /// migrations of the same number do.
-const UPGRADES: &[&str] = &[r#"
+const UPGRADES: &[&str] = &[
+    r#"
 ALTER TABLE superseded_steps ADD COLUMN input TEXT;
 CREATE TABLE component_switches (
     run_id      TEXT COLLATE "C" NOT NULL REFERENCES runs(id),
@@ -164,7 +165,13 @@ CREATE TABLE component_switches (
     forced_from BIGINT,
     PRIMARY KEY (run_id, drive)
 )
-"#];
+"#,
+    r#"
+ALTER TABLE steps DROP CONSTRAINT steps_run_id_parent_position_key;
+ALTER TABLE steps DROP CONSTRAINT steps_pkey;
+ALTER TABLE steps ADD PRIMARY KEY (run_id, parent, position)
+"#,
+];
 
 /// The version of PostgreSQL's first schema.
 const FIRST_VERSION: i64 = 6;

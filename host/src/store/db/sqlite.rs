@@ -255,6 +255,38 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, drive)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 8: steps keyed by where they were called: (run, parent, position).
+    // A commit then writes one B-tree instead of two (the table, keyed by
+    // step key, and the unique index on the position): half the WAL pages
+    // per step. A key stays unique without an index of its own: it names
+    // the n-th call of a name among its parent's calls, so two positions
+    // cannot have the same key.
+    r#"
+    CREATE TABLE steps_v8 (
+        run_id         TEXT NOT NULL REFERENCES runs(id),
+        key            TEXT NOT NULL,
+        parent         TEXT NOT NULL,
+        position       INTEGER NOT NULL,
+        name           TEXT NOT NULL,
+        input_digest   TEXT NOT NULL,
+        outcome        TEXT NOT NULL CHECK (outcome IN ('ok', 'failed', 'trapped', 'timed-out')),
+        value          TEXT NOT NULL,
+        attempts       INTEGER NOT NULL,
+        started_at_ms  INTEGER NOT NULL,
+        finished_at_ms INTEGER NOT NULL,
+        drive          INTEGER NOT NULL DEFAULT 1,
+        batch          INTEGER,
+        input          TEXT,
+        PRIMARY KEY (run_id, parent, position)
+    ) STRICT, WITHOUT ROWID;
+    INSERT INTO steps_v8 (run_id, key, parent, position, name, input_digest, outcome, value,
+                          attempts, started_at_ms, finished_at_ms, drive, batch, input)
+        SELECT run_id, key, parent, position, name, input_digest, outcome, value,
+               attempts, started_at_ms, finished_at_ms, drive, batch, input
+        FROM steps;
+    DROP TABLE steps;
+    ALTER TABLE steps_v8 RENAME TO steps;
+    "#,
 ];
 
 /// Opens a read-only connection to a database that [`open`] prepared.

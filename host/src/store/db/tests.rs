@@ -547,6 +547,10 @@ async fn version_6(kind: Kind) -> Fresh {
                 .batch_execute(
                     "DROP TABLE component_switches;
                      ALTER TABLE superseded_steps DROP COLUMN input;
+                     ALTER TABLE steps DROP CONSTRAINT steps_pkey;
+                     ALTER TABLE steps ADD PRIMARY KEY (run_id, key);
+                     ALTER TABLE steps ADD CONSTRAINT steps_run_id_parent_position_key
+                         UNIQUE (run_id, parent, position);
                      UPDATE durable_schema SET version = 6;",
                 )
                 .await
