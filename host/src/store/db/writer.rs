@@ -10,11 +10,13 @@
 //! alone and gets its error, the rest of the batch commits.
 //!
 //! A job sent while the writer is idle (nothing queued, no batch being
-//! applied) on SQLite is committed on the caller's thread instead, when the
-//! database's write lock is free at once: a lone sequential step then pays
-//! no thread hand-off to the writer and back (two wake-ups and two context
-//! switches, more than the commit's own CPU). The connection is shared
-//! behind a mutex, so the two never run at once and the invariant holds.
+//! applied, and the last commit held one job) on SQLite is committed on the
+//! caller's thread instead, when the database's write lock is free at once:
+//! a lone sequential step then pays no thread hand-off to the writer and
+//! back (two wake-ups and two context switches, more than the commit's own
+//! CPU). When callers come at once, the thread's batches hold several jobs
+//! and group commit takes over again. The connection is shared behind a
+//! mutex, so the two never run at once and the invariant holds.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -65,6 +67,10 @@ pub(crate) struct WriterStats {
     pub(crate) jobs: AtomicU64,
     /// Of the commits, those made on the caller's thread (the writer idle).
     pub(crate) inline_commits: AtomicU64,
+    /// Whether the last commit held one job: commits look sequential, and
+    /// a caller may commit its job itself. When callers come at once, the
+    /// thread's batches hold several and group commit takes over again.
+    lone: AtomicBool,
     /// How long to wait out another process's write lock, in ms (0: the
     /// default, [`MAX_BUSY_WAIT`]).
     pub(crate) lock_wait_ms: AtomicU64,
@@ -87,6 +93,7 @@ impl Default for WriterStats {
             commits: AtomicU64::new(0),
             jobs: AtomicU64::new(0),
             inline_commits: AtomicU64::new(0),
+            lone: AtomicBool::new(true),
             lock_wait_ms: AtomicU64::new(0),
             commit_seconds: super::histogram::Histogram::new(&COMMIT_BOUNDS),
             batch_size: super::histogram::Histogram::new(&BATCH_BOUNDS),
@@ -187,7 +194,9 @@ impl Writer {
     /// True when nothing is queued for the thread (it may still be applying
     /// a batch: the connection's lock tells) and the writer is not closing.
     fn idle(&self) -> bool {
-        self.jobs.capacity() == self.jobs.max_capacity() && !self.closing.load(Ordering::SeqCst)
+        self.stats.lone.load(Ordering::Relaxed)
+            && self.jobs.capacity() == self.jobs.max_capacity()
+            && !self.closing.load(Ordering::SeqCst)
     }
 
     /// Asks the thread to stop once the jobs queued before this call are
@@ -281,6 +290,7 @@ fn run(conn: &Mutex<Conn>, mut rx: mpsc::Receiver<Option<Job>>, stats: &WriterSt
         if apply_batch(&mut conn, &mut batch, wait) {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.jobs.fetch_add(jobs, Ordering::Relaxed);
+            stats.lone.store(jobs == 1, Ordering::Relaxed);
             stats
                 .commit_seconds
                 .observe(started.elapsed().as_secs_f64());
