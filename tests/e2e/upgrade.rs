@@ -100,8 +100,43 @@ fn upgrade_check_tells_compatible_new_code_from_divergent_and_changes_nothing() 
     let (code, report) = upgrade_check(&env, "body", &["--run", "nope"]);
     assert_eq!(code, Some(3), "{report:#}");
 
+    // New code that traps on a run's history is not compatible, and a
+    // switch to it is refused.
+    let (code, report) = upgrade_check(&env, "trap", &["--run", "a"]);
+    assert_eq!(code, Some(1), "{report:#}");
+    let run = &report["runs"][0];
+    assert_eq!(run["compatible"], false);
+    assert!(
+        run["error"].as_str().is_some_and(|e| e.contains("trapped")),
+        "{run:#}"
+    );
+    let refused = env.run(&["resume", "--component", &wasm("upgrade_trap"), "a"]);
+    refused.expect_code(Some(1));
+    assert!(
+        refused.stderr().contains("was not switched"),
+        "{}",
+        refused.stderr()
+    );
+
     // Nothing was executed or written.
     assert_eq!(env.dump(), before, "upgrade-check changed the database");
+
+    // A database of an older schema is refused, not upgraded.
+    let old = Env::new();
+    half_done(&old, "o");
+    {
+        let conn = rusqlite::Connection::open(old.db()).expect("open");
+        conn.execute_batch("PRAGMA user_version = 6")
+            .expect("version");
+    }
+    let refused = old.run(&["upgrade-check", &wasm("upgrade_append")]);
+    refused.expect_code(Some(2));
+    assert!(refused.stderr().contains("older"), "{}", refused.stderr());
+    let conn = rusqlite::Connection::open(old.db()).expect("open");
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, 6, "upgrade-check upgraded the database");
 }
 
 #[test]

@@ -63,6 +63,8 @@ fn guest_path(name: &str) -> PathBuf {
                 "upgrade-input",
                 "-p",
                 "upgrade-body",
+                "-p",
+                "upgrade-trap",
             ])
             .arg("--target-dir")
             .arg(&target)

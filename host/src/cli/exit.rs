@@ -69,6 +69,7 @@ impl ExitCode {
         match e {
             StoreError::NotDurable { .. }
             | StoreError::NewerSchema { .. }
+            | StoreError::OlderSchema { .. }
             | StoreError::Corrupt(_) => ExitCode::Usage,
             StoreError::RunNotFound(_) | StoreError::StepNotFound { .. } => ExitCode::NotFound,
             StoreError::RunExists(_) => ExitCode::Usage,

@@ -239,7 +239,10 @@ pub(super) async fn signalled() {
 /// runtime's drives stop at their next durable call, running steps get
 /// [`GRACE`] to finish and be recorded, and `None` means they did not and
 /// were abandoned (their runs released, resumable).
-async fn interruptible<T>(rt: &Runtime, work: impl std::future::Future<Output = T>) -> Option<T> {
+pub(super) async fn interruptible<T>(
+    rt: &Runtime,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
     tokio::pin!(work);
     tokio::select! {
         r = &mut work => return Some(r),
@@ -261,7 +264,7 @@ async fn interruptible<T>(rt: &Runtime, work: impl std::future::Future<Output = 
 }
 
 /// Reports runs abandoned after an interrupt's grace.
-fn abandoned(run_ids: &[String]) -> ExitCode {
+pub(super) fn abandoned(run_ids: &[String]) -> ExitCode {
     for id in run_ids {
         error(format_args!(
             "run {id} was interrupted; its running steps were abandoned and run again on resume: durable resume {id}"

@@ -12,7 +12,7 @@ use durable::runner::LoadedWorkflow;
 use durable::runner::{Replay, Runtime, RuntimeConfig, Silent};
 use durable::store::Store;
 
-use super::run::{chain, report_line, report_one, to_end};
+use super::run::{abandoned, chain, interruptible, report_line, report_one, to_end};
 use super::{ExitCode, ResumeArgs, UpgradeCheckArgs};
 
 fn error(message: impl std::fmt::Display) {
@@ -34,8 +34,12 @@ struct Checked {
     /// replays to its end).
     next: Option<String>,
     divergence: Option<Diverged>,
-    /// Why the run could not be replayed at all.
+    /// Why the run could not be replayed at all, or the trap of the new
+    /// code on its history.
     error: Option<String>,
+    /// True when there is no such run.
+    #[serde(skip)]
+    missing: bool,
 }
 
 /// Where the new code leaves the history.
@@ -73,11 +77,13 @@ async fn check_run(rt: &Runtime, workflow: &LoadedWorkflow, run_id: &str) -> Che
         next: None,
         divergence: None,
         error: None,
+        missing: false,
     };
     match rt.store().run(run_id).await {
         Ok(Some(run)) => c.status = run.status.as_str().into(),
         Ok(None) => {
             c.error = Some(format!("there is no run {run_id:?}"));
+            c.missing = true;
             return c;
         }
         Err(e) => {
@@ -94,6 +100,13 @@ async fn check_run(rt: &Runtime, workflow: &LoadedWorkflow, run_id: &str) -> Che
             c.compatible = true;
             (c.replayed, c.recorded) = (progress.replayed, progress.recorded);
             c.next = Some(key);
+        }
+        Ok(Replay::Trapped { message, progress }) => {
+            (c.replayed, c.recorded) = (progress.replayed, progress.recorded);
+            c.error = Some(format!(
+                "the new code trapped after replaying {} of {} recorded calls: {message}",
+                progress.replayed, progress.recorded
+            ));
         }
         Ok(Replay::Diverged {
             divergence,
@@ -160,12 +173,14 @@ fn runtime(
     ))
 }
 
-async fn open(db: &Path) -> Result<Store, ExitCode> {
+/// Opens the database as it is: an older schema is refused, not upgraded
+/// (upgrade-check writes nothing).
+async fn open_unchanged(db: &Path) -> Result<Store, ExitCode> {
     if !durable::store::may_exist(db) {
         error(format_args!("there is no database at {}", db.display()));
         return Err(ExitCode::NotFound);
     }
-    Store::open(db).await.map_err(|e| {
+    Store::open_unchanged(db).await.map_err(|e| {
         error(chain(&e));
         ExitCode::of_store(&e)
     })
@@ -179,7 +194,7 @@ pub async fn upgrade_check(db: &Path, args: UpgradeCheckArgs) -> ExitCode {
 }
 
 async fn upgrade_check_inner(db: &Path, args: UpgradeCheckArgs) -> Result<ExitCode, ExitCode> {
-    let store = open(db).await?;
+    let store = open_unchanged(db).await?;
     let config = RuntimeConfig {
         cache_dir: args
             .cache_dir
@@ -244,11 +259,7 @@ async fn upgrade_check_inner(db: &Path, args: UpgradeCheckArgs) -> Result<ExitCo
     }
     Ok(if report.compatible {
         ExitCode::Success
-    } else if report
-        .runs
-        .iter()
-        .any(|r| r.error.is_some() && r.status.is_empty())
-    {
+    } else if report.runs.iter().any(|r| r.missing) {
         ExitCode::NotFound
     } else {
         ExitCode::RunFailed
@@ -257,7 +268,11 @@ async fn upgrade_check_inner(db: &Path, args: UpgradeCheckArgs) -> Result<ExitCo
 
 /// `durable resume --component NEW RUN_ID...`: switches runs to NEW.
 pub async fn resume_switching(db: &Path, args: ResumeArgs, new: &Path) -> ExitCode {
-    let store = match open(db).await {
+    if !durable::store::may_exist(db) {
+        error(format_args!("there is no database at {}", db.display()));
+        return ExitCode::NotFound;
+    }
+    let store = match super::run::open(db, &args.drive).await {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -276,11 +291,11 @@ pub async fn resume_switching(db: &Path, args: ResumeArgs, new: &Path) -> ExitCo
         let checked = check_run(&rt, &workflow, id).await;
         let forced_from = match (&checked.divergence, &checked.error) {
             (_, Some(e)) => {
-                error(format_args!("run {id}: {e}"));
-                worst = worst.max(if checked.status.is_empty() {
+                error(format_args!("run {id} was not switched: {e}"));
+                worst = worst.max(if checked.missing {
                     ExitCode::NotFound
                 } else {
-                    ExitCode::Failure
+                    ExitCode::RunFailed
                 });
                 continue;
             }
@@ -313,7 +328,13 @@ pub async fn resume_switching(db: &Path, args: ResumeArgs, new: &Path) -> ExitCo
                 None
             }
         };
-        let result = to_end(&rt, id, rt.resume_with(id, &workflow, forced_from).await).await;
+        let work =
+            async { to_end(&rt, id, rt.resume_with(id, &workflow, forced_from).await).await };
+        let Some(result) = interruptible(&rt, work).await else {
+            drop(rt);
+            store.close().await;
+            return abandoned(std::slice::from_ref(id));
+        };
         let code = if single {
             report_one(id, result)
         } else {

@@ -81,6 +81,14 @@ pub enum Replay {
         /// How far it got.
         progress: Progress,
     },
+    /// The workflow trapped (a panic, an out-of-bounds access...) on the
+    /// recorded history: a run driven by it would fail.
+    Trapped {
+        /// The trap, with what the workflow said.
+        message: String,
+        /// How far it got.
+        progress: Progress,
+    },
     /// The workflow made another call than the history holds.
     Diverged {
         /// Where and how.
@@ -537,7 +545,7 @@ impl Runtime {
             Some(other) => return Err(other),
             None => {}
         }
-        let result = match outcome {
+        match outcome {
             Ok((result, calls)) => {
                 if let Err(RunError::Divergence(d)) = drive.check_end(calls) {
                     return Ok(Replay::Diverged {
@@ -545,20 +553,17 @@ impl Runtime {
                         progress: made(calls),
                     });
                 }
-                return Ok(Replay::Ended {
-                    result: result.map_err(cap_message),
+                Ok(Replay::Ended {
+                    result: end_of(result, &drive.limits),
                     progress: made(calls),
-                });
+                })
             }
-            Err(WorkflowFailure::Trap(message)) => Err(format!("the workflow trapped: {message}")),
-            Err(WorkflowFailure::Instantiate(message)) => {
-                return Err(RunError::Instantiate(message));
-            }
-        };
-        Ok(Replay::Ended {
-            result,
-            progress: made(recorded),
-        })
+            Err(WorkflowFailure::Trap(message, calls)) => Ok(Replay::Trapped {
+                message,
+                progress: made(calls),
+            }),
+            Err(WorkflowFailure::Instantiate(message)) => Err(RunError::Instantiate(message)),
+        }
     }
 
     /// The loaded component of `run`, compiled on a blocking thread if no
@@ -725,7 +730,7 @@ impl Runtime {
         // A switch forced over a divergence: the workflow's records from
         // the divergence on are moved aside, so the new code runs from there.
         if let Some(from) = drive.pending_forced_from()
-            && let Err(e) = drive.supersede("", from).await
+            && let Err(e) = drive.supersede_for_switch(from).await
         {
             lease.abort();
             return Err(e);
@@ -768,17 +773,10 @@ impl Runtime {
         }
         let outcome = outcome.map(|(result, _)| result);
         let result = match outcome {
-            Ok(Ok(output)) if output.len() > drive.limits.max_result_bytes => Err(format!(
-                "the workflow's output is {} bytes, over the result size limit of {} bytes (--max-result-bytes)",
-                output.len(),
-                drive.limits.max_result_bytes
-            )),
-            Ok(Ok(output)) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
-                Ok(_) => Ok(output),
-                Err(e) => Err(format!("the workflow returned invalid JSON: {e}")),
-            },
-            Ok(Err(message)) => Err(cap_message(message)),
-            Err(WorkflowFailure::Trap(message)) => Err(format!("the workflow trapped: {message}")),
+            Ok(result) => end_of(result, &drive.limits),
+            Err(WorkflowFailure::Trap(message, _)) => {
+                Err(format!("the workflow trapped: {message}"))
+            }
             Err(WorkflowFailure::Instantiate(message)) => {
                 return Err(RunError::Instantiate(message));
             }
@@ -820,7 +818,25 @@ impl Runtime {
 
 enum WorkflowFailure {
     Instantiate(String),
-    Trap(String),
+    /// The workflow trapped, with its message, after this many calls.
+    Trap(String, u32),
+}
+
+/// How a workflow's end is recorded: its output, if it is JSON within the
+/// result size limit, or why the run failed.
+fn end_of(result: Result<String, String>, limits: &Limits) -> Result<String, String> {
+    match result {
+        Ok(output) if output.len() > limits.max_result_bytes => Err(format!(
+            "the workflow's output is {} bytes, over the result size limit of {} bytes (--max-result-bytes)",
+            output.len(),
+            limits.max_result_bytes
+        )),
+        Ok(output) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+            Ok(_) => Ok(output),
+            Err(e) => Err(format!("the workflow returned invalid JSON: {e}")),
+        },
+        Err(message) => Err(cap_message(message)),
+    }
 }
 
 /// What the workflow's `run` returned, with how many durable calls it made.
@@ -878,10 +894,13 @@ async fn call_workflow(drive: &Arc<Drive>, run: &RunRecord, output: &Output) -> 
         Err(_) if drive.is_stopped() => Ok((Err(String::new()), calls)),
         Err(trap) => {
             let message = trap_message(&trap);
-            Err(WorkflowFailure::Trap(match output.explanation() {
-                Some(said) => format!("{said} ({message})"),
-                None => message,
-            }))
+            Err(WorkflowFailure::Trap(
+                match output.explanation() {
+                    Some(said) => format!("{said} ({message})"),
+                    None => message,
+                },
+                calls,
+            ))
         }
     }
 }

@@ -28,6 +28,22 @@ pub enum StoreError {
         /// The newest version this build knows.
         supported: i64,
     },
+    /// The database is of an older schema version, and the caller asked
+    /// not to upgrade it ([`super::Store::open_unchanged`]).
+    #[error(
+        "{} has schema version {found}, older than this durable's {supported}; it was left as it is \
+         (this command does not upgrade a database: use the durable that serves it, or upgrade \
+         the database by opening it with this one, e.g. `durable list`)",
+        path.display()
+    )]
+    OlderSchema {
+        /// The database path.
+        path: PathBuf,
+        /// The version in the file.
+        found: i64,
+        /// The version this build writes.
+        supported: i64,
+    },
     /// Another process held the database's write lock for longer than the
     /// busy timeout.
     #[error(

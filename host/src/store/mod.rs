@@ -75,6 +75,18 @@ impl Store {
         )))
     }
 
+    /// [`Store::open`] for a command that must change nothing, not even the
+    /// schema: a database of an older version is refused
+    /// ([`StoreError::OlderSchema`]), not upgraded.
+    ///
+    /// # Errors
+    /// As [`Store::open`], and [`StoreError::OlderSchema`].
+    pub async fn open_unchanged(path: &Path) -> Result<Store, StoreError> {
+        Ok(Store(Backend::Sql(
+            db::SqlStore::open_unchanged(path).await?,
+        )))
+    }
+
     /// What the writer has done so far.
     pub fn stats(&self) -> StoreStats {
         match &self.0 {
@@ -203,9 +215,10 @@ impl Store {
         owner: &Owner,
         drive: u32,
         keys: Vec<String>,
+        switch: Option<ComponentSwitch>,
     ) -> Result<(), StoreError> {
         match &self.0 {
-            Backend::Sql(s) => s.supersede(run_id, owner, drive, keys).await,
+            Backend::Sql(s) => s.supersede(run_id, owner, drive, keys, switch).await,
         }
     }
 

@@ -87,11 +87,14 @@ impl Launcher {
             Crash::Never => {
                 cmd.arg("--max-parallel").arg(self.max_parallel.to_string());
             }
+            // `--flag=KEY`: a key may start with '-'.
             Crash::AfterCommit(key) => {
-                cmd.args(["--crash-after", key, "--max-parallel", "1"]);
+                cmd.arg(format!("--crash-after={key}"))
+                    .args(["--max-parallel", "1"]);
             }
             Crash::BeforeCommit(key) => {
-                cmd.args(["--crash-before-commit", key, "--max-parallel", "1"]);
+                cmd.arg(format!("--crash-before-commit={key}"))
+                    .args(["--max-parallel", "1"]);
             }
         }
         let out = cmd.output()?;

@@ -52,7 +52,7 @@ fn error(message: impl std::fmt::Display) {
 /// How to make and drive a scratch run.
 struct Setup {
     dir: PathBuf,
-    launcher: Launcher,
+    launcher: Arc<Launcher>,
     workflow: LoadedWorkflow,
     input: String,
     seed: u64,
@@ -149,6 +149,7 @@ async fn check_inner(args: CheckArgs) -> Result<ExitCode, ExitCode> {
         error(format_args!("cannot find the durable binary: {e}"));
         ExitCode::Failure
     })?;
+    let launcher = Arc::new(launcher);
     let started = Instant::now();
     let seed = {
         let mut b = [0u8; 8];
@@ -301,9 +302,12 @@ impl Setup {
         Ok(db)
     }
 
-    /// Runs a child on `db` (the async worker handing its other tasks on).
+    /// Runs a child on `db`, waited for on a blocking thread.
     async fn child(&self, db: &Path, trace: &Path, crash: Crash) -> Result<Ended, String> {
-        tokio::task::block_in_place(|| self.launcher.resume(db, trace, &crash))
+        let (launcher, db, trace) = (self.launcher.clone(), db.to_path_buf(), trace.to_path_buf());
+        tokio::task::spawn_blocking(move || launcher.resume(&db, &trace, &crash))
+            .await
+            .map_err(|e| format!("a check panicked: {e}"))?
             .map_err(|e| format!("cannot start durable: {e}"))
     }
 
@@ -367,6 +371,14 @@ impl Ctx {
         while let Some(crash) = crashes.get(n).cloned() {
             n += 1;
             let ended = setup.child(&db, &trace_at(n), crash.clone()).await?;
+            if !ended.killed && ended.code != Some(0) {
+                // Not a crash of ours: the child failed.
+                report.problem(Problem::ResumeFailed {
+                    exit_code: ended.code,
+                    message: ended.said(),
+                });
+                return Ok(());
+            }
             if !ended.killed {
                 let key = match &crash {
                     Crash::AfterCommit(k) | Crash::BeforeCommit(k) => k.clone(),
@@ -459,8 +471,18 @@ impl Ctx {
                 });
             }
         }
-        // A step body that ran again must make the same nested calls.
-        for old in detail.superseded.iter().filter(|s| !s.parent.is_empty()) {
+        // A step body that ran again must make the same nested calls (what
+        // the uninterrupted run itself moved aside, a retried body's, is
+        // not the crash's doing).
+        let moved_anyway: BTreeSet<(&str, u32)> = self
+            .base
+            .superseded
+            .iter()
+            .map(|s| (s.parent.as_str(), s.position))
+            .collect();
+        for old in detail.superseded.iter().filter(|s| {
+            !s.parent.is_empty() && !moved_anyway.contains(&(s.parent.as_str(), s.position))
+        }) {
             let now = detail
                 .steps
                 .iter()
@@ -558,6 +580,17 @@ impl Ctx {
                             Ok(out) => json!({"status": "succeeded", "output": super::json::parse_json(&out)}),
                             Err(e) => json!({"status": "failed", "error": e}),
                         },
+                    });
+                }
+            }
+            Ok(Replay::Trapped { message, .. }) => {
+                let got = format!("the workflow trapped: {message}");
+                if self.base.run.status != RunStatus::Failed
+                    || self.base.run.error.as_deref() != Some(got.as_str())
+                {
+                    report.problem(Problem::ReplayOutputDiffers {
+                        expected,
+                        got: json!({"status": "failed", "error": got}),
                     });
                 }
             }

@@ -275,6 +275,22 @@ impl Drive {
     /// Moves aside the records of context `parent` from position `from` on
     /// (with their subtrees).
     pub(crate) async fn supersede(&self, parent: &str, from: u32) -> Result<(), RunError> {
+        self.supersede_switching(parent, from, false).await
+    }
+
+    /// [`Drive::supersede`] of the workflow's records for a switch forced
+    /// over a divergence: the pending switch is committed with it, so a run
+    /// is never left on its old component with part of its history moved.
+    pub(crate) async fn supersede_for_switch(&self, from: u32) -> Result<(), RunError> {
+        self.supersede_switching("", from, true).await
+    }
+
+    async fn supersede_switching(
+        &self,
+        parent: &str,
+        from: u32,
+        switching: bool,
+    ) -> Result<(), RunError> {
         let stale = self
             .history
             .lock()
@@ -283,8 +299,15 @@ impl Drive {
         if stale.is_empty() {
             return Ok(());
         }
+        let switch = if switching { self.take_switch() } else { None };
         self.store
-            .supersede(&self.run_id, &self.owner, self.number, stale.clone())
+            .supersede(
+                &self.run_id,
+                &self.owner,
+                self.number,
+                stale.clone(),
+                switch,
+            )
             .await?;
         self.history.lock().map_err(|_| poisoned())?.remove(&stale);
         Ok(())

@@ -85,6 +85,20 @@ impl SqlStore {
     /// See [`StoreError`]: a file of another kind or a newer schema is
     /// refused and left untouched.
     pub async fn open_with(path: &Path, durability: Durability) -> Result<SqlStore, StoreError> {
+        SqlStore::open_opts(path, durability, true).await
+    }
+
+    /// Opens the database, refusing one of an older schema instead of
+    /// upgrading it ([`StoreError::OlderSchema`]).
+    pub async fn open_unchanged(path: &Path) -> Result<SqlStore, StoreError> {
+        SqlStore::open_opts(path, Durability::default(), false).await
+    }
+
+    async fn open_opts(
+        path: &Path,
+        durability: Durability,
+        upgrade: bool,
+    ) -> Result<SqlStore, StoreError> {
         let path = path.to_path_buf();
         let opened = tokio::task::spawn_blocking({
             let path = path.clone();
@@ -94,8 +108,11 @@ impl SqlStore {
                         // PostgreSQL takes writes from many connections at
                         // once; a round trip, not the disk, bounds each.
                         let synchronous = durability == Durability::PowerLoss;
-                        let mut conns =
-                            vec![Conn::Postgres(Box::new(postgres::open(url, synchronous)?))];
+                        let mut conns = vec![Conn::Postgres(Box::new(postgres::open(
+                            url,
+                            synchronous,
+                            upgrade,
+                        )?))];
                         for _ in 1..POSTGRES_WRITERS {
                             conns.push(Conn::Postgres(Box::new(postgres::connect(
                                 url,
@@ -104,7 +121,9 @@ impl SqlStore {
                         }
                         Ok(conns)
                     }
-                    None => Ok(vec![Conn::Sqlite(schema::open(&path, durability)?)]),
+                    None => Ok(vec![Conn::Sqlite(schema::open(
+                        &path, durability, upgrade,
+                    )?)]),
                 }
             }
         })
@@ -346,7 +365,8 @@ impl SqlStore {
 
     /// Moves the records of steps `keys` (and their failed attempts) aside:
     /// a step body that ran again made other calls than the run that
-    /// recorded them. They stay in the database for inspection.
+    /// recorded them, or a forced switch of component (`switch`, made in
+    /// the same transaction). They stay in the database for inspection.
     ///
     /// # Errors
     /// [`StoreError::LeaseLost`] when another drive owns the run now.
@@ -356,12 +376,13 @@ impl SqlStore {
         owner: &Owner,
         drive: u32,
         keys: Vec<String>,
+        switch: Option<ComponentSwitch>,
     ) -> Result<(), StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
                 let now = now_ms();
-                renew(tx, &run_id, &owner, drive, now)?;
+                renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
                 supersede_steps(tx, &run_id, &keys, drive, now)
             })
             .await

@@ -200,7 +200,7 @@ pub(crate) fn connect(url: &str, synchronous: bool) -> Result<PgConn, StoreError
 /// # Errors
 /// [`StoreError::Postgres`] when the server cannot be reached;
 /// [`StoreError::NotDurable`] or [`StoreError::NewerSchema`].
-pub(crate) fn open(url: &str, synchronous: bool) -> Result<PgConn, StoreError> {
+pub(crate) fn open(url: &str, synchronous: bool, upgrade: bool) -> Result<PgConn, StoreError> {
     let mut conn = connect(url, synchronous)?;
     let where_ = redact(url);
     let txn = conn.begin("preparing the schema")?;
@@ -231,6 +231,13 @@ pub(crate) fn open(url: &str, synchronous: bool) -> Result<PgConn, StoreError> {
         )?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::NewerSchema {
+                path: where_.into(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if !upgrade && found < SCHEMA_VERSION {
+            return Err(StoreError::OlderSchema {
                 path: where_.into(),
                 found,
                 supported: SCHEMA_VERSION,

@@ -317,7 +317,11 @@ pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// [`StoreError::NotDurable`] when the file is not a SQLite database or is
 /// one of another program; [`StoreError::NewerSchema`] when a newer
 /// `durable` wrote it; [`StoreError::Sqlite`] for anything else.
-pub(crate) fn open(path: &Path, durability: super::Durability) -> Result<Connection, StoreError> {
+pub(crate) fn open(
+    path: &Path,
+    durability: super::Durability,
+    upgrade: bool,
+) -> Result<Connection, StoreError> {
     let sql = |source| StoreError::Sqlite {
         context: format!("opening {}", path.display()),
         source,
@@ -355,6 +359,14 @@ pub(crate) fn open(path: &Path, durability: super::Durability) -> Result<Connect
     }
     if version > SCHEMA_VERSION {
         return Err(StoreError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    // (A new, empty file has version 0 and no tables: it is created.)
+    if !upgrade && version > 0 && version < SCHEMA_VERSION {
+        return Err(StoreError::OlderSchema {
             path: path.to_path_buf(),
             found: version,
             supported: SCHEMA_VERSION,

@@ -479,7 +479,7 @@ async fn a_component_switch_and_superseded_records_are_kept_for_people(kind: Kin
     // A forced switch: b#1 moved aside, the new component's first commit
     // records the switch.
     store
-        .supersede("r", &me, 1, vec!["b#1".into()])
+        .supersede("r", &me, 1, vec!["b#1".into()], None)
         .await
         .expect("supersede");
     let mut commit = only(step("c#1", 1));
@@ -570,7 +570,7 @@ async fn a_version_6_database_is_upgraded_on_open_and_keeps_its_runs(kind: Kind)
         .await
         .expect("commit");
     store
-        .supersede("r", &me, 1, vec!["a#1".into()])
+        .supersede("r", &me, 1, vec!["a#1".into()], None)
         .await
         .expect("supersede, into the new column");
     let mut commit = only(step("b#1", 0));

@@ -71,6 +71,10 @@ pub(crate) struct WriterStats {
     /// a caller may commit its job itself. When callers come at once, the
     /// thread's batches hold several and group commit takes over again.
     lone: AtomicBool,
+    /// Set while the thread waits for jobs with none in hand: cleared as it
+    /// takes one, before it holds the connection, so that a caller never
+    /// overtakes a job the thread has taken and not applied yet.
+    waiting: AtomicBool,
     /// How long to wait out another process's write lock, in ms (0: the
     /// default, [`MAX_BUSY_WAIT`]).
     pub(crate) lock_wait_ms: AtomicU64,
@@ -94,6 +98,7 @@ impl Default for WriterStats {
             jobs: AtomicU64::new(0),
             inline_commits: AtomicU64::new(0),
             lone: AtomicBool::new(true),
+            waiting: AtomicBool::new(false),
             lock_wait_ms: AtomicU64::new(0),
             commit_seconds: super::histogram::Histogram::new(&COMMIT_BOUNDS),
             batch_size: super::histogram::Histogram::new(&BATCH_BOUNDS),
@@ -178,7 +183,7 @@ impl Writer {
             }
         });
         let job = match self.idle() {
-            true => match try_inline(&self.conn, job, &self.stats) {
+            true => match try_inline(&self.conn, job, &self.stats, &self.closing) {
                 None => return rx.await.map_err(|_| StoreError::Closed)?,
                 Some(job) => job,
             },
@@ -195,6 +200,7 @@ impl Writer {
     /// a batch: the connection's lock tells) and the writer is not closing.
     fn idle(&self) -> bool {
         self.stats.lone.load(Ordering::Relaxed)
+            && self.stats.waiting.load(Ordering::SeqCst)
             && self.jobs.capacity() == self.jobs.max_capacity()
             && !self.closing.load(Ordering::SeqCst)
     }
@@ -216,10 +222,19 @@ impl Writer {
 /// the job back, untouched, for the thread. Never waits: not for the
 /// connection, not for another process's lock (the busy timeout is off
 /// while the transaction begins).
-fn try_inline(conn: &Mutex<Conn>, job: Job, stats: &WriterStats) -> Option<Job> {
+fn try_inline(
+    conn: &Mutex<Conn>,
+    job: Job,
+    stats: &WriterStats,
+    closing: &AtomicBool,
+) -> Option<Job> {
     let Ok(mut guard) = conn.try_lock() else {
         return Some(job);
     };
+    // Closing since the caller looked: the thread answers it (`Closed`).
+    if closing.load(Ordering::SeqCst) || !stats.waiting.load(Ordering::SeqCst) {
+        return Some(job);
+    }
     let Conn::Sqlite(conn) = &mut *guard else {
         return Some(job);
     };
@@ -262,7 +277,10 @@ fn run(conn: &Mutex<Conn>, mut rx: mpsc::Receiver<Option<Job>>, stats: &WriterSt
     let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
     while !stopping {
-        match rx.blocking_recv() {
+        stats.waiting.store(true, Ordering::SeqCst);
+        let received = rx.blocking_recv();
+        stats.waiting.store(false, Ordering::SeqCst);
+        match received {
             Some(Some(first)) => batch.push(first),
             Some(None) | None => break,
         }

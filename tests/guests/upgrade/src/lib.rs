@@ -7,7 +7,9 @@
 //! - `rename`: `enrich` renamed `enrich_more` (divergent at position 1);
 //! - `input`: `enrich` called with another input (divergent at position 1);
 //! - `body`: v1's calls, other step bodies (compatible: bodies are not
-//!   replayed).
+//!   replayed);
+//! - `trap`: v1's first call, then a panic (not compatible: it would fail
+//!   the runs it took over).
 
 use durable_sdk::{Error, step};
 use serde_json::{Value, json};
@@ -21,6 +23,8 @@ fn version() -> &'static str {
         "input"
     } else if cfg!(feature = "body") {
         "body"
+    } else if cfg!(feature = "trap") {
+        "trap"
     } else {
         "v1"
     }
@@ -50,6 +54,9 @@ fn notify(v: Value) -> Result<Value, String> {
 
 fn run(input: Value) -> Result<Value, Error> {
     let fetched = step!(fetch).call(&input)?;
+    if cfg!(feature = "trap") {
+        panic!("version trap cannot go on after fetch");
+    }
     let enriched = if cfg!(feature = "rename") {
         step!(enrich_more).call(&json!(1))?
     } else if cfg!(feature = "input") {
