@@ -113,3 +113,62 @@ impl Observer for Silent {
     fn step(&self, _: &str, _: &str, _: Source, _: &Outcome, _: Duration) {}
     fn log(&self, _: &str, _: &str, _: Level, _: &str) {}
 }
+
+/// Two observers as one: every event goes to the first, then the second.
+/// How an observer that cares about a few events (counting steps, tracing
+/// them) joins the one that prints.
+pub struct Tee(
+    pub std::sync::Arc<dyn Observer>,
+    pub std::sync::Arc<dyn Observer>,
+);
+
+impl Observer for Tee {
+    fn step(&self, run_id: &str, key: &str, source: Source, outcome: &Outcome, elapsed: Duration) {
+        self.0.step(run_id, key, source, outcome, elapsed);
+        self.1.step(run_id, key, source, outcome, elapsed);
+    }
+
+    fn log(&self, run_id: &str, key: &str, level: Level, message: &str) {
+        self.0.log(run_id, key, level, message);
+        self.1.log(run_id, key, level, message);
+    }
+
+    fn step_started(&self, run_id: &str, key: &str) {
+        self.0.step_started(run_id, key);
+        self.1.step_started(run_id, key);
+    }
+
+    fn output(&self, run_id: &str, key: &str, line: &str) {
+        self.0.output(run_id, key, line);
+        self.1.output(run_id, key, line);
+    }
+
+    fn attempt_failed(
+        &self,
+        run_id: &str,
+        key: &str,
+        attempt: u32,
+        outcome: &Outcome,
+        retry_in: Duration,
+    ) {
+        self.0
+            .attempt_failed(run_id, key, attempt, outcome, retry_in);
+        self.1
+            .attempt_failed(run_id, key, attempt, outcome, retry_in);
+    }
+
+    fn uncommitted(&self, run_id: &str, key: &str, outcome: &Outcome) {
+        self.0.uncommitted(run_id, key, outcome);
+        self.1.uncommitted(run_id, key, outcome);
+    }
+
+    fn waiting(&self, run_id: &str, what: &Waiting) {
+        self.0.waiting(run_id, what);
+        self.1.waiting(run_id, what);
+    }
+
+    fn waited(&self, run_id: &str, key: &str, outcome: &Outcome) {
+        self.0.waited(run_id, key, outcome);
+        self.1.waited(run_id, key, outcome);
+    }
+}

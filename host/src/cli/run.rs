@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use durable::runner::Engine;
-use durable::runner::{Faults, Finished, Limits, RetryPolicy, RunError, Runtime, RuntimeConfig};
+use durable::runner::{
+    Faults, Finished, Limits, LoadedWorkflow, RetryPolicy, RunError, Runtime, RuntimeConfig,
+};
 use durable::store::{RunStatus, Store};
 
 use super::print::Lines;
@@ -81,6 +83,20 @@ pub(super) fn engine(config: &RuntimeConfig) -> Result<Engine, ExitCode> {
     })
 }
 
+/// Reads and loads the component at `path` (a bad one is bad usage).
+/// Compiling takes seconds for a large guest: off the async workers.
+pub(super) fn load(engine: &Engine, path: &Path) -> Result<LoadedWorkflow, ExitCode> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        error(format_args!("cannot read {}: {e}", path.display()));
+        ExitCode::Usage
+    })?;
+    let name = path.display().to_string();
+    tokio::task::block_in_place(|| engine.load(&name, Arc::new(bytes))).map_err(|e| {
+        error(chain(&e));
+        ExitCode::Usage
+    })
+}
+
 pub(super) async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode> {
     // Before the store opens: PostgreSQL connections are set up from it.
     durable::owner::set_lease_ms(i64::try_from(drive.lease_ms).unwrap_or(i64::MAX));
@@ -109,23 +125,10 @@ async fn run_inner(db: &Path, args: RunArgs) -> Result<ExitCode, ExitCode> {
         return Err(ExitCode::Usage);
     }
     let input = read_input(&args)?;
-    let bytes = std::fs::read(&args.component).map_err(|e| {
-        error(format_args!(
-            "cannot read {}: {e}",
-            args.component.display()
-        ));
-        ExitCode::Usage
-    })?;
     let config = config(db, &args.drive, false)?;
     let engine = engine(&config)?;
-    let name = args.component.display().to_string();
     // Load before opening the database: a bad component changes nothing.
-    // Compiling takes seconds for a large guest: off the async workers.
-    let workflow =
-        tokio::task::block_in_place(|| engine.load(&name, Arc::new(bytes))).map_err(|e| {
-            error(chain(&e));
-            ExitCode::Usage
-        })?;
+    let workflow = load(&engine, &args.component)?;
     let store = open(db, &args.drive).await?;
     let rt = Runtime::with_engine(engine, store.clone(), config);
     tracing::debug!(source = ?workflow.source, time = ?workflow.load_time, "component loaded");

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use durable::runner::{Level, Observer, Source, Waiting};
+use durable::runner::{Level, Observer, Source, Tee};
 use durable::store::Outcome;
 use serde::{Deserialize, Serialize};
 
@@ -61,14 +61,13 @@ pub(super) fn wrap(
             eprintln!("durable: cannot open {}: {e}", path.display());
             ExitCode::Usage
         })?;
-    Ok(Arc::new(Tracing {
-        inner,
+    let tracing = Tracing {
         file: Mutex::new(file),
-    }))
+    };
+    Ok(Arc::new(Tee(inner, Arc::new(tracing))))
 }
 
 struct Tracing {
-    inner: Arc<dyn Observer>,
     file: Mutex<std::fs::File>,
 }
 
@@ -93,45 +92,13 @@ impl Tracing {
 }
 
 impl Observer for Tracing {
-    fn step(&self, run_id: &str, key: &str, source: Source, outcome: &Outcome, elapsed: Duration) {
+    fn step(&self, _: &str, key: &str, source: Source, outcome: &Outcome, _: Duration) {
         self.write(source.as_str(), key, outcome);
-        self.inner.step(run_id, key, source, outcome, elapsed);
     }
 
-    fn log(&self, run_id: &str, key: &str, level: Level, message: &str) {
-        self.inner.log(run_id, key, level, message);
-    }
+    fn log(&self, _: &str, _: &str, _: Level, _: &str) {}
 
-    fn step_started(&self, run_id: &str, key: &str) {
-        self.inner.step_started(run_id, key);
-    }
-
-    fn output(&self, run_id: &str, key: &str, line: &str) {
-        self.inner.output(run_id, key, line);
-    }
-
-    fn attempt_failed(
-        &self,
-        run_id: &str,
-        key: &str,
-        attempt: u32,
-        outcome: &Outcome,
-        retry_in: Duration,
-    ) {
-        self.inner
-            .attempt_failed(run_id, key, attempt, outcome, retry_in);
-    }
-
-    fn uncommitted(&self, run_id: &str, key: &str, outcome: &Outcome) {
+    fn uncommitted(&self, _: &str, key: &str, outcome: &Outcome) {
         self.write("uncommitted", key, outcome);
-        self.inner.uncommitted(run_id, key, outcome);
-    }
-
-    fn waiting(&self, run_id: &str, what: &Waiting) {
-        self.inner.waiting(run_id, what);
-    }
-
-    fn waited(&self, run_id: &str, key: &str, outcome: &Outcome) {
-        self.inner.waited(run_id, key, outcome);
     }
 }

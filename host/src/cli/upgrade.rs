@@ -156,17 +156,8 @@ fn runtime(
     store: &Store,
     config: RuntimeConfig,
 ) -> Result<(Runtime, LoadedWorkflow), ExitCode> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        error(format_args!("cannot read {}: {e}", path.display()));
-        ExitCode::Usage
-    })?;
     let engine = super::run::engine(&config)?;
-    let name = path.display().to_string();
-    let workflow =
-        tokio::task::block_in_place(|| engine.load(&name, Arc::new(bytes))).map_err(|e| {
-            error(chain(&e));
-            ExitCode::Usage
-        })?;
+    let workflow = super::run::load(&engine, path)?;
     Ok((
         Runtime::with_engine(engine, store.clone(), config),
         workflow,

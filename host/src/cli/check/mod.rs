@@ -121,13 +121,6 @@ async fn check_inner(args: CheckArgs) -> Result<ExitCode, ExitCode> {
         args.drive.max_input_bytes,
     )?;
     let events = parse_events(&args.event)?;
-    let bytes = std::fs::read(&args.component).map_err(|e| {
-        error(format_args!(
-            "cannot read {}: {e}",
-            args.component.display()
-        ));
-        ExitCode::Usage
-    })?;
     let scratch = tempfile::Builder::new()
         .prefix("durable-check-")
         .tempdir()
@@ -139,12 +132,7 @@ async fn check_inner(args: CheckArgs) -> Result<ExitCode, ExitCode> {
     let mut config = super::run::config(&dir.join("base-1.db"), &args.drive, false)?;
     config.observer = Arc::new(Silent);
     let engine = super::run::engine(&config)?;
-    let name = args.component.display().to_string();
-    let workflow =
-        tokio::task::block_in_place(|| engine.load(&name, Arc::new(bytes))).map_err(|e| {
-            error(super::run::chain(&e));
-            ExitCode::Usage
-        })?;
+    let workflow = super::run::load(&engine, &args.component)?;
     let launcher = Launcher::new(&args.drive, config.cache_dir.as_deref()).map_err(|e| {
         error(format_args!("cannot find the durable binary: {e}"));
         ExitCode::Failure

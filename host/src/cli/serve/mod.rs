@@ -74,10 +74,12 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
     };
     let address = listener.local_addr().map_or(args.listen, |a| a);
     let metrics = Arc::new(metrics::Metrics::default());
-    config.observer = Arc::new(metrics::Counting {
-        inner: config.observer.clone(),
-        metrics: metrics.clone(),
-    });
+    config.observer = Arc::new(durable::runner::Tee(
+        config.observer.clone(),
+        Arc::new(metrics::Counting {
+            metrics: metrics.clone(),
+        }),
+    ));
     // The address goes out first, before any drive or tick can print a
     // step's output: scripts read it from the first line.
     eprintln!(
