@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use wasmtime::component::Component;
 
+use crate::compile_cache::{self, CompileCache};
 use crate::history::sha256_hex;
 
 /// Why a component could not be loaded. Nothing is written to the store
@@ -89,6 +90,9 @@ pub struct Compiled {
 pub struct EngineOptions {
     /// Compile cache directory; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes the compile cache keeps (least recently used entries are
+    /// removed past it); see [`crate::compile_cache::max_bytes_from_env`].
+    pub cache_max_bytes: u64,
     /// Pool this many component instances (workflow and step instances
     /// alive at once); `None` allocates each instance on demand.
     pub pool_instances: Option<u32>,
@@ -103,6 +107,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             cache_dir: Compiler::default_cache_dir(),
+            cache_max_bytes: compile_cache::configured_max_bytes(),
             pool_instances: Some(DEFAULT_POOL_INSTANCES),
             memory_bytes: 256 << 20,
         }
@@ -112,7 +117,7 @@ impl Default for EngineOptions {
 /// The wasmtime engine and compile cache of one host process.
 pub struct Compiler {
     engine: wasmtime::Engine,
-    cache_dir: Option<PathBuf>,
+    cache: Option<CompileCache>,
     config_key: u64,
     pool: Option<PoolTotals>,
 }
@@ -177,7 +182,9 @@ impl Compiler {
         env!("CARGO_PKG_VERSION").hash(&mut h);
         Ok(Compiler {
             engine,
-            cache_dir: options.cache_dir,
+            cache: options
+                .cache_dir
+                .map(|dir| CompileCache::new(dir, options.cache_max_bytes)),
             config_key: h.finish(),
             pool: options.pool_instances.map(|i| PoolTotals {
                 instances: i as usize,
@@ -241,41 +248,20 @@ impl Compiler {
         digest: &str,
         bytes: &[u8],
     ) -> Result<(Component, CompileSource), LoadError> {
-        let cached = self
-            .cache_dir
+        if let Some(component) = self
+            .cache
             .as_ref()
-            .filter(|d| private_dir(d))
-            .map(|d| d.join(format!("{digest}-{:016x}.cwasm", self.config_key)));
-        if let Some(path) = &cached
-            && path.exists()
+            .and_then(|c| c.load(&self.engine, digest, self.config_key))
         {
-            match verify(path) {
-                // SAFETY: the file is what `serialize` of this same wasmtime
-                // version and configuration (both are in its name) wrote: its
-                // SHA-256 matches the one recorded when it was written, in a
-                // directory only this user can write (checked above), which
-                // no grant may expose. wasmtime checks the header again; we
-                // recompile if it refuses.
-                Ok(()) => match unsafe { Component::deserialize_file(&self.engine, path) } {
-                    Ok(c) => return Ok((c, CompileSource::Cache)),
-                    Err(e) => {
-                        tracing::warn!(path = %path.display(), error = %e, "ignoring unusable compile cache entry")
-                    }
-                },
-                Err(why) => {
-                    tracing::warn!(path = %path.display(), "ignoring compile cache entry: {why}; compiling again")
-                }
-            }
+            return Ok((component, CompileSource::Cache));
         }
         let component =
             Component::new(&self.engine, bytes).map_err(|source| LoadError::Compile {
                 name: name.to_string(),
                 source,
             })?;
-        if let Some(path) = &cached
-            && let Err(e) = write_atomically(path, &component)
-        {
-            tracing::warn!(path = %path.display(), error = %e, "could not write the compile cache");
+        if let Some(cache) = &self.cache {
+            cache.store(digest, self.config_key, &component);
         }
         Ok((component, CompileSource::Compiled))
     }
@@ -300,106 +286,6 @@ fn start_epoch_ticker(engine: &wasmtime::Engine) -> anyhow::Result<()> {
             }
         })?;
     Ok(())
-}
-
-/// The file next to a cache entry that records the entry's SHA-256.
-fn digest_path(path: &Path) -> PathBuf {
-    path.with_extension("cwasm.sha256")
-}
-
-/// Checks a cache entry against its recorded SHA-256 (streamed, so a large
-/// entry is not held in memory), so a corrupted or tampered entry is never
-/// handed to `deserialize`.
-fn verify(path: &Path) -> Result<(), String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let expected = std::fs::read_to_string(digest_path(path))
-        .map_err(|e| format!("its digest cannot be read ({e})"))?;
-    let mut file = std::fs::File::open(path).map_err(|e| format!("it cannot be read ({e})"))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(|e| format!("it cannot be read ({e})"))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    let actual: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    if actual != expected.trim() {
-        return Err("its content does not match its recorded digest".into());
-    }
-    Ok(())
-}
-
-/// Creates the cache directory private to this user (mode 0700), or checks
-/// that an existing one is: owned by this user, writable by nobody else.
-/// A directory that is not is not used (every load compiles).
-fn private_dir(dir: &Path) -> bool {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    if !dir.exists()
-        && let Err(e) = std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-    {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot create the compile cache; compiling every time");
-        return false;
-    }
-    let Ok(meta) = std::fs::metadata(dir) else {
-        return false;
-    };
-    // SAFETY: geteuid cannot fail.
-    let me = unsafe { libc::geteuid() };
-    if meta.uid() != me {
-        tracing::warn!(dir = %dir.display(), "the compile cache belongs to another user; compiling every time");
-        return false;
-    }
-    if meta.mode() & 0o077 != 0
-        && let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-    {
-        tracing::warn!(dir = %dir.display(), error = %e, "cannot make the compile cache private; compiling every time");
-        return false;
-    }
-    true
-}
-
-fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {
-    let bytes = component.serialize()?;
-    let dir = path
-        .parent()
-        .ok_or_else(|| anyhow::anyhow!("cache path {} has no directory", path.display()))?;
-    // A unique temporary name, then rename: concurrent hosts never see a
-    // half-written file. The digest goes last: an entry without its digest
-    // is compiled again.
-    let put = |target: &Path, content: &[u8]| -> anyhow::Result<()> {
-        let tmp = dir.join(format!(
-            ".{}.{}.{:08x}.tmp",
-            std::process::id(),
-            crate::store::now_ms(),
-            rand_u32()
-        ));
-        std::fs::write(&tmp, content)?;
-        std::fs::rename(&tmp, target).inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })?;
-        Ok(())
-    };
-    put(path, &bytes)?;
-    put(&digest_path(path), sha256_hex(&bytes).as_bytes())?;
-    Ok(())
-}
-
-fn rand_u32() -> u32 {
-    let mut b = [0u8; 4];
-    let _ = getrandom::fill(&mut b);
-    u32::from_le_bytes(b)
 }
 
 fn check_header(name: &str, bytes: &[u8]) -> Result<(), LoadError> {

@@ -12,6 +12,7 @@
 
 #![warn(missing_docs)]
 
+pub mod compile_cache;
 pub mod engine;
 pub mod history;
 pub mod http;

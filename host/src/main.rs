@@ -17,6 +17,10 @@ fn main() -> std::process::ExitCode {
             };
         }
     };
+    if let Err(e) = durable::compile_cache::max_bytes_from_env() {
+        eprintln!("durable: {e}");
+        return cli::ExitCode::Usage.into();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

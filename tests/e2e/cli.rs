@@ -110,6 +110,18 @@ fn bad_input_gets_a_clear_error_and_exit_code() {
     let usage = env.run(&["run"]);
     usage.expect_code(Some(2));
 
+    let budget = env
+        .cmd(&["list"])
+        .env("DURABLE_CACHE_MAX_MB", "lots")
+        .output()
+        .expect("durable starts");
+    assert_eq!(budget.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&budget.stderr);
+    assert!(
+        said.contains("DURABLE_CACHE_MAX_MB must be a number of MiB"),
+        "{said}"
+    );
+
     // Same id, other input: refused, the run untouched.
     env.crash_after(wasm, r#"{"mode":"seq3"}"#, "x", "step_a#1");
     let other = env.run(&["run", wasm, "--input", r#"{"mode":"repeat"}"#, "--id", "x"]);

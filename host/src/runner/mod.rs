@@ -81,6 +81,7 @@ impl RuntimeConfig {
     pub fn engine_options(&self) -> EngineOptions {
         EngineOptions {
             cache_dir: self.cache_dir.clone(),
+            cache_max_bytes: crate::compile_cache::configured_max_bytes(),
             pool_instances: self.pool_instances,
             memory_bytes: self.limits.memory_bytes,
         }
