@@ -449,10 +449,32 @@ async fn a_version_2_database_migrates_to_the_current_schema_and_keeps_its_runs(
         Some(RunStatus::Cancelled)
     );
     store.close().await;
-    let version: i64 = rusqlite::Connection::open(&path)
-        .and_then(|c| c.query_row("PRAGMA user_version", [], |r| r.get(0)))
+    let (version, page_size): (i64, u32) = rusqlite::Connection::open(&path)
+        .and_then(|c| {
+            Ok((
+                c.query_row("PRAGMA user_version", [], |r| r.get(0))?,
+                c.query_row("PRAGMA page_size", [], |r| r.get(0))?,
+            ))
+        })
         .expect("version");
     assert_eq!(version, schema::SCHEMA_VERSION);
+    assert_eq!(page_size, 4096, "an existing database keeps its page size");
+}
+
+#[tokio::test]
+async fn a_new_database_gets_small_pages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("new.db");
+    let store = crate::store::Store::open(&path).await.expect("creates");
+    assert!(matches!(
+        store.claim_run(new_run("r"), &Owner::current()).await,
+        Ok(Claim::Created(_))
+    ));
+    store.close().await;
+    let page_size: u32 = rusqlite::Connection::open(&path)
+        .and_then(|c| c.query_row("PRAGMA page_size", [], |r| r.get(0)))
+        .expect("page size");
+    assert_eq!(page_size, schema::PAGE_SIZE);
 }
 
 #[test]
