@@ -49,7 +49,10 @@ fn parse_max_mb(value: Option<&std::ffi::OsStr>) -> Result<u64, String> {
 /// The byte budget the environment asks for, or [`DEFAULT_MAX_BYTES`] when
 /// it asks for nothing valid (the CLI refuses an invalid value at start).
 pub fn configured_max_bytes() -> u64 {
-    max_bytes_from_env().unwrap_or(DEFAULT_MAX_BYTES)
+    max_bytes_from_env().unwrap_or_else(|e| {
+        tracing::warn!("{e}; keeping the compile cache under the default 1024 MiB");
+        DEFAULT_MAX_BYTES
+    })
 }
 
 /// A compile cache directory and its byte budget.
@@ -85,7 +88,12 @@ impl CompileCache {
             return None;
         }
         if let Err(why) = verify(&path) {
-            tracing::warn!(path = %path.display(), "ignoring compile cache entry: {why}; compiling again");
+            if path.exists() && digest_path(&path).exists() {
+                tracing::warn!(path = %path.display(), "ignoring compile cache entry: {why}; compiling again");
+            } else {
+                // Another process pruned it meanwhile: nothing is wrong.
+                tracing::debug!(path = %path.display(), "compile cache entry removed meanwhile; compiling");
+            }
             return None;
         }
         // SAFETY: the file is what `serialize` of this same wasmtime version
@@ -123,7 +131,9 @@ impl CompileCache {
 
     /// Removes the least recently used entries until the directory is under
     /// its budget, never `keep`; also temporary files that dead writers left
-    /// and digest files whose entry is gone.
+    /// and digest files whose entry is gone. Only regular files named as
+    /// this module names them are touched: the directory is the user's
+    /// choice, and may hold other files.
     ///
     /// Another process may be loading an entry removed here: an entry that
     /// is already open stays readable (Linux keeps an unlinked file until it
@@ -132,24 +142,28 @@ impl CompileCache {
         let now = SystemTime::now();
         let mut entries = Vec::new();
         let mut total = 0u64;
-        for item in std::fs::read_dir(&self.dir)? {
-            let item = item?;
-            let path = item.path();
+        for item in std::fs::read_dir(&self.dir)?.flatten() {
+            // `DirEntry::metadata` does not follow symbolic links.
             let Ok(meta) = item.metadata() else { continue };
-            let name = item.file_name();
-            let name = name.to_string_lossy();
+            if !meta.is_file() {
+                continue;
+            }
+            let path = item.path();
             let modified = meta.modified().unwrap_or(now);
-            if name.ends_with(".tmp") {
-                if now.duration_since(modified).unwrap_or_default() > STALE_TEMP {
-                    let _ = std::fs::remove_file(&path);
+            match kind_of(&item.file_name().to_string_lossy()) {
+                Some(Kind::Temporary)
+                    if now.duration_since(modified).unwrap_or_default() > STALE_TEMP =>
+                {
+                    remove(&path);
                 }
-            } else if name.ends_with(".cwasm.sha256") {
-                if !path.with_extension("").exists() {
-                    let _ = std::fs::remove_file(&path);
+                Some(Kind::Digest) if !path.with_extension("").exists() => {
+                    remove(&path);
                 }
-            } else if name.ends_with(".cwasm") {
-                total += meta.len();
-                entries.push((modified, meta.len(), path));
+                Some(Kind::Entry) => {
+                    total += meta.len();
+                    entries.push((modified, meta.len(), path));
+                }
+                _ => {}
             }
         }
         entries.sort();
@@ -160,18 +174,66 @@ impl CompileCache {
             if path == keep {
                 continue;
             }
-            match std::fs::remove_file(&path) {
-                Ok(()) => {
-                    total -= len;
-                    let _ = std::fs::remove_file(digest_path(&path));
-                    tracing::debug!(path = %path.display(), "removed from the compile cache");
-                }
-                // Another process pruned it first.
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => total -= len,
-                Err(e) => return Err(e),
+            // Gone already (another process pruned it) counts as removed; a
+            // file that cannot be removed is passed over, not a reason to
+            // stop keeping the cache in bounds.
+            if remove(&path) {
+                total -= len;
+                remove(&digest_path(&path));
             }
         }
         Ok(())
+    }
+}
+
+/// The files of a cache directory that this module writes.
+enum Kind {
+    /// `<sha256>-<config key>.cwasm`
+    Entry,
+    /// `<sha256>-<config key>.cwasm.sha256`
+    Digest,
+    /// `.<pid>.<ms>.<random>.tmp`, renamed into place when complete.
+    Temporary,
+}
+
+/// What a file named `name` is to the cache; `None` for anything it did not
+/// write, which it never removes.
+fn kind_of(name: &str) -> Option<Kind> {
+    let hex = |s: &str, len: usize| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let entry = |stem: &str| {
+        stem.split_once('-')
+            .is_some_and(|(digest, key)| hex(digest, 64) && hex(key, 16))
+    };
+    if let Some(stem) = name.strip_suffix(".cwasm.sha256") {
+        return entry(stem).then_some(Kind::Digest);
+    }
+    if let Some(stem) = name.strip_suffix(".cwasm") {
+        return entry(stem).then_some(Kind::Entry);
+    }
+    let parts: Vec<&str> = name
+        .strip_prefix('.')?
+        .strip_suffix(".tmp")?
+        .split('.')
+        .collect();
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    match parts[..] {
+        [pid, ms, random] if digits(pid) && digits(ms) && hex(random, 8) => Some(Kind::Temporary),
+        _ => None,
+    }
+}
+
+/// Removes a file; true if it is gone (removed now, or by someone else).
+fn remove(path: &Path) -> bool {
+    match std::fs::remove_file(path) {
+        Ok(()) => {
+            tracing::debug!(path = %path.display(), "removed from the compile cache");
+            true
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove from the compile cache");
+            false
+        }
     }
 }
 
@@ -330,6 +392,24 @@ mod tests {
                 .any(|n| n.starts_with(digest) && n.ends_with(".sha256"))
     }
 
+    /// Sets the modification time of `path` to `secs` seconds ago.
+    fn age(path: &Path, secs: u64) {
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_modified(SystemTime::now() - Duration::from_secs(secs)))
+            .expect("age the file");
+    }
+
+    /// The entry file of the component with `digest`.
+    fn entry_of(dir: &Path, digest: &str) -> PathBuf {
+        let name = entries(dir)
+            .into_iter()
+            .find(|n| n.starts_with(digest) && n.ends_with(".cwasm"))
+            .expect("an entry");
+        dir.join(name)
+    }
+
     #[test]
     fn the_cache_stays_under_its_budget_removing_the_least_recently_used() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -340,25 +420,20 @@ mod tests {
             .compile("a", a.clone())
             .expect("compile a");
         assert_eq!(first.source, CompileSource::Compiled);
-        let entry_len = std::fs::read_dir(&cache)
-            .expect("cache dir")
-            .filter_map(|e| e.ok())
-            .find(|e| e.file_name().to_string_lossy().ends_with(".cwasm"))
-            .expect("an entry")
-            .metadata()
+        let entry_len = std::fs::metadata(entry_of(&cache, &first.digest))
             .expect("metadata")
             .len();
+        age(&entry_of(&cache, &first.digest), 300);
 
-        // Room for two entries, not three.
+        // Room for two entries, not three. The times are set, not waited
+        // for: file systems keep them with different precision.
         let two = compiler(&cache, entry_len * 5 / 2);
-        let pause = || std::thread::sleep(Duration::from_millis(20));
-        pause();
         let b_digest = two.compile("b", b).expect("compile b").digest;
-        pause();
-        // A is used again (from the cache), so B is now the least recent.
+        age(&entry_of(&cache, &b_digest), 200);
+        // A is used again (from the cache): it is the most recent now, and
+        // B the least.
         let again = two.compile("a", a.clone()).expect("load a");
         assert_eq!(again.source, CompileSource::Cache);
-        pause();
         let c_digest = two.compile("c", c).expect("compile c").digest;
 
         assert!(has_entry(&cache, &first.digest), "{:?}", entries(&cache));
@@ -381,27 +456,58 @@ mod tests {
     }
 
     #[test]
-    fn pruning_removes_what_dead_writers_left_and_orphaned_digests() {
+    fn pruning_removes_what_dead_writers_left_and_nothing_it_did_not_write() {
         let dir = tempfile::tempdir().expect("tempdir");
         let cache = dir.path().join("cache");
-        let compiler = compiler(&cache, u64::MAX);
-        compiler.compile("a", component(1)).expect("compile a");
-        std::fs::write(cache.join("gone-0000000000000000.cwasm.sha256"), "00").expect("write");
-        let stale = cache.join(".1.2.3.tmp");
-        let fresh = cache.join(".4.5.6.tmp");
-        std::fs::write(&stale, "half").expect("write");
-        std::fs::write(&fresh, "half").expect("write");
-        std::fs::File::options()
-            .write(true)
-            .open(&stale)
-            .and_then(|f| f.set_modified(SystemTime::now() - 2 * STALE_TEMP))
-            .expect("age the file");
-        compiler.compile("b", component(2)).expect("compile b");
+        let unbounded = compiler(&cache, u64::MAX);
+        unbounded.compile("a", component(1)).expect("compile a");
+        let orphan = format!("{}-{}.cwasm.sha256", "ab".repeat(32), "0".repeat(16));
+        std::fs::write(cache.join(&orphan), "00").expect("write");
+        let stale = cache.join(".1.2.0000abcd.tmp");
+        let fresh = cache.join(".4.5.0000abcd.tmp");
+        // Files of other programs, old and over any budget: never touched.
+        let foreign = ["notes.tmp", "tool.cwasm", "tool.cwasm.sha256", ".x.y.z.tmp"];
+        for f in [&stale, &fresh] {
+            std::fs::write(f, "half").expect("write");
+        }
+        for f in foreign {
+            std::fs::write(cache.join(f), "someone else's").expect("write");
+            age(&cache.join(f), 7200);
+        }
+        // A directory named like an entry is not a file to remove.
+        let lookalike = format!("{}-{}.cwasm", "cd".repeat(32), "0".repeat(16));
+        std::fs::create_dir(cache.join(&lookalike)).expect("mkdir");
+        age(&stale, 7200);
+
+        unbounded.compile("b", component(2)).expect("compile b");
         let names = entries(&cache);
-        assert!(!names.iter().any(|n| n.starts_with("gone")), "{names:?}");
+        assert!(!names.contains(&orphan), "{names:?}");
         assert!(!stale.exists(), "a writer's file an hour old is removed");
         assert!(fresh.exists(), "a live writer's file is left alone");
-        assert_eq!(names.iter().filter(|n| n.ends_with(".cwasm")).count(), 2);
+        assert_eq!(
+            names.iter().filter(|n| n.ends_with(".cwasm")).count(),
+            4,
+            "two entries, the lookalike and tool.cwasm: {names:?}"
+        );
+
+        // Over budget: only this cache's own older entries go.
+        let c = compiler(&cache, 1)
+            .compile("c", component(3))
+            .expect("compile c");
+        assert_eq!(c.source, CompileSource::Compiled);
+        let names = entries(&cache);
+        for f in foreign {
+            assert!(names.iter().any(|n| n == f), "{f} is kept: {names:?}");
+        }
+        assert!(cache.join(&lookalike).is_dir());
+        assert_eq!(
+            names
+                .iter()
+                .filter(|n| n.ends_with(".cwasm.sha256"))
+                .count(),
+            2,
+            "the newest entry's digest and tool's: {names:?}"
+        );
     }
 
     #[test]

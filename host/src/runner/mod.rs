@@ -62,6 +62,9 @@ pub struct RuntimeConfig {
     pub faults: Faults,
     /// Compile cache directory; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
+    /// Most bytes the compile cache keeps (least recently used entries go
+    /// first); by default `DURABLE_CACHE_MAX_MB`, else 1 GiB.
+    pub cache_max_bytes: u64,
     /// Receives progress.
     pub observer: Arc<dyn Observer>,
     /// Limits and retry defaults.
@@ -81,7 +84,7 @@ impl RuntimeConfig {
     pub fn engine_options(&self) -> EngineOptions {
         EngineOptions {
             cache_dir: self.cache_dir.clone(),
-            cache_max_bytes: crate::compile_cache::configured_max_bytes(),
+            cache_max_bytes: self.cache_max_bytes,
             pool_instances: self.pool_instances,
             memory_bytes: self.limits.memory_bytes,
         }
@@ -94,6 +97,7 @@ impl Default for RuntimeConfig {
             max_concurrent_steps: 64,
             faults: Faults::default(),
             cache_dir: Engine::default_cache_dir(),
+            cache_max_bytes: crate::compile_cache::configured_max_bytes(),
             observer: Arc::new(Silent),
             limits: Limits::default(),
             grants: Grants::default(),
