@@ -12,11 +12,13 @@ pub(crate) mod bindings;
 mod drive;
 mod error;
 mod faults;
+mod lease;
 mod limits;
 mod loader;
 mod replay;
 mod slots;
 mod state;
+mod workflow;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -37,13 +39,14 @@ pub use state::HostState;
 
 use crate::engine::{EngineOptions, LoadError};
 use crate::history::History;
-use crate::owner::{Owner, lease_ms};
-use crate::sandbox::{Grants, Output};
+use crate::owner::Owner;
+use crate::sandbox::Grants;
 use crate::store::{
-    Claim, ComponentSwitch, DriveStart, NewRun, OutputLine, RunEnd, RunRecord, RunStatus, Store,
-    StoreError,
+    Claim, ComponentSwitch, DriveStart, NewRun, RunEnd, RunRecord, RunStatus, Store, StoreError,
 };
-use drive::{Drive, DriveSetup, cap_message, trap_message};
+use drive::{Drive, DriveSetup, cap_message};
+use lease::renew_lease;
+use workflow::{WorkflowFailure, end_of, run_workflow};
 
 /// A run that reached its end (now or earlier).
 #[derive(Debug, Clone)]
@@ -667,124 +670,6 @@ impl Runtime {
         })
     }
 }
-
-enum WorkflowFailure {
-    Instantiate(String),
-    /// The workflow trapped, with its message, after this many calls.
-    Trap(String, u32),
-}
-
-/// How a workflow's end is recorded: its output, if it is JSON within the
-/// result size limit, or why the run failed.
-fn end_of(result: Result<String, String>, limits: &Limits) -> Result<String, String> {
-    match result {
-        Ok(output) if output.len() > limits.max_result_bytes => Err(format!(
-            "the workflow's output is {} bytes, over the result size limit of {} bytes (--max-result-bytes)",
-            output.len(),
-            limits.max_result_bytes
-        )),
-        Ok(output) => match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
-            Ok(_) => Ok(output),
-            Err(e) => Err(format!("the workflow returned invalid JSON: {e}")),
-        },
-        Err(message) => Err(cap_message(message)),
-    }
-}
-
-/// What the workflow's `run` returned, with how many durable calls it made.
-type WorkflowResult = Result<(Result<String, String>, u32), WorkflowFailure>;
-
-async fn run_workflow(drive: &Arc<Drive>, run: &RunRecord) -> (WorkflowResult, Vec<OutputLine>) {
-    let output = Output::new(&run.id, "", drive.number, drive.observer.clone());
-    let result = call_workflow(drive, run, &output).await;
-    (result, output.take_lines())
-}
-
-async fn call_workflow(drive: &Arc<Drive>, run: &RunRecord, output: &Output) -> WorkflowResult {
-    let state = HostState::for_workflow(drive.clone(), run.clock_ms, run.seed, output);
-    let mut store = wasmtime::Store::new(drive.pre.engine(), state);
-    store.limiter(|s| s.limiter());
-    // At every epoch tick: yield, so that a busy workflow does not hold a
-    // worker thread that its own parallel steps need; and stop it when it
-    // was cancelled or has run too long without a durable call.
-    store.epoch_deadline_callback(|mut cx| cx.data_mut().on_epoch());
-    store.set_epoch_deadline(1);
-    let instance = loop {
-        match drive.pre.instantiate_async(&mut store).await {
-            Ok(instance) => break instance,
-            // The pool is full: wait for an instance to end, unless the run
-            // may not go on (the drive's fatal error says why).
-            Err(e) if drive::is_capacity(&e) => {
-                if drive.check_cancel().is_err() {
-                    return Ok((Err(String::new()), 0));
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-            Err(e) => return Err(WorkflowFailure::Instantiate(format!("{e:#}"))),
-        }
-    };
-    // The CPU budget counts the workflow's own code, not the wait for an
-    // instance.
-    store.data_mut().reset_busy();
-    let result = instance.call_run(&mut store, &run.input).await;
-    let calls = store.data().calls_made();
-    store.data_mut().flush_http();
-    // A request the workflow sent fails the run, also when the workflow
-    // went on (or ended) before the epoch callback saw it.
-    if let Some(message) = store.data().workflow_http_refusal() {
-        let _ = drive.stop(RunError::HttpInWorkflow {
-            run: run.id.clone(),
-            message,
-        });
-    }
-    drop(store);
-    output.finish();
-    match result {
-        Ok(result) => Ok((result, calls)),
-        // A trap after the host stopped the run is the host's; the caller
-        // reports the fatal error instead.
-        Err(_) if drive.is_stopped() => Ok((Err(String::new()), calls)),
-        Err(trap) => {
-            let message = trap_message(&trap);
-            Err(WorkflowFailure::Trap(
-                match output.explanation() {
-                    Some(said) => format!("{said} ({message})"),
-                    None => message,
-                },
-                calls,
-            ))
-        }
-    }
-}
-
-/// Keeps the lease alive while a drive lasts (aborted when it ends), and
-/// notices a cancel request even while no step commits.
-async fn renew_lease(drive: Arc<Drive>) {
-    let period = std::time::Duration::from_millis((lease_ms() / 3) as u64).min(CANCEL_POLL);
-    loop {
-        tokio::time::sleep(period).await;
-        match drive
-            .store
-            .renew_lease(&drive.run_id, &drive.owner, drive.number)
-            .await
-        {
-            Ok(cancel) => drive.note_cancel(cancel),
-            // Another process drives the run now: stop at once (the epoch
-            // callback traps every instance of this drive).
-            // The workflow parked the run: it gave the lease up itself.
-            Err(StoreError::LeaseLost { .. }) if drive.is_parking() => return,
-            Err(e @ StoreError::LeaseLost { .. }) => {
-                tracing::warn!(run = %drive.run_id, "the lease was lost; stopping the drive");
-                let _ = drive.stop(RunError::Store(e));
-                return;
-            }
-            Err(e) => tracing::warn!(run = %drive.run_id, error = %e, "could not renew the lease"),
-        }
-    }
-}
-
-/// How often a drive with no commits checks for a cancel request.
-const CANCEL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// What a waiting run waits for, from its record.
 fn waiting_of(run: &RunRecord) -> Option<Waiting> {

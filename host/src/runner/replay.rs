@@ -7,10 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::drive::{Drive, DriveSetup};
-use super::{
-    Faults, Finished, LoadedWorkflow, RunError, Runtime, Silent, WorkflowFailure, end_of,
-    run_workflow,
-};
+use super::workflow::{WorkflowFailure, end_of, run_workflow};
+use super::{Faults, Finished, LoadedWorkflow, RunError, Runtime, Silent};
 use crate::history::History;
 use crate::store::ComponentSwitch;
 
