@@ -39,10 +39,41 @@ stop() {
 trap stop EXIT
 
 pg "$bin/initdb" -D "$dir/data" -U durable --auth=trust -E UTF8 --no-instructions >/dev/null
-pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c synchronous_commit=on -c max_connections=200" start >/dev/null
+
+# TLS: a throwaway CA signs the server's certificate, issued for
+# "localhost" only, so that tests can check verify-full (localhost),
+# verify-ca (127.0.0.1, a name the certificate lacks) and a wrong CA.
+command -v openssl >/dev/null || {
+    sudo=""
+    [ "$(id -u)" = 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends openssl >/dev/null
+}
+tls="$dir/tls"
+mkdir -p "$tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=durable test CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=other test CA" \
+    -keyout "$tls/other-ca.key" -out "$tls/other-ca.crt" 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+    -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+printf 'subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n' >"$tls/ext"
+openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 2 -extfile "$tls/ext" -out "$tls/server.crt" 2>/dev/null
+chmod 600 "$tls/server.key"
+[ "$(id -u)" = 0 ] && chown -R postgres "$tls"
+chmod 755 "$tls"
+chmod 644 "$tls/ca.crt" "$tls/other-ca.crt"
+
+pg "$bin/pg_ctl" -D "$dir/data" -l "$dir/log" -w -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=on -c synchronous_commit=on -c max_connections=200 -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key -c log_lock_waits=on -c deadlock_timeout=200ms" start >/dev/null
 pg "$bin/createdb" -h 127.0.0.1 -p "$port" -U durable durable
 
 export DURABLE_TEST_POSTGRES="postgres://durable@127.0.0.1:$port/durable"
+# The server's CA, and one that did not sign it; the server log (the
+# deadlock tests read it).
+export DURABLE_TEST_POSTGRES_CA="$tls/ca.crt"
+export DURABLE_TEST_POSTGRES_OTHER_CA="$tls/other-ca.crt"
+export DURABLE_TEST_POSTGRES_LOG="$dir/log"
 echo "== PostgreSQL $("$bin/postgres" --version | awk '{print $3}') on 127.0.0.1:$port (cluster $dir)" >&2
 set +e
 "$@"

@@ -10,6 +10,7 @@ mod check;
 mod cli;
 mod crash;
 mod guarantees;
+mod hardening;
 mod http;
 mod limits;
 mod operate;

@@ -236,7 +236,7 @@ fn metrics_count_runs_steps_commits_and_requests() {
     assert_eq!(status, 201);
     assert_eq!(server.result("m")["status"], "succeeded");
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).expect("connect");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
         .expect("send");
     let mut text = String::new();
     s.read_to_string(&mut text).expect("read");

@@ -75,20 +75,51 @@ impl Server {
         }
     }
 
-    /// `METHOD path` with `body`: (status, JSON body).
+    /// `METHOD path` with `body`, as a well-behaved client sends it (the
+    /// body's media type: wasm for uploads, JSON otherwise): (status, JSON
+    /// body).
     pub(crate) fn call(&self, method: &str, path: &str, body: &[u8]) -> (u16, Value) {
+        let kind = if path.starts_with("/v1/components") {
+            "application/wasm"
+        } else {
+            "application/json"
+        };
+        let typed = format!("content-type: {kind}");
+        let headers: &[&str] = if body.is_empty() { &[] } else { &[&typed] };
+        let (status, _, body) = self.raw(method, path, headers, body);
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// `METHOD path` with exactly these extra `headers` (and `Host:
+    /// 127.0.0.1:PORT` unless one is given): (status, head, body).
+    pub(crate) fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        body: &[u8],
+    ) -> (u16, String, String) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(60)))
             .expect("timeout");
-        let auth = self
-            .token
-            .as_ref()
-            .map(|t| format!("authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n",
+        let mut head = format!("{method} {path} HTTP/1.1\r\n");
+        if !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("host:"))
+        {
+            head.push_str(&format!("host: 127.0.0.1:{}\r\n", self.port));
+        }
+        if let Some(t) = &self.token {
+            head.push_str(&format!("authorization: Bearer {t}\r\n"));
+        }
+        for h in headers {
+            head.push_str(h);
+            head.push_str("\r\n");
+        }
+        head.push_str(&format!(
+            "content-length: {}\r\nconnection: close\r\n\r\n",
             body.len()
-        );
+        ));
         s.write_all(head.as_bytes()).expect("send");
         s.write_all(body).expect("send body");
         let mut raw = Vec::new();
@@ -99,8 +130,8 @@ impl Server {
             .nth(1)
             .and_then(|c| c.parse().ok())
             .unwrap_or_else(|| panic!("no status in {text}"));
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        (status, serde_json::from_str(body).unwrap_or(Value::Null))
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        (status, head.to_string(), body.to_string())
     }
 
     pub(crate) fn json(&self, method: &str, path: &str, body: &Value) -> (u16, Value) {

@@ -70,9 +70,13 @@ impl ExitCode {
             StoreError::NotDurable { .. }
             | StoreError::NewerSchema { .. }
             | StoreError::OlderSchema { .. }
-            | StoreError::Corrupt(_) => ExitCode::Usage,
-            StoreError::RunNotFound(_) | StoreError::StepNotFound { .. } => ExitCode::NotFound,
-            StoreError::RunExists(_) => ExitCode::Usage,
+            | StoreError::Corrupt(_)
+            | StoreError::Config(_) => ExitCode::Usage,
+            StoreError::RunNotFound(_)
+            | StoreError::StepNotFound { .. }
+            | StoreError::ComponentNotFound(_) => ExitCode::NotFound,
+            StoreError::ComponentInUse { .. } => ExitCode::Busy,
+            StoreError::RunExists(_) | StoreError::EventIdTaken { .. } => ExitCode::Usage,
             StoreError::AlreadyFinished { .. } => ExitCode::Usage,
             StoreError::Owned { .. } | StoreError::LeaseLost { .. } => ExitCode::Busy,
             _ => ExitCode::Failure,

@@ -158,7 +158,7 @@ fn refuse_host_files(
         return Err(format!(
             "{flag} {spec}: the directory holds the database {} (a step could rewrite its own \
              history); grant a directory that does not contain it, or keep the database elsewhere (--db)",
-            db.display()
+            crate::cli::shown_db(&db)
         ));
     }
     if let Some(cache) = protected.cache_dir {

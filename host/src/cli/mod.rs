@@ -2,6 +2,7 @@
 //! Everything user-facing about the CLI is here; the work is in the library.
 
 mod check;
+mod components;
 mod exit;
 mod grants;
 mod inspect;
@@ -82,10 +83,34 @@ pub enum Command {
     /// (and how far it replayed) or divergent (where, and which calls).
     /// Exit 0 when every run is compatible, 1 when one is not.
     UpgradeCheck(UpgradeCheckArgs),
+    /// List the components stored in the database, or delete one that no
+    /// run uses.
+    #[command(subcommand)]
+    Components(ComponentsCommand),
     /// Serve an HTTP API and own every run in the database: resume the
     /// interrupted ones, drive new ones, wake sleeping runs at their time
     /// and runs whose event arrived, until SIGTERM or SIGINT.
     Serve(ServeArgs),
+}
+
+/// `durable components ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ComponentsCommand {
+    /// Every stored component, newest first: digest, name, size, when it
+    /// was stored, and how many runs use it (open ones in brackets).
+    List {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a stored component. Refused (exit 4) while any run, finished
+    /// or not, uses it: a fork or a resume needs its code; exit 3 when no
+    /// component has the digest.
+    Delete {
+        /// The component's digest (`durable components list` shows them).
+        #[arg(value_name = "DIGEST")]
+        digest: String,
+    },
 }
 
 /// Arguments of `durable check`.
@@ -289,6 +314,8 @@ pub struct ServeArgs {
 
     /// Bearer token every API request must carry (`Authorization: Bearer
     /// TOKEN`). Required to listen on an address other than loopback.
+    /// Other users of the machine see a command line (`ps`): prefer
+    /// --token-file or DURABLE_TOKEN.
     #[arg(
         long,
         value_name = "TOKEN",
@@ -297,10 +324,40 @@ pub struct ServeArgs {
     )]
     pub token: Option<String>,
 
+    /// Read the bearer token from this file (surrounding whitespace, such
+    /// as the final newline, is not part of it). Keep the file private.
+    #[arg(long, value_name = "PATH")]
+    pub token_file: Option<PathBuf>,
+
+    /// Also answer requests whose `Host` is NAME (any port): the name a
+    /// reverse proxy or other machines reach the server by. Requests for
+    /// other names are refused (DNS rebinding); the listen address,
+    /// localhost, 127.0.0.1 and [::1] are always answered. Repeatable; `*`
+    /// answers any name.
+    #[arg(long = "allow-host", value_name = "NAME")]
+    pub allow_hosts: Vec<String>,
+
     /// Largest component upload, in MiB (JSON bodies are capped at
-    /// --max-input-bytes and 64 KiB more).
+    /// --max-input-bytes and 64 KiB more, whatever this says).
     #[arg(long, value_name = "NUM", default_value_t = 64)]
     pub max_body_mb: usize,
+
+    /// Most uploads received at once; more wait their turn before their
+    /// bodies are read, so memory for upload bodies stays under this many
+    /// times --max-body-mb.
+    #[arg(long, value_name = "NUM", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_uploads: u32,
+
+    /// Memory for compiled components kept loaded, in MiB: the least
+    /// recently used are dropped beyond it (and loaded again, from the
+    /// compile cache, when a run needs them).
+    #[arg(long, value_name = "NUM", default_value_t = 256)]
+    pub max_loaded_mb: usize,
+
+    /// Most long polls (`GET /v1/runs/{id}/result?wait=...`) open at once;
+    /// more are answered 503 with Retry-After.
+    #[arg(long, value_name = "NUM", default_value_t = 10_000)]
+    pub max_long_polls: usize,
 
     /// How long running steps get to finish and be recorded after SIGTERM
     /// or SIGINT, in ms; then they are abandoned (and run again on the next
@@ -529,7 +586,14 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Fork(args) => run::fork(&db, args).await,
         Command::Event(args) => inspect::event(&db, args).await,
         Command::Serve(args) => serve::serve(&db, args).await,
+        Command::Components(c) => components::components(&db, c).await,
         Command::Check(args) => check::check(args).await,
         Command::UpgradeCheck(args) => upgrade::upgrade_check(&db, args).await,
     }
+}
+
+/// The database as messages show it: a file's path, or a PostgreSQL URL
+/// without its password.
+pub(crate) fn shown_db(db: &std::path::Path) -> String {
+    durable::store::redact(&db.to_string_lossy())
 }

@@ -285,7 +285,7 @@ pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
         // Opening would create an empty database; there is nothing to resume.
         error(format_args!(
             "there is no database at {}: nothing to resume",
-            db.display()
+            crate::cli::shown_db(db)
         ));
         return if args.ids.is_empty() {
             ExitCode::Success
@@ -385,7 +385,10 @@ pub async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
 /// `durable fork`.
 pub async fn fork(db: &Path, args: ForkArgs) -> ExitCode {
     if !durable::store::may_exist(db) {
-        error(format_args!("there is no database at {}", db.display()));
+        error(format_args!(
+            "there is no database at {}",
+            crate::cli::shown_db(db)
+        ));
         return ExitCode::NotFound;
     }
     let config = match config(db, &args.drive, false) {

@@ -168,7 +168,10 @@ fn runtime(
 /// (upgrade-check writes nothing).
 async fn open_unchanged(db: &Path) -> Result<Store, ExitCode> {
     if !durable::store::may_exist(db) {
-        error(format_args!("there is no database at {}", db.display()));
+        error(format_args!(
+            "there is no database at {}",
+            crate::cli::shown_db(db)
+        ));
         return Err(ExitCode::NotFound);
     }
     Store::open_unchanged(db).await.map_err(|e| {
@@ -260,7 +263,10 @@ async fn upgrade_check_inner(db: &Path, args: UpgradeCheckArgs) -> Result<ExitCo
 /// `durable resume --component NEW RUN_ID...`: switches runs to NEW.
 pub async fn resume_switching(db: &Path, args: ResumeArgs, new: &Path) -> ExitCode {
     if !durable::store::may_exist(db) {
-        error(format_args!("there is no database at {}", db.display()));
+        error(format_args!(
+            "there is no database at {}",
+            crate::cli::shown_db(db)
+        ));
         return ExitCode::NotFound;
     }
     let store = match super::run::open(db, &args.drive).await {

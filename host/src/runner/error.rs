@@ -151,6 +151,10 @@ pub fn validate_run_id(id: &str) -> Result<(), RunError> {
         "it is longer than 256 bytes"
     } else if id.contains(['/', '#']) {
         "it contains '/' or '#'"
+    } else if id == "." || id == ".." {
+        // A path segment that URLs and file names resolve away: the run
+        // could not be reached at /runs/{id} (the UI) nor named in a path.
+        "'.' and '..' are not run ids"
     } else if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
         "it contains whitespace or control characters"
     } else {
@@ -160,4 +164,18 @@ pub fn validate_run_id(id: &str) -> Result<(), RunError> {
         id: id.to_string(),
         reason,
     })
+}
+
+/// Checks a workflow name: a step-like name (see
+/// [`crate::history::validate_name`]) that can also be part of a run id,
+/// since runs are named after their workflow (`NAME-...`, schedules'
+/// `NAME@TICK`). `durable.toml`, `POST /v1/workflows` and uploads check
+/// names with it.
+///
+/// # Errors
+/// A sentence saying why, naming the name.
+pub fn validate_workflow_name(name: &str) -> Result<(), String> {
+    crate::history::validate_name(name).map_err(|e| e.to_string())?;
+    validate_run_id(&format!("{name}@20260101T000000Z"))
+        .map_err(|e| format!("workflow name {name:?} cannot be part of a run id: {e}"))
 }

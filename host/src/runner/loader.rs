@@ -37,6 +37,8 @@ pub struct LoadedWorkflow {
     /// How many instances of this component the instance pool holds at
     /// once (its tables and memories counted); `None` without a pool.
     pub pool_capacity: Option<usize>,
+    /// Memory it holds while loaded: its bytes and its compiled code.
+    pub memory_bytes: usize,
     pub(crate) pre: WorkflowPre<HostState>,
 }
 
@@ -92,7 +94,10 @@ impl Engine {
             .instantiate_pre(&compiled.component)
             .map_err(world)?;
         let pre = WorkflowPre::new(instance_pre).map_err(world)?;
+        let code = compiled.component.image_range();
+        let memory_bytes = compiled.bytes.len() + (code.end as usize - code.start as usize);
         Ok(LoadedWorkflow {
+            memory_bytes,
             name: compiled.name,
             digest: compiled.digest,
             bytes: compiled.bytes,

@@ -14,6 +14,7 @@ mod error;
 mod faults;
 mod lease;
 mod limits;
+mod loaded;
 mod loader;
 mod replay;
 mod slots;
@@ -29,7 +30,7 @@ use tracing::Instrument;
 
 pub use crate::observer::{Level, Observer, Silent, Source, Tee, Waiting};
 pub use drive::human;
-pub use error::{RunError, validate_run_id};
+pub use error::{RunError, validate_run_id, validate_workflow_name};
 pub use faults::Faults;
 pub use limits::{Limits, RetryPolicy};
 pub use loader::{Engine, LoadedWorkflow};
@@ -80,6 +81,10 @@ pub struct RuntimeConfig {
     /// `limits` and `grants`: what an operator configured for a registered
     /// workflow. Their memory limit is capped by the engine's.
     pub per_component: HashMap<String, (Limits, Grants)>,
+    /// Memory for components kept loaded (compiled code and bytes); the
+    /// least recently used are dropped beyond it and loaded again when a
+    /// run needs them.
+    pub max_loaded_bytes: usize,
 }
 
 impl RuntimeConfig {
@@ -106,6 +111,7 @@ impl Default for RuntimeConfig {
             grants: Grants::default(),
             pool_instances: Some(crate::engine::DEFAULT_POOL_INSTANCES),
             per_component: HashMap::new(),
+            max_loaded_bytes: 256 << 20,
         }
     }
 }
@@ -135,7 +141,7 @@ pub struct Runtime {
     active: Arc<Mutex<HashSet<String>>>,
     /// Set by [`Runtime::interrupt`]: drives stop at their next durable call.
     interrupted: Arc<std::sync::atomic::AtomicBool>,
-    loaded: Mutex<HashMap<String, LoadedWorkflow>>,
+    loaded: loaded::Loaded,
 }
 
 /// Marks a run as driven by this process while alive.
@@ -222,7 +228,7 @@ impl Runtime {
                 .collect(),
             limits: config.limits,
             grants: Arc::new(config.grants),
-            loaded: Mutex::new(HashMap::new()),
+            loaded: loaded::Loaded::new(config.max_loaded_bytes),
         }
     }
 
@@ -292,11 +298,26 @@ impl Runtime {
     /// See [`LoadError`].
     pub fn load(&self, name: &str, bytes: Vec<u8>) -> Result<LoadedWorkflow, LoadError> {
         let wf = self.engine.load(name, Arc::new(bytes))?;
-        if let Ok(mut m) = self.loaded.lock() {
-            m.insert(wf.digest.clone(), wf.clone());
-        }
+        self.loaded.put(&wf);
         self.fit_pool(&wf);
         Ok(wf)
+    }
+
+    /// The component with `digest` if this runtime has it loaded (see
+    /// [`RuntimeConfig::max_loaded_bytes`]).
+    pub fn loaded(&self, digest: &str) -> Option<LoadedWorkflow> {
+        self.loaded.get(digest)
+    }
+
+    /// Unloads the component with `digest` (drives that hold it keep it
+    /// until they end).
+    pub fn unload(&self, digest: &str) {
+        self.loaded.remove(digest);
+    }
+
+    /// How many components are loaded, and the memory they hold in bytes.
+    pub fn loaded_usage(&self) -> (usize, usize) {
+        self.loaded.usage()
     }
 
     /// Starts run `run_id` of `workflow` with `input` and drives it to its
@@ -314,6 +335,24 @@ impl Runtime {
         workflow: &LoadedWorkflow,
         run_id: &str,
         input: &str,
+    ) -> Result<Finished, RunError> {
+        self.start_telling(workflow, run_id, input, None).await
+    }
+
+    /// [`Runtime::start`], telling `created` as soon as the run is claimed
+    /// (its record committed) whether this call created it (`true`) or
+    /// found it (`false`: it existed, unfinished or finished). A server
+    /// answers "created" or "exists" from it, before the drive ends. An
+    /// error before the claim drops `created` unsent.
+    ///
+    /// # Errors
+    /// See [`RunError`].
+    pub async fn start_telling(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: &str,
+        input: &str,
+        created: Option<tokio::sync::oneshot::Sender<bool>>,
     ) -> Result<Finished, RunError> {
         validate_run_id(run_id)?;
         if input.len() > self.limits.max_input_bytes {
@@ -341,7 +380,11 @@ impl Runtime {
             input: input.to_string(),
             seed,
         };
-        match self.store.claim_run(new, &self.owner).await? {
+        let claim = self.store.claim_run(new, &self.owner).await?;
+        if let Some(tell) = created {
+            let _ = tell.send(matches!(claim, Claim::Created(_)));
+        }
+        match claim {
             Claim::Finished(run) if !same_json(&run.input, input) => Err(RunError::InputMismatch {
                 run: run_id.to_string(),
             }),
@@ -424,12 +467,7 @@ impl Runtime {
     /// The loaded component of `run`, compiled on a blocking thread if no
     /// drive of this process loaded it yet.
     async fn workflow_for(&self, run: &RunRecord) -> Result<LoadedWorkflow, RunError> {
-        let cached = self
-            .loaded
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&run.component_digest).cloned());
-        if let Some(w) = cached {
+        if let Some(w) = self.loaded.get(&run.component_digest) {
             return Ok(w);
         }
         let bytes = self
@@ -446,9 +484,7 @@ impl Runtime {
         let wf = tokio::task::spawn_blocking(move || engine.load(&name, Arc::new(bytes)))
             .await
             .map_err(|e| RunError::Internal(format!("compiling panicked: {e}")))??;
-        if let Ok(mut m) = self.loaded.lock() {
-            m.insert(wf.digest.clone(), wf.clone());
-        }
+        self.loaded.put(&wf);
         Ok(wf)
     }
 

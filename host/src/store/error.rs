@@ -88,6 +88,35 @@ pub enum StoreError {
     /// A run with this id exists already.
     #[error("a run with id {0:?} exists already; choose another --id")]
     RunExists(String),
+    /// The database location asks for something this build cannot do (a
+    /// TLS setting, say).
+    #[error("{0}")]
+    Config(String),
+    /// No component has this digest.
+    #[error("no component with digest {0}")]
+    ComponentNotFound(String),
+    /// Runs refer to the component: it stays.
+    #[error(
+        "component {digest} is used by {runs} run(s); it can be deleted once no run refers to it"
+    )]
+    ComponentInUse {
+        /// The component's digest.
+        digest: String,
+        /// How many runs use it.
+        runs: u64,
+    },
+    /// The run has an event with this id and another payload: an event id
+    /// names one event, so a resend must carry the same payload.
+    #[error(
+        "run {run:?} already has an event with id {event_id:?} and another payload; \
+         an event id names one event (send a new event with a new id)"
+    )]
+    EventIdTaken {
+        /// The run id.
+        run: String,
+        /// The event id.
+        event_id: String,
+    },
     /// The run has finished; there is nothing to cancel.
     #[error("run {run:?} has already finished ({status})")]
     AlreadyFinished {
@@ -120,6 +149,10 @@ pub enum StoreError {
     /// A failure the same batch shared, given to every caller in it.
     #[error("{0}")]
     Shared(String),
+    /// A failure that trying again later may not meet (see
+    /// [`StoreError::is_transient`]), shared by the callers of a batch.
+    #[error("{0}")]
+    Transient(String),
     /// An I/O failure outside SQLite.
     #[error("{context}")]
     Io {
@@ -170,9 +203,70 @@ impl StoreError {
             StoreError::Locked { context } => StoreError::Locked {
                 context: context.clone(),
             },
+            other if other.is_transient() => {
+                StoreError::Transient(format!("{:#}", DisplayChain(other)))
+            }
             other => StoreError::Shared(format!("{:#}", DisplayChain(other))),
         }
     }
+
+    /// Whether the same work may succeed if tried again: another process's
+    /// write lock, a PostgreSQL deadlock or serialization failure (the
+    /// writer retries those itself, a few times, before giving up), a lock
+    /// not available, or a lost connection. A server answers these with
+    /// `503` and `Retry-After`.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Locked { .. } | StoreError::Transient(_) => true,
+            StoreError::Postgres { source, .. } => is_transient_postgres(source),
+            _ => false,
+        }
+    }
+
+    /// A foreign key refused the change (a row still refers to the one
+    /// being deleted).
+    pub(crate) fn is_foreign_key_violation(&self) -> bool {
+        match self {
+            StoreError::Postgres { source, .. } => source
+                .code()
+                .is_some_and(|c| *c == tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION),
+            StoreError::Sqlite { source, .. } => matches!(
+                source,
+                rusqlite::Error::SqliteFailure(f, _)
+                    if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY
+            ),
+            _ => false,
+        }
+    }
+
+    /// A deadlock or serialization failure: the transaction lost a race
+    /// with another one and nothing of it happened; the writer tries the
+    /// job again.
+    pub(crate) fn is_conflict(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        match self {
+            StoreError::Postgres { source, .. } => source.code().is_some_and(|c| {
+                *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+            }),
+            _ => false,
+        }
+    }
+}
+
+fn is_transient_postgres(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED
+            || *c == SqlState::T_R_SERIALIZATION_FAILURE
+            || *c == SqlState::LOCK_NOT_AVAILABLE
+            || *c == SqlState::ADMIN_SHUTDOWN
+            || *c == SqlState::CANNOT_CONNECT_NOW
+            || *c == SqlState::TOO_MANY_CONNECTIONS
+            || c.code().starts_with("08")
+    })
 }
 
 /// Formats an error with its sources, `a: b: c`.

@@ -11,6 +11,7 @@
 mod db;
 mod error;
 mod histogram;
+mod pg_tls;
 mod sql;
 mod types;
 mod views;
@@ -21,14 +22,15 @@ use std::sync::Arc;
 use crate::owner::Owner;
 pub use error::StoreError;
 pub use histogram::{Histogram, HistogramSnapshot};
+pub use sql::redact;
 pub use types::{
     AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
     RunStatus, StepCommit, StepRecord,
 };
 pub use views::{
     AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,
-    RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, Superseded, SwitchRecord, Unfinished,
-    Wait, now_ms,
+    RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, StoredComponent, Superseded,
+    SwitchRecord, Unfinished, Wait, now_ms,
 };
 
 /// Whether `location` is a PostgreSQL URL (`postgres://...`) rather than a
@@ -341,13 +343,54 @@ impl Store {
     }
 
     /// Stores a component's bytes under its digest (once per digest), so
-    /// that runs can be started from it later by digest alone.
+    /// that runs can be started from it later by digest alone. It keeps
+    /// the first workflow `name` it is given (runs started by its digest
+    /// are named by it); returns the name it has.
     ///
     /// # Errors
     /// [`StoreError`] when the write fails.
-    pub async fn put_component(&self, digest: &str, bytes: Arc<Vec<u8>>) -> Result<(), StoreError> {
+    pub async fn put_component(
+        &self,
+        digest: &str,
+        bytes: Arc<Vec<u8>>,
+        name: Option<&str>,
+    ) -> Result<Option<String>, StoreError> {
         match &self.0 {
-            Backend::Sql(s) => s.put_component(digest, bytes).await,
+            Backend::Sql(s) => s.put_component(digest, bytes, name).await,
+        }
+    }
+
+    /// The names the components with these digests were stored with
+    /// (`None`: stored without one); digests not stored are left out.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
+    pub async fn component_names(
+        &self,
+        digests: &[String],
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        match &self.0 {
+            Backend::Sql(s) => s.component_names(digests).await,
+        }
+    }
+
+    /// The stored components, newest first, with how many runs use each.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
+    pub async fn components(&self) -> Result<Vec<StoredComponent>, StoreError> {
+        match &self.0 {
+            Backend::Sql(s) => s.components().await,
+        }
+    }
+
+    /// Deletes a component no run refers to.
+    ///
+    /// # Errors
+    /// [`StoreError::ComponentNotFound`], [`StoreError::ComponentInUse`].
+    pub async fn delete_component(&self, digest: &str) -> Result<(), StoreError> {
+        match &self.0 {
+            Backend::Sql(s) => s.delete_component(digest).await,
         }
     }
 
@@ -393,6 +436,18 @@ impl Store {
     ) -> Result<Option<String>, StoreError> {
         match &self.0 {
             Backend::Sql(s) => s.last_tick_id(prefix, not_after).await,
+        }
+    }
+
+    /// Which of `ids` have ended (succeeded, failed or cancelled), in one
+    /// read of their rows (by primary key, in chunks): how a server learns
+    /// of runs other processes finished.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
+    pub async fn ended_among(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        match &self.0 {
+            Backend::Sql(s) => s.ended_among(ids).await,
         }
     }
 

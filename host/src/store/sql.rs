@@ -250,7 +250,14 @@ pub(crate) struct PgConn {
     /// Where it connected, and the settings it made: to connect again.
     url: String,
     setup: Vec<String>,
+    /// The database's clock minus this machine's, in ms, and when it was
+    /// last measured (again every [`CLOCK_REFRESH`]).
+    clock: std::cell::Cell<(i64, Option<std::time::Instant>)>,
 }
+
+/// How often a connection measures the database's clock against this
+/// machine's.
+const CLOCK_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Drop for PgConn {
     fn drop(&mut self) {
@@ -283,8 +290,9 @@ impl PgConn {
                 context: "starting the PostgreSQL client's runtime".into(),
                 source: e,
             })?;
+        let target = super::pg_tls::target(url)?;
         let (client, connection) = runtime
-            .block_on(tokio_postgres::connect(url, tokio_postgres::NoTls))
+            .block_on(tokio_postgres::connect(&target.url, target.tls))
             .map_err(|e| StoreError::from_postgres(format!("connecting to {}", redact(url)), e))?;
         // The connection does its I/O whenever this runtime runs, that is
         // while a statement is awaited.
@@ -299,6 +307,7 @@ impl PgConn {
             statements: RefCell::new(HashMap::new()),
             url: url.to_string(),
             setup: Vec::new(),
+            clock: std::cell::Cell::new((0, None)),
         })
     }
 
@@ -326,16 +335,34 @@ impl PgConn {
             runtime,
             client,
             statements,
+            clock,
             ..
         } = self;
         let runtime = runtime.as_ref().ok_or(StoreError::Closed)?;
         let tx = runtime
             .block_on(client.transaction())
             .map_err(|e| StoreError::from_postgres(context.to_string(), e))?;
+        let (mut offset, measured) = clock.get();
+        if measured.is_none_or(|at| at.elapsed() >= CLOCK_REFRESH) {
+            // The middle of the round trip is when the database read its
+            // clock, within half of it (well under a millisecond nearby).
+            let before = super::now_ms();
+            let db: i64 = runtime
+                .block_on(tx.query_one(
+                    "SELECT CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)",
+                    &[],
+                ))
+                .and_then(|row| row.try_get(0))
+                .map_err(|e| StoreError::from_postgres("reading the database's clock".into(), e))?;
+            let after = super::now_ms();
+            offset = db - (before + (after - before) / 2);
+            clock.set((offset, Some(std::time::Instant::now())));
+        }
         Ok(PgTx {
             tx,
             runtime,
             statements,
+            clock_offset_ms: offset,
         })
     }
 }
@@ -345,6 +372,8 @@ pub(crate) struct PgTx<'a> {
     tx: tokio_postgres::Transaction<'a>,
     runtime: &'a tokio::runtime::Runtime,
     statements: &'a RefCell<HashMap<String, tokio_postgres::Statement>>,
+    /// See [`PgConn::clock`].
+    clock_offset_ms: i64,
 }
 
 impl PgTx<'_> {
@@ -393,10 +422,13 @@ impl PgTx<'_> {
 }
 
 /// `sql` as PostgreSQL reads it: `?N` parameters become `$N`, and the
-/// `/*FOR UPDATE*/` marks become row locks.
+/// `/*FOR UPDATE*/` marks become row locks (`FOR NO KEY UPDATE`).
 pub(crate) fn postgres_sql(sql: &str) -> String {
     let sql = sql
-        .replace("/*FOR UPDATE*/", "FOR UPDATE")
+        // Not FOR UPDATE: that lock also blocks the key-share locks that
+        // inserts of rows referring to the run (events, steps) take, which
+        // a lease check never needs to stop.
+        .replace("/*FOR UPDATE*/", "FOR NO KEY UPDATE")
         .replace("/*SKIP LOCKED*/", "SKIP LOCKED");
     let mut out = String::with_capacity(sql.len());
     let mut chars = sql.chars().peekable();
@@ -414,16 +446,51 @@ pub(crate) fn postgres_sql(sql: &str) -> String {
     out
 }
 
-/// `url` without its password, for messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{user}{}", &url[..scheme + 3], &url[at..])
+/// `url` without its password, for messages: the password of the user
+/// part (`postgres://user:SECRET@host`) and the values of `password` and
+/// `sslpassword` parameters (`?password=SECRET`) are left out. Anything
+/// that is not such a URL (a file path) is returned as it is.
+pub fn redact(url: &str) -> String {
+    let Some(scheme) = url.find("://") else {
+        return url.to_string();
+    };
+    let rest = &url[scheme + 3..];
+    // The authority ends at the path, the query or the fragment; an `@`
+    // after it belongs to them.
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let mut out = url[..scheme + 3].to_string();
+    match rest[..end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            out.push_str(user);
+            out.push_str(&rest[at..end]);
         }
-        _ => url.to_string(),
+        None => out.push_str(&rest[..end]),
     }
+    let tail = &rest[end..];
+    let Some(q) = tail.find('?') else {
+        out.push_str(tail);
+        return out;
+    };
+    out.push_str(&tail[..=q]);
+    let (query, fragment) = match tail[q + 1..].find('#') {
+        Some(h) => (&tail[q + 1..q + 1 + h], &tail[q + 1 + h..]),
+        None => (&tail[q + 1..], ""),
+    };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|p| match p.split_once('=') {
+            Some((k, _))
+                if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") =>
+            {
+                format!("{k}=***")
+            }
+            _ => p.to_string(),
+        })
+        .collect();
+    out.push_str(&params.join("&"));
+    out.push_str(fragment);
+    out
 }
 
 /// An open transaction.
@@ -436,6 +503,18 @@ impl<'a> Tx<'a> {
     /// A transaction of SQLite.
     pub(crate) fn sqlite(tx: &'a rusqlite::Transaction<'a>) -> Tx<'a> {
         Tx::Sqlite(tx)
+    }
+
+    /// Now, in ms since the Unix epoch, by the clock every host of this
+    /// database agrees on: this machine's for SQLite (one machine), the
+    /// database server's for PostgreSQL (measured every 30 s). Leases are
+    /// written and judged by it, so a host whose clock is off by more than
+    /// a lease neither loses its runs nor takes another's.
+    pub(crate) fn now_ms(&self) -> i64 {
+        match self {
+            Tx::Sqlite(_) => super::now_ms(),
+            Tx::Postgres(tx) => super::now_ms().saturating_add(tx.clock_offset_ms),
+        }
     }
 
     /// Which database this is.
@@ -579,5 +658,36 @@ fn column_error(context: &str, e: ColumnError) -> StoreError {
     match e {
         ColumnError::Sqlite(e) => StoreError::from_sqlite(context.to_string(), e),
         ColumnError::Postgres(e) => StoreError::Corrupt(format!("{context}: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod redact_tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redact("postgres://u:s3cret@db.example:5432/d"),
+            "postgres://u@db.example:5432/d"
+        );
+        assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(redact("postgres://h/d"), "postgres://h/d");
+        assert_eq!(
+            redact("postgresql://u:p%40ss@h/d?sslmode=verify-full&sslrootcert=/a@b/ca.pem"),
+            "postgresql://u@h/d?sslmode=verify-full&sslrootcert=/a@b/ca.pem"
+        );
+        assert_eq!(
+            redact("postgres://h/d?user=u&password=s3cret&sslpassword=k3y#frag"),
+            "postgres://h/d?user=u&password=***&sslpassword=***#frag"
+        );
+        assert_eq!(redact("/var/lib/durable.db"), "/var/lib/durable.db");
+        for url in [
+            "postgres://u:s3cret@h",
+            "postgres://u:s3cret@h?password=s3cret",
+            "x://:s3cret@",
+        ] {
+            assert!(!redact(url).contains("s3cret"), "{url}: {}", redact(url));
+        }
     }
 }

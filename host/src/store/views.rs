@@ -6,12 +6,26 @@ use super::{
     AttemptRecord, ComponentSwitch, Outcome, OutputLine, RunRecord, RunStatus, StepRecord,
 };
 
-/// Milliseconds since the Unix epoch.
+/// Milliseconds since the Unix epoch, by this machine's clock.
+///
+/// `DURABLE_TEST_CLOCK_SKEW_MS` (read once) moves it by that many ms: the
+/// tests of hosts whose clocks disagree set it. Leases on PostgreSQL do not
+/// depend on it (they use the database's clock, see [`Tx::now_ms`]).
+///
+/// [`Tx::now_ms`]: super::sql::Tx::now_ms
 pub fn now_ms() -> i64 {
+    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    let skew = *SKEW.get_or_init(|| {
+        std::env::var("DURABLE_TEST_CLOCK_SKEW_MS")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    });
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+        .saturating_add(skew)
 }
 
 /// What [`Store::drive_start`] reads.
@@ -286,4 +300,22 @@ pub enum Sent {
     },
     /// An event with the same id was stored before; nothing changed.
     Duplicate,
+}
+
+/// A stored component, as `durable components list` and
+/// `GET /v1/components` show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredComponent {
+    /// SHA-256 of its bytes.
+    pub digest: String,
+    /// The workflow name it was first stored with.
+    pub name: Option<String>,
+    /// Its size.
+    pub bytes: u64,
+    /// When it was stored.
+    pub added_at_ms: i64,
+    /// Runs that use it (any status).
+    pub runs: u64,
+    /// Of them, those running or waiting.
+    pub open_runs: u64,
 }

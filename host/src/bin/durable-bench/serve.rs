@@ -87,8 +87,13 @@ pub struct Client {
 impl Client {
     /// `METHOD path` with `body`: (status, JSON body).
     pub fn call(&mut self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Value)> {
+        let kind = if path.starts_with("/v1/components") {
+            "application/wasm"
+        } else {
+            "application/json"
+        };
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: {kind}\r\ncontent-length: {}\r\n\r\n",
             body.len()
         );
         self.stream.write_all(head.as_bytes())?;

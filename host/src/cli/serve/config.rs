@@ -110,10 +110,7 @@ pub fn read(path: &Path, base: &DriveArgs) -> Result<Vec<Workflow>, String> {
     let mut out = Vec::new();
     for (name, e) in file.workflows {
         let at = |what: String| format!("{}: [workflows.{name}]: {what}", path.display());
-        durable::history::validate_name(&name).map_err(|err| at(err.to_string()))?;
-        // Its runs are named after it (schedules: `NAME@TICK`).
-        durable::runner::validate_run_id(&format!("{name}@20260101T000000Z"))
-            .map_err(|err| at(format!("the name cannot be part of a run id: {err}")))?;
+        durable::runner::validate_workflow_name(&name).map_err(at)?;
         let mut drive = base.clone();
         drive.allow_env.extend(e.allow_env);
         // Host paths are relative to the file, as `component` is.

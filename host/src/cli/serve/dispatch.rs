@@ -49,10 +49,18 @@ struct Inner {
     stopped: AtomicBool,
     /// Signalled when a drive task ends.
     ended: Notify,
-    /// Long polls waiting on a run, by run id: woken when a drive of that
-    /// run ends (not when any drive ends).
-    watchers: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Long polls waiting on a run, by run id, and how many wait: woken
+    /// when a drive of that run by this server ends, or when the look at
+    /// runs driven elsewhere ([`Dispatcher::watch_others`]) finds it ended.
+    /// Nothing reads the database per waiter while it waits.
+    watchers: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
 }
+
+/// How often the runs that long polls wait on and that no drive of this
+/// server holds are looked at (one read for all of them): a run finished
+/// by another process (`durable cancel`, another host) answers its long
+/// polls within this.
+pub const OTHERS_POLL: Duration = Duration::from_secs(1);
 
 /// Takes a run out of the driving set when its task ends, however it ends.
 struct Driving {
@@ -66,7 +74,7 @@ impl Drop for Driving {
             d.remove(&self.id);
         }
         self.inner.ended.notify_waiters();
-        if let Some(w) = self
+        if let Some((w, _)) = self
             .inner
             .watchers
             .lock()
@@ -95,7 +103,47 @@ impl Dispatcher {
         };
         let poller = d.clone();
         tokio::spawn(async move { poller.poll().await });
+        let watcher = d.clone();
+        tokio::spawn(async move { watcher.watch_others().await });
         d
+    }
+
+    /// Every [`OTHERS_POLL`], one read of the runs long polls wait on that
+    /// this server does not drive: those that ended wake their waiters.
+    async fn watch_others(self) {
+        while !self.inner.stopped.load(Ordering::SeqCst) {
+            tokio::time::sleep(OTHERS_POLL).await;
+            let ids: Vec<String> = {
+                let (Ok(watchers), Ok(driving)) =
+                    (self.inner.watchers.lock(), self.inner.driving.lock())
+                else {
+                    continue;
+                };
+                watchers
+                    .keys()
+                    .filter(|id| !driving.contains(*id))
+                    .cloned()
+                    .collect()
+            };
+            if ids.is_empty() {
+                continue;
+            }
+            match self.inner.rt.store().ended_among(ids).await {
+                Ok(ended) => {
+                    let Ok(watchers) = self.inner.watchers.lock() else {
+                        continue;
+                    };
+                    for id in ended {
+                        if let Some((n, _)) = watchers.get(&id) {
+                            n.notify_waiters();
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::cli::run::chain(&e), "could not look at the runs long polls wait on");
+                }
+            }
+        }
     }
 
     async fn poll(self) {
@@ -104,8 +152,11 @@ impl Dispatcher {
         // otherwise once a second. SQLite cannot tell other processes: poll.
         let wake_ups = self.inner.rt.store().wake_ups();
         while !self.inner.stopped.load(Ordering::SeqCst) {
+            // A full batch leaves more to take up at once.
+            let mut more = false;
             match self.inner.rt.store().runnable(BATCH).await {
                 Ok(ids) => {
+                    more = ids.len() >= BATCH;
                     let now = durable::store::now_ms();
                     for (id, due_at) in ids {
                         if self.resume(id)
@@ -122,12 +173,26 @@ impl Dispatcher {
             }
             match &wake_ups {
                 None => tokio::time::sleep(POLL).await,
+                Some(_) if more => {}
                 Some(woken) => {
                     let next = self.inner.rt.store().next_wake_at().await.ok().flatten();
-                    let wait = next.map_or(SLOW_POLL, |t| {
-                        let ms = t.saturating_sub(durable::store::now_ms()).max(0) as u64;
-                        Duration::from_millis(ms).min(SLOW_POLL)
-                    });
+                    let wait = match next {
+                        None => SLOW_POLL,
+                        Some(t) => match t.saturating_sub(durable::store::now_ms()) {
+                            ms if ms > 0 => Duration::from_millis(ms as u64).min(SLOW_POLL),
+                            // Due already, and left by the look just made:
+                            // this host drives it (or compiles its
+                            // component), or it backs off after failures.
+                            // A drive that ends parks (which notifies) or
+                            // backs off; so nothing changes before a
+                            // back-off is over or a commit wakes this
+                            // host: never look again at once.
+                            _ => self
+                                .next_retry()
+                                .unwrap_or(SLOW_POLL)
+                                .clamp(POLL, SLOW_POLL),
+                        },
+                    };
                     tokio::select! {
                         () = woken.notified() => {}
                         () = tokio::time::sleep(wait) => {}
@@ -148,6 +213,16 @@ impl Dispatcher {
             inner: self.inner.clone(),
             id: id.to_string(),
         })
+    }
+
+    /// How long until the first run that backs off may be tried again.
+    fn next_retry(&self) -> Option<Duration> {
+        let failing = self.inner.failing.lock().ok()?;
+        let now = Instant::now();
+        failing
+            .values()
+            .map(|(_, at)| at.saturating_duration_since(now))
+            .min()
     }
 
     /// Whether run `id` failed lately and its time to try again has not
@@ -201,15 +276,25 @@ impl Dispatcher {
         true
     }
 
-    /// Starts run `id` of `workflow` with `input` in a task. `false` if a
-    /// task of this server already drives a run with that id.
-    pub fn start_run(&self, workflow: LoadedWorkflow, id: String, input: String) -> bool {
+    /// Starts run `id` of `workflow` with `input` in a task; `created`
+    /// hears whether the drive created the run (see
+    /// [`Runtime::start_telling`]). `false` if a task of this server
+    /// already drives a run with that id.
+    pub fn start_run(
+        &self,
+        workflow: LoadedWorkflow,
+        id: String,
+        input: String,
+        created: tokio::sync::oneshot::Sender<bool>,
+    ) -> bool {
         let Some(guard) = self.claim(&id) else {
             return false;
         };
         let rt = self.inner.rt.clone();
         tokio::spawn(async move {
-            let result = rt.start(&workflow, &guard.id, &input).await;
+            let result = rt
+                .start_telling(&workflow, &guard.id, &input, Some(created))
+                .await;
             report(&guard.id, &result);
             Dispatcher::note(&guard.inner, &guard.id, &result);
         });
@@ -226,20 +311,30 @@ impl Dispatcher {
         self.inner.stopped.load(Ordering::SeqCst)
     }
 
-    /// Takes up no more runs.
+    /// Takes up no more runs; long polls answer at once.
     pub fn stop(&self) {
         self.inner.stopped.store(true, Ordering::SeqCst);
+        if let Ok(watchers) = self.inner.watchers.lock() {
+            for (n, _) in watchers.values() {
+                n.notify_waiters();
+            }
+        }
     }
 
     /// A watch on run `id`: woken whenever a drive of it by this server
-    /// ends (it finished, parked or stopped). Long polls wait on it between
-    /// their looks; dropping the last one forgets the run.
+    /// ends (it finished, parked or stopped), when another process is seen
+    /// to have ended it, and when the server stops. Dropping the last one
+    /// forgets the run.
     pub fn watch(&self, id: &str) -> Watch {
         let notify = self
             .inner
             .watchers
             .lock()
-            .map(|mut w| w.entry(id.to_string()).or_default().clone())
+            .map(|mut w| {
+                let entry = w.entry(id.to_string()).or_default();
+                entry.1 += 1;
+                entry.0.clone()
+            })
             .unwrap_or_default();
         Watch {
             inner: self.inner.clone(),
@@ -274,19 +369,22 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Resolves when a drive of the run ends.
-    pub async fn drive_ended(&self) {
-        self.notify.notified().await;
+    /// The next wake-up of this watch. Pin it and `enable` it before
+    /// looking at the run, so that a wake-up in between is not missed.
+    pub fn next(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
     }
 }
 
 impl Drop for Watch {
     fn drop(&mut self) {
         if let Ok(mut w) = self.inner.watchers.lock()
-            && w.get(&self.id).is_some_and(|n| Arc::strong_count(n) <= 2)
+            && let Some(entry) = w.get_mut(&self.id)
         {
-            // This watch and the map's entry: no one else waits.
-            w.remove(&self.id);
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                w.remove(&self.id);
+            }
         }
     }
 }

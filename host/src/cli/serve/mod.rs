@@ -34,11 +34,18 @@ fn error(message: impl std::fmt::Display) {
 }
 
 /// `durable serve`.
-pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
-    if !args.listen.ip().is_loopback() && args.token.as_deref().is_none_or(str::is_empty) {
+pub async fn serve(db: &Path, mut args: ServeArgs) -> ExitCode {
+    args.token = match token(&args) {
+        Ok(t) => t,
+        Err(e) => {
+            error(e);
+            return ExitCode::Usage;
+        }
+    };
+    if !args.listen.ip().is_loopback() && args.token.is_none() {
         error(format_args!(
             "refusing to listen on {} without a token: anyone who can reach it could start runs; \
-             set --token (or DURABLE_TOKEN), or listen on 127.0.0.1",
+             set --token-file (or DURABLE_TOKEN), or listen on 127.0.0.1",
             args.listen
         ));
         return ExitCode::Usage;
@@ -59,8 +66,11 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    for (_, wf) in &registered {
-        if let Err(e) = store.put_component(&wf.digest, wf.bytes.clone()).await {
+    for (entry, wf) in &registered {
+        if let Err(e) = store
+            .put_component(&wf.digest, wf.bytes.clone(), Some(&entry.name))
+            .await
+        {
             error(super::run::chain(&e));
             return ExitCode::of_store(&e);
         }
@@ -73,6 +83,13 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
         }
     };
     let address = listener.local_addr().map_or(args.listen, |a| a);
+    let hosts = match api::Hosts::new(address, &args.allow_hosts) {
+        Ok(h) => h,
+        Err(e) => {
+            error(e);
+            return ExitCode::Usage;
+        }
+    };
     let metrics = Arc::new(metrics::Metrics::default());
     config.observer = Arc::new(durable::runner::Tee(
         config.observer.clone(),
@@ -84,7 +101,7 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
     // step's output: scripts read it from the first line.
     eprintln!(
         "durable: serving on http://{address} (database {})",
-        db.display()
+        crate::cli::shown_db(db)
     );
     let rt = Arc::new(Runtime::with_engine(engine, store.clone(), config));
     let dispatcher = Dispatcher::start(rt.clone(), metrics.clone());
@@ -111,14 +128,16 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
     let app = api::router(api::State {
         rt: rt.clone(),
         dispatcher: dispatcher.clone(),
-        token: args.token.clone().filter(|t| !t.is_empty()),
+        token: args.token.clone(),
         max_input_bytes: args.drive.max_input_bytes,
         max_body_bytes: args.max_body_mb.saturating_mul(1 << 20),
         workflows: workflows.clone(),
         stopping: stopping.clone(),
         metrics,
-    })
-    .merge(ui::router());
+        hosts,
+        max_long_polls: args.max_long_polls,
+        max_uploads: args.max_uploads as usize,
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let mut stop_rx = stop_rx;
@@ -157,6 +176,45 @@ pub async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
     store.close().await;
     error("stopped");
     ExitCode::Success
+}
+
+/// The server's token: `--token` (or `DURABLE_TOKEN`) or the contents of
+/// `--token-file`, without surrounding whitespace; `None` when not given or
+/// empty.
+///
+/// # Errors
+/// Both given, an unreadable file, or a token that a header cannot carry.
+fn token(args: &ServeArgs) -> Result<Option<String>, String> {
+    let (token, from) = match (&args.token, &args.token_file) {
+        (Some(t), None) => (t.clone(), "--token (or DURABLE_TOKEN)".to_string()),
+        (None, Some(path)) => (
+            std::fs::read_to_string(path)
+                .map_err(|e| format!("--token-file {}: {e}", path.display()))?,
+            format!("--token-file {}", path.display()),
+        ),
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(
+                "give the token once: --token-file, or --token (DURABLE_TOKEN), not both".into(),
+            );
+        }
+    };
+    // A token pasted with a newline or spaces around it could never match
+    // what a client sends: those are not part of it.
+    let token = token.trim();
+    if token.is_empty() {
+        // An empty file is a mistake, not a wish to run without a token.
+        return match args.token_file {
+            Some(_) => Err(format!("{from}: the file is empty")),
+            None => Ok(None),
+        };
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{from}: the token must be printable ASCII without spaces (an HTTP header carries it)"
+        ));
+    }
+    Ok(Some(token.to_string()))
 }
 
 /// Reads `--config` and loads (compiles) each registered workflow's

@@ -50,7 +50,10 @@ pub fn spawn(dispatcher: Dispatcher, workflow: LoadedWorkflow, schedule: Schedul
                     }
                 }
                 tracing::info!(run = %id, "scheduled run");
-                dispatcher.start_run(workflow, id, input);
+                // Whether the tick created it is only for the log: the id
+                // makes a tick's run unique.
+                let (created, _) = tokio::sync::oneshot::channel();
+                dispatcher.start_run(workflow, id, input, created);
             }
         };
         let now = Utc::now();

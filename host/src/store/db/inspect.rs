@@ -9,9 +9,7 @@ use super::rows::{
     RUN_COLUMN_COUNT, RUN_COLUMNS, insert_step, mark_cancelled, owner_is_gone, read_history,
     read_run, run_from_row,
 };
-use super::{
-    AttemptRecord, Outcome, OutputLine, RunRecord, SqlStore, StepRecord, StoreError, now_ms,
-};
+use super::{AttemptRecord, Outcome, OutputLine, RunRecord, SqlStore, StepRecord, StoreError};
 #[allow(unused_imports)]
 use crate::store::views::*;
 
@@ -105,7 +103,7 @@ impl SqlStore {
                         status: run.status,
                     });
                 }
-                let now = now_ms();
+                let now = tx.now_ms();
                 tx.exec(
                     "requesting the cancel",
                     "UPDATE runs SET cancel_requested_at_ms = coalesce(cancel_requested_at_ms, ?2) WHERE id = ?1",
@@ -166,7 +164,7 @@ impl SqlStore {
                         run.component_digest,
                         run.input,
                         run.seed as i64,
-                        now_ms(),
+                        tx.now_ms(),
                         run.clock_ms,
                         format!("{run_id}/{from_key}")
                     ],

@@ -9,6 +9,7 @@
 //! `(run_id, key)` primary key makes a second commit of the same key an
 //! error instead of an overwrite.
 
+mod components;
 mod inspect;
 mod postgres;
 mod rows;
@@ -220,7 +221,7 @@ impl SqlStore {
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        self.writer().path()
+        self.writers[0].path()
     }
 
     /// Creates run `new.id` owned by `owner`, or takes ownership of it if it
@@ -232,11 +233,17 @@ impl SqlStore {
         let owner = owner.to_string();
         self.writer_for(&new.id)
             .transact(move |tx| {
-                let now = now_ms();
+                let now = tx.now_ms();
                 if let Some(existing) = read_run(tx, &new.id)? {
                     return claim_existing_run(tx, existing, &owner, now);
                 }
-                insert_component(tx, &new.component_digest, &new.component, now)?;
+                insert_component(
+                    tx,
+                    &new.component_digest,
+                    &new.component,
+                    Some(&new.workflow),
+                    now,
+                )?;
                 tx.exec(
                     "creating the run",
                     "INSERT INTO runs (id, workflow, component_digest, input, status, seed,
@@ -270,7 +277,7 @@ impl SqlStore {
         self.writer_for(&run_id)
             .transact(move |tx| {
                 let run = read_run(tx, &run_id)?.ok_or(StoreError::RunNotFound(run_id.clone()))?;
-                claim_existing_run(tx, run, &owner, now_ms())
+                claim_existing_run(tx, run, &owner, tx.now_ms())
             })
             .await
     }
@@ -287,7 +294,7 @@ impl SqlStore {
         self.writer_for(&run_id)
             .transact(move |tx| {
                 let run = read_run(tx, &run_id)?.ok_or(StoreError::RunNotFound(run_id.clone()))?;
-                let claim = claim_existing_run(tx, run, &owner, now_ms())?;
+                let claim = claim_existing_run(tx, run, &owner, tx.now_ms())?;
                 let start = match &claim {
                     Claim::Finished(_) => None,
                     Claim::Created(_) | Claim::Resumed(_) => Some(read_drive_start(tx, &run_id)?),
@@ -326,7 +333,7 @@ impl SqlStore {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
-                let now = now_ms();
+                let now = tx.now_ms();
                 let cancel =
                     renew_and_switch(tx, &run_id, &owner, drive, commit.switch.as_ref(), now)?;
                 if let Some(attempt) = &commit.last_attempt {
@@ -355,7 +362,7 @@ impl SqlStore {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
-                let cancel = renew(tx, &run_id, &owner, drive, now_ms())?;
+                let cancel = renew(tx, &run_id, &owner, drive, tx.now_ms())?;
                 insert_attempt(tx, &run_id, &attempt)?;
                 insert_output(tx, &run_id, &output)?;
                 Ok(cancel)
@@ -381,7 +388,7 @@ impl SqlStore {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
-                let now = now_ms();
+                let now = tx.now_ms();
                 renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
                 supersede_steps(tx, &run_id, &keys, drive, now)
             })
@@ -470,13 +477,13 @@ impl SqlStore {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
-                let now = now_ms();
+                let now = tx.now_ms();
                 renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
                 insert_output(tx, &run_id, &output)?;
                 if matches!(end, RunEnd::Cancelled) {
                     return mark_cancelled(tx, &run_id, now);
                 }
-                let (status, output, error) = match end {
+                let (status, output, error) = match &end {
                     RunEnd::Succeeded(out) => ("succeeded", Some(out), None),
                     RunEnd::Failed(e) => ("failed", None, Some(e)),
                     RunEnd::Cancelled => unreachable!("handled above"),
@@ -523,7 +530,7 @@ impl SqlStore {
     ) -> Result<bool, StoreError> {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
-            .transact(move |tx| renew(tx, &run_id, &owner, drive, now_ms()))
+            .transact(move |tx| renew(tx, &run_id, &owner, drive, tx.now_ms()))
             .await
     }
 
@@ -542,7 +549,7 @@ impl SqlStore {
     /// provably alive does.
     pub async fn unfinished_runs(&self) -> Result<Vec<Unfinished>, StoreError> {
         self.read(|tx| {
-            let now = now_ms();
+            let now = tx.now_ms();
             let rows = tx.all(
                 "listing runs",
                 "SELECT id, owner, lease_until_ms FROM runs
@@ -588,33 +595,6 @@ impl SqlStore {
         self.read(move |tx| read_run(tx, &run_id)).await
     }
 
-    /// The bytes of the component with this digest.
-    pub async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let digest = digest.to_string();
-        self.writer()
-            .transact(move |tx| {
-                tx.opt(
-                    "reading a component",
-                    "SELECT bytes FROM components WHERE digest = ?1",
-                    args![digest],
-                    |r| r.get(0),
-                )
-            })
-            .await
-    }
-
-    /// Stores a component's bytes under its digest (once per digest), so
-    /// that runs can be started from it later by digest alone.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the write fails.
-    pub async fn put_component(&self, digest: &str, bytes: Arc<Vec<u8>>) -> Result<(), StoreError> {
-        let digest = digest.to_string();
-        self.writer()
-            .transact(move |tx| rows::insert_component(tx, &digest, &bytes, now_ms()))
-            .await
-    }
-
     /// Stops the writer once the jobs already queued are committed, and
     /// waits for it; other clones of this handle get
     /// [`StoreError::Closed`] from then on.
@@ -635,17 +615,50 @@ impl SqlStore {
     }
 
     /// The writer of run `run_id`'s writes.
-    fn writer_for(&self, run_id: &str) -> &Writer {
+    fn writer_for(&self, run_id: &str) -> RunWriter<'_> {
         // FNV-1a: cheap, and the same run always lands on the same writer.
         let h = run_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
-        &self.writers[(h % self.writers.len() as u64) as usize]
+        RunWriter {
+            writer: &self.writers[(h % self.writers.len() as u64) as usize],
+            run: Some(run_id.to_string()),
+        }
     }
 
     /// The writer of writes that belong to no run (components).
-    fn writer(&self) -> &Writer {
-        &self.writers[0]
+    fn writer(&self) -> RunWriter<'_> {
+        RunWriter {
+            writer: &self.writers[0],
+            run: None,
+        }
+    }
+}
+
+/// A writer and the run a job writes (see [`writer::Queued`]).
+struct RunWriter<'a> {
+    writer: &'a Writer,
+    run: Option<String>,
+}
+
+impl std::ops::Deref for RunWriter<'_> {
+    type Target = Writer;
+    fn deref(&self) -> &Writer {
+        self.writer
+    }
+}
+
+impl RunWriter<'_> {
+    /// [`Writer::transact`] for this run. On PostgreSQL, `f` locks the
+    /// run's row before any other row (the lease check does), and may be
+    /// run again, in a later transaction, when it loses a race with another
+    /// transaction (a deadlock): nothing it did in the lost one stays.
+    async fn transact<T, F>(self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnMut(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        self.writer.transact(self.run, f).await
     }
 }
 

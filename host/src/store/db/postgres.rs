@@ -1,6 +1,6 @@
 //! The PostgreSQL database: its schema, created and checked on open.
 //!
-//! The tables are SQLite's (`sqlite.rs`, schema version 8) in PostgreSQL's
+//! The tables are SQLite's (`sqlite.rs`, schema version 9) in PostgreSQL's
 //! types: integers are `BIGINT`, text keys compare byte-wise (`COLLATE
 //! "C"`, as SQLite does), and the row ids SQLite gives `events.seq` and
 //! `output.id` are identity columns. The version is kept in
@@ -170,6 +170,10 @@ CREATE TABLE component_switches (
 ALTER TABLE steps DROP CONSTRAINT steps_run_id_parent_position_key;
 ALTER TABLE steps DROP CONSTRAINT steps_pkey;
 ALTER TABLE steps ADD PRIMARY KEY (run_id, parent, position)
+"#,
+    r#"
+ALTER TABLE components ADD COLUMN name TEXT;
+CREATE INDEX runs_by_component ON runs(component_digest)
 "#,
 ];
 

@@ -218,7 +218,7 @@ pub(super) fn switch_component(
     now: i64,
 ) -> Result<(), StoreError> {
     const WHAT: &str = "switching the run's component";
-    insert_component(tx, &switch.digest, &switch.bytes, now)?;
+    insert_component(tx, &switch.digest, &switch.bytes, None, now)?;
     // The switch is kept for people reading the run: which code drove it
     // when, and whether history was superseded to make it fit.
     tx.exec(
@@ -258,32 +258,48 @@ pub(super) fn insert_attempt(
     Ok(())
 }
 
+/// Stores a component once per digest; it keeps the first workflow name
+/// it is stored with (`name`). Returns the name it has.
 pub(super) fn insert_component(
     tx: &Tx<'_>,
     digest: &str,
     bytes: &[u8],
+    name: Option<&str>,
     now: i64,
-) -> Result<(), StoreError> {
+) -> Result<Option<String>, StoreError> {
     // Stored once per digest: look before binding megabytes for nothing.
-    let known = tx
-        .opt(
-            "looking up the component",
-            "SELECT 1 FROM components WHERE digest = ?1",
-            args![digest],
-            |_| Ok(()),
-        )?
-        .is_some();
-    if known {
-        return Ok(());
-    }
-    tx.exec(
-        "storing the component",
-        // Another writer or host may store the same component meanwhile.
-        "INSERT INTO components (digest, bytes, added_at_ms) VALUES (?1, ?2, ?3)
-         ON CONFLICT DO NOTHING",
-        args![digest, bytes, now],
+    let known: Option<Option<String>> = tx.opt(
+        "looking up the component",
+        "SELECT name FROM components WHERE digest = ?1",
+        args![digest],
+        |r| r.get(0),
     )?;
-    Ok(())
+    match known {
+        Some(Some(kept)) => return Ok(Some(kept)),
+        Some(None) if name.is_some() => {
+            tx.exec(
+                "naming the component",
+                "UPDATE components SET name = ?2 WHERE digest = ?1 AND name IS NULL",
+                args![digest, name],
+            )?;
+        }
+        Some(None) => {}
+        None => {
+            tx.exec(
+                "storing the component",
+                // Another writer or host may store the same component meanwhile.
+                "INSERT INTO components (digest, bytes, added_at_ms, name) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+                args![digest, bytes, now, name],
+            )?;
+        }
+    }
+    tx.one(
+        "reading the component's name",
+        "SELECT name FROM components WHERE digest = ?1",
+        args![digest],
+        |r| r.get(0),
+    )
 }
 
 pub(super) fn read_run(tx: &Tx<'_>, run_id: &str) -> Result<Option<RunRecord>, StoreError> {

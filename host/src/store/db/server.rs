@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::rows::owner_is_gone;
 use super::{SqlStore, owner_row, postgres_url};
+use crate::store::StoreError;
 use crate::store::sql::{Dialect, args};
-use crate::store::{StoreError, now_ms};
 
 impl SqlStore {
     /// Runs that may be taken up now, at most `limit`, oldest due first:
@@ -21,7 +21,7 @@ impl SqlStore {
     /// Each with the time it became due, for waiting runs.
     pub async fn runnable(&self, limit: usize) -> Result<Vec<(String, Option<i64>)>, StoreError> {
         self.read(move |tx| {
-            let now = now_ms();
+            let now = tx.now_ms();
             let mut ids = tx.all(
                 "listing due runs",
                 "SELECT id, wake_at_ms FROM runs WHERE status = 'waiting' AND wake_at_ms <= ?1
@@ -41,6 +41,36 @@ impl SqlStore {
                 }
             }
             Ok(ids)
+        })
+        .await
+    }
+
+    /// Which of `ids` have ended; see [`crate::store::Store::ended_among`].
+    pub async fn ended_among(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
+        /// Ids per statement: one statement text (a short chunk is padded
+        /// with its last id), prepared once.
+        const CHUNK: usize = 256;
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            let marks: Vec<String> = (1..=CHUNK).map(|i| format!("?{i}")).collect();
+            format!(
+                "SELECT id FROM runs WHERE id IN ({}) AND status IN ('succeeded', 'failed', 'cancelled')",
+                marks.join(", ")
+            )
+        });
+        self.read(move |tx| {
+            let mut ended = Vec::new();
+            for chunk in ids.chunks(CHUNK) {
+                let mut padded: Vec<&String> = chunk.iter().collect();
+                let last = padded[padded.len() - 1];
+                padded.resize(CHUNK, last);
+                let args: Vec<&dyn crate::store::sql::Arg> = padded
+                    .iter()
+                    .map(|id| *id as &dyn crate::store::sql::Arg)
+                    .collect();
+                ended.extend(tx.all("looking for ended runs", sql, &args, |r| r.get::<String>(0))?);
+            }
+            Ok(ended)
         })
         .await
     }
@@ -156,7 +186,15 @@ impl SqlStore {
 /// `notify`, for as long as the process lives.
 async fn listen(url: String, notify: Arc<tokio::sync::Notify>) {
     loop {
-        match tokio_postgres::connect(&url, tokio_postgres::NoTls).await {
+        let connected = match crate::store::pg_tls::target(&url) {
+            Ok(t) => tokio_postgres::connect(&t.url, t.tls).await,
+            Err(e) => {
+                // The writer's connection refused the same URL first.
+                tracing::warn!(error = %e, "cannot listen for wake-ups");
+                return;
+            }
+        };
+        match connected {
             Ok((client, mut connection)) => {
                 let (heard, mut hear) = tokio::sync::mpsc::unbounded_channel();
                 // Polling the connection for its messages also drives it.

@@ -290,6 +290,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     DROP TABLE steps;
     ALTER TABLE steps_v8 RENAME TO steps;
     "#,
+    // 9: a component keeps the workflow name it was first stored with (a
+    // run started by digest is named by it, on any server, after any
+    // restart), and runs are found by component (a component may be
+    // deleted only while no run uses it).
+    r#"
+    ALTER TABLE components ADD COLUMN name TEXT;
+    CREATE INDEX runs_by_component ON runs(component_digest);
+    "#,
 ];
 
 /// Opens a read-only connection to a database that [`open`] prepared.

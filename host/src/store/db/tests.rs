@@ -318,6 +318,20 @@ async fn waits_park_runs_and_events_are_stored_once(kind: Kind) {
         .await
         .expect("send again");
     assert_eq!(again, Sent::Duplicate);
+    // The same value written otherwise is the same event...
+    let spaced = store
+        .send_event("w", "go", Some("e1"), "{ \"ok\" : true }")
+        .await
+        .expect("send again, spaced");
+    assert_eq!(spaced, Sent::Duplicate);
+    // ...another payload under its id is refused, and nothing is stored.
+    let other = store
+        .send_event("w", "go", Some("e1"), "{\"ok\":false}")
+        .await;
+    assert!(
+        matches!(&other, Err(StoreError::EventIdTaken { run, event_id }) if run == "w" && event_id == "e1"),
+        "{other:?}"
+    );
     // The event made the run due at once.
     assert_eq!(store.due("w").await.expect("due"), Some(None));
     let runnable = store.runnable(10).await.expect("runnable");
@@ -551,7 +565,7 @@ async fn version_6(kind: Kind) -> Fresh {
             .expect("version");
         }
         Kind::Postgres => {
-            // Made at 7, then taken back to what version 6 had.
+            // Made at the current version, then taken back to what version 6 had.
             let store = Store::open(&db.location).await.expect("open");
             store.close().await;
             let url = db.location.to_str().expect("utf-8").to_string();
@@ -561,7 +575,9 @@ async fn version_6(kind: Kind) -> Fresh {
             tokio::spawn(connection);
             client
                 .batch_execute(
-                    "DROP TABLE component_switches;
+                    "DROP INDEX runs_by_component;
+                     ALTER TABLE components DROP COLUMN name;
+                     DROP TABLE component_switches;
                      ALTER TABLE superseded_steps DROP COLUMN input;
                      ALTER TABLE steps DROP CONSTRAINT steps_pkey;
                      ALTER TABLE steps ADD PRIMARY KEY (run_id, key);

@@ -9,8 +9,8 @@
 
 use crate::store::sql::{Tx, args};
 
-use super::rows::{insert_step, read_run, renew_and_switch};
-use super::{ComponentSwitch, Outcome, SqlStore, StepRecord, StoreError, now_ms};
+use super::rows::{insert_step, renew_and_switch};
+use super::{ComponentSwitch, Outcome, RunStatus, SqlStore, StepRecord, StoreError};
 use crate::owner::Owner;
 #[allow(unused_imports)]
 use crate::store::views::*;
@@ -34,7 +34,7 @@ impl SqlStore {
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
-                let now = now_ms();
+                let now = tx.now_ms();
                 let cancel = renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
                 if let Some(record) = &record {
                     insert_step(tx, &run_id, record)?;
@@ -75,7 +75,7 @@ impl SqlStore {
         } = call;
         self.writer_for(&run_id)
             .transact(move |tx| {
-                let now = now_ms();
+                let now = tx.now_ms();
                 let cancel = renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
                 let event: Option<(i64, String)> = tx.opt(
                     "looking for an event",
@@ -145,7 +145,7 @@ impl SqlStore {
                     tx,
                     &run_id,
                     &Wait::Event {
-                        name,
+                        name: name.clone(),
                         deadline_ms: deadline,
                     },
                     now,
@@ -172,15 +172,28 @@ impl SqlStore {
         let (event_id, payload) = (event_id.map(str::to_string), payload.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
-                let run = read_run(tx, &run_id)?
+                // The run's row is locked first, as every write of a run
+                // does (see the writer): the event's insert and the wake-up
+                // then wait for nothing another transaction could hold
+                // while it waits for this one.
+                let status: String = tx
+                    .opt(
+                        "reading the run",
+                        "SELECT status FROM runs WHERE id = ?1 /*FOR UPDATE*/",
+                        args![run_id],
+                        |r| r.get(0),
+                    )?
                     .ok_or_else(|| StoreError::RunNotFound(run_id.clone()))?;
-                if !run.status.is_open() {
+                let status = RunStatus::parse_name(&status).ok_or_else(|| {
+                    StoreError::Corrupt(format!("run {run_id} has status {status:?}"))
+                })?;
+                if !status.is_open() {
                     return Err(StoreError::AlreadyFinished {
                         run: run_id.clone(),
-                        status: run.status,
+                        status,
                     });
                 }
-                let now = now_ms();
+                let now = tx.now_ms();
                 // Nothing comes back when the event id is taken: a duplicate.
                 let Some(seq) = tx.opt(
                     "storing the event",
@@ -190,6 +203,20 @@ impl SqlStore {
                     |r| r.get::<i64>(0),
                 )?
                 else {
+                    // The same event again (a retried send) changes
+                    // nothing; another payload under its id is a mistake.
+                    let stored: String = tx.one(
+                        "reading the event",
+                        "SELECT payload FROM events WHERE run_id = ?1 AND event_id = ?2",
+                        args![run_id, event_id],
+                        |r| r.get(0),
+                    )?;
+                    if !same_json(&stored, &payload) {
+                        return Err(StoreError::EventIdTaken {
+                            run: run_id.clone(),
+                            event_id: event_id.clone().unwrap_or_default(),
+                        });
+                    }
                     return Ok(Sent::Duplicate);
                 };
                 tx.exec(
@@ -219,7 +246,7 @@ impl SqlStore {
                 args![run_id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?;
-            let now = now_ms();
+            let now = tx.now_ms();
             Ok(match row {
                 Some((status, wake, _, _)) if status == "waiting" => match wake {
                     Some(t) if t <= now => Some(None),
@@ -233,6 +260,18 @@ impl SqlStore {
             })
         })
         .await
+    }
+}
+
+/// Whether two JSON texts hold the same value (key order and spacing
+/// aside).
+fn same_json(a: &str, b: &str) -> bool {
+    match (
+        serde_json::from_str::<serde_json::Value>(a),
+        serde_json::from_str::<serde_json::Value>(b),
+    ) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
     }
 }
 

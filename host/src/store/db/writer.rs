@@ -43,18 +43,35 @@ const QUEUE: usize = 4096;
 
 /// What a job hands back after running in the transaction: whether it
 /// failed (so its savepoint is rolled back), and how to reply once the
-/// commit outcome is known.
+/// commit outcome is known; no reply when it lost a race with another
+/// transaction (a PostgreSQL deadlock or serialization failure) and is to
+/// be tried again in a later one.
 struct Applied {
     failed: bool,
-    reply: Reply,
+    reply: Option<Reply>,
 }
 
 /// Sends a job's result, given the commit error if the commit failed.
 type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
 
 /// A job gets the open transaction, or the reason there is none (then it
-/// replies with that reason and its `Applied` is ignored).
-type Job = Box<dyn FnOnce(Result<&Tx<'_>, &StoreError>) -> Applied + Send>;
+/// replies with that reason and its `Applied` is ignored), and whether
+/// this is its last try (then it replies whatever happened).
+type Job = Box<dyn FnMut(Result<&Tx<'_>, &StoreError>, bool) -> Applied + Send>;
+
+/// A job as it waits in the queue: the run it writes (a batch applies its
+/// jobs in the order of their runs on PostgreSQL, so that two hosts' batches
+/// lock runs in one order and cannot deadlock each other) and how often it
+/// lost a race already.
+pub(crate) struct Queued {
+    run: Option<String>,
+    tries: u32,
+    job: Job,
+}
+
+/// Most tries of a job that keeps losing races (deadlocks, serialization
+/// failures) before its caller gets the error.
+const MAX_TRIES: u32 = 8;
 
 /// A handle to the writer thread. Cloning it is cheap; the thread ends when
 /// the last handle is dropped or [`Writer::close`] is called.
@@ -110,7 +127,7 @@ impl Default for WriterStats {
 pub(crate) struct Writer {
     pub(crate) stats: Arc<WriterStats>,
     /// `None` asks the thread to stop after what is queued before it.
-    jobs: mpsc::Sender<Option<Job>>,
+    jobs: mpsc::Sender<Option<Queued>>,
     /// The connection, held by the thread while it applies a batch, or by
     /// a caller committing its job itself.
     conn: Arc<Mutex<Conn>>,
@@ -159,29 +176,43 @@ impl Writer {
     /// # Cancel safety
     /// Dropping the future does not withdraw the job: once sent, it may still
     /// be applied and committed. Callers that care re-read the state.
-    pub(crate) async fn transact<T, F>(&self, f: F) -> Result<T, StoreError>
+    pub(crate) async fn transact<T, F>(&self, run: Option<String>, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let job: Job = Box::new(move |txn| {
+        let mut f = f;
+        let mut tx = Some(tx);
+        let job: Job = Box::new(move |txn, last| {
             let out = match txn {
                 Ok(txn) => f(txn),
                 Err(e) => Err(e.duplicate()),
             };
+            // Rolled back to its savepoint, it is tried again once this
+            // transaction has ended and released its locks.
+            if !last && out.as_ref().err().is_some_and(StoreError::is_conflict) {
+                return Applied {
+                    failed: true,
+                    reply: None,
+                };
+            }
             let failed = out.is_err();
+            let tx = tx.take();
             Applied {
                 failed,
-                reply: Box::new(move |commit_error| {
+                reply: Some(Box::new(move |commit_error| {
                     let result = match (commit_error, out) {
                         (Some(e), Ok(_)) => Err(e.duplicate()),
                         (_, out) => out,
                     };
-                    let _ = tx.send(result);
-                }),
+                    if let Some(tx) = tx {
+                        let _ = tx.send(result);
+                    }
+                })),
             }
         });
+        let job = Queued { run, tries: 0, job };
         let job = match self.idle() {
             true => match try_inline(&self.conn, job, &self.stats, &self.closing) {
                 None => return rx.await.map_err(|_| StoreError::Closed)?,
@@ -224,10 +255,10 @@ impl Writer {
 /// while the transaction begins).
 fn try_inline(
     conn: &Mutex<Conn>,
-    job: Job,
+    job: Queued,
     stats: &WriterStats,
     closing: &AtomicBool,
-) -> Option<Job> {
+) -> Option<Queued> {
     let Ok(mut guard) = conn.try_lock() else {
         return Some(job);
     };
@@ -247,7 +278,11 @@ fn try_inline(
 }
 
 /// [`try_inline`]'s transaction: begun at once or not at all.
-fn commit_alone(conn: &mut rusqlite::Connection, job: Job, stats: &WriterStats) -> Option<Job> {
+fn commit_alone(
+    conn: &mut rusqlite::Connection,
+    job: Queued,
+    stats: &WriterStats,
+) -> Option<Queued> {
     let txn = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(txn) => txn,
         // Another process writes: the thread waits that out, not a caller.
@@ -256,7 +291,8 @@ fn commit_alone(conn: &mut rusqlite::Connection, job: Job, stats: &WriterStats) 
     let _ = txn.busy_timeout(Duration::from_millis(super::sqlite::BUSY_TIMEOUT_MS));
     let started = Instant::now();
     let mut batch = vec![job];
-    let replies = run_jobs(&Tx::sqlite(&txn), &mut batch)?;
+    // SQLite has no deadlocks to lose: nothing is left to try again.
+    let (replies, _) = run_jobs(&Tx::sqlite(&txn), &mut batch)?;
     let commit = txn
         .commit()
         .err()
@@ -273,18 +309,24 @@ fn commit_alone(conn: &mut rusqlite::Connection, job: Job, stats: &WriterStats) 
     None
 }
 
-fn run(conn: &Mutex<Conn>, mut rx: mpsc::Receiver<Option<Job>>, stats: &WriterStats) {
-    let mut batch: Vec<Job> = Vec::with_capacity(MAX_BATCH);
+fn run(conn: &Mutex<Conn>, mut rx: mpsc::Receiver<Option<Queued>>, stats: &WriterStats) {
+    let mut batch: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
+    // Jobs that lost a race in the last batch: they go first in the next.
+    let mut again: Vec<Queued> = Vec::new();
     let mut stopping = false;
-    while !stopping {
-        stats.waiting.store(true, Ordering::SeqCst);
-        let received = rx.blocking_recv();
-        stats.waiting.store(false, Ordering::SeqCst);
-        match received {
-            Some(Some(first)) => batch.push(first),
-            Some(None) | None => break,
+    while !stopping || !again.is_empty() {
+        if again.is_empty() {
+            stats.waiting.store(true, Ordering::SeqCst);
+            let received = rx.blocking_recv();
+            stats.waiting.store(false, Ordering::SeqCst);
+            match received {
+                Some(Some(first)) => batch.push(first),
+                Some(None) | None => break,
+            }
+        } else {
+            batch.append(&mut again);
         }
-        while batch.len() < MAX_BATCH {
+        while batch.len() < MAX_BATCH && !stopping {
             match rx.try_recv() {
                 Ok(Some(job)) => batch.push(job),
                 Ok(None) => {
@@ -305,7 +347,7 @@ fn run(conn: &Mutex<Conn>, mut rx: mpsc::Receiver<Option<Job>>, stats: &WriterSt
         // (A job that panicked left its transaction rolled back by the
         // drop: the connection is usable.)
         let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if apply_batch(&mut conn, &mut batch, wait) {
+        if apply_batch(&mut conn, &mut batch, wait, &mut again) {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats.jobs.fetch_add(jobs, Ordering::Relaxed);
             stats.lone.store(jobs == 1, Ordering::Relaxed);
@@ -330,8 +372,14 @@ fn is_busy(e: &rusqlite::Error) -> bool {
         if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
-/// Applies and commits one batch; true if it committed.
-fn apply_batch(conn: &mut Conn, batch: &mut Vec<Job>, max_wait: Duration) -> bool {
+/// Applies and commits one batch; true if it committed. Jobs that lost a
+/// race with another transaction go to `again`.
+fn apply_batch(
+    conn: &mut Conn,
+    batch: &mut Vec<Queued>,
+    max_wait: Duration,
+    again: &mut Vec<Queued>,
+) -> bool {
     match conn {
         Conn::Sqlite(conn) => {
             // Another process holding the write lock past the busy timeout
@@ -353,7 +401,7 @@ fn apply_batch(conn: &mut Conn, batch: &mut Vec<Job>, max_wait: Duration) -> boo
                     }
                 }
             };
-            let Some(replies) = run_jobs(&Tx::sqlite(&txn), batch) else {
+            let Some((replies, _)) = run_jobs(&Tx::sqlite(&txn), batch) else {
                 return false;
             };
             let commit = txn
@@ -363,21 +411,30 @@ fn apply_batch(conn: &mut Conn, batch: &mut Vec<Job>, max_wait: Duration) -> boo
             reply_all(replies, commit)
         }
         Conn::Postgres(conn) => {
+            // Every job locks its own run's row first: in the order of the
+            // runs, every host's batches take their locks in one order.
+            // (Stable: a run's jobs keep the order they were sent in.)
+            batch.sort_by(|a, b| a.run.cmp(&b.run));
             let txn = match conn.begin("starting a write transaction") {
                 Ok(t) => t,
                 Err(err) => return fail_batch(batch, &err),
             };
-            let Some(replies) = run_jobs(&txn.tx(), batch) else {
+            let Some((replies, lost)) = run_jobs(&txn.tx(), batch) else {
                 return false;
             };
-            reply_all(replies, txn.commit().err())
+            let committed = reply_all(replies, txn.commit().err());
+            for mut job in lost {
+                job.tries += 1;
+                again.push(job);
+            }
+            committed
         }
     }
 }
 
 /// Fails every job of a batch that could not begin; false (nothing
 /// committed).
-fn fail_batch(batch: &mut Vec<Job>, err: &StoreError) -> bool {
+fn fail_batch(batch: &mut Vec<Queued>, err: &StoreError) -> bool {
     // The jobs never ran: each caller gets the reason.
     for job in batch.drain(..) {
         fail_unapplied(job, err);
@@ -387,38 +444,49 @@ fn fail_batch(batch: &mut Vec<Job>, err: &StoreError) -> bool {
 
 /// Runs each job of the batch in a savepoint of its own, so that a job
 /// that fails is undone alone; the replies to send once the commit is
-/// known, or `None` when the transaction broke (everyone was answered).
-fn run_jobs(txn: &Tx<'_>, batch: &mut Vec<Job>) -> Option<Vec<Reply>> {
+/// known and the jobs to try again in a later transaction, or `None` when
+/// the transaction broke (everyone was answered).
+fn run_jobs(txn: &Tx<'_>, batch: &mut Vec<Queued>) -> Option<(Vec<Reply>, Vec<Queued>)> {
     let mut replies: Vec<Reply> = Vec::with_capacity(batch.len());
+    let mut lost: Vec<Queued> = Vec::new();
     let mut jobs = batch.drain(..);
     // The end of one job's savepoint and the start of the next go in one
     // round trip: on PostgreSQL, round trips bound the writer.
     let mut step = "SAVEPOINT job";
-    while let Some(job) = jobs.next() {
+    while let Some(mut job) = jobs.next() {
         if let Err(err) = txn.batch("opening a savepoint", step) {
             // The transaction is in an unknown state: abandon it whole.
             fail_unapplied(job, &err);
             jobs.for_each(|job| fail_unapplied(job, &err));
+            lost.into_iter().for_each(|job| fail_unapplied(job, &err));
             replies.into_iter().for_each(|reply| reply(Some(&err)));
             return None;
         }
         step = "RELEASE SAVEPOINT job; SAVEPOINT job";
-        let applied = job(Ok(txn));
+        let applied = (job.job)(Ok(txn), job.tries + 1 >= MAX_TRIES);
         if applied.failed
             && let Err(err) = txn.batch("rolling back a failed job", "ROLLBACK TO SAVEPOINT job")
         {
-            (applied.reply)(Some(&err));
+            match applied.reply {
+                Some(reply) => reply(Some(&err)),
+                None => fail_unapplied(job, &err),
+            }
             jobs.for_each(|job| fail_unapplied(job, &err));
+            lost.into_iter().for_each(|job| fail_unapplied(job, &err));
             replies.into_iter().for_each(|reply| reply(Some(&err)));
             return None;
         }
-        replies.push(applied.reply);
+        match applied.reply {
+            Some(reply) => replies.push(reply),
+            None => lost.push(job),
+        }
     }
     if let Err(err) = txn.batch("closing a savepoint", "RELEASE SAVEPOINT job") {
+        lost.into_iter().for_each(|job| fail_unapplied(job, &err));
         replies.into_iter().for_each(|reply| reply(Some(&err)));
         return None;
     }
-    Some(replies)
+    Some((replies, lost))
 }
 
 /// Sends every reply with the commit's outcome; true if it committed.
@@ -431,7 +499,9 @@ fn reply_all(replies: Vec<Reply>, commit: Option<StoreError>) -> bool {
 }
 
 /// Answers a job that cannot run with the reason.
-fn fail_unapplied(job: Job, err: &StoreError) {
-    let applied = job(Err(err));
-    (applied.reply)(None);
+fn fail_unapplied(mut job: Queued, err: &StoreError) {
+    let applied = (job.job)(Err(err), true);
+    if let Some(reply) = applied.reply {
+        reply(None);
+    }
 }

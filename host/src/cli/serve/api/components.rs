@@ -3,9 +3,9 @@
 
 use super::error::{ApiError, ApiResult, ok, parse};
 use super::{App, Registered};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Query, State as Extract};
+use axum::extract::{Path, Query, State as Extract};
 use axum::http::StatusCode;
 use durable::runner::LoadedWorkflow;
 use serde::Deserialize;
@@ -13,38 +13,82 @@ use serde_json::{Value, json};
 
 #[derive(Deserialize)]
 pub(super) struct ComponentQuery {
-    /// The workflow name runs of this component get (default: "workflow").
+    /// The workflow name runs started by the component's digest get; a
+    /// component keeps the first name it is stored with ("workflow" when
+    /// none is given).
     name: Option<String>,
 }
 
 /// `POST /v1/components?name=NAME`: the `.wasm` bytes; checked, compiled,
-/// stored. Answers `{digest, name, world}`.
+/// stored. Answers `{digest, name, world}`: 201 when new, 200 when stored
+/// already (with the name it kept).
+///
+/// At most `--max-uploads` bodies are read at once: the others wait for
+/// their turn before a byte of theirs is buffered.
 pub(super) async fn put_component(
     Extract(app): Extract<App>,
     q: Result<Query<ComponentQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let bytes = body?.to_vec();
-    let name = q.name.unwrap_or_else(|| "workflow".to_string());
-    if durable::history::validate_name(&name).is_err() {
-        return Err(ApiError::bad_request(format!(
-            "{name:?} is not a workflow name"
-        )));
+    if let Some(name) = &q.name {
+        durable::runner::validate_workflow_name(name).map_err(ApiError::bad_request)?;
     }
-    let wf = load(&app, &name, bytes).await?;
-    app.state
+    let _turn = app
+        .uploads
+        .acquire()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+    let bytes = axum::body::to_bytes(body, app.state.max_body_bytes)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "the upload could not be read whole ({e}); the server takes uploads up to \
+                     --max-body-mb ({} MiB)",
+                    app.state.max_body_bytes >> 20
+                ),
+            )
+        })?
+        .to_vec();
+    let wf = load(&app, q.name.as_deref().unwrap_or(DEFAULT_NAME), bytes).await?;
+    let known = app
+        .state
         .rt
         .store()
-        .put_component(&wf.digest, wf.bytes.clone())
+        .component_names(&[wf.digest.clone()])
         .await?;
+    let name = app
+        .state
+        .rt
+        .store()
+        .put_component(&wf.digest, wf.bytes.clone(), q.name.as_deref())
+        .await?
+        .unwrap_or_else(|| DEFAULT_NAME.to_string());
+    remember_name(&app, &wf.digest, &name);
+    let status = match known.is_empty() {
+        true => StatusCode::CREATED,
+        false => StatusCode::OK,
+    };
     ok(
-        StatusCode::CREATED,
-        json!({"digest": wf.digest, "name": wf.name, "world": "durable:workflow/workflow"}),
+        status,
+        json!({"digest": wf.digest, "name": name, "world": "durable:workflow/workflow"}),
     )
 }
 
-/// Compiles (or takes from the compile cache) on a blocking thread.
+/// The name runs of a component get when none was ever given.
+const DEFAULT_NAME: &str = "workflow";
+
+fn remember_name(app: &App, digest: &str, name: &str) {
+    if let Ok(mut names) = app.names.lock() {
+        names.insert(digest.to_string(), name.to_string());
+    }
+}
+
+/// Compiles (or takes from the compile cache) on a blocking thread; the
+/// runtime keeps it loaded within its budget (`--max-loaded-mb`).
 pub(super) async fn load(
     app: &App,
     name: &str,
@@ -57,28 +101,26 @@ pub(super) async fn load(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
     let rt = app.state.rt.clone();
     let name = name.to_string();
-    let wf = tokio::task::spawn_blocking(move || rt.load(&name, bytes))
+    tokio::task::spawn_blocking(move || rt.load(&name, bytes))
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?
-        .map_err(|e| ApiError::invalid(crate::cli::run::chain(&e)))?;
-    if let Ok(mut m) = app.loaded.lock() {
-        m.insert(wf.digest.clone(), wf.clone());
-    }
-    Ok(wf)
+        .map_err(|e| ApiError::invalid(crate::cli::run::chain(&e)))
 }
 
-/// A component uploaded before (to this server or, stored, to an earlier
-/// one).
+/// A component stored before (uploaded to this server or to another one
+/// sharing the database), loaded, named `name` or, when `None`, by the
+/// name it was stored with.
 pub(super) async fn component(
     app: &App,
     digest: &str,
     name: Option<&str>,
 ) -> Result<LoadedWorkflow, ApiError> {
-    if let Some(wf) = app.loaded.lock().ok().and_then(|m| m.get(digest).cloned()) {
-        let mut wf = wf;
-        if let Some(n) = name {
-            n.clone_into(&mut wf.name);
-        }
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => stored_name(app, digest).await?,
+    };
+    if let Some(mut wf) = app.state.rt.loaded(digest) {
+        wf.name = name;
         return Ok(wf);
     }
     let bytes = app
@@ -87,14 +129,95 @@ pub(super) async fn component(
         .store()
         .component(digest)
         .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("no component with digest {digest}; upload it with POST /v1/components"),
-            )
-        })?;
-    load(app, name.unwrap_or("workflow"), bytes).await
+        .ok_or_else(|| no_component(digest))?;
+    load(app, &name, bytes).await
+}
+
+fn no_component(digest: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no component with digest {digest}; upload it with POST /v1/components"),
+    )
+}
+
+/// The name a component was stored with.
+async fn stored_name(app: &App, digest: &str) -> Result<String, ApiError> {
+    if let Some(n) = app.names.lock().ok().and_then(|n| n.get(digest).cloned()) {
+        return Ok(n);
+    }
+    let found = app
+        .state
+        .rt
+        .store()
+        .component_names(&[digest.to_string()])
+        .await?;
+    let name = match found.into_iter().next() {
+        Some((_, n)) => n.unwrap_or_else(|| DEFAULT_NAME.to_string()),
+        None => return Err(no_component(digest)),
+    };
+    remember_name(app, digest, &name);
+    Ok(name)
+}
+
+/// `GET /v1/components`: every stored component, with the runs that use
+/// it.
+pub(super) async fn list_components(Extract(app): Extract<App>) -> ApiResult {
+    let list: Vec<Value> = app
+        .state
+        .rt
+        .store()
+        .components()
+        .await?
+        .iter()
+        .map(|c| {
+            json!({
+                "digest": c.digest,
+                "name": c.name.as_deref().unwrap_or(DEFAULT_NAME),
+                "bytes": c.bytes,
+                "added_at_ms": c.added_at_ms,
+                "runs": c.runs,
+                "open_runs": c.open_runs,
+            })
+        })
+        .collect();
+    ok(StatusCode::OK, json!({ "components": list }))
+}
+
+/// `DELETE /v1/components/{digest}`: a component no run and no registered
+/// workflow uses (409 otherwise).
+pub(super) async fn delete_component(
+    Extract(app): Extract<App>,
+    Path(digest): Path<String>,
+) -> ApiResult {
+    let names: Vec<String> = app
+        .state
+        .workflows
+        .lock()
+        .map(|w| {
+            w.iter()
+                .filter(|(_, r)| r.digest == digest)
+                .map(|(n, _)| n.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    if !names.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            format!(
+                "component {digest} is registered as workflow {}; register another component \
+                 under that name first",
+                names.join(", ")
+            ),
+        ));
+    }
+    app.state.rt.store().delete_component(&digest).await?;
+    app.state.rt.unload(&digest);
+    if let Ok(mut n) = app.names.lock() {
+        n.remove(&digest);
+    }
+    ok(StatusCode::OK, json!({"digest": digest, "deleted": true}))
 }
 
 #[derive(Deserialize)]
@@ -126,8 +249,7 @@ pub(super) async fn register_workflow(
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let req: Register = parse(body)?;
-    durable::history::validate_name(&req.name)
-        .map_err(|e| ApiError::bad_request(format!("workflow name: {e}")))?;
+    durable::runner::validate_workflow_name(&req.name).map_err(ApiError::bad_request)?;
     // Known, and compiled, before the name points at it.
     component(&app, &req.component, Some(&req.name)).await?;
     let mut workflows = app

@@ -13,6 +13,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds a client should wait before trying again (`Retry-After`).
+    retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -25,7 +27,14 @@ impl ApiError {
             status,
             code,
             message: message.to_string(),
+            retry_after: None,
         }
+    }
+
+    /// The same error, saying when to try again.
+    pub(super) fn retry_after(mut self, seconds: u32) -> ApiError {
+        self.retry_after = Some(seconds);
+        self
     }
 
     pub(super) fn bad_request(message: impl std::fmt::Display) -> ApiError {
@@ -40,23 +49,37 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, s.into());
+        }
+        response
     }
 }
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> ApiError {
         let (status, code) = match &e {
-            StoreError::RunNotFound(_) | StoreError::StepNotFound { .. } => {
-                (StatusCode::NOT_FOUND, "not_found")
-            }
-            StoreError::AlreadyFinished { .. } | StoreError::RunExists(_) => {
-                (StatusCode::CONFLICT, "conflict")
-            }
-            StoreError::Locked { .. } => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            StoreError::RunNotFound(_)
+            | StoreError::StepNotFound { .. }
+            | StoreError::ComponentNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            StoreError::AlreadyFinished { .. }
+            | StoreError::RunExists(_)
+            | StoreError::EventIdTaken { .. }
+            | StoreError::ComponentInUse { .. } => (StatusCode::CONFLICT, "conflict"),
+            // The database is busy for now (another process's write lock,
+            // a deadlock or serialization failure that outlived the
+            // writer's retries, a lost connection): try again.
+            _ if e.is_transient() => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError::new(status, code, crate::cli::run::chain(&e))
+        let error = ApiError::new(status, code, crate::cli::run::chain(&e));
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            return error.retry_after(1);
+        }
+        error
     }
 }
 
@@ -71,7 +94,8 @@ impl From<BytesRejection> for ApiError {
             e.status(),
             code,
             format!(
-                "{} (the server takes bodies up to --max-body-mb)",
+                "{} (the server takes uploads up to --max-body-mb, JSON bodies up to \
+                 --max-input-bytes and 64 KiB more)",
                 e.body_text()
             ),
         )

@@ -13,8 +13,7 @@ use axum::extract::{DefaultBodyLimit, Request, State as Extract};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use durable::runner::LoadedWorkflow;
+use axum::routing::{delete, get, post};
 use durable::runner::Runtime;
 use serde_json::{Value, json};
 
@@ -23,7 +22,10 @@ use error::{ApiError, ApiResult, ok};
 
 mod components;
 mod error;
+mod guard;
 mod runs;
+
+pub use guard::Hosts;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -39,6 +41,12 @@ pub struct State {
     pub stopping: Arc<AtomicBool>,
     /// What `/metrics` shows.
     pub metrics: Arc<super::metrics::Metrics>,
+    /// The names requests may reach the server by (`guard.rs`).
+    pub hosts: Hosts,
+    /// Most long polls open at once.
+    pub max_long_polls: usize,
+    /// Most upload bodies read at once.
+    pub max_uploads: usize,
 }
 
 /// A name runs can be started by.
@@ -57,34 +65,43 @@ pub struct Registered {
 /// Registered workflows by name.
 pub type Workflows = Arc<Mutex<std::collections::BTreeMap<String, Registered>>>;
 
-/// Loaded components by digest (compiled once per server).
-type Loaded = Arc<Mutex<HashMap<String, LoadedWorkflow>>>;
-
 #[derive(Clone)]
 struct App {
     state: State,
-    loaded: Loaded,
+    /// The workflow names components were stored with, by digest (read
+    /// from the store once).
+    names: Arc<Mutex<HashMap<String, String>>>,
+    /// Upload bodies read at once (`--max-uploads`).
+    uploads: Arc<tokio::sync::Semaphore>,
     /// Compiles at once: an upload costs a core for seconds.
     compiling: Arc<tokio::sync::Semaphore>,
+    /// Long polls open at once (`--max-long-polls`).
+    long_polls: Arc<tokio::sync::Semaphore>,
 }
 
 /// The routes.
 pub fn router(state: State) -> Router {
     let limit = state.max_body_bytes;
+    let long_polls = Arc::new(tokio::sync::Semaphore::new(state.max_long_polls));
+    let uploads = Arc::new(tokio::sync::Semaphore::new(state.max_uploads));
     let app = App {
         state,
-        loaded: Arc::default(),
+        names: Arc::default(),
+        uploads,
         compiling: Arc::new(tokio::sync::Semaphore::new(2)),
+        long_polls,
     };
     // JSON bodies are parsed into a tree: they get the input limit (and
-    // room for the rest of the request), not the upload limit.
-    let json_limit = app
-        .state
-        .max_input_bytes
-        .saturating_add(64 << 10)
-        .min(limit);
+    // room for the rest of the request), whatever the upload limit is.
+    let json_limit = app.state.max_input_bytes.saturating_add(64 << 10);
+    // Uploads read their bodies themselves, one --max-uploads turn each,
+    // up to --max-body-mb.
     let uploads = Router::new()
-        .route("/components", post(components::put_component))
+        .route(
+            "/components",
+            post(components::put_component).get(components::list_components),
+        )
+        .route("/components/{digest}", delete(components::delete_component))
         .layer(DefaultBodyLimit::max(limit));
     let v1 = Router::new()
         .route("/runs", post(runs::start_run).get(runs::list_runs))
@@ -108,6 +125,7 @@ pub fn router(state: State) -> Router {
     Router::new()
         .nest("/v1", v1)
         .merge(metrics)
+        .merge(super::ui::router())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -116,6 +134,7 @@ pub fn router(state: State) -> Router {
                 "this route does not take that method (see GET /v1/openapi.json)",
             )
         })
+        .layer(middleware::from_fn_with_state(app.clone(), guard::guard))
         .layer(middleware::from_fn_with_state(app.clone(), count))
         .with_state(app)
 }

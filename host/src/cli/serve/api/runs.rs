@@ -7,7 +7,6 @@ use super::components::component;
 use super::error::{ApiError, ApiResult, ok, parse};
 use super::{App, Registered};
 use crate::cli::json;
-use crate::cli::serve::dispatch::POLL;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State as Extract};
@@ -90,30 +89,64 @@ pub(super) async fn start_run(
         }
         return ok(StatusCode::OK, summary(&run));
     }
-    if !app
+    let (tell, created) = tokio::sync::oneshot::channel();
+    let started = app
         .state
         .dispatcher
-        .start_run(wf, id.clone(), input.clone())
-    {
-        // Started a moment ago by another request: wait for its record.
-        tokio::time::sleep(POLL).await;
-    }
-    // The drive claims the run at once; answer when it is recorded.
-    for _ in 0..200 {
+        .start_run(wf, id.clone(), input.clone(), tell);
+    // The drive answers once the run's record is committed: whether it
+    // created it. Another request of this server starting the same id (or
+    // a drive that found the run) means the run existed: 200, never a
+    // second 201.
+    let made_here = match started {
+        true => tokio::time::timeout(START_WAIT, created)
+            .await
+            .ok()
+            .and_then(Result::ok),
+        false => Some(false),
+    };
+    let deadline = tokio::time::Instant::now() + START_WAIT;
+    loop {
         if let Some(run) = store.run(&id).await? {
             if !same_json(&run.input, &input) {
                 return Err(conflict(&id));
             }
-            return ok(StatusCode::CREATED, summary(&run));
+            let status = match made_here {
+                Some(true) => StatusCode::CREATED,
+                _ => StatusCode::OK,
+            };
+            return ok(status, summary(&run));
+        }
+        // Created or found by this drive, the record is there: not finding
+        // it means it went (it cannot); otherwise another request's drive
+        // may be about to commit it.
+        if made_here.is_some() && started || tokio::time::Instant::now() >= deadline {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if started && made_here.is_none() {
+        // The drive stopped before its claim (it reports why in the log).
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("run {id} could not be started now; try again (the server log says why)"),
+        )
+        .retry_after(1));
     }
     Err(ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
         "busy",
-        format!("run {id} was not recorded within a second; look it up with GET /v1/runs/{id}"),
-    ))
+        format!(
+            "run {id} was not recorded within {} s; look it up with GET /v1/runs/{id}",
+            START_WAIT.as_secs()
+        ),
+    )
+    .retry_after(1))
 }
+
+/// How long a start waits for its run's record.
+const START_WAIT: Duration = Duration::from_secs(5);
 
 /// Refuses an id in a schedule's space (`NAME@...` of a scheduled
 /// workflow): only its ticks may have those.
@@ -256,8 +289,26 @@ pub(super) async fn run_result(
     }
     .min(MAX_WAIT);
     let deadline = tokio::time::Instant::now() + wait;
+    // Waiting costs a permit: a long poll holds a connection and a task,
+    // so their number is bounded (--max-long-polls).
+    let _permit = match wait.is_zero() {
+        true => None,
+        false => Some(app.long_polls.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "too many long polls are open (--max-long-polls); try again, or poll without wait",
+            )
+            .retry_after(1)
+        })?),
+    };
     let watch = app.state.dispatcher.watch(&id);
     loop {
+        // Registered before the look: a drive that ends in between still
+        // wakes this poll.
+        let woken = watch.next();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         let run = app
             .state
             .rt
@@ -269,29 +320,49 @@ pub(super) async fn run_result(
         if !run.status.is_open() || stopping || tokio::time::Instant::now() >= deadline {
             return ok(StatusCode::OK, summary(&run));
         }
-        // A drive of this run by this server ending wakes the poll at
-        // once; a run driven by another process is seen within POLL.
-        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        // No look at the database until something happens to the run: a
+        // drive of it by this server ends, the server sees another process
+        // ended it (within OTHERS_POLL), or the server stops.
         tokio::select! {
-            () = watch.drive_ended() => {}
-            () = tokio::time::sleep(POLL.min(left)) => {}
+            () = woken => {}
+            () = tokio::time::sleep_until(deadline) => {}
         }
     }
 }
 
+/// A wait as a query gives it: `30s`, `1.5s`, `500ms`, or a number of ms.
+/// Longer than [`MAX_WAIT`] is [`MAX_WAIT`]; anything else (negative, not
+/// a number, not finite) is `None`. Never panics, whatever the text.
 pub(super) fn parse_wait(w: &str) -> Option<Duration> {
     let w = w.trim();
-    if let Some(ms) = w.strip_suffix("ms") {
-        return ms.parse().ok().map(Duration::from_millis);
+    let (number, unit_ms) = if let Some(ms) = w.strip_suffix("ms") {
+        (ms, 1.0)
+    } else if let Some(s) = w.strip_suffix('s') {
+        (s, 1000.0)
+    } else {
+        (w, 1.0)
+    };
+    // Digits and at most one point: no signs, exponents, `inf` or `NaN`.
+    let mut points = 0;
+    let plain = !number.is_empty()
+        && number.chars().all(|c| {
+            points += usize::from(c == '.');
+            c.is_ascii_digit() || c == '.'
+        })
+        && points <= 1
+        && number != ".";
+    if !plain {
+        return None;
     }
-    if let Some(s) = w.strip_suffix('s') {
-        return s
-            .parse::<f64>()
-            .ok()
-            .filter(|s| s.is_finite() && *s >= 0.0)
-            .map(Duration::from_secs_f64);
+    let ms = number.parse::<f64>().ok()? * unit_ms;
+    if !ms.is_finite() || ms < 0.0 {
+        return None;
     }
-    w.parse().ok().map(Duration::from_millis)
+    Some(if ms >= MAX_WAIT.as_millis() as f64 {
+        MAX_WAIT
+    } else {
+        Duration::from_micros((ms * 1000.0) as u64)
+    })
 }
 
 #[derive(Deserialize)]
@@ -397,4 +468,64 @@ fn within_input_limit(app: &App, what: &str, json: &str) -> Result<(), ApiError>
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_WAIT, parse_wait};
+    use std::time::Duration;
+
+    #[test]
+    fn waits_parse_and_absurd_ones_are_capped_or_refused() {
+        assert_eq!(parse_wait("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_wait("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_wait("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_wait("250"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_wait(" 2s "), Some(Duration::from_secs(2)));
+        // Longer than the longest long poll: the longest long poll.
+        for long in [
+            "1e20s",
+            "100000000000000000000000000000s",
+            "99999999999999999999ms",
+        ] {
+            let parsed = parse_wait(long);
+            assert!(
+                parsed.is_none() || parsed == Some(MAX_WAIT),
+                "{long}: {parsed:?}"
+            );
+        }
+        assert_eq!(
+            parse_wait("100000000000000000000000000000s"),
+            Some(MAX_WAIT)
+        );
+        for junk in [
+            "", "s", "ms", ".s", "-1s", "1e3", "inf", "infs", "NaNs", "1..2s", "+5s", "5 s",
+            "1_000ms", "\u{0}",
+        ] {
+            assert_eq!(parse_wait(junk), None, "{junk:?}");
+        }
+    }
+
+    /// Random text made of what waits are made of never panics the parser.
+    #[test]
+    fn wait_parsing_survives_random_text() {
+        const ALPHABET: &[u8] = b"0123456789.msSeE+-_ infNa\x00\xff";
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..200_000 {
+            let len = (next() % 40) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| ALPHABET[(next() % ALPHABET.len() as u64) as usize])
+                .collect();
+            let text = String::from_utf8_lossy(&bytes);
+            if let Some(d) = parse_wait(&text) {
+                assert!(d <= MAX_WAIT, "{text:?} gave {d:?}");
+            }
+        }
+    }
 }
