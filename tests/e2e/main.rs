@@ -16,6 +16,7 @@ mod limits;
 mod operate;
 mod polyglot;
 mod postgres;
+mod postgres_hosts;
 mod replay;
 mod sandbox;
 mod serve;

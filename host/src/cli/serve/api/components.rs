@@ -58,7 +58,7 @@ pub(super) async fn put_component(
         .state
         .rt
         .store()
-        .component_names(&[wf.digest.clone()])
+        .component_names(std::slice::from_ref(&wf.digest))
         .await?;
     let name = app
         .state

@@ -116,3 +116,34 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the body is not the JSON expected: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use durable::store::StoreError;
+
+    #[test]
+    fn a_busy_database_is_503_with_retry_after_never_500() {
+        for e in [
+            StoreError::Transient("deadlock detected".into()),
+            StoreError::Locked {
+                context: "committing".into(),
+            },
+        ] {
+            let response = ApiError::from(e).into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(
+                response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok()),
+                Some("1")
+            );
+        }
+        let other = ApiError::from(StoreError::Shared("a bug".into())).into_response();
+        assert_eq!(other.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(other.headers().get("retry-after").is_none());
+    }
+}

@@ -474,7 +474,7 @@ function listPage() {
     const names = [...new Set([...registered.map((w) => w.name), ...seen, filters.workflow].filter(Boolean))].sort();
     const have = [...wfSelect.options].slice(1).map((o) => o.value);
     if (have.join('\n') === names.join('\n') && wfSelect.options.length) return;
-    wfSelect.replaceChildren(h('option', { value: '' }, 'All workflows'), names.map((n) => h('option', { value: n }, n)));
+    wfSelect.replaceChildren(h('option', { value: '' }, 'All workflows'), ...names.map((n) => h('option', { value: n }, n)));
     wfSelect.value = filters.workflow;
   }
 
