@@ -498,6 +498,15 @@ fn components_beyond_the_loaded_budget_are_dropped_and_loaded_again() {
         assert_eq!(status, 201, "{body}");
         digests.push(body["digest"].as_str().expect("digest").to_string());
     }
+    // A MiB holds one of them (the last one loaded always stays).
+    let loaded = |server: &Server| -> u64 {
+        let (_, _, text) = server.raw("GET", "/metrics", &[], b"");
+        text.lines()
+            .find_map(|l| l.strip_prefix("durable_loaded_components "))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no durable_loaded_components in {text}"))
+    };
+    assert_eq!(loaded(&server), 1);
     // The first was dropped long ago: a run of it loads it again.
     for (i, d) in digests.iter().enumerate() {
         let id = format!("run{i}");
@@ -510,6 +519,7 @@ fn components_beyond_the_loaded_budget_are_dropped_and_loaded_again() {
         assert_eq!(body["workflow"], format!("c{i}"));
         assert_eq!(server.result(&id)["status"], "succeeded");
     }
+    assert_eq!(loaded(&server), 1);
 }
 
 #[test]

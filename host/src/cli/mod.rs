@@ -351,7 +351,7 @@ pub struct ServeArgs {
     /// Memory for compiled components kept loaded, in MiB: the least
     /// recently used are dropped beyond it (and loaded again, from the
     /// compile cache, when a run needs them).
-    #[arg(long, value_name = "NUM", default_value_t = 256)]
+    #[arg(long, value_name = "NUM", default_value_t = 128)]
     pub max_loaded_mb: usize,
 
     /// Most long polls (`GET /v1/runs/{id}/result?wait=...`) open at once;

@@ -33,6 +33,7 @@ pub use drive::human;
 pub use error::{RunError, validate_run_id, validate_workflow_name};
 pub use faults::Faults;
 pub use limits::{Limits, RetryPolicy};
+pub use loaded::release_freed_memory;
 pub use loader::{Engine, LoadedWorkflow};
 pub use replay::{Progress, Replay};
 pub use slots::MAX_NESTING;
@@ -111,7 +112,7 @@ impl Default for RuntimeConfig {
             grants: Grants::default(),
             pool_instances: Some(crate::engine::DEFAULT_POOL_INSTANCES),
             per_component: HashMap::new(),
-            max_loaded_bytes: 256 << 20,
+            max_loaded_bytes: 128 << 20,
         }
     }
 }
@@ -485,6 +486,7 @@ impl Runtime {
             .await
             .map_err(|e| RunError::Internal(format!("compiling panicked: {e}")))??;
         self.loaded.put(&wf);
+        release_freed_memory();
         Ok(wf)
     }
 

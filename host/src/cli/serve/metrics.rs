@@ -50,8 +50,22 @@ impl Metrics {
     ///
     /// # Errors
     /// When the store cannot be read.
-    pub async fn render(&self, store: &Store) -> Result<String, StoreError> {
+    pub async fn render(&self, rt: &durable::runner::Runtime) -> Result<String, StoreError> {
+        let store: &Store = rt.store();
         let mut out = String::new();
+        let (loaded, loaded_bytes) = rt.loaded_usage();
+        let _ = writeln!(
+            out,
+            "# HELP durable_loaded_components Components kept compiled in memory (--max-loaded-mb)."
+        );
+        let _ = writeln!(out, "# TYPE durable_loaded_components gauge");
+        let _ = writeln!(out, "durable_loaded_components {loaded}");
+        let _ = writeln!(
+            out,
+            "# HELP durable_loaded_component_bytes Memory they hold: their bytes and compiled code."
+        );
+        let _ = writeln!(out, "# TYPE durable_loaded_component_bytes gauge");
+        let _ = writeln!(out, "durable_loaded_component_bytes {loaded_bytes}");
         let counts = store.count_by_status(None, None).await?;
         let _ = writeln!(out, "# HELP durable_runs Runs in the database, by status.");
         let _ = writeln!(out, "# TYPE durable_runs gauge");

@@ -54,6 +54,7 @@ pub async fn serve(db: &Path, mut args: ServeArgs) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
+    config.max_loaded_bytes = args.max_loaded_mb.saturating_mul(1 << 20);
     let engine = match engine(&config) {
         Ok(e) => e,
         Err(code) => return code,

@@ -51,8 +51,9 @@ pub(super) async fn put_component(
                     app.state.max_body_bytes >> 20
                 ),
             )
-        })?
-        .to_vec();
+        })?;
+    // The buffer itself, not a copy of it.
+    let bytes = Vec::from(bytes);
     let wf = load(&app, q.name.as_deref().unwrap_or(DEFAULT_NAME), bytes).await?;
     let known = app
         .state
@@ -101,10 +102,16 @@ pub(super) async fn load(
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
     let rt = app.state.rt.clone();
     let name = name.to_string();
-    tokio::task::spawn_blocking(move || rt.load(&name, bytes))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?
-        .map_err(|e| ApiError::invalid(crate::cli::run::chain(&e)))
+    let loaded = tokio::task::spawn_blocking(move || {
+        let loaded = rt.load(&name, bytes);
+        // A compile's scratch memory (and an upload's body) goes back to
+        // the system, not only to the allocator.
+        durable::runner::release_freed_memory();
+        loaded
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
+    loaded.map_err(|e| ApiError::invalid(crate::cli::run::chain(&e)))
 }
 
 /// A component stored before (uploaded to this server or to another one

@@ -191,7 +191,7 @@ async fn openapi() -> Response {
 }
 
 async fn render_metrics(Extract(app): Extract<App>) -> ApiResult {
-    let text = app.state.metrics.render(app.state.rt.store()).await?;
+    let text = app.state.metrics.render(&app.state.rt).await?;
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response())
 }
 
