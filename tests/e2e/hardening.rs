@@ -53,6 +53,21 @@ fn pages_of_other_sites_cannot_drive_the_server_nor_read_it_by_rebinding() {
         b"",
     );
     assert_eq!(status, 403);
+    // Two Host headers, or a request line that names another host.
+    let (status, _, _) = server.raw(
+        "GET",
+        "/v1/runs",
+        &[&format!("host: 127.0.0.1:{port}"), "host: evil.example"],
+        b"",
+    );
+    assert_eq!(status, 403);
+    let (status, _, _) = server.raw(
+        "GET",
+        "http://evil.example/v1/runs",
+        &[&format!("host: 127.0.0.1:{port}")],
+        b"",
+    );
+    assert_eq!(status, 403);
     // The server's own names, and the operator's.
     for host in [
         format!("127.0.0.1:{port}"),
@@ -171,6 +186,17 @@ fn pages_of_other_sites_cannot_drive_the_server_nor_read_it_by_rebinding() {
     );
     assert_eq!(status, 201, "{answer}");
     assert_eq!(server.result("mine")["status"], "succeeded");
+    // Behind a proxy: its name, and the origin of its https pages.
+    let (status, _, answer) = server.raw(
+        "GET",
+        "/v1/runs",
+        &[
+            "host: durable.internal:443",
+            "origin: https://durable.internal",
+        ],
+        b"",
+    );
+    assert_eq!(status, 200, "{answer}");
     // A cancel from another origin is refused too; one without a body and
     // type from a plain client is fine.
     let waiting = json!({"component": digest, "input": {"mode": "events", "n": 1, "delay_ms": 60000}, "id": "w"});
@@ -233,6 +259,9 @@ fn a_token_comes_from_a_file_without_its_whitespace_and_is_never_on_the_command_
     std::fs::write(env.dir.path().join("empty"), "\n").expect("write");
     std::fs::write(env.dir.path().join("spaced"), "two words").expect("write");
     for args in [
+        vec!["--token", ""],
+        vec!["--token", "   "],
+        vec!["--allow-host", "*"],
         vec!["--token", "a", "--token-file", path],
         vec![
             "--token-file",
@@ -470,9 +499,36 @@ fn an_event_id_names_one_payload() {
             .contains("once"),
         "{body}"
     );
+    // The id names the event's name too: not a way to drop another event.
+    let (status, body) = server.json(
+        "POST",
+        "/v1/runs/e/events/pong",
+        &json!({"data": {"a": 1, "b": 2}, "id": "once"}),
+    );
+    assert_eq!(status, 409, "{body}");
     // From the CLI too.
     let out = env.run(&["event", "e", "ping", "--id", "once", "--data", r#"{"a":3}"#]);
     out.expect_code(Some(2));
+    // A retried send of a delivered event is answered as delivered, even
+    // once the run has ended.
+    assert_eq!(send(json!({"a": 2})).0, 409);
+    let (status, _) = server.json(
+        "POST",
+        "/v1/runs/e/events/ping",
+        &json!({"data": 2, "id": "second"}),
+    );
+    assert_eq!(status, 201);
+    let (status, _) = server.json("POST", "/v1/runs/e/events/pong", &json!({"data": 0}));
+    assert_eq!(status, 201);
+    assert_eq!(server.result("e")["status"], "succeeded");
+    let (status, body) = send(json!({"a": 1, "b": 2}));
+    assert_eq!((status, &body["stored"]), (200, &json!(false)), "{body}");
+    let (status, _) = server.json(
+        "POST",
+        "/v1/runs/e/events/ping",
+        &json!({"data": 3, "id": "third"}),
+    );
+    assert_eq!(status, 409, "a new event to an ended run");
 }
 
 #[test]
@@ -583,4 +639,57 @@ fn long_polls_are_bounded_and_hear_of_runs_ended_by_another_process() {
             );
         }
     });
+}
+
+#[test]
+fn a_database_password_is_never_printed_whatever_the_location_looks_like() {
+    let env = Env::new();
+    for db in [
+        "POSTGRES://durable:Pw-S3cr3t@127.0.0.1:1/durable",
+        "Postgresql://durable:Pw-S3cr3t@127.0.0.1:1/durable",
+        "postgres:durable:Pw-S3cr3t@127.0.0.1",
+        "host=127.0.0.1 port=1 user=durable password=Pw-S3cr3t dbname=durable",
+        "postgres://durable:Pw-S3cr3t@127.0.0.1:1/durable",
+        "postgres://durable@127.0.0.1:1/durable?password=Pw-S3cr3t&sslmode=bogus",
+    ] {
+        for args in [vec!["list"], vec!["serve", "--listen", "127.0.0.1:0"]] {
+            let mut all = args.clone();
+            all.extend(["--db", db]);
+            let out = env.run(&all);
+            assert_ne!(out.out.status.code(), Some(0), "{db}");
+            assert!(!out.stderr().contains("S3cr3t"), "{db}: {}", out.stderr());
+            assert!(!out.stdout().contains("S3cr3t"), "{db}");
+        }
+    }
+    // No file was made of a connection string.
+    let made: Vec<_> = std::fs::read_dir(env.dir.path())
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("S3cr3t"))
+        .collect();
+    assert!(made.is_empty(), "{made:?}");
+    // Nor by --help, when the variable holds it.
+    let mut help = env.cmd(&["serve", "--help"]);
+    help.env(
+        "DURABLE_DB",
+        "postgres://durable:Pw-S3cr3t@127.0.0.1:1/durable",
+    );
+    let out = help.output().expect("help");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("S3cr3t"));
+}
+
+#[test]
+fn an_upload_larger_than_the_limit_is_refused_before_it_is_read() {
+    let env = Env::new();
+    let server = Server::start(&env, &["--max-body-mb", "1", "--max-uploads", "1"]);
+    // Announced too large: refused at once, without waiting for a turn or
+    // reading the body (none is sent).
+    let (status, _, body) = server.raw(
+        "POST",
+        "/v1/components?name=big",
+        &["content-type: application/wasm", "content-length: 60000000"],
+        b"",
+    );
+    assert_eq!(status, 413, "{body}");
 }

@@ -116,10 +116,13 @@ impl Server {
             head.push_str(h);
             head.push_str("\r\n");
         }
-        head.push_str(&format!(
-            "content-length: {}\r\nconnection: close\r\n\r\n",
-            body.len()
-        ));
+        if !headers
+            .iter()
+            .any(|h| h.to_ascii_lowercase().starts_with("content-length:"))
+        {
+            head.push_str(&format!("content-length: {}\r\n", body.len()));
+        }
+        head.push_str("connection: close\r\n\r\n");
         s.write_all(head.as_bytes()).expect("send");
         s.write_all(body).expect("send body");
         let mut raw = Vec::new();

@@ -30,8 +30,17 @@ pub use exit::ExitCode;
 #[command(name = "durable", version, about, long_about = None)]
 #[command(after_help = exit::HELP)]
 pub struct Cli {
-    /// The database file [default: durable.db in the working directory].
-    #[arg(long, global = true, value_name = "PATH", env = "DURABLE_DB")]
+    /// The database file [default: durable.db in the working directory],
+    /// or a PostgreSQL URL (`postgres://USER@HOST/DB?sslmode=verify-full`);
+    /// a password in it is better given in DURABLE_DB than here, where
+    /// `ps` shows it.
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        env = "DURABLE_DB",
+        hide_env_values = true
+    )]
     pub db: Option<PathBuf>,
 
     /// What to do.
@@ -577,6 +586,10 @@ impl From<DurabilityArg> for durable::store::Durability {
 /// Runs the parsed command line.
 pub async fn main(cli: Cli) -> ExitCode {
     let db = cli.db.unwrap_or_else(|| PathBuf::from("durable.db"));
+    if let Err(e) = check_db(&db) {
+        eprintln!("durable: --db: {e}");
+        return ExitCode::Usage;
+    }
     match cli.command {
         Command::Run(args) => run::run(&db, args).await,
         Command::Resume(args) => run::resume(&db, args).await,
@@ -596,4 +609,41 @@ pub async fn main(cli: Cli) -> ExitCode {
 /// without its password.
 pub(crate) fn shown_db(db: &std::path::Path) -> String {
     durable::store::redact(&db.to_string_lossy())
+}
+
+/// Refuses a database location that means PostgreSQL but would be taken
+/// for a file name (and so printed, password and all, and created empty):
+/// a scheme in capitals, `postgres:` without `//`, a libpq `key=value`
+/// string. Never repeats the value (it may hold a password).
+fn check_db(db: &std::path::Path) -> Result<(), String> {
+    let text = db.to_string_lossy();
+    let lower = text.to_ascii_lowercase();
+    let url = text.starts_with("postgres://") || text.starts_with("postgresql://");
+    if !url && (lower.starts_with("postgres:") || lower.starts_with("postgresql:")) {
+        return Err(
+            "a PostgreSQL database is given as a URL that starts with postgres:// \
+             or postgresql:// (in lower case)"
+                .into(),
+        );
+    }
+    let keywords = [
+        "host=",
+        "hostaddr=",
+        "dbname=",
+        "user=",
+        "password=",
+        "port=",
+    ];
+    if !url
+        && keywords
+            .iter()
+            .any(|k| lower.starts_with(k) || lower.contains(&format!(" {k}")))
+    {
+        return Err(
+            "this looks like a libpq connection string (key=value ...); give a \
+             postgres://USER@HOST/DB URL instead"
+                .into(),
+        );
+    }
+    Ok(())
 }

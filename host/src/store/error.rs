@@ -108,7 +108,7 @@ pub enum StoreError {
     /// The run has an event with this id and another payload: an event id
     /// names one event, so a resend must carry the same payload.
     #[error(
-        "run {run:?} already has an event with id {event_id:?} and another payload; \
+        "run {run:?} already has an event with id {event_id:?} and another name or payload; \
          an event id names one event (send a new event with a new id)"
     )]
     EventIdTaken {

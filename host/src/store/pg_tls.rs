@@ -31,8 +31,44 @@ pub(crate) struct PgTarget {
     /// The URL as the PostgreSQL client takes it (`sslmode` one of its
     /// three; `sslrootcert` out).
     pub(crate) url: String,
-    /// The TLS set-up (used unless `sslmode=disable`).
-    pub(crate) tls: MakeRustlsConnect,
+    /// The TLS set-up.
+    pub(crate) tls: Tls,
+}
+
+/// Whether a connection may use TLS.
+pub(crate) enum Tls {
+    /// `sslmode=disable`, or a Unix socket (where libpq ignores
+    /// `sslmode`, and a path is no name to give a TLS client).
+    Off,
+    /// As `sslmode` says.
+    Rustls(MakeRustlsConnect),
+}
+
+impl PgTarget {
+    /// Connects (on the current tokio runtime) and spawns the
+    /// connection's task; the client.
+    pub(crate) async fn connect(self) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        match self.tls {
+            Tls::Off => start(&self.url, tokio_postgres::NoTls).await,
+            Tls::Rustls(tls) => start(&self.url, tls).await,
+        }
+    }
+}
+
+async fn start<T>(url: &str, tls: T) -> Result<tokio_postgres::Client, tokio_postgres::Error>
+where
+    T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>,
+    T::Stream: Send + 'static,
+{
+    let (client, connection) = tokio_postgres::connect(url, tls).await?;
+    // The connection does its I/O whenever the runtime runs, that is while
+    // a statement is awaited.
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::warn!(error = %e, "the PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
 }
 
 /// What `sslmode` asks for.
@@ -125,9 +161,17 @@ pub(crate) fn target(url: &str) -> Result<PgTarget, StoreError> {
         .dangerous()
         .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
+    // A host that is a path (`%2Ftmp`, or `host=/tmp`) is a Unix socket.
+    let socket = base.contains("%2F")
+        || base.contains("%2f")
+        || query.contains("host=%2F")
+        || query.contains("host=/");
     Ok(PgTarget {
         url: format!("{base}?{}", kept.join("&")),
-        tls: MakeRustlsConnect::new(config),
+        tls: match mode == Mode::Disable || socket {
+            true => Tls::Off,
+            false => Tls::Rustls(MakeRustlsConnect::new(config)),
+        },
     })
 }
 

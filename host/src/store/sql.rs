@@ -291,16 +291,9 @@ impl PgConn {
                 source: e,
             })?;
         let target = super::pg_tls::target(url)?;
-        let (client, connection) = runtime
-            .block_on(tokio_postgres::connect(&target.url, target.tls))
+        let client = runtime
+            .block_on(target.connect())
             .map_err(|e| StoreError::from_postgres(format!("connecting to {}", redact(url)), e))?;
-        // The connection does its I/O whenever this runtime runs, that is
-        // while a statement is awaited.
-        runtime.spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "the PostgreSQL connection ended");
-            }
-        });
         Ok(PgConn {
             runtime: Some(runtime),
             client,
@@ -452,7 +445,16 @@ pub(crate) fn postgres_sql(sql: &str) -> String {
 /// that is not such a URL (a file path) is returned as it is.
 pub fn redact(url: &str) -> String {
     let Some(scheme) = url.find("://") else {
-        return url.to_string();
+        // Not a URL: a file name, or something that was meant to be a
+        // connection string; no `password=` value shows either way.
+        return url
+            .split(' ')
+            .map(|w| match w.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => w.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
     };
     let rest = &url[scheme + 3..];
     // The authority ends at the path, the query or the fragment; an `@`
@@ -682,6 +684,10 @@ mod redact_tests {
             "postgres://h/d?user=u&password=***&sslpassword=***#frag"
         );
         assert_eq!(redact("/var/lib/durable.db"), "/var/lib/durable.db");
+        assert_eq!(
+            redact("host=h user=u password=s3cret dbname=d"),
+            "host=h user=u password=*** dbname=d"
+        );
         for url in [
             "postgres://u:s3cret@h",
             "postgres://u:s3cret@h?password=s3cret",

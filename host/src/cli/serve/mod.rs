@@ -84,6 +84,13 @@ pub async fn serve(db: &Path, mut args: ServeArgs) -> ExitCode {
         }
     };
     let address = listener.local_addr().map_or(args.listen, |a| a);
+    if args.allow_hosts.iter().any(|h| h.trim() == "*") && args.token.is_none() {
+        error(
+            "--allow-host '*' turns off the check that stops DNS rebinding: any web page could \
+             then drive this server; give it a token too (--token-file)",
+        );
+        return ExitCode::Usage;
+    }
     let hosts = match api::Hosts::new(address, &args.allow_hosts) {
         Ok(h) => h,
         Err(e) => {
@@ -204,11 +211,15 @@ fn token(args: &ServeArgs) -> Result<Option<String>, String> {
     // what a client sends: those are not part of it.
     let token = token.trim();
     if token.is_empty() {
-        // An empty file is a mistake, not a wish to run without a token.
-        return match args.token_file {
-            Some(_) => Err(format!("{from}: the file is empty")),
-            None => Ok(None),
-        };
+        // An empty token is a mistake (a variable left blank, a file not
+        // written yet), not a wish to run without one: say so, start not.
+        return Err(match args.token_file {
+            Some(_) => format!("{from}: the file is empty"),
+            None => format!(
+                "{from} is empty; unset it to run without a token (on loopback only), or \
+                 give one"
+            ),
+        });
     }
     if !token.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(format!(

@@ -186,13 +186,22 @@ impl SqlStore {
 /// `notify`, for as long as the process lives.
 async fn listen(url: String, notify: Arc<tokio::sync::Notify>) {
     loop {
-        let connected = match crate::store::pg_tls::target(&url) {
-            Ok(t) => tokio_postgres::connect(&t.url, t.tls).await,
+        let target = match crate::store::pg_tls::target(&url) {
+            Ok(t) => t,
             Err(e) => {
                 // The writer's connection refused the same URL first.
                 tracing::warn!(error = %e, "cannot listen for wake-ups");
                 return;
             }
+        };
+        let (tls, url) = (target.tls, target.url);
+        let connected = match tls {
+            crate::store::pg_tls::Tls::Off => tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map(|(c, conn)| (c, Messages::Plain(Box::new(conn)))),
+            crate::store::pg_tls::Tls::Rustls(t) => tokio_postgres::connect(&url, t)
+                .await
+                .map(|(c, conn)| (c, Messages::Tls(Box::new(conn)))),
         };
         match connected {
             Ok((client, mut connection)) => {
@@ -222,6 +231,35 @@ async fn listen(url: String, notify: Arc<tokio::sync::Notify>) {
             Err(e) => tracing::warn!(error = %e, "could not connect to listen for wake-ups"),
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
+/// The listening connection, whichever its TLS.
+enum Messages {
+    Plain(
+        Box<tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>>,
+    ),
+    Tls(
+        Box<
+            tokio_postgres::Connection<
+                tokio_postgres::Socket,
+                <tokio_postgres_rustls::MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<
+                    tokio_postgres::Socket,
+                >>::Stream,
+            >,
+        >,
+    ),
+}
+
+impl Messages {
+    fn poll_message(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<tokio_postgres::AsyncMessage, tokio_postgres::Error>>> {
+        match self {
+            Messages::Plain(c) => c.poll_message(cx),
+            Messages::Tls(c) => c.poll_message(cx),
+        }
     }
 }
 

@@ -701,6 +701,21 @@ async fn postgres_tls_is_used_and_checked_as_sslmode_says() {
         assert_eq!(encrypted(&app).await, Some(tls), "{host} {params}");
         store.close().await;
     }
+    // A Unix socket takes no TLS, whatever sslmode says (as libpq).
+    let log = std::env::var("DURABLE_TEST_POSTGRES_LOG").expect("the server's log");
+    let socket_dir = std::path::Path::new(&log).parent().expect("its directory");
+    let dir = socket_dir.to_string_lossy().replace('/', "%2F");
+    let app = format!("tls{}xsocket", std::process::id());
+    let url = format!("postgres://durable@{dir}:{port}/{db}?application_name={app}");
+    let store = Store::open(std::path::Path::new(&url))
+        .await
+        .unwrap_or_else(|e| panic!("over the socket: {e}"));
+    store
+        .claim_run(new_run(&app), &Owner::current())
+        .await
+        .expect("a write");
+    assert_eq!(encrypted(&app).await, Some(false));
+    store.close().await;
     // Refused: a name the certificate lacks, a CA that did not sign it, a
     // root file that is not there. Nothing is sent in clear instead.
     for (host, params, says) in [

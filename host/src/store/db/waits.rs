@@ -187,6 +187,27 @@ impl SqlStore {
                 let status = RunStatus::parse_name(&status).ok_or_else(|| {
                     StoreError::Corrupt(format!("run {run_id} has status {status:?}"))
                 })?;
+                // An event id names one event: its name and payload. The
+                // same event again (a retried send, even after the run
+                // ended) changes nothing; anything else under its id is a
+                // mistake, refused rather than dropped.
+                if let Some(eid) = &event_id {
+                    let stored: Option<(String, String)> = tx.opt(
+                        "reading the event",
+                        "SELECT name, payload FROM events WHERE run_id = ?1 AND event_id = ?2",
+                        args![run_id, eid],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )?;
+                    if let Some((stored_name, stored_payload)) = stored {
+                        if stored_name != name || !same_json(&stored_payload, &payload) {
+                            return Err(StoreError::EventIdTaken {
+                                run: run_id.clone(),
+                                event_id: eid.clone(),
+                            });
+                        }
+                        return Ok(Sent::Duplicate);
+                    }
+                }
                 if !status.is_open() {
                     return Err(StoreError::AlreadyFinished {
                         run: run_id.clone(),
@@ -194,31 +215,15 @@ impl SqlStore {
                     });
                 }
                 let now = tx.now_ms();
-                // Nothing comes back when the event id is taken: a duplicate.
-                let Some(seq) = tx.opt(
+                // The run's row is locked: no other send of this id can
+                // come between the look above and this insert.
+                let seq: i64 = tx.one(
                     "storing the event",
                     "INSERT INTO events (run_id, name, event_id, payload, sent_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING RETURNING seq",
+                     VALUES (?1, ?2, ?3, ?4, ?5) RETURNING seq",
                     args![run_id, name, event_id, payload, now],
                     |r| r.get::<i64>(0),
-                )?
-                else {
-                    // The same event again (a retried send) changes
-                    // nothing; another payload under its id is a mistake.
-                    let stored: String = tx.one(
-                        "reading the event",
-                        "SELECT payload FROM events WHERE run_id = ?1 AND event_id = ?2",
-                        args![run_id, event_id],
-                        |r| r.get(0),
-                    )?;
-                    if !same_json(&stored, &payload) {
-                        return Err(StoreError::EventIdTaken {
-                            run: run_id.clone(),
-                            event_id: event_id.clone().unwrap_or_default(),
-                        });
-                    }
-                    return Ok(Sent::Duplicate);
-                };
+                )?;
                 tx.exec(
                     "waking the run",
                     "UPDATE runs SET wake_at_ms = ?3

@@ -6,7 +6,7 @@ use super::{App, Registered};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State as Extract};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use durable::runner::LoadedWorkflow;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -28,30 +28,55 @@ pub(super) struct ComponentQuery {
 pub(super) async fn put_component(
     Extract(app): Extract<App>,
     q: Result<Query<ComponentQuery>, QueryRejection>,
+    headers: HeaderMap,
     body: Body,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     if let Some(name) = &q.name {
         durable::runner::validate_workflow_name(name).map_err(ApiError::bad_request)?;
     }
+    let limit = app.state.max_body_bytes;
+    let announced = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if announced.is_some_and(|n| n > limit as u64) {
+        // Refused before it takes a turn or a byte of memory.
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the upload is over --max-body-mb ({} MiB)", limit >> 20),
+        ));
+    }
     let _turn = app
         .uploads
         .acquire()
         .await
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e))?;
-    let bytes = axum::body::to_bytes(body, app.state.max_body_bytes)
+    // A client that stops sending holds its turn no longer than this.
+    let read = tokio::time::timeout(UPLOAD_READ, axum::body::to_bytes(body, limit))
         .await
-        .map_err(|e| {
+        .map_err(|_| {
             ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
                 format!(
-                    "the upload could not be read whole ({e}); the server takes uploads up to \
-                     --max-body-mb ({} MiB)",
-                    app.state.max_body_bytes >> 20
+                    "the upload did not arrive within {} s; send it whole, at once",
+                    UPLOAD_READ.as_secs()
                 ),
             )
         })?;
+    let bytes = read.map_err(|e| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "the upload could not be read whole ({e}); the server takes uploads up to \
+                     --max-body-mb ({} MiB)",
+                app.state.max_body_bytes >> 20
+            ),
+        )
+    })?;
     // The buffer itself, not a copy of it.
     let bytes = Vec::from(bytes);
     let wf = load(&app, q.name.as_deref().unwrap_or(DEFAULT_NAME), bytes).await?;
@@ -78,6 +103,9 @@ pub(super) async fn put_component(
         json!({"digest": wf.digest, "name": name, "world": "durable:workflow/workflow"}),
     )
 }
+
+/// Longest time an upload's body may take to arrive.
+const UPLOAD_READ: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The name runs of a component get when none was ever given.
 const DEFAULT_NAME: &str = "workflow";

@@ -7,8 +7,9 @@
 //!   server as its own origin: the browser lets it read the answers. Its
 //!   requests carry `Host: rebind.attacker.example:PORT`, so a server that
 //!   answers only the names it is reached by (its listen address,
-//!   `localhost`, `127.0.0.1`, `[::1]`, and the operator's `--allow-host`)
-//!   refuses them.
+//!   `localhost`, a loopback address such as `127.0.0.1` or `[::1]`, and the
+//!   operator's `--allow-host`) refuses them. Two `Host` headers, or an
+//!   absolute request line naming another host, are refused too.
 //! - **Cross-site requests.** A page on any other origin can send requests
 //!   it cannot read the answers of (a form, `fetch` in `no-cors` mode).
 //!   Browsers mark them with `Origin` (and `Sec-Fetch-Site`): the API
@@ -106,17 +107,32 @@ impl Hosts {
 
 /// `name[:port]` or `[v6]:port`.
 fn split_host(host: &str) -> (&str, Option<u16>) {
+    // Only plain digits make a port (`+80` and `080` parse as numbers but
+    // are no port a browser writes); anything else is no port of ours.
+    let port = |p: &str| {
+        let plain = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) && !p.starts_with('0');
+        Some(if plain { p.parse().unwrap_or(0) } else { 0 })
+    };
     if host.starts_with('[') {
         return match host.rsplit_once("]:") {
-            Some((name, port)) => (&host[..name.len() + 1], port.parse().ok().or(Some(0))),
+            Some((name, p)) => (&host[..name.len() + 1], port(p)),
             None => (host, None),
         };
     }
     match host.rsplit_once(':') {
-        // A port that is not a number is no port this server has.
-        Some((name, port)) => (name, port.parse().ok().or(Some(0))),
+        Some((name, p)) => (name, port(p)),
         None => (host, None),
     }
+}
+
+/// `host[:port]` without the port its scheme implies (`:80` for http,
+/// `:443` for https), lowercase: how a browser's `Origin` and a proxy's
+/// `Host` are compared.
+fn without_default_port(scheme: &str, host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    let default = if scheme == "https" { ":443" } else { ":80" };
+    host.strip_suffix(default)
+        .map_or_else(|| host.clone(), str::to_string)
 }
 
 /// Refuses requests for another host, from a foreign origin, or with a
@@ -130,14 +146,20 @@ pub async fn guard(Extract(app): Extract<App>, request: Request, next: Next) -> 
 
 fn check(hosts: &Hosts, request: &Request) -> Result<(), ApiError> {
     let headers = request.headers();
-    // HTTP/1.1 requires Host; HTTP/2 has :authority, which hyper gives as
-    // the URI's.
-    let host = headers
-        .get(header::HOST)
+    // HTTP/1.1 requires one Host; an absolute request line's authority
+    // overrides it, so it must be one of ours too.
+    let mut given = headers.get_all(header::HOST).iter();
+    let host = given
+        .next()
         .and_then(|h| h.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| request.uri().authority().map(|a| a.as_str().to_string()));
-    let Some(host) = host.filter(|h| hosts.allows(h)) else {
+        .map(str::to_string);
+    let second = given.next().is_some();
+    let authority = request.uri().authority().map(|a| a.as_str().to_string());
+    let host = match (host, authority) {
+        (Some(h), Some(a)) if !h.eq_ignore_ascii_case(&a) => None,
+        (h, a) => h.or(a),
+    };
+    let Some(host) = host.filter(|h| !second && hosts.allows(h)) else {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden_host",
@@ -155,12 +177,12 @@ fn check(hosts: &Hosts, request: &Request) -> Result<(), ApiError> {
         let own = origin
             .to_str()
             .ok()
-            .and_then(|o| {
-                o.strip_prefix("http://")
-                    .or_else(|| o.strip_prefix("https://"))
-            })
-            .is_some_and(|o| o.eq_ignore_ascii_case(&host));
-        if !own {
+            .and_then(|o| o.split_once("://"))
+            .filter(|(scheme, _)| matches!(*scheme, "http" | "https"))
+            .is_some_and(|(scheme, o)| {
+                without_default_port(scheme, o) == without_default_port(scheme, &host)
+            });
+        if !own || headers.get_all(header::ORIGIN).iter().count() > 1 {
             return Err(cross_origin());
         }
     }
@@ -189,6 +211,13 @@ fn cross_origin() -> ApiError {
 /// The body's media type must be one a page cannot send cross-site
 /// without a preflight.
 fn content_type(path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.get_all(header::CONTENT_TYPE).iter().count() > 1 {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "one Content-Type, please",
+        ));
+    }
     let given = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -255,6 +284,8 @@ mod tests {
             "127.0.0.1:7071",
             "localhost:80",
             "localhost:x",
+            "localhost:07070",
+            "localhost:+7070",
             "localhost.:7070",
             "127.0.0.1.nip.io:7070",
             "10.0.0.1:7070",
