@@ -10,7 +10,7 @@ and stops it by its pid. What it measures:
 2. RSS while 6 concurrent 60 MiB junk uploads arrive.
 3. Server CPU while 500 long polls wait on one waiting run (10 s).
 """
-import json, os, socket, subprocess, sys, tempfile, threading, time
+import json, os, shutil, socket, subprocess, sys, tempfile, threading, time
 
 binary, wasm = sys.argv[1], sys.argv[2]
 
@@ -49,6 +49,7 @@ def cpu(pid):
 def serve(extra=()):
     d = tempfile.mkdtemp(prefix="durable-measure-")
     env = dict(os.environ, DURABLE_CACHE_DIR=os.path.join(d, "cache"))
+    dirs.append(d)
     p = subprocess.Popen([binary, "serve", "--listen", "127.0.0.1:0", "--db", os.path.join(d, "d.db"), *extra],
                          stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, cwd=d)
     line = p.stderr.readline().decode()
@@ -56,6 +57,7 @@ def serve(extra=()):
     threading.Thread(target=lambda: [None for _ in p.stderr], daemon=True).start()
     return p, port
 
+dirs = []
 base = open(wasm, "rb").read()
 p, port = serve()
 time.sleep(1)
@@ -97,3 +99,5 @@ busy = (cpu(p.pid) - c0) / (time.time() - t0)
 print(f"CPU: idle {idle*100:.1f}% of a core; with 500 long polls open on one waiting run {busy*100:.1f}% (RSS {rss(p.pid)} MiB)")
 for s in socks: s.close()
 p.terminate(); p.wait(timeout=30)
+for d in dirs:
+    shutil.rmtree(d, ignore_errors=True)
