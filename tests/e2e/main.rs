@@ -24,5 +24,6 @@ mod server;
 mod stub;
 mod torture;
 mod ui;
+mod ui_attack;
 mod upgrade;
 mod waits;

@@ -723,15 +723,6 @@ fn waiting_of(run: &RunRecord) -> Option<Waiting> {
     })
 }
 
-/// Whether two run inputs are the same JSON value (key order and spacing
-/// aside); text that is not JSON compares as text. A run started again
-/// with its id must have the same input.
-pub fn same_json(a: &str, b: &str) -> bool {
-    match (
-        serde_json::from_str::<serde_json::Value>(a),
-        serde_json::from_str::<serde_json::Value>(b),
-    ) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
-}
+/// Whether two run inputs are the same JSON value; see
+/// [`crate::store::same_json`], which the store uses for event payloads.
+pub use crate::store::same_json;

@@ -30,7 +30,7 @@ pub use types::{
 pub use views::{
     AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,
     RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, StoredComponent, Superseded,
-    SwitchRecord, Unfinished, Wait, now_ms,
+    SwitchRecord, Unfinished, Wait, now_ms, same_json,
 };
 
 /// Whether `location` is a PostgreSQL URL (`postgres://...`) rather than a

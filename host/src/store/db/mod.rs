@@ -663,6 +663,8 @@ impl RunWriter<'_> {
 }
 
 #[cfg(test)]
+mod pg_tests;
+#[cfg(test)]
 mod tests;
 
 /// A run's id, owner and lease expiry.

@@ -7,6 +7,7 @@
 //! it). `send_event` makes a run waiting for that event due at once. Due
 //! runs are claimed like interrupted ones and replayed.
 
+use crate::store::same_json;
 use crate::store::sql::{Tx, args};
 
 use super::rows::{insert_step, renew_and_switch};
@@ -265,18 +266,6 @@ impl SqlStore {
             })
         })
         .await
-    }
-}
-
-/// Whether two JSON texts hold the same value (key order and spacing
-/// aside).
-fn same_json(a: &str, b: &str) -> bool {
-    match (
-        serde_json::from_str::<serde_json::Value>(a),
-        serde_json::from_str::<serde_json::Value>(b),
-    ) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
     }
 }
 
