@@ -122,10 +122,29 @@ impl Server {
         {
             head.push_str(&format!("content-length: {}\r\n", body.len()));
         }
+        // A large body waits for the server's go (as curl does): a server
+        // that refuses a request before reading its body (a bad name, a
+        // foreign page) answers at once, and the body is never sent into a
+        // closed connection.
+        let ask = body.len() > 16 << 10;
+        if ask {
+            head.push_str("expect: 100-continue\r\n");
+        }
         head.push_str("connection: close\r\n\r\n");
         s.write_all(head.as_bytes()).expect("send");
-        s.write_all(body).expect("send body");
         let mut raw = Vec::new();
+        if ask {
+            let mut byte = [0u8; 1];
+            while !raw.ends_with(b"\r\n\r\n") && s.read(&mut byte).expect("read") == 1 {
+                raw.push(byte[0]);
+            }
+            if raw.starts_with(b"HTTP/1.1 100") {
+                raw.clear();
+                s.write_all(body).expect("send body");
+            }
+        } else {
+            s.write_all(body).expect("send body");
+        }
         s.read_to_end(&mut raw).expect("read");
         let text = String::from_utf8_lossy(&raw);
         let status = text
