@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use wasmtime::component::Component;
 
-use crate::history::sha256_hex;
+use crate::hash::sha256_hex;
 
 /// The byte budget when `DURABLE_CACHE_MAX_MB` is not set: 1 GiB, about
 /// 25 compiled Python components or hundreds of Rust ones.
@@ -329,7 +329,7 @@ fn write_atomically(path: &Path, component: &Component) -> anyhow::Result<()> {
         let tmp = dir.join(format!(
             ".{}.{}.{:08x}.tmp",
             std::process::id(),
-            crate::store::now_ms(),
+            crate::clock::now_ms(),
             rand_u32()
         ));
         std::fs::write(&tmp, content)?;

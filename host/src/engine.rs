@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use wasmtime::component::Component;
 
 use crate::compile_cache::{self, CompileCache};
-use crate::history::sha256_hex;
+use crate::hash::sha256_hex;
 
 /// Why a component could not be loaded. Nothing is written to the store
 /// before a component loads.

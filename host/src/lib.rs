@@ -14,10 +14,11 @@
 
 pub mod compile_cache;
 pub mod engine;
-pub mod history;
 pub mod http;
 pub mod observer;
 pub mod owner;
 pub mod runner;
 pub mod sandbox;
 pub mod store;
+
+pub use durable_core::{clock, hash, history, json, names};

@@ -264,7 +264,7 @@ impl OutputInner {
         self.lines.push(OutputLine {
             key: self.key.clone(),
             drive: self.drive,
-            at_ms: crate::store::now_ms(),
+            at_ms: crate::clock::now_ms(),
             kind: kind.to_string(),
             line,
         });

@@ -79,7 +79,7 @@ fn a_sleep_killed_and_resumed_after_its_time_does_not_sleep_again() {
     let _ = child.kill();
     let _ = child.wait();
     // Resume after the wake-up time: no second sleep.
-    let left = wake - durable::store::now_ms();
+    let left = wake - durable::clock::now_ms();
     if left > 0 {
         std::thread::sleep(Duration::from_millis(left as u64 + 100));
     }

@@ -320,7 +320,7 @@ fn waiting_text(r: &durable::store::RunRecord) -> Option<String> {
 
 /// `durable event`.
 pub async fn event(db: &Path, args: EventArgs) -> ExitCode {
-    if let Err(e) = durable::history::validate_name(&args.name) {
+    if let Err(e) = durable::names::validate_step_name(&args.name) {
         say(format_args!("invalid event name: {e}"));
         return ExitCode::Usage;
     }

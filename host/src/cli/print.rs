@@ -66,7 +66,7 @@ impl Lines {
     }
 
     pub fn waiting_line(&self, run_id: &str, what: &Waiting) -> String {
-        let now = durable::store::now_ms();
+        let now = durable::clock::now_ms();
         let when = |t: i64| {
             format!(
                 "{} UTC (in {})",

@@ -212,7 +212,7 @@ async fn wait_until_due(rt: &Runtime, run_id: &str) -> Result<(), RunError> {
         }
         match rt.store().due(run_id).await? {
             Some(Some(at)) => {
-                let left = at.saturating_sub(durable::store::now_ms()).max(0) as u64;
+                let left = at.saturating_sub(durable::clock::now_ms()).max(0) as u64;
                 tokio::time::sleep(Duration::from_millis(left).min(DUE_POLL)).await;
             }
             _ => return Ok(()),
@@ -402,7 +402,7 @@ pub async fn fork(db: &Path, args: ForkArgs) -> ExitCode {
     let new_id = args
         .new_id
         .clone()
-        .unwrap_or_else(|| format!("{}-fork-{}", args.id, durable::store::now_ms()));
+        .unwrap_or_else(|| format!("{}-fork-{}", args.id, durable::clock::now_ms()));
     let forked = match store.fork(&args.id, &args.from_step, &new_id).await {
         Ok(run) => run,
         Err(e) => {
@@ -565,7 +565,7 @@ pub(super) fn new_run_id(workflow: &str) -> String {
     let _ = getrandom::fill(&mut b);
     format!(
         "{workflow}-{}-{:08x}",
-        durable::store::now_ms(),
+        durable::clock::now_ms(),
         u32::from_le_bytes(b)
     )
 }

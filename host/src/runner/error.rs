@@ -85,13 +85,8 @@ pub enum RunError {
         run: String,
     },
     /// The run id cannot be used.
-    #[error("invalid run id {id:?}: {reason}")]
-    InvalidRunId {
-        /// The id.
-        id: String,
-        /// Why.
-        reason: &'static str,
-    },
+    #[error(transparent)]
+    InvalidRunId(#[from] crate::names::InvalidRunId),
     /// The run input is larger than the limit.
     #[error(
         "the run input is {bytes} bytes, over the input size limit of {limit} bytes (--max-input-bytes)"
@@ -138,44 +133,10 @@ pub enum RunError {
     Internal(String),
 }
 
-/// Checks a run id: it is part of idempotency keys (`run/step#1`) and of
-/// one-line listings, so it must not contain the key separators, control
-/// characters, or be unreasonably long.
+/// Checks a run id (see [`crate::names::validate_run_id`]).
 ///
 /// # Errors
 /// [`RunError::InvalidRunId`] saying why.
 pub fn validate_run_id(id: &str) -> Result<(), RunError> {
-    let reason = if id.is_empty() {
-        "it is empty"
-    } else if id.len() > 256 {
-        "it is longer than 256 bytes"
-    } else if id.contains(['/', '#']) {
-        "it contains '/' or '#'"
-    } else if id == "." || id == ".." {
-        // A path segment that URLs and file names resolve away: the run
-        // could not be reached at /runs/{id} (the UI) nor named in a path.
-        "'.' and '..' are not run ids"
-    } else if id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        "it contains whitespace or control characters"
-    } else {
-        return Ok(());
-    };
-    Err(RunError::InvalidRunId {
-        id: id.to_string(),
-        reason,
-    })
-}
-
-/// Checks a workflow name: a step-like name (see
-/// [`crate::history::validate_name`]) that can also be part of a run id,
-/// since runs are named after their workflow (`NAME-...`, schedules'
-/// `NAME@TICK`). `durable.toml`, `POST /v1/workflows` and uploads check
-/// names with it.
-///
-/// # Errors
-/// A sentence saying why, naming the name.
-pub fn validate_workflow_name(name: &str) -> Result<(), String> {
-    crate::history::validate_name(name).map_err(|e| e.to_string())?;
-    validate_run_id(&format!("{name}@20260101T000000Z"))
-        .map_err(|e| format!("workflow name {name:?} cannot be part of a run id: {e}"))
+    Ok(crate::names::validate_run_id(id)?)
 }

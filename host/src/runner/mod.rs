@@ -28,9 +28,10 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+pub use crate::names::validate_workflow_name;
 pub use crate::observer::{Level, Observer, Silent, Source, Tee, Waiting};
 pub use drive::human;
-pub use error::{RunError, validate_run_id, validate_workflow_name};
+pub use error::{RunError, validate_run_id};
 pub use faults::Faults;
 pub use limits::{Limits, RetryPolicy};
 pub use loaded::release_freed_memory;
@@ -386,16 +387,18 @@ impl Runtime {
             let _ = tell.send(matches!(claim, Claim::Created(_)));
         }
         match claim {
-            Claim::Finished(run) if !same_json(&run.input, input) => Err(RunError::InputMismatch {
-                run: run_id.to_string(),
-            }),
+            Claim::Finished(run) if !crate::json::same_json(&run.input, input) => {
+                Err(RunError::InputMismatch {
+                    run: run_id.to_string(),
+                })
+            }
             Claim::Finished(run) => Ok(Finished { run, already: true }),
             Claim::Created(run) => {
                 self.drive(run, workflow, None, Some(DriveStart::empty()))
                     .await
             }
             Claim::Resumed(run) => {
-                if !same_json(&run.input, input) {
+                if !crate::json::same_json(&run.input, input) {
                     self.store.release(run_id, &self.owner).await?;
                     return Err(RunError::InputMismatch {
                         run: run_id.to_string(),
@@ -722,7 +725,3 @@ fn waiting_of(run: &RunRecord) -> Option<Waiting> {
         None => Waiting::Until(run.wake_at_ms.unwrap_or(0)),
     })
 }
-
-/// Whether two run inputs are the same JSON value; see
-/// [`crate::store::same_json`], which the store uses for event payloads.
-pub use crate::store::same_json;

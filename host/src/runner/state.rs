@@ -276,11 +276,11 @@ impl HostState {
                 return Err(drive.replay_end(&call).unwrap_or_else(stopped));
             }
             // A checked run does not wait out its timers.
-            Ok(None) if drive.faults.skip_sleeps => (true, crate::store::now_ms()),
+            Ok(None) if drive.faults.skip_sleeps => (true, crate::clock::now_ms()),
             Ok(None) => (true, wake_at()),
             Err(e) => return Err(drive.stop(e)),
         };
-        if !first && wake_at <= crate::store::now_ms() {
+        if !first && wake_at <= crate::clock::now_ms() {
             // The sleep the run was parked on (nothing recorded after it)
             // ends now; older ones only replay.
             if drive.is_last_recorded(&call) {
@@ -310,7 +310,7 @@ impl HostState {
     ) -> wasmtime::Result<Result<String, WaitError>> {
         self.drive.check_cancel()?;
         self.workflow_only("await-event")?;
-        if let Err(e) = history::validate_name(&name) {
+        if let Err(e) = crate::names::validate_step_name(&name) {
             return Err(wasmtime::Error::msg(format!("invalid event name: {e}")));
         }
         let input = timeout_ms.map_or_else(|| "no timeout".to_string(), |t| format!("timeout {t}"));
@@ -386,7 +386,7 @@ impl types::Host for HostState {}
 /// A guest's mistake in a call, answered as a step error without recording
 /// anything (it is answered the same way on every replay).
 fn refuse(name: &str, input: &str) -> Option<StepError> {
-    if let Err(e) = history::validate_name(name) {
+    if let Err(e) = crate::names::validate_step_name(name) {
         return Some(StepError::Failed(e.to_string()));
     }
     if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(input) {
@@ -529,7 +529,7 @@ impl HostState {
     }
 
     async fn do_now_ms(&mut self) -> wasmtime::Result<u64> {
-        self.recorded_u64(history::NOW, || crate::store::now_ms().max(0) as u64)
+        self.recorded_u64(history::NOW, || crate::clock::now_ms().max(0) as u64)
             .await
     }
 
@@ -580,7 +580,7 @@ impl durable::Host for HostState {
     async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
         let r = self
             .sleep_until_ms(format!("for {duration_ms}"), || {
-                crate::store::now_ms().saturating_add(duration_ms.min(i64::MAX as u64) as i64)
+                crate::clock::now_ms().saturating_add(duration_ms.min(i64::MAX as u64) as i64)
             })
             .await;
         self.busy_since = Instant::now();

@@ -13,25 +13,23 @@ mod error;
 mod histogram;
 mod pg_tls;
 mod sql;
-mod types;
-mod views;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::owner::Owner;
-pub use error::StoreError;
-pub use histogram::{Histogram, HistogramSnapshot};
-pub use sql::redact;
-pub use types::{
+pub use durable_core::records::{
     AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
     RunStatus, StepCommit, StepRecord,
 };
-pub use views::{
+pub use durable_core::views::{
     AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,
     RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, StoredComponent, Superseded,
-    SwitchRecord, Unfinished, Wait, now_ms, same_json,
+    SwitchRecord, Unfinished, Wait,
 };
+pub use error::StoreError;
+pub use histogram::{Histogram, HistogramSnapshot};
+pub use sql::redact;
 
 /// Whether `location` is a PostgreSQL URL (`postgres://...`) rather than a
 /// SQLite file.

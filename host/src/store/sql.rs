@@ -339,7 +339,7 @@ impl PgConn {
         if measured.is_none_or(|at| at.elapsed() >= CLOCK_REFRESH) {
             // The middle of the round trip is when the database read its
             // clock, within half of it (well under a millisecond nearby).
-            let before = super::now_ms();
+            let before = crate::clock::now_ms();
             let db: i64 = runtime
                 .block_on(tx.query_one(
                     "SELECT CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)",
@@ -347,7 +347,7 @@ impl PgConn {
                 ))
                 .and_then(|row| row.try_get(0))
                 .map_err(|e| StoreError::from_postgres("reading the database's clock".into(), e))?;
-            let after = super::now_ms();
+            let after = crate::clock::now_ms();
             offset = db - (before + (after - before) / 2);
             clock.set((offset, Some(std::time::Instant::now())));
         }
@@ -514,8 +514,8 @@ impl<'a> Tx<'a> {
     /// a lease neither loses its runs nor takes another's.
     pub(crate) fn now_ms(&self) -> i64 {
         match self {
-            Tx::Sqlite(_) => super::now_ms(),
-            Tx::Postgres(tx) => super::now_ms().saturating_add(tx.clock_offset_ms),
+            Tx::Sqlite(_) => crate::clock::now_ms(),
+            Tx::Postgres(tx) => crate::clock::now_ms().saturating_add(tx.clock_offset_ms),
         }
     }
 

@@ -21,7 +21,7 @@ impl Observer for Starts {
         if key == "step#2"
             && let Ok(mut v) = self.1.lock()
         {
-            v.push((run_id.to_string(), durable::store::now_ms()));
+            v.push((run_id.to_string(), durable::clock::now_ms()));
         }
     }
     fn step(&self, _: &str, _: &str, _: Source, _: &Outcome, _: Duration) {}
@@ -141,7 +141,7 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                             .start(&workflow, &id, r#"{"mode":"sleep","n":1000}"#)
                             .await?;
                         let wake = parked.run.wake_at_ms.unwrap_or(0);
-                        let left = wake.saturating_sub(durable::store::now_ms()).max(0);
+                        let left = wake.saturating_sub(durable::clock::now_ms()).max(0);
                         tokio::time::sleep(Duration::from_millis(left as u64)).await;
                         let done = runtime.resume(&id).await?;
                         anyhow::ensure!(

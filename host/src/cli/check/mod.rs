@@ -28,9 +28,10 @@ use std::time::Instant;
 
 use serde_json::{Value, json};
 
+use durable::json::same_json;
 use durable::owner::Owner;
 use durable::runner::LoadedWorkflow;
-use durable::runner::{Replay, Runtime, Silent, same_json};
+use durable::runner::{Replay, Runtime, Silent};
 use durable::store::{Durability, NewRun, Outcome, RunDetail, RunStatus, Store};
 
 use super::trace::{self, TraceLine};

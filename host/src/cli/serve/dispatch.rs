@@ -157,7 +157,7 @@ impl Dispatcher {
             match self.inner.rt.store().runnable(BATCH).await {
                 Ok(ids) => {
                     more = ids.len() >= BATCH;
-                    let now = durable::store::now_ms();
+                    let now = durable::clock::now_ms();
                     for (id, due_at) in ids {
                         if self.resume(id)
                             && let Some(due_at) = due_at
@@ -178,7 +178,7 @@ impl Dispatcher {
                     let next = self.inner.rt.store().next_wake_at().await.ok().flatten();
                     let wait = match next {
                         None => SLOW_POLL,
-                        Some(t) => match t.saturating_sub(durable::store::now_ms()) {
+                        Some(t) => match t.saturating_sub(durable::clock::now_ms()) {
                             ms if ms > 0 => Duration::from_millis(ms as u64).min(SLOW_POLL),
                             // Due already, and left by the look just made:
                             // this host drives it (or compiles its

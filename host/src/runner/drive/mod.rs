@@ -21,11 +21,12 @@ use crate::observer::{Observer, Source};
 
 mod messages;
 mod waits;
+use crate::clock::now_ms;
 use crate::history::{History, Planned};
 use crate::owner::Owner;
 use crate::sandbox::{Grants, Output};
 use crate::store::{
-    AttemptRecord, ComponentSwitch, Outcome, OutputLine, StepCommit, StepRecord, Store, now_ms,
+    AttemptRecord, ComponentSwitch, Outcome, OutputLine, StepCommit, StepRecord, Store,
 };
 pub use messages::human;
 use messages::with_notes;

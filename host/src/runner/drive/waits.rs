@@ -4,9 +4,10 @@
 use std::sync::atomic::Ordering;
 
 use super::Drive;
+use crate::clock::now_ms;
 use crate::history::Planned;
 use crate::runner::RunError;
-use crate::store::{AwaitCall, AwaitOutcome, Outcome, SleepOutcome, now_ms};
+use crate::store::{AwaitCall, AwaitOutcome, Outcome, SleepOutcome};
 
 impl Drive {
     /// A sleep of the workflow until `wake_at_ms`: records the wake-up time

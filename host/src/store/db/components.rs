@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use super::rows::insert_component;
 use super::{SqlStore, StoreError};
+use crate::store::StoredComponent;
 use crate::store::sql::args;
-use crate::store::views::StoredComponent;
 
 impl SqlStore {
     /// The bytes of the component with this digest.

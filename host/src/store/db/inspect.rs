@@ -11,7 +11,7 @@ use super::rows::{
 };
 use super::{AttemptRecord, Outcome, OutputLine, RunRecord, SqlStore, StepRecord, StoreError};
 #[allow(unused_imports)]
-use crate::store::views::*;
+use durable_core::views::*;
 
 impl SqlStore {
     /// Runs matching `filter`, newest first.

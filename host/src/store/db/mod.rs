@@ -26,17 +26,17 @@ use crate::owner::{Owner, lease_ms};
 // The store's shared types, for this module and its children (`super::X`).
 use super::error::{StoreError, sql};
 use super::histogram::{self, HistogramSnapshot};
+use crate::store::sql::{Row, Tx, args};
 #[allow(unused_imports)]
-use super::types::{
+use durable_core::records::{
     AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
     RunStatus, StepCommit, StepRecord,
 };
 #[allow(unused_imports)]
-use super::views::{
+use durable_core::views::{
     AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,
-    RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, Superseded, Unfinished, Wait, now_ms,
+    RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, Superseded, Unfinished, Wait,
 };
-use crate::store::sql::{Row, Tx, args};
 use rows::*;
 use writer::{Conn, Writer};
 

@@ -322,7 +322,7 @@ pub(super) const RUN_COLUMNS: &str = "id, workflow, component_digest, input, sta
 
 pub(super) fn run_from_row(r: &Row<'_>) -> Result<Result<RunRecord, StoreError>, ColumnError> {
     let status: String = r.get(4)?;
-    let Some(status) = RunStatus::parse(&status) else {
+    let Some(status) = RunStatus::parse_name(&status) else {
         return Ok(Err(StoreError::Corrupt(format!("run status {status:?}"))));
     };
     Ok(Ok(RunRecord {

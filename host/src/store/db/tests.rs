@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
+use crate::clock::now_ms;
 use crate::store::{Store, SwitchRecord};
 
 /// The databases the store runs on.

@@ -7,14 +7,14 @@
 //! it). `send_event` makes a run waiting for that event due at once. Due
 //! runs are claimed like interrupted ones and replayed.
 
-use crate::store::same_json;
+use crate::json::same_json;
 use crate::store::sql::{Tx, args};
 
 use super::rows::{insert_step, renew_and_switch};
 use super::{ComponentSwitch, Outcome, RunStatus, SqlStore, StepRecord, StoreError};
 use crate::owner::Owner;
 #[allow(unused_imports)]
-use crate::store::views::*;
+use durable_core::views::*;
 
 impl SqlStore {
     /// A sleep of the workflow: commits `record` (the first call's wake-up

@@ -12,7 +12,7 @@ use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State as Extract};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use durable::runner::same_json;
+use durable::json::same_json;
 use durable::store::{Cancelled, RunFilter, RunRecord, RunStatus, Sent, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -380,7 +380,7 @@ pub(super) async fn send_event(
     Path((id, name)): Path<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    durable::history::validate_name(&name)
+    durable::names::validate_step_name(&name)
         .map_err(|e| ApiError::bad_request(format!("invalid event name: {e}")))?;
     let req: SendEvent = parse(body)?;
     if let Some(eid) = &req.id
@@ -441,7 +441,7 @@ pub(super) async fn fork_run(
     let req: ForkRun = parse(body)?;
     let new_id = req
         .id
-        .unwrap_or_else(|| format!("{id}-fork-{}", durable::store::now_ms()));
+        .unwrap_or_else(|| format!("{id}-fork-{}", durable::clock::now_ms()));
     durable::runner::validate_run_id(&new_id).map_err(ApiError::bad_request)?;
     not_a_tick_id(&app, &new_id)?;
     let run = app

@@ -2,47 +2,11 @@
 //! views of runs for people (`list`, `show`), the waits, and the store's
 //! own counters and settings.
 
-use super::{
+use crate::records::{
     AttemptRecord, ComponentSwitch, Outcome, OutputLine, RunRecord, RunStatus, StepRecord,
 };
 
-/// Milliseconds since the Unix epoch, by this machine's clock.
-///
-/// `DURABLE_TEST_CLOCK_SKEW_MS` (read once) moves it by that many ms: the
-/// tests of hosts whose clocks disagree set it. Leases on PostgreSQL do not
-/// depend on it (they use the database's clock, see [`Tx::now_ms`]).
-///
-/// [`Tx::now_ms`]: super::sql::Tx::now_ms
-pub fn now_ms() -> i64 {
-    static SKEW: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
-    let skew = *SKEW.get_or_init(|| {
-        std::env::var("DURABLE_TEST_CLOCK_SKEW_MS")
-            .ok()
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0)
-    });
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-        .saturating_add(skew)
-}
-
-/// Whether two JSON texts hold the same value (key order and spacing
-/// aside); text that is not JSON compares as text. A run started again with
-/// its id must have the same input, an event sent again under its id the
-/// same payload.
-pub fn same_json(a: &str, b: &str) -> bool {
-    match (
-        serde_json::from_str::<serde_json::Value>(a),
-        serde_json::from_str::<serde_json::Value>(b),
-    ) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => a == b,
-    }
-}
-
-/// What [`Store::drive_start`] reads.
+/// What the store's `drive_start` reads.
 #[derive(Debug, Clone)]
 pub struct DriveStart {
     /// The committed history.
@@ -243,21 +207,25 @@ pub enum Wait {
 }
 
 impl Wait {
-    pub(crate) fn describe(&self) -> String {
+    /// The wait in a few words, for error messages: `until T`, `event NAME`.
+    pub fn describe(&self) -> String {
         match self {
             Wait::Until(t) => format!("until {t}"),
             Wait::Event { name, .. } => format!("event {name}"),
         }
     }
 
-    pub(crate) fn wake_at(&self) -> Option<i64> {
+    /// When the run is due without anything arriving: its time, or its
+    /// event wait's deadline.
+    pub fn wake_at(&self) -> Option<i64> {
         match self {
             Wait::Until(t) => Some(*t),
             Wait::Event { deadline_ms, .. } => *deadline_ms,
         }
     }
 
-    pub(crate) fn event(&self) -> Option<&str> {
+    /// The event it waits for, if any.
+    pub fn event(&self) -> Option<&str> {
         match self {
             Wait::Until(_) => None,
             Wait::Event { name, .. } => Some(name),
@@ -265,7 +233,7 @@ impl Wait {
     }
 }
 
-/// An `await-event` call to settle: see [`Store::await_event`].
+/// An `await-event` call to settle: see the store's `await_event`.
 #[derive(Debug, Clone)]
 pub struct AwaitCall {
     /// The record to commit (its outcome is filled in).

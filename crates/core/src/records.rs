@@ -33,10 +33,6 @@ impl RunStatus {
 
     /// The status named `s` (as [`RunStatus::as_str`] writes it).
     pub fn parse_name(s: &str) -> Option<Self> {
-        Self::parse(s)
-    }
-
-    pub(crate) fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "running" => RunStatus::Running,
             "waiting" => RunStatus::Waiting,
@@ -272,7 +268,7 @@ pub struct AttemptRecord {
     pub finished_at_ms: i64,
 }
 
-/// What [`super::Store::commit_step`] writes in one transaction.
+/// What the store's `commit_step` writes in one transaction.
 #[derive(Debug, Clone)]
 pub struct StepCommit {
     /// The step's final record.
