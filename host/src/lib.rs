@@ -16,9 +16,9 @@ pub mod compile_cache;
 pub mod engine;
 pub mod http;
 pub mod observer;
-pub mod owner;
 pub mod runner;
 pub mod sandbox;
-pub mod store;
 
 pub use durable_core::{clock, hash, history, json, names};
+pub use durable_store as store;
+pub use durable_store::owner;

@@ -98,14 +98,14 @@ pub(super) fn load(engine: &Engine, path: &Path) -> Result<LoadedWorkflow, ExitC
 }
 
 pub(super) async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode> {
-    // Before the store opens: PostgreSQL connections are set up from it.
-    durable::owner::set_lease_ms(i64::try_from(drive.lease_ms).unwrap_or(i64::MAX));
-    let store = Store::open_with(db, drive.durability.into())
-        .await
-        .map_err(|e| {
-            error(chain(&e));
-            ExitCode::of_store(&e)
-        })?;
+    let options = durable::store::StoreOptions {
+        durability: drive.durability.into(),
+        lease_ms: i64::try_from(drive.lease_ms).unwrap_or(i64::MAX),
+    };
+    let store = Store::open_with_options(db, options).await.map_err(|e| {
+        error(chain(&e));
+        ExitCode::of_store(&e)
+    })?;
     store.set_lock_wait(Duration::from_millis(drive.lock_wait_ms));
     Ok(store)
 }

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use super::RunError;
 use super::drive::Drive;
-use crate::owner::lease_ms;
 use crate::store::StoreError;
 
 /// Keeps the lease alive while a drive lasts (aborted when it ends), and
 /// notices a cancel request even while no step commits.
 pub(super) async fn renew_lease(drive: Arc<Drive>) {
-    let period = std::time::Duration::from_millis((lease_ms() / 3) as u64).min(CANCEL_POLL);
+    let period =
+        std::time::Duration::from_millis((drive.store.lease_ms() / 3) as u64).min(CANCEL_POLL);
     loop {
         tokio::time::sleep(period).await;
         match drive

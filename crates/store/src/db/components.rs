@@ -4,15 +4,12 @@
 use std::sync::Arc;
 
 use super::rows::insert_component;
-use super::{SqlStore, StoreError};
-use crate::store::StoredComponent;
-use crate::store::sql::args;
+use super::{Store, StoreError};
+use crate::StoredComponent;
+use crate::sql::args;
 
-impl SqlStore {
+impl Store {
     /// The bytes of the component with this digest.
-    ///
-    /// # Errors
-    /// [`StoreError`] when the read fails.
     pub async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let digest = digest.to_string();
         self.writer()
@@ -28,8 +25,9 @@ impl SqlStore {
     }
 
     /// Stores a component's bytes under its digest (once per digest), so
-    /// that runs can be started from it later by digest alone; it keeps the
-    /// first `name` it is given. Returns the name it has.
+    /// that runs can be started from it later by digest alone. It keeps
+    /// the first workflow `name` it is given (runs started by its digest
+    /// are named by it); returns the name it has.
     ///
     /// # Errors
     /// [`StoreError`] when the write fails.
@@ -102,12 +100,10 @@ impl SqlStore {
         .await
     }
 
-    /// Deletes the component with `digest`.
+    /// Deletes a component no run refers to.
     ///
     /// # Errors
-    /// [`StoreError::ComponentNotFound`]; [`StoreError::ComponentInUse`]
-    /// while a run (of any status: a fork or a replay needs it) refers to
-    /// it.
+    /// [`StoreError::ComponentNotFound`], [`StoreError::ComponentInUse`].
     pub async fn delete_component(&self, digest: &str) -> Result<(), StoreError> {
         let digest = digest.to_string();
         self.writer()

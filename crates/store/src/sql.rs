@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use tokio_postgres::types::{IsNull, ToSql, Type};
 
-use super::StoreError;
+use crate::StoreError;
 
 /// Which database a statement runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,7 +98,7 @@ impl<T: Arg> Arg for Option<T> {
 /// `&[&dyn Arg]`.
 macro_rules! args {
     ($($a:expr),* $(,)?) => {
-        &[$(&$a as &dyn $crate::store::sql::Arg),*]
+        &[$(&$a as &dyn $crate::sql::Arg),*]
     };
 }
 pub(crate) use args;
@@ -290,7 +290,7 @@ impl PgConn {
                 context: "starting the PostgreSQL client's runtime".into(),
                 source: e,
             })?;
-        let target = super::pg_tls::target(url)?;
+        let target = crate::pg_tls::target(url)?;
         let client = runtime
             .block_on(target.connect())
             .map_err(|e| StoreError::from_postgres(format!("connecting to {}", redact(url)), e))?;
@@ -339,7 +339,7 @@ impl PgConn {
         if measured.is_none_or(|at| at.elapsed() >= CLOCK_REFRESH) {
             // The middle of the round trip is when the database read its
             // clock, within half of it (well under a millisecond nearby).
-            let before = crate::clock::now_ms();
+            let before = durable_core::now_ms();
             let db: i64 = runtime
                 .block_on(tx.query_one(
                     "SELECT CAST(floor(extract(epoch FROM clock_timestamp()) * 1000) AS BIGINT)",
@@ -347,7 +347,7 @@ impl PgConn {
                 ))
                 .and_then(|row| row.try_get(0))
                 .map_err(|e| StoreError::from_postgres("reading the database's clock".into(), e))?;
-            let after = crate::clock::now_ms();
+            let after = durable_core::now_ms();
             offset = db - (before + (after - before) / 2);
             clock.set((offset, Some(std::time::Instant::now())));
         }
@@ -514,8 +514,8 @@ impl<'a> Tx<'a> {
     /// a lease neither loses its runs nor takes another's.
     pub(crate) fn now_ms(&self) -> i64 {
         match self {
-            Tx::Sqlite(_) => crate::clock::now_ms(),
-            Tx::Postgres(tx) => crate::clock::now_ms().saturating_add(tx.clock_offset_ms),
+            Tx::Sqlite(_) => durable_core::now_ms(),
+            Tx::Postgres(tx) => durable_core::now_ms().saturating_add(tx.clock_offset_ms),
         }
     }
 
@@ -665,7 +665,7 @@ fn column_error(context: &str, e: ColumnError) -> StoreError {
 
 #[cfg(test)]
 mod redact_tests {
-    use super::redact;
+    use crate::redact;
 
     #[test]
     fn passwords_never_show() {

@@ -14,22 +14,9 @@
 
 use std::fmt;
 
-/// How long a lease lasts without renewal, by default.
+/// How long a lease lasts without renewal, by default (a store's lease is
+/// set when it is opened: `StoreOptions::lease_ms`).
 pub const DEFAULT_LEASE_MS: i64 = 15_000;
-
-static LEASE: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(DEFAULT_LEASE_MS);
-
-/// How long the leases this process takes last without renewal: the bound
-/// on how long a run of a process that died without proof (another
-/// machine, a paused process) waits before another takes it over.
-pub fn lease_ms() -> i64 {
-    LEASE.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// Sets [`lease_ms`] for this process (at least 1 s).
-pub fn set_lease_ms(ms: i64) {
-    LEASE.store(ms.max(1_000), std::sync::atomic::Ordering::Relaxed);
-}
 
 /// The identity of one host process:
 /// `host:boot-id:pid-namespace:pid:start-ticks:nonce` (`-` for a part that

@@ -3,8 +3,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
-use crate::clock::now_ms;
-use crate::store::{Store, SwitchRecord};
+use crate::{Store, SwitchRecord};
+use durable_core::now_ms;
 
 /// The databases the store runs on.
 #[derive(Clone, Copy)]
@@ -378,10 +378,7 @@ async fn files_that_are_not_durable_databases_are_refused_untouched() {
     )
     .expect("write");
     let before = std::fs::read(&text).expect("read");
-    let err = crate::store::Store::open(&text)
-        .await
-        .err()
-        .expect("refused");
+    let err = crate::Store::open(&text).await.err().expect("refused");
     assert!(err.to_string().contains("not a SQLite database"), "{err}");
     assert_eq!(std::fs::read(&text).expect("read"), before);
 
@@ -389,14 +386,11 @@ async fn files_that_are_not_durable_databases_are_refused_untouched() {
     rusqlite::Connection::open(&foreign)
         .and_then(|c| c.execute_batch("CREATE TABLE t (x)"))
         .expect("foreign db");
-    let err = crate::store::Store::open(&foreign)
-        .await
-        .err()
-        .expect("refused");
+    let err = crate::Store::open(&foreign).await.err().expect("refused");
     assert!(err.to_string().contains("another program"), "{err}");
 
     let newer = dir.path().join("newer.db");
-    crate::store::Store::open(&newer)
+    crate::Store::open(&newer)
         .await
         .expect("create")
         .close()
@@ -404,10 +398,7 @@ async fn files_that_are_not_durable_databases_are_refused_untouched() {
     rusqlite::Connection::open(&newer)
         .and_then(|c| c.execute_batch("PRAGMA user_version = 99"))
         .expect("bump");
-    let err = crate::store::Store::open(&newer)
-        .await
-        .err()
-        .expect("refused");
+    let err = crate::Store::open(&newer).await.err().expect("refused");
     assert!(
         matches!(err, StoreError::NewerSchema { found: 99, .. }),
         "{err}"
@@ -438,7 +429,7 @@ async fn a_version_2_database_migrates_to_the_current_schema_and_keeps_its_runs(
         ))
         .expect("old rows");
     }
-    let store = crate::store::Store::open(&path).await.expect("migrates");
+    let store = crate::Store::open(&path).await.expect("migrates");
     let run = store.run("old").await.expect("read").expect("kept");
     assert_eq!(
         (run.status, run.clock_ms, run.drives),
@@ -474,7 +465,7 @@ async fn a_version_2_database_migrates_to_the_current_schema_and_keeps_its_runs(
 async fn a_new_database_gets_small_pages() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("new.db");
-    let store = crate::store::Store::open(&path).await.expect("creates");
+    let store = crate::Store::open(&path).await.expect("creates");
     assert!(matches!(
         store.claim_run(new_run("r"), &Owner::current()).await,
         Ok(Claim::Created(_))

@@ -27,7 +27,7 @@ use rusqlite::TransactionBehavior;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
-use crate::store::sql::{PgConn, Tx};
+use crate::sql::{PgConn, Tx};
 
 /// The writer's connection.
 pub(crate) enum Conn {

@@ -70,7 +70,7 @@ mod tests {
     #[test]
     fn observations_fall_in_cumulative_buckets() {
         static BOUNDS: [f64; 3] = [1.0, 2.0, 4.0];
-        let h = super::Histogram::new(&BOUNDS);
+        let h = crate::Histogram::new(&BOUNDS);
         for v in [0.5, 1.0, 1.5, 3.0, 10.0] {
             h.observe(v);
         }

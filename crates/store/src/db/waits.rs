@@ -7,16 +7,16 @@
 //! it). `send_event` makes a run waiting for that event due at once. Due
 //! runs are claimed like interrupted ones and replayed.
 
-use crate::json::same_json;
-use crate::store::sql::{Tx, args};
+use crate::sql::{Tx, args};
+use durable_core::same_json;
 
 use super::rows::{insert_step, renew_and_switch};
-use super::{ComponentSwitch, Outcome, RunStatus, SqlStore, StepRecord, StoreError};
+use super::{ComponentSwitch, Outcome, RunStatus, StepRecord, Store, StoreError};
 use crate::owner::Owner;
 #[allow(unused_imports)]
 use durable_core::views::*;
 
-impl SqlStore {
+impl Store {
     /// A sleep of the workflow: commits `record` (the first call's wake-up
     /// time; `None` on replay) and, if `wake_at_ms` has not come, parks the
     /// run until then (unless a cancel was requested).
@@ -32,11 +32,13 @@ impl SqlStore {
         wake_at_ms: i64,
         switch: Option<ComponentSwitch>,
     ) -> Result<SleepOutcome, StoreError> {
+        let lease_ms = self.lease_ms;
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
                 let now = tx.now_ms();
-                let cancel = renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
+                let cancel =
+                    renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now, lease_ms)?;
                 if let Some(record) = &record {
                     insert_step(tx, &run_id, record)?;
                 }
@@ -67,6 +69,7 @@ impl SqlStore {
         drive: u32,
         call: AwaitCall,
     ) -> Result<AwaitOutcome, StoreError> {
+        let lease_ms = self.lease_ms;
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         let AwaitCall {
             mut record,
@@ -77,7 +80,8 @@ impl SqlStore {
         self.writer_for(&run_id)
             .transact(move |tx| {
                 let now = tx.now_ms();
-                let cancel = renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
+                let cancel =
+                    renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now, lease_ms)?;
                 let event: Option<(i64, String)> = tx.opt(
                     "looking for an event",
                     "SELECT seq, payload FROM events

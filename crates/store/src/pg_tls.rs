@@ -24,7 +24,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::StoreError;
+use crate::StoreError;
 
 /// How a URL asks to reach its server.
 pub(crate) struct PgTarget {
@@ -87,7 +87,7 @@ enum Mode {
 /// An unknown `sslmode`, client certificate parameters, or a root
 /// certificate file that cannot be read or holds no certificate.
 pub(crate) fn target(url: &str) -> Result<PgTarget, StoreError> {
-    let bad = |what: String| StoreError::Config(format!("{}: {what}", super::sql::redact(url)));
+    let bad = |what: String| StoreError::Config(format!("{}: {what}", crate::sql::redact(url)));
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, q),
         None => (url, ""),

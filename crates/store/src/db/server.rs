@@ -6,11 +6,11 @@
 use std::sync::Arc;
 
 use super::rows::owner_is_gone;
-use super::{SqlStore, owner_row, postgres_url};
-use crate::store::StoreError;
-use crate::store::sql::{Dialect, args};
+use super::{Store, owner_row, postgres_url};
+use crate::StoreError;
+use crate::sql::{Dialect, args};
 
-impl SqlStore {
+impl Store {
     /// Runs that may be taken up now, at most `limit`, oldest due first:
     /// waiting runs whose time has come (an event sent to a run waiting for
     /// it makes it due at once), and running runs whose owner is gone.
@@ -45,7 +45,12 @@ impl SqlStore {
         .await
     }
 
-    /// Which of `ids` have ended; see [`crate::store::Store::ended_among`].
+    /// Which of `ids` have ended (succeeded, failed or cancelled), in one
+    /// read of their rows (by primary key, in chunks): how a server learns
+    /// of runs other processes finished.
+    ///
+    /// # Errors
+    /// [`StoreError`] when the read fails.
     pub async fn ended_among(&self, ids: Vec<String>) -> Result<Vec<String>, StoreError> {
         /// Ids per statement: one statement text (a short chunk is padded
         /// with its last id), prepared once.
@@ -64,9 +69,9 @@ impl SqlStore {
                 let mut padded: Vec<&String> = chunk.iter().collect();
                 let last = padded[padded.len() - 1];
                 padded.resize(CHUNK, last);
-                let args: Vec<&dyn crate::store::sql::Arg> = padded
+                let args: Vec<&dyn crate::sql::Arg> = padded
                     .iter()
-                    .map(|id| *id as &dyn crate::store::sql::Arg)
+                    .map(|id| *id as &dyn crate::sql::Arg)
                     .collect();
                 ended.extend(tx.all("looking for ended runs", sql, &args, |r| r.get::<String>(0))?);
             }
@@ -93,13 +98,8 @@ impl SqlStore {
     }
 
     /// On PostgreSQL, a signal for when another process may have made a
-    /// run runnable (an event sent, a run released or parked): a
-    /// `LISTEN durable_due` connection, opened on the first call, kept
-    /// open and reconnected after a failure (the signal fires then too, so
-    /// that nothing missed meanwhile waits for the next poll). `None` on
-    /// SQLite, which has no way to tell other processes: they poll.
-    ///
-    /// Must be called in a tokio runtime (the listener is a task of it).
+    /// run runnable; `None` on SQLite (poll instead). Call it in a tokio
+    /// runtime.
     pub fn wake_ups(&self) -> Option<Arc<tokio::sync::Notify>> {
         let url = postgres_url(self.path())?.to_string();
         Some(
@@ -186,7 +186,7 @@ impl SqlStore {
 /// `notify`, for as long as the process lives.
 async fn listen(url: String, notify: Arc<tokio::sync::Notify>) {
     loop {
-        let target = match crate::store::pg_tls::target(&url) {
+        let target = match crate::pg_tls::target(&url) {
             Ok(t) => t,
             Err(e) => {
                 // The writer's connection refused the same URL first.
@@ -196,10 +196,10 @@ async fn listen(url: String, notify: Arc<tokio::sync::Notify>) {
         };
         let (tls, url) = (target.tls, target.url);
         let connected = match tls {
-            crate::store::pg_tls::Tls::Off => tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            crate::pg_tls::Tls::Off => tokio_postgres::connect(&url, tokio_postgres::NoTls)
                 .await
                 .map(|(c, conn)| (c, Messages::Plain(Box::new(conn)))),
-            crate::store::pg_tls::Tls::Rustls(t) => tokio_postgres::connect(&url, t)
+            crate::pg_tls::Tls::Rustls(t) => tokio_postgres::connect(&url, t)
                 .await
                 .map(|(c, conn)| (c, Messages::Tls(Box::new(conn)))),
         };

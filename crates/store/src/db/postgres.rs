@@ -9,8 +9,8 @@
 //! new database is created at 6 and upgraded like an old one).
 
 use super::sqlite::SCHEMA_VERSION;
-use crate::store::StoreError;
-use crate::store::sql::{PgConn, redact};
+use crate::StoreError;
+use crate::sql::{PgConn, redact};
 
 /// Any number, the same for every host: serializes schema creation.
 const SCHEMA_LOCK: i64 = 0x4455_5241_0001;
@@ -187,8 +187,8 @@ const FIRST_VERSION: i64 = 6;
 /// a host paused in the middle of one (SIGSTOP, a VM frozen, a long GC
 /// elsewhere) would otherwise keep its runs' rows locked, and no other host
 /// could take them over when its lease runs out.
-pub(crate) fn connect(url: &str, synchronous: bool) -> Result<PgConn, StoreError> {
-    let idle = (crate::owner::lease_ms() / 2).max(500);
+pub(crate) fn connect(url: &str, synchronous: bool, lease_ms: i64) -> Result<PgConn, StoreError> {
+    let idle = (lease_ms / 2).max(500);
     let mut setup = vec![format!("SET idle_in_transaction_session_timeout = {idle}")];
     if !synchronous {
         setup.push("SET synchronous_commit = off".into());
@@ -204,15 +204,20 @@ pub(crate) fn connect(url: &str, synchronous: bool) -> Result<PgConn, StoreError
 /// # Errors
 /// [`StoreError::Postgres`] when the server cannot be reached;
 /// [`StoreError::NotDurable`] or [`StoreError::NewerSchema`].
-pub(crate) fn open(url: &str, synchronous: bool, upgrade: bool) -> Result<PgConn, StoreError> {
-    let mut conn = connect(url, synchronous)?;
+pub(crate) fn open(
+    url: &str,
+    synchronous: bool,
+    lease_ms: i64,
+    upgrade: bool,
+) -> Result<PgConn, StoreError> {
+    let mut conn = connect(url, synchronous, lease_ms)?;
     let where_ = redact(url);
     let txn = conn.begin("preparing the schema")?;
     let tx = txn.tx();
     tx.one(
         "preparing the schema",
         "SELECT 1 FROM (SELECT pg_advisory_xact_lock(?1)) AS locked",
-        crate::store::sql::args![SCHEMA_LOCK],
+        crate::sql::args![SCHEMA_LOCK],
         |_| Ok(()),
     )?;
     let table = |name: &str| -> Result<bool, StoreError> {
@@ -221,7 +226,7 @@ pub(crate) fn open(url: &str, synchronous: bool, upgrade: bool) -> Result<PgConn
                 "reading the schema",
                 "SELECT 1 FROM information_schema.tables
                  WHERE table_schema = current_schema() AND table_name = ?1",
-                crate::store::sql::args![name],
+                crate::sql::args![name],
                 |_| Ok(()),
             )?
             .is_some())
@@ -230,7 +235,7 @@ pub(crate) fn open(url: &str, synchronous: bool, upgrade: bool) -> Result<PgConn
         let found: i64 = tx.one(
             "reading the schema version",
             "SELECT version FROM durable_schema",
-            crate::store::sql::args![],
+            crate::sql::args![],
             |r| r.get(0),
         )?;
         if found > SCHEMA_VERSION {
@@ -257,17 +262,17 @@ pub(crate) fn open(url: &str, synchronous: bool, upgrade: bool) -> Result<PgConn
         });
     } else {
         for statement in TABLES.split(';').filter(|s| !s.trim().is_empty()) {
-            tx.exec("creating the schema", statement, crate::store::sql::args![])?;
+            tx.exec("creating the schema", statement, crate::sql::args![])?;
         }
         tx.exec(
             "creating the schema",
             "CREATE TABLE durable_schema (version BIGINT NOT NULL)",
-            crate::store::sql::args![],
+            crate::sql::args![],
         )?;
         tx.exec(
             "creating the schema",
             "INSERT INTO durable_schema (version) VALUES (?1)",
-            crate::store::sql::args![FIRST_VERSION],
+            crate::sql::args![FIRST_VERSION],
         )?;
         FIRST_VERSION
     };
@@ -278,16 +283,12 @@ pub(crate) fn open(url: &str, synchronous: bool, upgrade: bool) -> Result<PgConn
                 StoreError::Corrupt(format!("no upgrade from schema version {version}"))
             })?;
         for statement in upgrade.split(';').filter(|s| !s.trim().is_empty()) {
-            tx.exec(
-                "upgrading the schema",
-                statement,
-                crate::store::sql::args![],
-            )?;
+            tx.exec("upgrading the schema", statement, crate::sql::args![])?;
         }
         tx.exec(
             "upgrading the schema",
             "UPDATE durable_schema SET version = ?1",
-            crate::store::sql::args![version + 1],
+            crate::sql::args![version + 1],
         )?;
     }
     txn.commit()?;

@@ -22,11 +22,11 @@ mod writer;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::owner::{Owner, lease_ms};
+use crate::owner::{DEFAULT_LEASE_MS, Owner};
 // The store's shared types, for this module and its children (`super::X`).
 use super::error::{StoreError, sql};
 use super::histogram::{self, HistogramSnapshot};
-use crate::store::sql::{Row, Tx, args};
+use crate::sql::{Row, Tx, args};
 #[allow(unused_imports)]
 use durable_core::records::{
     AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
@@ -61,7 +61,7 @@ fn read_drive_start(tx: &Tx<'_>, run_id: &str) -> Result<DriveStart, StoreError>
 /// A handle to an open database. Cheap to clone; all clones share the
 /// writer thread.
 #[derive(Clone)]
-pub struct SqlStore {
+pub struct Store {
     /// One on SQLite (one writer at a time is all it takes); on PostgreSQL
     /// [`POSTGRES_WRITERS`], each run's writes going to the same one (so
     /// that two batches never wait on each other's rows).
@@ -74,32 +74,101 @@ pub struct SqlStore {
     reader: Arc<std::sync::Mutex<Option<Conn>>>,
     threads: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
     /// On PostgreSQL, signalled by the listener of `durable_due`
-    /// notifications (started by the first [`SqlStore::wake_ups`]).
+    /// notifications (started by the first [`Store::wake_ups`]).
     wake: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
+    /// How long a lease this store writes lasts, in ms.
+    lease_ms: i64,
 }
 
-impl SqlStore {
-    /// Opens the database at `path`, creating it if it does not exist, and
-    /// starts its writer thread; `durability` chooses what commits survive.
+/// The shortest lease a store writes: renewals every third of it must fit
+/// between commits and round trips.
+pub const MIN_LEASE_MS: i64 = 1_000;
+
+/// How a [`Store`] is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    /// What a commit survives.
+    pub durability: Durability,
+    /// How long a run's lease lasts without renewal, in ms (at least
+    /// [`MIN_LEASE_MS`]; default [`DEFAULT_LEASE_MS`]): how long another
+    /// process waits to take over the runs of one that stopped without
+    /// proof of its death. Each claim writes its own expiry, so processes
+    /// with different leases share a database.
+    pub lease_ms: i64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            durability: Durability::default(),
+            lease_ms: DEFAULT_LEASE_MS,
+        }
+    }
+}
+
+impl Store {
+    /// Opens the database at `path` (a SQLite file, created if it does not
+    /// exist, or a `postgres://` URL) with the default [`StoreOptions`], and
+    /// starts its writer thread.
     ///
     /// # Errors
     /// See [`StoreError`]: a file of another kind or a newer schema is
     /// refused and left untouched.
-    pub async fn open_with(path: &Path, durability: Durability) -> Result<SqlStore, StoreError> {
-        SqlStore::open_opts(path, durability, true).await
+    pub async fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_options(path, StoreOptions::default()).await
     }
 
-    /// Opens the database, refusing one of an older schema instead of
-    /// upgrading it ([`StoreError::OlderSchema`]).
-    pub async fn open_unchanged(path: &Path) -> Result<SqlStore, StoreError> {
-        SqlStore::open_opts(path, Durability::default(), false).await
+    /// [`Store::open`] with a choice of what commits survive.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub async fn open_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
+        Store::open_with_options(
+            path,
+            StoreOptions {
+                durability,
+                ..StoreOptions::default()
+            },
+        )
+        .await
+    }
+
+    /// [`Store::open`] with every option.
+    ///
+    /// # Errors
+    /// As [`Store::open`].
+    pub async fn open_with_options(
+        path: &Path,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
+        Store::open_opts(path, options, true).await
+    }
+
+    /// How long the leases this store writes last (see [`StoreOptions`]).
+    pub fn lease_ms(&self) -> i64 {
+        self.lease_ms
+    }
+
+    /// [`Store::open`] for a command that must change nothing, not even the
+    /// schema: a database of an older version is refused
+    /// ([`StoreError::OlderSchema`]), not upgraded.
+    ///
+    /// # Errors
+    /// As [`Store::open`], and [`StoreError::OlderSchema`].
+    pub async fn open_unchanged(path: &Path) -> Result<Store, StoreError> {
+        Store::open_opts(path, StoreOptions::default(), false).await
     }
 
     async fn open_opts(
         path: &Path,
-        durability: Durability,
+        options: StoreOptions,
         upgrade: bool,
-    ) -> Result<SqlStore, StoreError> {
+    ) -> Result<Store, StoreError> {
+        let StoreOptions {
+            durability,
+            lease_ms,
+        } = options;
+        let lease_ms = lease_ms.max(MIN_LEASE_MS);
         let path = path.to_path_buf();
         let opened = tokio::task::spawn_blocking({
             let path = path.clone();
@@ -112,12 +181,14 @@ impl SqlStore {
                         let mut conns = vec![Conn::Postgres(Box::new(postgres::open(
                             url,
                             synchronous,
+                            lease_ms,
                             upgrade,
                         )?))];
                         for _ in 1..POSTGRES_WRITERS {
                             conns.push(Conn::Postgres(Box::new(postgres::connect(
                                 url,
                                 synchronous,
+                                lease_ms,
                             )?)));
                         }
                         Ok(conns)
@@ -137,11 +208,12 @@ impl SqlStore {
             writers.push(writer);
             threads.push(thread);
         }
-        Ok(SqlStore {
+        Ok(Store {
             writers: writers.into(),
             reader: Arc::new(std::sync::Mutex::new(None)),
             threads: Arc::new(std::sync::Mutex::new(threads)),
             wake: Arc::default(),
+            lease_ms,
         })
     }
 
@@ -163,7 +235,7 @@ impl SqlStore {
             let conn = match &mut *slot {
                 Some(conn) => conn,
                 empty => empty.insert(match postgres_url(&path) {
-                    Some(url) => Conn::Postgres(Box::new(crate::store::sql::PgConn::connect(url)?)),
+                    Some(url) => Conn::Postgres(Box::new(crate::sql::PgConn::connect(url)?)),
                     None => Conn::Sqlite(schema::open_reader(&path)?),
                 }),
             };
@@ -230,12 +302,13 @@ impl SqlStore {
     /// # Errors
     /// [`StoreError::Owned`] when a live process drives the run.
     pub async fn claim_run(&self, new: NewRun, owner: &Owner) -> Result<Claim, StoreError> {
+        let lease_ms = self.lease_ms;
         let owner = owner.to_string();
         self.writer_for(&new.id)
             .transact(move |tx| {
                 let now = tx.now_ms();
                 if let Some(existing) = read_run(tx, &new.id)? {
-                    return claim_existing_run(tx, existing, &owner, now);
+                    return claim_existing_run(tx, existing, &owner, now, lease_ms);
                 }
                 insert_component(
                     tx,
@@ -257,7 +330,7 @@ impl SqlStore {
                         new.seed as i64,
                         now,
                         owner,
-                        now + lease_ms()
+                        now + lease_ms
                     ],
                 )?;
                 let run = read_run(tx, &new.id)?
@@ -273,28 +346,30 @@ impl SqlStore {
     /// [`StoreError::RunNotFound`], or [`StoreError::Owned`] when a live
     /// process drives it. A finished run is returned as [`Claim::Finished`].
     pub async fn claim_existing(&self, run_id: &str, owner: &Owner) -> Result<Claim, StoreError> {
+        let lease_ms = self.lease_ms;
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
                 let run = read_run(tx, &run_id)?.ok_or(StoreError::RunNotFound(run_id.clone()))?;
-                claim_existing_run(tx, run, &owner, tx.now_ms())
+                claim_existing_run(tx, run, &owner, tx.now_ms(), lease_ms)
             })
             .await
     }
 
-    /// [`SqlStore::claim_existing`], and for a run it took, what its drive
-    /// starts from ([`SqlStore::drive_start`]), in one job: one round trip to
+    /// [`Store::claim_existing`], and for a run it took, what its drive
+    /// starts from ([`Store::drive_start`]), in one job: one round trip to
     /// the writer where a resume used to make two.
     pub async fn claim_existing_for_drive(
         &self,
         run_id: &str,
         owner: &Owner,
     ) -> Result<(Claim, Option<DriveStart>), StoreError> {
+        let lease_ms = self.lease_ms;
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
                 let run = read_run(tx, &run_id)?.ok_or(StoreError::RunNotFound(run_id.clone()))?;
-                let claim = claim_existing_run(tx, run, &owner, tx.now_ms())?;
+                let claim = claim_existing_run(tx, run, &owner, tx.now_ms(), lease_ms)?;
                 let start = match &claim {
                     Claim::Finished(_) => None,
                     Claim::Created(_) | Claim::Resumed(_) => Some(read_drive_start(tx, &run_id)?),
@@ -330,12 +405,20 @@ impl SqlStore {
         drive: u32,
         commit: StepCommit,
     ) -> Result<bool, StoreError> {
+        let lease_ms = self.lease_ms;
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
                 let now = tx.now_ms();
-                let cancel =
-                    renew_and_switch(tx, &run_id, &owner, drive, commit.switch.as_ref(), now)?;
+                let cancel = renew_and_switch(
+                    tx,
+                    &run_id,
+                    &owner,
+                    drive,
+                    commit.switch.as_ref(),
+                    now,
+                    lease_ms,
+                )?;
                 if let Some(attempt) = &commit.last_attempt {
                     insert_attempt(tx, &run_id, attempt)?;
                 }
@@ -359,10 +442,11 @@ impl SqlStore {
         attempt: AttemptRecord,
         output: Vec<OutputLine>,
     ) -> Result<bool, StoreError> {
+        let lease_ms = self.lease_ms;
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
-                let cancel = renew(tx, &run_id, &owner, drive, tx.now_ms())?;
+                let cancel = renew(tx, &run_id, &owner, drive, tx.now_ms(), lease_ms)?;
                 insert_attempt(tx, &run_id, &attempt)?;
                 insert_output(tx, &run_id, &output)?;
                 Ok(cancel)
@@ -372,8 +456,7 @@ impl SqlStore {
 
     /// Moves the records of steps `keys` (and their failed attempts) aside:
     /// a step body that ran again made other calls than the run that
-    /// recorded them, or a forced switch of component (`switch`, made in
-    /// the same transaction). They stay in the database for inspection.
+    /// recorded them. They stay in the database for inspection.
     ///
     /// # Errors
     /// [`StoreError::LeaseLost`] when another drive owns the run now.
@@ -385,11 +468,12 @@ impl SqlStore {
         keys: Vec<String>,
         switch: Option<ComponentSwitch>,
     ) -> Result<(), StoreError> {
+        let lease_ms = self.lease_ms;
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
                 let now = tx.now_ms();
-                renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
+                renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now, lease_ms)?;
                 supersede_steps(tx, &run_id, &keys, drive, now)
             })
             .await
@@ -474,11 +558,12 @@ impl SqlStore {
         switch: Option<ComponentSwitch>,
         output: Vec<OutputLine>,
     ) -> Result<(), StoreError> {
+        let lease_ms = self.lease_ms;
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
             .transact(move |tx| {
                 let now = tx.now_ms();
-                renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now)?;
+                renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now, lease_ms)?;
                 insert_output(tx, &run_id, &output)?;
                 if matches!(end, RunEnd::Cancelled) {
                     return mark_cancelled(tx, &run_id, now);
@@ -528,9 +613,10 @@ impl SqlStore {
         owner: &Owner,
         drive: u32,
     ) -> Result<bool, StoreError> {
+        let lease_ms = self.lease_ms;
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
-            .transact(move |tx| renew(tx, &run_id, &owner, drive, tx.now_ms()))
+            .transact(move |tx| renew(tx, &run_id, &owner, drive, tx.now_ms(), lease_ms))
             .await
     }
 
@@ -585,7 +671,7 @@ impl SqlStore {
             .await
     }
 
-    /// [`SqlStore::run`] through the read-only connection: for readers that
+    /// [`Store::run`] through the read-only connection: for readers that
     /// look often (a long poll), which must not queue behind commits.
     ///
     /// # Errors
@@ -670,6 +756,6 @@ mod tests;
 /// A run's id, owner and lease expiry.
 fn owner_row(
     r: &Row<'_>,
-) -> Result<(String, Option<String>, Option<i64>), crate::store::sql::ColumnError> {
+) -> Result<(String, Option<String>, Option<i64>), crate::sql::ColumnError> {
     Ok((r.get(0)?, r.get(1)?, r.get(2)?))
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::db::sqlite as schema;
+use crate::db::sqlite as schema;
 
 /// Errors of the store. Messages name the run or the file concerned.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum StoreError {
         supported: i64,
     },
     /// The database is of an older schema version, and the caller asked
-    /// not to upgrade it ([`super::Store::open_unchanged`]).
+    /// not to upgrade it ([`crate::Store::open_unchanged`]).
     #[error(
         "{} has schema version {found}, older than this durable's {supported}; it was left as it is \
          (this command does not upgrade a database: use the durable that serves it, or upgrade \
@@ -123,7 +123,7 @@ pub enum StoreError {
         /// The run id.
         run: String,
         /// How it finished.
-        status: super::RunStatus,
+        status: crate::RunStatus,
     },
     /// A row holds a value this build cannot read.
     #[error("corrupt record in the database: {0}")]

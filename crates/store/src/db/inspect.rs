@@ -3,17 +3,17 @@
 
 use std::collections::HashMap;
 
-use crate::store::sql::{Tx, args};
+use crate::sql::{Tx, args};
 
 use super::rows::{
     RUN_COLUMN_COUNT, RUN_COLUMNS, insert_step, mark_cancelled, owner_is_gone, read_history,
     read_run, run_from_row,
 };
-use super::{AttemptRecord, Outcome, OutputLine, RunRecord, SqlStore, StepRecord, StoreError};
+use super::{AttemptRecord, Outcome, OutputLine, RunRecord, StepRecord, Store, StoreError};
 #[allow(unused_imports)]
 use durable_core::views::*;
 
-impl SqlStore {
+impl Store {
     /// Runs matching `filter`, newest first.
     pub async fn list(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StoreError> {
         self

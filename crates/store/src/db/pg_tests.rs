@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::tests::{new_run, postgres_database};
 use super::*;
-use crate::store::Store;
+use crate::Store;
 
 /// Whether the connection named `app` (its `application_name`) is
 /// encrypted, as the server sees it.
@@ -147,7 +147,7 @@ async fn postgres_tls_is_used_and_checked_as_sslmode_says() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_job_that_loses_a_deadlock_is_tried_again_in_a_new_transaction() {
     let url = postgres_database().await;
-    let store = SqlStore::open_with(std::path::Path::new(&url), Durability::PowerLoss)
+    let store = Store::open_with(std::path::Path::new(&url), Durability::PowerLoss)
         .await
         .expect("open");
     store

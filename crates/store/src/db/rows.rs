@@ -1,13 +1,13 @@
-//! Reading and writing rows: the SQL behind [`super::SqlStore`]'s methods,
+//! Reading and writing rows: the SQL behind [`super::Store`]'s methods,
 //! each run inside the writer's transaction.
 
-use crate::store::sql::{ColumnError, Row, Tx, args};
+use crate::sql::{ColumnError, Row, Tx, args};
 
 use super::{
     AttemptRecord, ComponentSwitch, Outcome, OutputLine, RunRecord, RunStatus, StepRecord,
     StoreError,
 };
-use crate::owner::{Owner, lease_ms};
+use crate::owner::Owner;
 
 pub(super) fn owner_is_gone(owner: Option<&str>, lease_until: Option<i64>, now: i64) -> bool {
     let Some(owner) = owner else { return true };
@@ -22,6 +22,7 @@ pub(super) fn take_over(
     run_id: &str,
     owner: &str,
     now: i64,
+    lease_ms: i64,
 ) -> Result<(), StoreError> {
     // On PostgreSQL a run another host is claiming or committing to right
     // now is passed over at once (no row), not waited for: that host is
@@ -50,7 +51,7 @@ pub(super) fn take_over(
     tx.exec(
         "taking ownership of the run",
         "UPDATE runs SET owner = ?2, lease_until_ms = ?3, drives = drives + 1 WHERE id = ?1",
-        args![run_id, owner, now + lease_ms()],
+        args![run_id, owner, now + lease_ms],
     )?;
     tx.exec(
         "recording the drive's start",
@@ -70,11 +71,12 @@ pub(super) fn claim_existing_run(
     run: RunRecord,
     owner: &str,
     now: i64,
+    lease_ms: i64,
 ) -> Result<super::Claim, StoreError> {
     if !run.status.is_open() {
         return Ok(super::Claim::Finished(run));
     }
-    take_over(tx, &run.id, owner, now)?;
+    take_over(tx, &run.id, owner, now, lease_ms)?;
     if run.status == RunStatus::Waiting {
         // Woken (due or not: the replay finds out and waits again if not).
         tx.exec(
@@ -119,6 +121,7 @@ pub(super) fn renew(
     owner: &str,
     drive: u32,
     now: i64,
+    lease_ms: i64,
 ) -> Result<bool, StoreError> {
     /// Owner, lease expiry, cancel request, drive count.
     type LeaseRow = (Option<String>, Option<i64>, Option<i64>, u32);
@@ -138,11 +141,11 @@ pub(super) fn renew(
     if current.as_deref() != Some(owner) || drives != drive {
         return Err(lost());
     }
-    if lease.is_none_or(|l| l - now < lease_ms() / 2) {
+    if lease.is_none_or(|l| l - now < lease_ms / 2) {
         tx.exec(
             "renewing the lease",
             "UPDATE runs SET lease_until_ms = ?2 WHERE id = ?1",
-            args![run_id, now + lease_ms()],
+            args![run_id, now + lease_ms],
         )?;
     }
     Ok(cancel.is_some())
@@ -157,8 +160,9 @@ pub(super) fn renew_and_switch(
     drive: u32,
     switch: Option<&ComponentSwitch>,
     now: i64,
+    lease_ms: i64,
 ) -> Result<bool, StoreError> {
-    let cancel = renew(tx, run_id, owner, drive, now)?;
+    let cancel = renew(tx, run_id, owner, drive, now, lease_ms)?;
     if let Some(switch) = switch {
         switch_component(tx, run_id, switch, drive, now)?;
     }

@@ -1,0 +1,53 @@
+//! # durable-store
+//!
+//! The durable store: runs, their step histories, their waits and their
+//! components, behind one type ([`Store`]) whichever database holds them:
+//! an embedded SQLite file (the default) or a PostgreSQL server shared by
+//! several hosts (a `postgres://` URL).
+//!
+//! The runtime, the CLI and the server talk to [`Store`] only. Its logic is
+//! written once: it runs its statements through the driver seam (`sql.rs`:
+//! `Tx`, `Arg`, `Row`), which speaks to `rusqlite` or `tokio-postgres`; the
+//! single writer thread (`db/writer.rs`) group-commits either. Every `async
+//! fn` resolves only after its change is committed and synced, and a step
+//! record is never overwritten. This crate and its backends are the only
+//! code that writes SQL. [`owner`] is who holds a run: a process's identity,
+//! the proof that it died, and the lease (a [`StoreOptions`] setting).
+//!
+//! **Invariant:** knows nothing of wasmtime, of workflows' code, of HTTP.
+
+mod db;
+mod error;
+mod histogram;
+pub mod owner;
+mod pg_tls;
+mod sql;
+
+pub use db::{MIN_LEASE_MS, Store, StoreOptions};
+pub use owner::DEFAULT_LEASE_MS;
+
+pub use durable_core::records::{
+    AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
+    RunStatus, StepCommit, StepRecord,
+};
+pub use durable_core::views::{
+    AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,
+    RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, StoredComponent, Superseded,
+    SwitchRecord, Unfinished, Wait,
+};
+pub use error::StoreError;
+pub use histogram::{Histogram, HistogramSnapshot};
+pub use sql::redact;
+use std::path::Path;
+
+/// Whether `location` is a PostgreSQL URL (`postgres://...`) rather than a
+/// SQLite file.
+pub fn is_postgres(location: &Path) -> bool {
+    db::postgres_url(location).is_some()
+}
+
+/// Whether `location` names a database that may hold runs: a PostgreSQL
+/// URL (`postgres://...`; the server decides), or a file that exists.
+pub fn may_exist(location: &Path) -> bool {
+    db::postgres_url(location).is_some() || location.exists()
+}
