@@ -14,11 +14,11 @@
 
 pub mod compile_cache;
 pub mod engine;
-pub mod http;
 pub mod observer;
 pub mod runner;
 pub mod sandbox;
 
 pub use durable_core::{clock, hash, history, json, names};
+pub use durable_http as http;
 pub use durable_store as store;
 pub use durable_store::owner;

@@ -1,3 +1,5 @@
+//! # durable-http
+//!
 //! HTTP from step instances: `wasi:http/outgoing-handler`, answered only
 //! for destinations the operator allowed.
 //!
