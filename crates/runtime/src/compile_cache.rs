@@ -352,7 +352,7 @@ fn rand_u32() -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{CompileSource, Compiler, EngineOptions};
+    use crate::compiler::{CompileSource, Compiler, EngineOptions};
     use std::sync::Arc;
 
     /// An empty component (version 0x0d, layer 1) with a custom section

@@ -1,7 +1,7 @@
 //! The wasmtime side of loading a workflow: one wasmtime engine per host
 //! process (its configuration, the instance pool, the epoch ticker) and the
 //! on-disk compile cache. Linking a compiled component against durable's
-//! world is the runner's (`runner/loader.rs`), which owns the host state the
+//! world is the runner's (`runner/engine.rs`), which owns the host state the
 //! linker is typed with: this module knows nothing of runs.
 //!
 //! **Invariant:** a component is compiled at most once per content digest

@@ -7,16 +7,17 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
+use std::future::Future;
+use std::pin::Pin;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use super::RunError;
-use super::bindings::WorkflowPre;
+use super::bindings::durable::workflow::types::Failure;
 use super::faults::Faults;
 use super::limits::{Limits, StepPolicy};
 use super::slots::{AttemptClock, InstanceSlots};
-use super::state::HostState;
-use crate::engine::EPOCH_TICK;
 use crate::observer::{Observer, Source};
 
 mod messages;
@@ -35,7 +36,7 @@ pub(crate) use messages::{cap_message, trap_message};
 /// What all instances of one drive of a run share.
 pub(crate) struct Drive {
     pub(crate) run_id: String,
-    pub(crate) pre: WorkflowPre<HostState>,
+    pub(crate) instances: Arc<dyn StepInstances>,
     pub(crate) store: Store,
     pub(crate) owner: Owner,
     /// The committed history as loaded, plus what this drive commits that a
@@ -75,7 +76,7 @@ pub(crate) struct Drive {
 /// What the runtime hands a new drive.
 pub(crate) struct DriveSetup {
     pub(crate) run_id: String,
-    pub(crate) pre: WorkflowPre<HostState>,
+    pub(crate) instances: Arc<dyn StepInstances>,
     pub(crate) store: Store,
     pub(crate) owner: Owner,
     pub(crate) history: History,
@@ -93,6 +94,38 @@ pub(crate) struct DriveSetup {
     pub(crate) number: u32,
 }
 
+/// What a step attempt's instance did: its result (`None` when the
+/// attempt's time ran out; `Err` a trap), how many durable calls it made,
+/// and what its host state noted (a refused call, HTTP notes).
+pub(crate) struct StepRun {
+    pub(crate) result: Option<wasmtime::Result<Result<String, Failure>>>,
+    pub(crate) calls: u32,
+    pub(crate) refusal: Option<String>,
+    pub(crate) http_notes: Vec<String>,
+}
+
+/// Runs one step attempt in a fresh instance of the run's component. The
+/// runner's host state implements it (`runner/step.rs`): the drive decides
+/// when and how often a step runs, and needs no host state type for that,
+/// so the host state can depend on the drive and not the reverse.
+pub(crate) trait StepInstances: Send + Sync {
+    /// Instantiates the component for `call` with `permit` (given back while
+    /// the body waits on steps of its own) and calls its `run-step` with
+    /// `input`, within `budget` (the attempt's timeout and number) on
+    /// `clock`.
+    #[allow(clippy::too_many_arguments)]
+    fn run<'a>(
+        &'a self,
+        drive: &'a Arc<Drive>,
+        call: &'a Planned,
+        input: &'a str,
+        permit: OwnedSemaphorePermit,
+        output: &'a Output,
+        clock: Arc<AttemptClock>,
+        budget: (Duration, u32),
+    ) -> Pin<Box<dyn Future<Output = Result<StepRun, RunError>> + Send + 'a>>;
+}
+
 /// How one attempt ended.
 struct Attempt {
     outcome: Outcome,
@@ -103,7 +136,7 @@ impl Drive {
     pub(crate) fn new(s: DriveSetup) -> Drive {
         Drive {
             run_id: s.run_id,
-            pre: s.pre,
+            instances: s.instances,
             store: s.store,
             owner: s.owner,
             history: Mutex::new(s.history),
@@ -430,7 +463,7 @@ impl Drive {
 
     /// Why no attempt may start now, if one may not: the drive was stopped,
     /// the run cancelled, or the process interrupted.
-    fn no_new_attempt(&self) -> Option<RunError> {
+    pub(crate) fn no_new_attempt(&self) -> Option<RunError> {
         if self.is_stopped() {
             Some(RunError::Stopped)
         } else if self.cancel_requested() {
@@ -476,68 +509,15 @@ impl Drive {
         self.observer.step_started(&self.run_id, &call.key);
         tracing::debug!("attempt started");
         let clock = AttemptClock::start();
-        let state = HostState::for_step(
-            self.clone(),
-            &call.key,
-            permit,
-            &output,
-            clock.clone(),
-            (timeout, number),
-        )
-        .map_err(|e| RunError::Internal(format!("{e:#}")))?;
-        let mut store = wasmtime::Store::new(self.pre.engine(), state);
-        store.limiter(|s| s.limiter());
-        // At every epoch tick: yield to tokio (a busy guest neither blocks
-        // a worker thread nor escapes the timeout below), and stop at once
-        // if the drive was stopped.
-        store.epoch_deadline_callback(|mut cx| cx.data_mut().on_epoch());
-        store.set_epoch_deadline(1);
-        let result = {
-            let work = async {
-                let started = Instant::now();
-                let instance = loop {
-                    match self.pre.instantiate_async(&mut store).await {
-                        Ok(instance) => break instance,
-                        Err(e) if is_capacity(&e) => {
-                            // The pool is full: the host's problem, not the
-                            // step's. Wait, with the clock stopped, unless
-                            // the run may not go on.
-                            if let Some(why) = self.no_new_attempt() {
-                                return Err(self.stop(why));
-                            }
-                            let _paused = clock.pause();
-                            tokio::time::sleep(CAPACITY_WAIT).await;
-                        }
-                        Err(e) => return Err(e),
-                    }
-                };
-                tracing::debug!(
-                    instantiate_us = started.elapsed().as_micros() as u64,
-                    "instance ready"
-                );
-                instance
-                    .durable_workflow_steps()
-                    .call_run_step(&mut store, &call.name, &input.to_string())
-                    .await
-            };
-            tokio::pin!(work);
-            loop {
-                let wait = clock.remaining(timeout).unwrap_or(EPOCH_TICK);
-                tokio::select! {
-                    r = &mut work => break Some(r),
-                    _ = tokio::time::sleep(wait) => {
-                        if clock.remaining(timeout) == Some(Duration::ZERO) {
-                            break None;
-                        }
-                    }
-                }
-            }
-        };
-        let calls = store.data().calls_made();
-        store.data_mut().flush_http();
-        let refusal = store.data().refusal();
-        let http_notes = store.data().http_notes();
-        drop(store);
+        let StepRun {
+            result,
+            calls,
+            refusal,
+            http_notes,
+        } = self
+            .instances
+            .run(self, call, input, permit, &output, clock, (timeout, number))
+            .await?;
         drop(slot);
         output.finish();
         if self.is_stopped() {
@@ -706,10 +686,6 @@ impl Drive {
         }
     }
 }
-
-/// How long an instantiation waits before trying again when the instance
-/// pool is full.
-const CAPACITY_WAIT: Duration = Duration::from_millis(5);
 
 /// How often a wait of the drive (a retry's backoff) looks whether the run
 /// may still go on.

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use super::bindings::WorkflowPre;
 use super::drive::{self, Drive, cap_message, trap_message};
 use super::limits::Limits;
 use super::{HostState, RunError};
@@ -39,16 +40,22 @@ pub(super) type WorkflowResult = Result<(Result<String, String>, u32), WorkflowF
 
 pub(super) async fn run_workflow(
     drive: &Arc<Drive>,
+    pre: &WorkflowPre<HostState>,
     run: &RunRecord,
 ) -> (WorkflowResult, Vec<OutputLine>) {
     let output = Output::new(&run.id, "", drive.number, drive.observer.clone());
-    let result = call_workflow(drive, run, &output).await;
+    let result = call_workflow(drive, pre, run, &output).await;
     (result, output.take_lines())
 }
 
-async fn call_workflow(drive: &Arc<Drive>, run: &RunRecord, output: &Output) -> WorkflowResult {
+async fn call_workflow(
+    drive: &Arc<Drive>,
+    pre: &WorkflowPre<HostState>,
+    run: &RunRecord,
+    output: &Output,
+) -> WorkflowResult {
     let state = HostState::for_workflow(drive.clone(), run.clock_ms, run.seed, output);
-    let mut store = wasmtime::Store::new(drive.pre.engine(), state);
+    let mut store = wasmtime::Store::new(pre.engine(), state);
     store.limiter(|s| s.limiter());
     // At every epoch tick: yield, so that a busy workflow does not hold a
     // worker thread that its own parallel steps need; and stop it when it
@@ -56,7 +63,7 @@ async fn call_workflow(drive: &Arc<Drive>, run: &RunRecord, output: &Output) -> 
     store.epoch_deadline_callback(|mut cx| cx.data_mut().on_epoch());
     store.set_epoch_deadline(1);
     let instance = loop {
-        match drive.pre.instantiate_async(&mut store).await {
+        match pre.instantiate_async(&mut store).await {
             Ok(instance) => break instance,
             // The pool is full: wait for an instance to end, unless the run
             // may not go on (the drive's fatal error says why).

@@ -4,7 +4,7 @@
 
 wasmtime::component::bindgen!({
     world: "workflow",
-    path: "../wit",
+    path: "../../wit",
     imports: { default: async | trappable },
     exports: { default: async },
     // Steps' HTTP (the world imports wasi:http/outgoing-handler) is

@@ -13,7 +13,7 @@ use wasmtime::component::{HasSelf, Linker};
 use super::HostState;
 use super::bindings::WorkflowPre;
 use super::bindings::durable::workflow as durable_bindings;
-use crate::engine::{CompileSource, Compiler, EngineOptions, LoadError};
+use crate::compiler::{CompileSource, Compiler, EngineOptions, LoadError};
 
 /// The wasmtime engine, linker and compile cache of one host process.
 pub struct Engine {

@@ -10,15 +10,16 @@
 
 pub(crate) mod bindings;
 mod drive;
+mod engine;
 mod error;
 mod faults;
 mod lease;
 mod limits;
 mod loaded;
-mod loader;
 mod replay;
 mod slots;
 mod state;
+mod step;
 mod workflow;
 
 use std::collections::{HashMap, HashSet};
@@ -31,16 +32,16 @@ use tracing::Instrument;
 pub use crate::names::validate_workflow_name;
 pub use crate::observer::{Level, Observer, Silent, Source, Tee, Waiting};
 pub use drive::human;
+pub use engine::{Engine, LoadedWorkflow};
 pub use error::{RunError, validate_run_id};
 pub use faults::Faults;
 pub use limits::{Limits, RetryPolicy};
 pub use loaded::release_freed_memory;
-pub use loader::{Engine, LoadedWorkflow};
 pub use replay::{Progress, Replay};
 pub use slots::MAX_NESTING;
 pub use state::HostState;
 
-use crate::engine::{EngineOptions, LoadError};
+use crate::compiler::{EngineOptions, LoadError};
 use crate::history::History;
 use crate::owner::Owner;
 use crate::sandbox::Grants;
@@ -111,7 +112,7 @@ impl Default for RuntimeConfig {
             observer: Arc::new(Silent),
             limits: Limits::default(),
             grants: Grants::default(),
-            pool_instances: Some(crate::engine::DEFAULT_POOL_INSTANCES),
+            pool_instances: Some(crate::compiler::DEFAULT_POOL_INSTANCES),
             per_component: HashMap::new(),
             max_loaded_bytes: 128 << 20,
         }
@@ -604,7 +605,7 @@ impl Runtime {
         let prior_attempts = start.attempt_counts.into_iter().collect();
         let drive = Arc::new(Drive::new(DriveSetup {
             run_id: run.id.clone(),
-            pre: workflow.pre.clone(),
+            instances: Arc::new(step::Instances(workflow.pre.clone())),
             store: self.store.clone(),
             owner: self.owner.clone(),
             history,
@@ -631,7 +632,7 @@ impl Runtime {
             lease.abort();
             return Err(e);
         }
-        let (outcome, output) = run_workflow(&drive, &run).await;
+        let (outcome, output) = run_workflow(&drive, &workflow.pre, &run).await;
         lease.abort();
         let outcome = match drive.take_fatal() {
             // A limit ends the run for good: it would be hit again.

@@ -6,12 +6,10 @@ use std::path::Path;
 use std::process::Command;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("host/ is in the workspace");
+    let root = &Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     // The guest gets its own target directory: the outer cargo may still
     // hold the lock on the main one.
-    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-guest");
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench-guest");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let built = Command::new(cargo)
         .current_dir(root)

@@ -116,7 +116,7 @@ impl Runtime {
         let (limits, grants) = self.policy(&workflow.digest);
         let drive = Arc::new(Drive::new(DriveSetup {
             run_id: run.id.clone(),
-            pre: workflow.pre.clone(),
+            instances: Arc::new(super::step::Instances(workflow.pre.clone())),
             store: self.store.clone(),
             owner: self.owner.clone(),
             history: History::new(detail.steps),
@@ -133,7 +133,7 @@ impl Runtime {
             switch: None,
             number: run.drives,
         }));
-        let (outcome, _) = run_workflow(&drive, &run).await;
+        let (outcome, _) = run_workflow(&drive, &workflow.pre, &run).await;
         let made = |n: u32| Progress {
             replayed: n,
             recorded,

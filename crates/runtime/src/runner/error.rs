@@ -1,7 +1,7 @@
 //! Why a run could not be driven to an end, and the checks of what a caller
 //! hands the runtime (run ids).
 
-use crate::engine::LoadError;
+use crate::compiler::LoadError;
 use crate::history::Divergence;
 use crate::store::StoreError;
 
