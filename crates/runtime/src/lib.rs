@@ -22,6 +22,7 @@ pub mod compiler;
 pub mod observer;
 pub mod runner;
 pub mod sandbox;
+pub mod settings;
 
 pub use durable_core::{clock, hash, history, json, names};
 pub use durable_http as http;

@@ -5,8 +5,8 @@ use std::path::Path;
 
 use durable::store::{Cancelled, RunFilter, RunStatus, Sent, Store, StoreError};
 
-use super::json::{self, ListedRun};
 use super::{CancelArgs, EventArgs, ExitCode, ListArgs, ShowArgs, tree};
+use durable_api_model::{self as json, ListedRun};
 
 /// Prints `durable: <message>` on stderr.
 fn say(message: impl std::fmt::Display) {

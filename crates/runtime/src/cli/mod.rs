@@ -4,9 +4,7 @@
 mod check;
 mod components;
 mod exit;
-mod grants;
 mod inspect;
-mod json;
 mod print;
 mod progress;
 mod run;
@@ -563,6 +561,36 @@ pub struct DriveArgs {
         default_value_t = 15_000
     )]
     pub lease_ms: u64,
+}
+
+impl DriveArgs {
+    /// The grants and limits these flags state.
+    pub fn settings(&self) -> durable::settings::DriveSettings {
+        durable::settings::DriveSettings {
+            max_parallel: self.max_parallel,
+            cache_dir: self.cache_dir.clone(),
+            durability: self.durability.into(),
+            allow_env: self.allow_env.clone(),
+            allow_dir: self.allow_dir.clone(),
+            allow_dir_ro: self.allow_dir_ro.clone(),
+            allow_tcp: self.allow_tcp.clone(),
+            allow_http: self.allow_http.clone(),
+            allow_http_ca: self.allow_http_ca.clone(),
+            max_memory_mb: self.max_memory_mb,
+            step_timeout_ms: self.step_timeout_ms,
+            max_attempts: self.max_attempts,
+            max_result_bytes: self.max_result_bytes,
+            max_history_bytes: self.max_history_bytes,
+            max_attempts_cap: self.max_attempts_cap,
+            workflow_timeout_ms: self.workflow_timeout_ms,
+            max_input_bytes: self.max_input_bytes,
+            max_http_body_mb: self.max_http_body_mb,
+            http_connect_timeout_ms: self.http_connect_timeout_ms,
+            http_first_byte_timeout_ms: self.http_first_byte_timeout_ms,
+            lock_wait_ms: self.lock_wait_ms,
+            lease_ms: self.lease_ms,
+        }
+    }
 }
 
 /// `--durability`: what a committed step survives.

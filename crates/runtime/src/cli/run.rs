@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use durable::runner::Engine;
-use durable::runner::{
-    Faults, Finished, Limits, LoadedWorkflow, RetryPolicy, RunError, Runtime, RuntimeConfig,
-};
+use durable::runner::{Faults, Finished, LoadedWorkflow, RunError, Runtime, RuntimeConfig};
 use durable::store::{RunStatus, Store};
 
 use super::print::Lines;
@@ -38,41 +36,16 @@ pub(super) fn config(
     drive: &DriveArgs,
     many_runs: bool,
 ) -> Result<RuntimeConfig, ExitCode> {
-    let cache_dir = drive.cache_dir.clone().or_else(Engine::default_cache_dir);
-    let protected = super::grants::Protected {
-        db,
-        cache_dir: cache_dir.as_deref(),
-    };
-    let grants = super::grants::parse(drive, &protected).map_err(|e| {
+    let mut config = drive.settings().runtime_config(db).map_err(|e| {
         error(e);
         ExitCode::Usage
     })?;
-    let limits = Limits {
-        memory_bytes: drive.max_memory_mb.saturating_mul(1 << 20),
-        step_timeout: Duration::from_millis(drive.step_timeout_ms),
-        max_result_bytes: drive.max_result_bytes,
-        max_history_bytes: drive.max_history_bytes,
-        retry: RetryPolicy {
-            max_attempts: drive.max_attempts.max(1),
-            ..RetryPolicy::default()
-        },
-        max_attempts_cap: drive.max_attempts_cap.max(1),
-        workflow_timeout: Duration::from_millis(drive.workflow_timeout_ms),
-        max_input_bytes: drive.max_input_bytes,
+    config.faults = Faults {
+        crash_after: drive.crash_after.clone(),
+        crash_before_commit: drive.crash_before_commit.clone(),
+        skip_sleeps: drive.skip_sleeps,
     };
-    let mut config = RuntimeConfig {
-        max_concurrent_steps: drive.max_parallel,
-        faults: Faults {
-            crash_after: drive.crash_after.clone(),
-            crash_before_commit: drive.crash_before_commit.clone(),
-            skip_sleeps: drive.skip_sleeps,
-        },
-        observer: trace::wrap(observer(many_runs), drive.trace_file.as_deref())?,
-        limits,
-        grants,
-        ..RuntimeConfig::default()
-    };
-    config.cache_dir = cache_dir;
+    config.observer = trace::wrap(observer(many_runs), drive.trace_file.as_deref())?;
     Ok(config)
 }
 
@@ -98,16 +71,10 @@ pub(super) fn load(engine: &Engine, path: &Path) -> Result<LoadedWorkflow, ExitC
 }
 
 pub(super) async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode> {
-    let options = durable::store::StoreOptions {
-        durability: drive.durability.into(),
-        lease_ms: i64::try_from(drive.lease_ms).unwrap_or(i64::MAX),
-    };
-    let store = Store::open_with_options(db, options).await.map_err(|e| {
+    drive.settings().open_store(db).await.map_err(|e| {
         error(chain(&e));
         ExitCode::of_store(&e)
-    })?;
-    store.set_lock_wait(Duration::from_millis(drive.lock_wait_ms));
-    Ok(store)
+    })
 }
 
 /// `durable run`.

@@ -1,74 +1,9 @@
-//! The step tree of `durable show`: built from a run's history, drawn as
-//! text with parallel batches grouped.
+//! The step tree of `durable show`, drawn as text with parallel batches
+//! grouped (the tree itself is the API model's, `ShownRun::steps`).
 
-use std::collections::HashMap;
 use std::fmt::Write;
 
-use durable::store::RunDetail;
-
-use super::json::{self, ShownStep};
-
-/// The tree of `detail`'s steps (children in call order), with attempts and,
-/// if `with_output`, guest output attached.
-pub fn build(detail: &RunDetail, with_output: bool) -> Vec<ShownStep> {
-    let mut attempts: HashMap<&str, Vec<json::ShownAttempt>> = HashMap::new();
-    for a in &detail.attempts {
-        attempts
-            .entry(a.key.as_str())
-            .or_default()
-            .push(json::attempt(a));
-    }
-    let mut output: HashMap<&str, Vec<json::ShownLine>> = HashMap::new();
-    for l in &detail.output {
-        output
-            .entry(l.key.as_str())
-            .or_default()
-            .push(json::line(l));
-    }
-    let mut children: HashMap<&str, Vec<&durable::store::StepRecord>> = HashMap::new();
-    for s in &detail.steps {
-        children.entry(s.parent.as_str()).or_default().push(s);
-    }
-    for list in children.values_mut() {
-        list.sort_by_key(|s| s.position);
-    }
-    fn node(
-        key: &str,
-        detail: &RunDetail,
-        children: &HashMap<&str, Vec<&durable::store::StepRecord>>,
-        attempts: &mut HashMap<&str, Vec<json::ShownAttempt>>,
-        output: &mut HashMap<&str, Vec<json::ShownLine>>,
-        with_output: bool,
-    ) -> Vec<ShownStep> {
-        let Some(list) = children.get(key) else {
-            return Vec::new();
-        };
-        list.iter()
-            .map(|s| {
-                let mut n = json::step_node(s, &detail.run);
-                n.event = detail
-                    .events
-                    .iter()
-                    .find(|e| e.consumed_by.as_deref() == Some(s.key.as_str()))
-                    .map(json::ShownEvent::new);
-                n.failed_attempts = attempts.remove(s.key.as_str()).unwrap_or_default();
-                if with_output {
-                    n.output = Some(output.remove(s.key.as_str()).unwrap_or_default());
-                }
-                n.children = node(&s.key, detail, children, attempts, output, with_output);
-                n
-            })
-            .collect()
-    }
-    node(
-        "",
-        detail,
-        &children,
-        &mut attempts,
-        &mut output,
-        with_output,
-    )
-}
+use durable_api_model::ShownStep;
 
 /// Draws `steps` as an indented tree, one line per step (plus its failed
 /// attempts and, when present, its output lines).

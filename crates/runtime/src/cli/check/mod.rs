@@ -479,14 +479,14 @@ impl Ctx {
                 .find(|s| s.parent == old.parent && s.position == old.position)
                 .map(|s| Call {
                     key: s.key.clone(),
-                    input: s.input.as_deref().map(super::json::parse_json),
+                    input: s.input.as_deref().map(durable_api_model::parse_json),
                 });
             report.problem(Problem::NestedCallsChanged {
                 step: old.parent.clone(),
                 position: old.position,
                 recorded: Call {
                     key: old.key.clone(),
-                    input: old.input.as_deref().map(super::json::parse_json),
+                    input: old.input.as_deref().map(durable_api_model::parse_json),
                 },
                 now,
             });
@@ -567,7 +567,7 @@ impl Ctx {
                     report.problem(Problem::ReplayOutputDiffers {
                         expected,
                         got: match result {
-                            Ok(out) => json!({"status": "succeeded", "output": super::json::parse_json(&out)}),
+                            Ok(out) => json!({"status": "succeeded", "output": durable_api_model::parse_json(&out)}),
                             Err(e) => json!({"status": "failed", "error": e}),
                         },
                     });
@@ -632,7 +632,7 @@ fn end_of(d: &RunDetail) -> Value {
     match r.status {
         RunStatus::Succeeded => json!({
             "status": "succeeded",
-            "output": r.output.as_deref().map(super::json::parse_json),
+            "output": r.output.as_deref().map(durable_api_model::parse_json),
         }),
         _ => json!({ "status": r.status.as_str(), "error": r.error }),
     }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use super::components::component;
 use super::error::{ApiError, ApiResult, ok, parse};
 use super::{App, Registered};
-use crate::cli::json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State as Extract};
@@ -14,6 +13,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use durable::json::same_json;
 use durable::store::{Cancelled, RunFilter, RunRecord, RunStatus, Sent, StoreError};
+use durable_api_model as json;
 use serde::Deserialize;
 use serde_json::{Value, json};
 

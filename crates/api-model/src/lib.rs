@@ -1,24 +1,46 @@
-//! The `--json` shapes of the read verbs: the CLI's serialization boundary.
-//! Documented in docs/json.md; fields are only ever added.
+//! # durable-api-model
+//!
+//! The JSON shapes of runs that people and programs read: `durable list
+//! --json` and `durable show --json`, and the same shapes in the server's
+//! `/v1` API (`GET /v1/runs`, `GET /v1/runs/{id}`). One crate, so that the
+//! CLI and the server cannot drift apart, and the CLI needs no server to
+//! print them. Documented field by field in docs/json.md and docs/api.md;
+//! fields are only ever added.
+
+mod tree;
+
+pub use tree::build as step_tree;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use durable::store::{AttemptRecord, Outcome, OutputLine, RunRecord, RunSummary, StepRecord};
+use durable_core::records::{AttemptRecord, Outcome, OutputLine, RunRecord, StepRecord};
+use durable_core::views::{EventRecord, RunDetail, RunSummary};
 
 /// A run in `durable list --json`.
 #[derive(Serialize)]
 pub struct ListedRun {
+    /// The run id.
     pub id: String,
+    /// The workflow name it was started under.
     pub workflow: String,
+    /// Its status (`running`, `waiting`, `succeeded`, ...) or outcome (`ok`, `failed`, ...).
     pub status: &'static str,
+    /// When it was created, ms since the epoch.
     pub created_at_ms: i64,
+    /// When it finished, ms since the epoch.
     pub finished_at_ms: Option<i64>,
+    /// How long it took, in ms.
     pub duration_ms: Option<i64>,
+    /// Its steps.
     pub steps: u32,
+    /// Steps its last drive executed.
     pub executed: u32,
+    /// Steps its last drive answered from the record.
     pub recovered: u32,
+    /// How many drives it has had.
     pub drives: u32,
+    /// The run it was forked from.
     pub forked_from: Option<String>,
     /// What a waiting run waits for (`until <ms>`, `event NAME`).
     pub waiting_for: Option<String>,
@@ -27,6 +49,7 @@ pub struct ListedRun {
 }
 
 impl ListedRun {
+    /// The listing of `s`.
     pub fn new(s: &RunSummary) -> Self {
         ListedRun {
             id: s.run.id.clone(),
@@ -49,23 +72,37 @@ impl ListedRun {
 /// A run in `durable show --json`.
 #[derive(Serialize)]
 pub struct ShownRun {
+    /// The run id.
     pub id: String,
+    /// The workflow name it was started under.
     pub workflow: String,
+    /// Its status (`running`, `waiting`, `succeeded`, ...) or outcome (`ok`, `failed`, ...).
     pub status: &'static str,
+    /// Its input.
     pub input: Value,
+    /// Its output, once it succeeded.
     pub output: Option<Value>,
+    /// Why it failed.
     pub error: Option<String>,
+    /// When it was created, ms since the epoch.
     pub created_at_ms: i64,
+    /// When it finished, ms since the epoch.
     pub finished_at_ms: Option<i64>,
+    /// How long it took, in ms.
     pub duration_ms: Option<i64>,
+    /// How many drives it has had.
     pub drives: u32,
+    /// The SHA-256 of the component driving it.
     pub component_digest: String,
+    /// The run it was forked from.
     pub forked_from: Option<String>,
+    /// Whether a cancel was requested.
     pub cancel_requested: bool,
     /// What a waiting run waits for (`until <ms>`, `event NAME`).
     pub waiting_for: Option<String>,
     /// When a waiting run is due (null: when its event comes).
     pub wake_at_ms: Option<i64>,
+    /// Its steps.
     pub steps: Vec<ShownStep>,
     /// Records moved aside: step bodies that ran again and did something
     /// else there.
@@ -85,7 +122,9 @@ pub struct ShownRun {
 /// When a drive began.
 #[derive(Serialize)]
 pub struct ShownDriveStart {
+    /// The drive.
     pub drive: u32,
+    /// When it started, ms since the epoch.
     pub started_at_ms: i64,
 }
 
@@ -94,8 +133,11 @@ pub struct ShownDriveStart {
 pub struct ShownSwitch {
     /// The first drive on the new component.
     pub drive: u32,
+    /// When, ms since the epoch.
     pub at_ms: i64,
+    /// The component before.
     pub from_digest: String,
+    /// The component after.
     pub to_digest: String,
     /// Set when the switch was forced over a divergence: the workflow's
     /// records from this position on were superseded.
@@ -105,10 +147,13 @@ pub struct ShownSwitch {
 /// A record moved aside (see `durable show`).
 #[derive(Serialize)]
 pub struct ShownSuperseded {
+    /// Its key (`name#n`, a parent's key and `/` before it).
     pub key: String,
+    /// Its name.
     pub name: String,
     /// The step whose body made the call (empty: the workflow itself).
     pub parent: String,
+    /// Its position among its context's calls.
     pub position: u32,
     /// What it was called with (null when recorded before inputs were kept).
     pub input: Option<Value>,
@@ -118,13 +163,16 @@ pub struct ShownSuperseded {
     pub drive: u32,
     /// The drive that moved it aside.
     pub superseded_in_drive: u32,
+    /// When it was moved aside, ms since the epoch.
     pub superseded_at_ms: i64,
 }
 
 /// A node of the step tree.
 #[derive(Serialize)]
 pub struct ShownStep {
+    /// Its key (`name#n`, a parent's key and `/` before it).
     pub key: String,
+    /// Its name.
     pub name: String,
     /// ok, failed, trapped or timed-out.
     pub status: &'static str,
@@ -132,40 +180,56 @@ pub struct ShownStep {
     pub input: Option<Value>,
     /// What `idempotency-key()` answered in its body.
     pub idempotency_key: String,
+    /// Its value, when it succeeded.
     pub value: Option<Value>,
+    /// Why it failed.
     pub error: Option<String>,
+    /// How many attempts it took.
     pub attempts: u32,
+    /// When it started, ms since the epoch.
     pub started_at_ms: i64,
+    /// When it finished, ms since the epoch.
     pub finished_at_ms: i64,
+    /// How long it took, in ms.
     pub duration_ms: i64,
     /// executed (by the run's last drive) or recovered (committed earlier).
     pub source: &'static str,
+    /// The drive.
     pub drive: u32,
     /// Position of the first call of its `parallel` batch, if any.
     pub parallel: Option<u32>,
+    /// Its failed attempts, oldest first.
     pub failed_attempts: Vec<ShownAttempt>,
+    /// What its body printed (with --logs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<Vec<ShownLine>>,
     /// For an event wait: the event it consumed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<ShownEvent>,
+    /// The steps its body called.
     pub children: Vec<ShownStep>,
 }
 
 /// An event sent to a run (see `durable show`).
 #[derive(Serialize, Clone)]
 pub struct ShownEvent {
+    /// Its sequence number among the run's events.
     pub seq: i64,
+    /// Its name.
     pub name: String,
+    /// The id it was sent with, if any.
     pub id: Option<String>,
+    /// Its payload.
     pub payload: Value,
+    /// When it was sent, ms since the epoch.
     pub sent_at_ms: i64,
     /// The wait that consumed it, if one did.
     pub consumed_by: Option<String>,
 }
 
 impl ShownEvent {
-    pub fn new(e: &durable::store::EventRecord) -> ShownEvent {
+    /// The shape of `e`.
+    pub fn new(e: &EventRecord) -> ShownEvent {
         ShownEvent {
             seq: e.seq,
             name: e.name.clone(),
@@ -177,24 +241,35 @@ impl ShownEvent {
     }
 }
 
+/// A failed attempt of a step.
 #[derive(Serialize)]
 pub struct ShownAttempt {
+    /// The attempt's number (1-based).
     pub attempt: u32,
+    /// failed, trapped or timed-out.
     pub status: &'static str,
+    /// Why it failed.
     pub error: String,
+    /// When it started, ms since the epoch.
     pub started_at_ms: i64,
+    /// When it finished, ms since the epoch.
     pub finished_at_ms: i64,
 }
 
+/// A line a guest printed or logged.
 #[derive(Serialize)]
 pub struct ShownLine {
+    /// The drive.
     pub drive: u32,
+    /// When, ms since the epoch.
     pub at_ms: i64,
     /// out (stdout/stderr) or log:<level>.
     pub kind: String,
+    /// The line.
     pub line: String,
 }
 
+/// An outcome's status word: ok, failed, trapped or timed-out.
 pub fn status(o: &Outcome) -> &'static str {
     match o {
         Outcome::Ok(_) => "ok",
@@ -204,6 +279,7 @@ pub fn status(o: &Outcome) -> &'static str {
     }
 }
 
+/// An outcome as a JSON value (when ok) and an error message (otherwise).
 pub fn value_and_error(o: &Outcome) -> (Option<Value>, Option<String>) {
     match o {
         Outcome::Ok(v) => (
@@ -214,6 +290,7 @@ pub fn value_and_error(o: &Outcome) -> (Option<Value>, Option<String>) {
     }
 }
 
+/// The shape of a failed attempt.
 pub fn attempt(a: &AttemptRecord) -> ShownAttempt {
     ShownAttempt {
         attempt: a.attempt,
@@ -224,6 +301,7 @@ pub fn attempt(a: &AttemptRecord) -> ShownAttempt {
     }
 }
 
+/// The shape of an output line.
 pub fn line(l: &OutputLine) -> ShownLine {
     ShownLine {
         drive: l.drive,
@@ -233,6 +311,7 @@ pub fn line(l: &OutputLine) -> ShownLine {
     }
 }
 
+/// The node of step `s` of `run`, without children, attempts or output.
 pub fn step_node(s: &StepRecord, run: &RunRecord) -> ShownStep {
     let (value, error) = value_and_error(&s.outcome);
     ShownStep {
@@ -261,14 +340,15 @@ pub fn step_node(s: &StepRecord, run: &RunRecord) -> ShownStep {
     }
 }
 
+/// `s` as JSON; text that is not JSON becomes a JSON string.
 pub fn parse_json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
 }
 
 /// The `show --json` shape of a run (also what the server's
 /// `GET /v1/runs/{id}` answers); with `logs`, guest output and HTTP lines.
-pub fn shown_run(detail: &durable::store::RunDetail, logs: bool) -> ShownRun {
-    let steps = super::tree::build(detail, logs);
+pub fn shown_run(detail: &RunDetail, logs: bool) -> ShownRun {
+    let steps = tree::build(detail, logs);
     let r = &detail.run;
     let workflow_output = logs.then(|| {
         detail
