@@ -3,17 +3,17 @@
 
 use std::process::Command;
 
-use crate::util::guest;
+use crate::util::{bin, guest};
 
 #[test]
 fn the_benchmark_suite_runs_end_to_end() {
     let scratch = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("temp dir");
-    let out = Command::new(env!("CARGO_BIN_EXE_durable-bench"))
+    let out = Command::new(bin("durable-bench"))
         .arg("--quick")
         .arg("--guest")
         .arg(guest("bench"))
         .arg("--durable")
-        .arg(env!("CARGO_BIN_EXE_durable"))
+        .arg(bin("durable"))
         .arg("--dir")
         .arg(scratch.path())
         .output()

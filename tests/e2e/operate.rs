@@ -365,9 +365,10 @@ fn host_logs_carry_the_run_and_step_as_span_fields() {
 fn on_a_terminal_run_shows_running_parallel_steps_live() {
     // `script` gives the child a pseudo-terminal, as a user's shell would.
     let env = Env::new();
-    let durable = env!("CARGO_BIN_EXE_durable");
+    let durable = crate::util::bin("durable");
     let command = format!(
-        "{durable} run {} --input '{HIRE}' --id live",
+        "{} run {} --input '{HIRE}' --id live",
+        durable.display(),
         wasm("onboarding")
     );
     let out = std::process::Command::new("script")

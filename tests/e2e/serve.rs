@@ -614,7 +614,7 @@ fn a_run_that_fails_at_every_drive_is_tried_again_with_backoff_not_every_poll() 
     let server = Server::start_with(
         &env,
         &["--max-memory-mb", "1"],
-        &[("RUST_LOG", "durable::cli::serve=warn")],
+        &[("RUST_LOG", "durable_server=warn")],
     );
     // The first try fails once the component's load does (seconds on a
     // loaded machine); then the tries are counted for 5 s.

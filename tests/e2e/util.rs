@@ -13,6 +13,34 @@ pub fn root() -> PathBuf {
     root.canonicalize().unwrap_or(root)
 }
 
+/// A binary of the workspace (`durable`, `durable-bench`): the one cargo
+/// built beside this test binary (`target/<profile>/`). `cargo test` at the
+/// workspace root builds both, because the CLI's and the bench's packages
+/// have tests of their own (cargo builds a package's binaries for them);
+/// `DURABLE_TEST_BIN_DIR` names another directory.
+pub fn bin(name: &str) -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| match std::env::var_os("DURABLE_TEST_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe().expect("the test binary's path");
+            // target/<profile>/deps/e2e-HASH -> target/<profile>
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("the test binary is in target/<profile>/deps")
+                .to_path_buf()
+        }
+    });
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "{} is not built: run the tests from the workspace root (scripts/test.sh, or \
+         cargo test --workspace), which builds the durable and durable-bench binaries",
+        path.display()
+    );
+    path
+}
+
 fn scratch() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
 }
@@ -117,7 +145,7 @@ impl Env {
 
     /// `durable ARGS` in this test's directory and database.
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_durable"));
+        let mut c = Command::new(bin("durable"));
         c.current_dir(self.dir.path())
             .args(args)
             .env("DURABLE_DB", self.db())

@@ -10,6 +10,7 @@
 //! it on none of them.
 
 pub mod clock;
+pub mod errors;
 pub mod hash;
 pub mod history;
 pub mod json;

@@ -140,3 +140,15 @@ pub enum RunError {
 pub fn validate_run_id(id: &str) -> Result<(), RunError> {
     Ok(crate::names::validate_run_id(id)?)
 }
+
+/// A new run id for a run of `workflow`: `WORKFLOW-MS-RANDOM`, unique in
+/// practice (the time in ms and 32 random bits).
+pub fn new_run_id(workflow: &str) -> String {
+    let mut b = [0u8; 4];
+    let _ = getrandom::fill(&mut b);
+    format!(
+        "{workflow}-{}-{:08x}",
+        crate::clock::now_ms(),
+        u32::from_le_bytes(b)
+    )
+}

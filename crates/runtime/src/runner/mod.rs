@@ -33,7 +33,7 @@ pub use crate::names::validate_workflow_name;
 pub use crate::observer::{Level, Observer, Silent, Source, Tee, Waiting};
 pub use drive::human;
 pub use engine::{Engine, LoadedWorkflow};
-pub use error::{RunError, validate_run_id};
+pub use error::{RunError, new_run_id, validate_run_id};
 pub use faults::Faults;
 pub use limits::{Limits, RetryPolicy};
 pub use loaded::release_freed_memory;

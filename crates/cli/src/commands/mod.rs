@@ -1,0 +1,45 @@
+//! One module per verb. Each takes its parsed arguments and returns the
+//! exit code; what verbs share is in `common` (messages, the database,
+//! loading) and `driving` (how runs are driven and reported).
+
+mod cancel;
+mod check;
+mod components;
+mod event;
+mod fork;
+mod list;
+mod resume;
+mod run;
+#[cfg(feature = "serve")]
+mod serve;
+mod show;
+mod upgrade;
+
+use std::path::PathBuf;
+
+use crate::args::{Cli, Command};
+use crate::common::check_db;
+use crate::exit::ExitCode;
+
+/// Runs the parsed command line.
+pub async fn main(cli: Cli) -> ExitCode {
+    let db = cli.db.unwrap_or_else(|| PathBuf::from("durable.db"));
+    if let Err(e) = check_db(&db) {
+        eprintln!("durable: --db: {e}");
+        return ExitCode::Usage;
+    }
+    match cli.command {
+        Command::Run(args) => run::run(&db, args).await,
+        Command::Resume(args) => resume::resume(&db, args).await,
+        Command::List(args) => list::list(&db, args).await,
+        Command::Show(args) => show::show(&db, args).await,
+        Command::Cancel(args) => cancel::cancel(&db, args).await,
+        Command::Fork(args) => fork::fork(&db, args).await,
+        Command::Event(args) => event::event(&db, args).await,
+        #[cfg(feature = "serve")]
+        Command::Serve(args) => serve::serve(&db, args).await,
+        Command::Components(c) => components::components(&db, c).await,
+        Command::Check(args) => check::check(args).await,
+        Command::UpgradeCheck(args) => upgrade::upgrade_check(&db, args).await,
+    }
+}

@@ -1,0 +1,57 @@
+//! `durable run`: start a run of a component and drive it to its end.
+
+use std::path::Path;
+
+use durable::runner::{Runtime, new_run_id};
+
+use crate::args::RunArgs;
+use crate::common::{error, load, open};
+use crate::driving::{abandoned, config, engine, input_text, interruptible, report_one, to_end};
+use crate::exit::ExitCode;
+
+/// `durable run`.
+pub(crate) async fn run(db: &Path, args: RunArgs) -> ExitCode {
+    match run_inner(db, args).await {
+        Ok(code) | Err(code) => code,
+    }
+}
+
+pub(crate) async fn run_inner(db: &Path, args: RunArgs) -> Result<ExitCode, ExitCode> {
+    if let Some(id) = &args.id
+        && let Err(e) = durable::runner::validate_run_id(id)
+    {
+        error(e);
+        return Err(ExitCode::Usage);
+    }
+    let input = read_input(&args)?;
+    let config = config(db, &args.drive, &args.faults, false)?;
+    let engine = engine(&config)?;
+    // Load before opening the database: a bad component changes nothing.
+    let workflow = load(&engine, &args.component)?;
+    let store = open(db, &args.drive).await?;
+    let rt = Runtime::with_engine(engine, store.clone(), config);
+    tracing::debug!(source = ?workflow.source, time = ?workflow.load_time, "component loaded");
+    let run_id = args
+        .id
+        .clone()
+        .unwrap_or_else(|| new_run_id(&workflow.name));
+    if args.id.is_none() {
+        eprintln!("run {run_id}");
+    }
+    let work = async { to_end(&rt, &run_id, rt.start(&workflow, &run_id, &input).await).await };
+    let code = match interruptible(&rt, work).await {
+        Some(result) => report_one(&run_id, result),
+        None => abandoned(std::slice::from_ref(&run_id)),
+    };
+    drop(rt);
+    store.close().await;
+    Ok(code)
+}
+
+pub(crate) fn read_input(args: &RunArgs) -> Result<String, ExitCode> {
+    input_text(
+        args.input.as_deref(),
+        args.input_file.as_deref(),
+        args.drive.max_input_bytes,
+    )
+}

@@ -1,0 +1,126 @@
+//! What every verb shares: messages on stderr, output on stdout, the
+//! database argument, opening the store and loading a component.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+pub(crate) use durable::errors::chain;
+use durable::runner::{Engine, LoadedWorkflow};
+use durable::store::Store;
+
+use crate::args::DriveArgs;
+use crate::exit::ExitCode;
+
+/// Prints `durable: <message>` on stderr.
+pub(crate) fn error(message: impl std::fmt::Display) {
+    eprintln!("durable: {message}");
+}
+
+/// Prints a line on stdout. A closed stdout (`| head`) is not an error
+/// worth reporting.
+pub(crate) fn print_stdout(s: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{s}");
+    let _ = out.flush();
+}
+
+/// Prints `text` on stdout as it is (a closed pipe is fine).
+pub(crate) fn print(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
+}
+
+/// Reads and loads the component at `path` (a bad one is bad usage).
+/// Compiling takes seconds for a large guest: off the async workers.
+pub(crate) fn load(engine: &Engine, path: &Path) -> Result<LoadedWorkflow, ExitCode> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        error(format_args!("cannot read {}: {e}", path.display()));
+        ExitCode::Usage
+    })?;
+    let name = path.display().to_string();
+    tokio::task::block_in_place(|| engine.load(&name, Arc::new(bytes))).map_err(|e| {
+        error(chain(&e));
+        ExitCode::Usage
+    })
+}
+
+pub(crate) async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode> {
+    drive.settings().open_store(db).await.map_err(|e| {
+        error(chain(&e));
+        ExitCode::of_store(&e)
+    })
+}
+
+/// Opens an existing database; reading never creates one.
+pub(crate) async fn open_existing(db: &Path) -> Result<Option<Store>, ExitCode> {
+    if !durable::store::may_exist(db) {
+        return Ok(None);
+    }
+    Store::open(db).await.map(Some).map_err(|e| {
+        error(chain(&e));
+        ExitCode::of_store(&e)
+    })
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM.
+pub(crate) async fn signalled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        // Without handlers the signals keep their default action.
+        _ => std::future::pending().await,
+    }
+}
+
+/// The database as messages show it: a file's path, or a PostgreSQL URL
+/// without its password.
+pub(crate) fn shown_db(db: &std::path::Path) -> String {
+    durable::store::redact(&db.to_string_lossy())
+}
+
+/// Refuses a database location that means PostgreSQL but would be taken
+/// for a file name (and so printed, password and all, and created empty):
+/// a scheme in capitals, `postgres:` without `//`, a libpq `key=value`
+/// string. Never repeats the value (it may hold a password).
+pub(crate) fn check_db(db: &std::path::Path) -> Result<(), String> {
+    let text = db.to_string_lossy();
+    let lower = text.to_ascii_lowercase();
+    let url = text.starts_with("postgres://") || text.starts_with("postgresql://");
+    if !url && (lower.starts_with("postgres:") || lower.starts_with("postgresql:")) {
+        return Err(
+            "a PostgreSQL database is given as a URL that starts with postgres:// \
+             or postgresql:// (in lower case)"
+                .into(),
+        );
+    }
+    let keywords = [
+        "host=",
+        "hostaddr=",
+        "dbname=",
+        "user=",
+        "password=",
+        "port=",
+    ];
+    if !url
+        && keywords
+            .iter()
+            .any(|k| lower.starts_with(k) || lower.contains(&format!(" {k}")))
+    {
+        return Err(
+            "this looks like a libpq connection string (key=value ...); give a \
+             postgres://USER@HOST/DB URL instead"
+                .into(),
+        );
+    }
+    Ok(())
+}

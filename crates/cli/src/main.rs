@@ -1,0 +1,56 @@
+//! # durable-cli
+//!
+//! The `durable` binary: parses the command line ([`args`]) and runs the
+//! verb ([`commands`]). Messages and shared steps of the verbs are in
+//! [`common`] and [`driving`], what people see in [`output`], the exit
+//! codes in [`exit`], `durable check`'s trace files in [`trace`]. The work
+//! is in the libraries: `durable` (the runtime), `durable-store`,
+//! `durable-api-model`, and `durable-server` behind the `serve` feature.
+
+mod args;
+mod commands;
+mod common;
+mod driving;
+mod exit;
+mod output;
+mod trace;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = match args::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout with success, errors to stderr.
+            let _ = e.print();
+            return if e.use_stderr() {
+                exit::ExitCode::Usage.into()
+            } else {
+                exit::ExitCode::Success.into()
+            };
+        }
+    };
+    if let Err(e) = durable::compile_cache::max_bytes_from_env() {
+        eprintln!("durable: {e}");
+        return exit::ExitCode::Usage.into();
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("durable: cannot start the async runtime: {e}");
+            return exit::ExitCode::Failure.into();
+        }
+    };
+    runtime.block_on(commands::main(cli)).into()
+}

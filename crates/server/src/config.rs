@@ -1,0 +1,236 @@
+//! `durable.toml`: the workflows a server knows by name, each with its
+//! component, its own grants and limits, and maybe a schedule.
+//!
+//! ```toml
+//! [workflows.onboarding]
+//! component = "onboarding.wasm"          # relative to this file
+//! allow_http = ["https://hr.example.com"] # added to the command line's grants
+//! max_attempts = 5                       # instead of the command line's
+//!
+//! [workflows.nightly-report]
+//! component = "report.wasm"
+//! schedule = "0 0 2 * * *"               # sec min hour day month weekday (UTC)
+//! input = { region = "eu" }
+//! missed = "start"                       # or "skip"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+
+use durable::settings::DriveSettings;
+
+/// The file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    workflows: BTreeMap<String, Entry>,
+}
+
+/// One `[workflows.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// The component, relative to the file.
+    pub component: PathBuf,
+    #[serde(default)]
+    allow_env: Vec<String>,
+    #[serde(default)]
+    allow_dir: Vec<String>,
+    #[serde(default)]
+    allow_dir_ro: Vec<String>,
+    #[serde(default)]
+    allow_tcp: Vec<String>,
+    #[serde(default)]
+    allow_http: Vec<String>,
+    #[serde(default)]
+    allow_http_ca: Vec<PathBuf>,
+    max_attempts: Option<u32>,
+    step_timeout_ms: Option<u64>,
+    max_memory_mb: Option<usize>,
+    max_result_bytes: Option<usize>,
+    workflow_timeout_ms: Option<u64>,
+    max_http_body_mb: Option<u64>,
+    /// A cron expression with seconds: `sec min hour day month weekday`.
+    schedule: Option<String>,
+    /// The input of scheduled runs.
+    input: Option<toml::Value>,
+    /// What to do with ticks missed while the server was down.
+    #[serde(default)]
+    missed: Missed,
+}
+
+/// Ticks missed while no server ran.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Missed {
+    /// Start them on the next start (at most [`MAX_CATCH_UP`], the latest).
+    #[default]
+    Start,
+    /// Skip them: only ticks from the start on run.
+    Skip,
+}
+
+/// Most missed ticks started on a start.
+pub const MAX_CATCH_UP: usize = 100;
+
+/// A registered workflow, ready to load.
+#[derive(Debug)]
+pub struct Workflow {
+    pub name: String,
+    pub component: PathBuf,
+    /// The command line's grants and limits with this workflow's grants
+    /// added and its limits put in.
+    pub drive: DriveSettings,
+    pub schedule: Option<Schedule>,
+}
+
+/// A workflow's schedule.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub expression: String,
+    pub cron: cron::Schedule,
+    /// The input, as JSON.
+    pub input: serde_json::Value,
+    pub missed: Missed,
+}
+
+/// Reads `path`; `base` is the command line's options.
+///
+/// # Errors
+/// A message for the user, naming the file, and the line or the workflow.
+pub fn read(path: &Path, base: &DriveSettings) -> Result<Vec<Workflow>, String> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
+    let file: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut out = Vec::new();
+    for (name, e) in file.workflows {
+        let at = |what: String| format!("{}: [workflows.{name}]: {what}", path.display());
+        durable::runner::validate_workflow_name(&name).map_err(at)?;
+        let mut drive = base.clone();
+        drive.allow_env.extend(e.allow_env);
+        // Host paths are relative to the file, as `component` is.
+        let rooted = |spec: String| match spec.split_once("::") {
+            Some((host, guest)) => format!("{}::{guest}", dir.join(host).display()),
+            None => {
+                let host = dir.join(&spec).display().to_string();
+                // Seen by the guest where it was written.
+                format!("{host}::{spec}")
+            }
+        };
+        drive.allow_dir.extend(e.allow_dir.into_iter().map(rooted));
+        drive
+            .allow_dir_ro
+            .extend(e.allow_dir_ro.into_iter().map(rooted));
+        drive.allow_tcp.extend(e.allow_tcp);
+        drive.allow_http.extend(e.allow_http);
+        drive
+            .allow_http_ca
+            .extend(e.allow_http_ca.into_iter().map(|p| dir.join(p)));
+        if let Some(v) = e.max_attempts {
+            drive.max_attempts = v;
+        }
+        if let Some(v) = e.step_timeout_ms {
+            drive.step_timeout_ms = v;
+        }
+        if let Some(v) = e.max_memory_mb {
+            drive.max_memory_mb = v.min(base.max_memory_mb);
+        }
+        if let Some(v) = e.max_result_bytes {
+            drive.max_result_bytes = v;
+        }
+        if let Some(v) = e.workflow_timeout_ms {
+            drive.workflow_timeout_ms = v;
+        }
+        if let Some(v) = e.max_http_body_mb {
+            drive.max_http_body_mb = v;
+        }
+        let schedule = match e.schedule {
+            None if e.input.is_some() => {
+                return Err(at("`input` is for scheduled runs: add `schedule`".into()));
+            }
+            None => None,
+            Some(expression) => {
+                let cron = cron::Schedule::from_str(&expression).map_err(|err| {
+                    at(format!(
+                        "schedule {expression:?}: {err} (expected `sec min hour day month weekday`, \
+                         such as \"0 */5 * * * *\")"
+                    ))
+                })?;
+                let input = match e.input {
+                    Some(v) => serde_json::to_value(v).map_err(|err| at(err.to_string()))?,
+                    None => serde_json::Value::Null,
+                };
+                Some(Schedule {
+                    expression,
+                    cron,
+                    input,
+                    missed: e.missed,
+                })
+            }
+        };
+        out.push(Workflow {
+            component: dir.join(&e.component),
+            name,
+            drive,
+            schedule,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    fn base() -> durable::settings::DriveSettings {
+        durable::settings::DriveSettings::default()
+    }
+
+    fn read(text: &str) -> Result<Vec<super::Workflow>, String> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("durable.toml");
+        std::fs::write(&path, text).expect("write");
+        super::read(&path, &base())
+    }
+
+    #[test]
+    fn workflows_get_their_grants_limits_and_schedules() {
+        let w = read(
+            r#"
+            [workflows.report]
+            component = "report.wasm"
+            allow_http = ["api.example.com"]
+            max_attempts = 7
+            schedule = "*/2 * * * * *"
+            input = { region = "eu" }
+            missed = "skip"
+            "#,
+        )
+        .expect("a valid file");
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].name, "report");
+        assert!(w[0].component.ends_with("report.wasm"));
+        assert_eq!(w[0].drive.allow_http, ["api.example.com"]);
+        assert_eq!(w[0].drive.max_attempts, 7);
+        let s = w[0].schedule.as_ref().expect("a schedule");
+        assert_eq!(s.input, serde_json::json!({"region": "eu"}));
+        assert_eq!(s.missed, super::Missed::Skip);
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_naming_the_line_or_the_workflow() {
+        let e = read("[workflows.a]\ncomponent = \"a.wasm\"\nmax_atempts = 3\n").expect_err("typo");
+        assert!(e.contains("line 3") && e.contains("max_atempts"), "{e}");
+        let e = read("[workflows.a]\ncomponent = \"a.wasm\"\nschedule = \"every day\"\n")
+            .expect_err("bad cron");
+        assert!(e.contains("[workflows.a]") && e.contains("schedule"), "{e}");
+        let e =
+            read("[workflows.a]\ncomponent = \"a.wasm\"\ninput = 1\n").expect_err("input alone");
+        assert!(e.contains("add `schedule`"), "{e}");
+        let e = read("[workflows.a]\n").expect_err("no component");
+        assert!(e.contains("component"), "{e}");
+    }
+}
