@@ -6,6 +6,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The crates' dependencies point one way and no module imports one that
+# imports it back (ARCHITECTURE.md, "Crates"): checked from the sources.
+python3 scripts/module-graph.py
+
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
 # The UI tests drive a real headless Chromium.
 ./scripts/setup-browser.sh

@@ -9,13 +9,13 @@
 
 mod tree;
 
-pub use tree::build as step_tree;
+pub use tree::{build as step_tree, shown_run};
 
 use serde::Serialize;
 use serde_json::Value;
 
 use durable_core::records::{AttemptRecord, Outcome, OutputLine, RunRecord, StepRecord};
-use durable_core::views::{EventRecord, RunDetail, RunSummary};
+use durable_core::views::{EventRecord, RunSummary};
 
 /// A run in `durable list --json`.
 #[derive(Serialize)]
@@ -343,73 +343,4 @@ pub fn step_node(s: &StepRecord, run: &RunRecord) -> ShownStep {
 /// `s` as JSON; text that is not JSON becomes a JSON string.
 pub fn parse_json(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
-}
-
-/// The `show --json` shape of a run (also what the server's
-/// `GET /v1/runs/{id}` answers); with `logs`, guest output and HTTP lines.
-pub fn shown_run(detail: &RunDetail, logs: bool) -> ShownRun {
-    let steps = tree::build(detail, logs);
-    let r = &detail.run;
-    let workflow_output = logs.then(|| {
-        detail
-            .output
-            .iter()
-            .filter(|l| l.key.is_empty())
-            .map(line)
-            .collect::<Vec<_>>()
-    });
-    ShownRun {
-        id: r.id.clone(),
-        workflow: r.workflow.clone(),
-        status: r.status.as_str(),
-        input: parse_json(&r.input),
-        output: r.output.as_deref().map(parse_json),
-        error: r.error.clone(),
-        created_at_ms: r.created_at_ms,
-        finished_at_ms: r.finished_at_ms,
-        duration_ms: r.finished_at_ms.map(|f| f - r.created_at_ms),
-        drives: r.drives,
-        component_digest: r.component_digest.clone(),
-        forked_from: r.forked_from.clone(),
-        cancel_requested: r.cancel_requested,
-        waiting_for: r.waiting_for.clone(),
-        wake_at_ms: r.wake_at_ms,
-        steps,
-        superseded: detail
-            .superseded
-            .iter()
-            .map(|r| ShownSuperseded {
-                key: r.key.clone(),
-                name: r.name.clone(),
-                parent: r.parent.clone(),
-                position: r.position,
-                input: r.input.as_deref().map(parse_json),
-                status: r.outcome.kind(),
-                drive: r.drive,
-                superseded_in_drive: r.superseded_in,
-                superseded_at_ms: r.superseded_at_ms,
-            })
-            .collect(),
-        events: detail.events.iter().map(ShownEvent::new).collect(),
-        drive_starts: detail
-            .drive_starts
-            .iter()
-            .map(|&(drive, started_at_ms)| ShownDriveStart {
-                drive,
-                started_at_ms,
-            })
-            .collect(),
-        component_switches: detail
-            .switches
-            .iter()
-            .map(|w| ShownSwitch {
-                drive: w.drive,
-                at_ms: w.at_ms,
-                from_digest: w.from_digest.clone(),
-                to_digest: w.to_digest.clone(),
-                forced_from_position: w.forced_from,
-            })
-            .collect(),
-        workflow_output,
-    }
 }

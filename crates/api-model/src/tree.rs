@@ -5,7 +5,10 @@ use std::collections::HashMap;
 
 use durable_core::views::RunDetail;
 
-use crate::ShownStep;
+use crate::{
+    ShownDriveStart, ShownEvent, ShownRun, ShownStep, ShownSuperseded, ShownSwitch, line,
+    parse_json,
+};
 
 /// The tree of `detail`'s steps (children in call order), with attempts and,
 /// if `with_output`, guest output attached.
@@ -67,4 +70,73 @@ pub fn build(detail: &RunDetail, with_output: bool) -> Vec<ShownStep> {
         &mut output,
         with_output,
     )
+}
+
+/// The `show --json` shape of a run (also what the server's
+/// `GET /v1/runs/{id}` answers); with `logs`, guest output and HTTP lines.
+pub fn shown_run(detail: &RunDetail, logs: bool) -> ShownRun {
+    let steps = build(detail, logs);
+    let r = &detail.run;
+    let workflow_output = logs.then(|| {
+        detail
+            .output
+            .iter()
+            .filter(|l| l.key.is_empty())
+            .map(line)
+            .collect::<Vec<_>>()
+    });
+    ShownRun {
+        id: r.id.clone(),
+        workflow: r.workflow.clone(),
+        status: r.status.as_str(),
+        input: parse_json(&r.input),
+        output: r.output.as_deref().map(parse_json),
+        error: r.error.clone(),
+        created_at_ms: r.created_at_ms,
+        finished_at_ms: r.finished_at_ms,
+        duration_ms: r.finished_at_ms.map(|f| f - r.created_at_ms),
+        drives: r.drives,
+        component_digest: r.component_digest.clone(),
+        forked_from: r.forked_from.clone(),
+        cancel_requested: r.cancel_requested,
+        waiting_for: r.waiting_for.clone(),
+        wake_at_ms: r.wake_at_ms,
+        steps,
+        superseded: detail
+            .superseded
+            .iter()
+            .map(|r| ShownSuperseded {
+                key: r.key.clone(),
+                name: r.name.clone(),
+                parent: r.parent.clone(),
+                position: r.position,
+                input: r.input.as_deref().map(parse_json),
+                status: r.outcome.kind(),
+                drive: r.drive,
+                superseded_in_drive: r.superseded_in,
+                superseded_at_ms: r.superseded_at_ms,
+            })
+            .collect(),
+        events: detail.events.iter().map(ShownEvent::new).collect(),
+        drive_starts: detail
+            .drive_starts
+            .iter()
+            .map(|&(drive, started_at_ms)| ShownDriveStart {
+                drive,
+                started_at_ms,
+            })
+            .collect(),
+        component_switches: detail
+            .switches
+            .iter()
+            .map(|w| ShownSwitch {
+                drive: w.drive,
+                at_ms: w.at_ms,
+                from_digest: w.from_digest.clone(),
+                to_digest: w.to_digest.clone(),
+                forced_from_position: w.forced_from,
+            })
+            .collect(),
+        workflow_output,
+    }
 }

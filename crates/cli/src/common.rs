@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 pub(crate) use durable::errors::chain;
 use durable::runner::{Engine, LoadedWorkflow};
-use durable::store::Store;
+use durable::store::{Location, Store};
 
 use crate::args::DriveArgs;
 use crate::exit::ExitCode;
@@ -46,7 +46,7 @@ pub(crate) fn load(engine: &Engine, path: &Path) -> Result<LoadedWorkflow, ExitC
     })
 }
 
-pub(crate) async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode> {
+pub(crate) async fn open(db: &Location, drive: &DriveArgs) -> Result<Store, ExitCode> {
     drive.settings().open_store(db).await.map_err(|e| {
         error(chain(&e));
         ExitCode::of_store(&e)
@@ -54,8 +54,8 @@ pub(crate) async fn open(db: &Path, drive: &DriveArgs) -> Result<Store, ExitCode
 }
 
 /// Opens an existing database; reading never creates one.
-pub(crate) async fn open_existing(db: &Path) -> Result<Option<Store>, ExitCode> {
-    if !durable::store::may_exist(db) {
+pub(crate) async fn open_existing(db: &Location) -> Result<Option<Store>, ExitCode> {
+    if !db.may_exist() {
         return Ok(None);
     }
     Store::open(db).await.map(Some).map_err(|e| {
@@ -82,10 +82,9 @@ pub(crate) async fn signalled() {
     }
 }
 
-/// The database as messages show it: a file's path, or a PostgreSQL URL
-/// without its password.
-pub(crate) fn shown_db(db: &std::path::Path) -> String {
-    durable::store::redact(&db.to_string_lossy())
+/// The database `--db` names, once [`check_db`] accepted the text.
+pub(crate) fn location(db: &Path) -> Location {
+    Location::parse(db)
 }
 
 /// Refuses a database location that means PostgreSQL but would be taken

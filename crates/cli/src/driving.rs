@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use durable::runner::{Engine, Faults, Finished, RunError, Runtime, RuntimeConfig};
-use durable::store::RunStatus;
+use durable::store::{Location, RunStatus};
 
 use crate::args::{DriveArgs, FaultArgs};
 use crate::common::{chain, error, print_stdout, signalled};
@@ -28,7 +28,7 @@ pub(crate) fn observer(many_runs: bool) -> Arc<dyn durable::runner::Observer> {
 }
 
 pub(crate) fn config(
-    db: &Path,
+    db: &Location,
     drive: &DriveArgs,
     faults: &FaultArgs,
     many_runs: bool,

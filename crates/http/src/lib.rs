@@ -30,6 +30,7 @@
 //! the runner hands in a line sink and the attempt's remaining time.
 
 mod allow;
+mod config;
 mod send;
 
 use std::sync::{Arc, Mutex};
@@ -39,30 +40,8 @@ use http::uri::Scheme as UriScheme;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 pub use allow::{HttpPattern, Scheme};
-use send::{RequestLog, Target};
-
-/// HTTP limits of step requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HttpLimits {
-    /// Largest request body and largest response body, each, in bytes.
-    pub max_body_bytes: u64,
-    /// Longest wait for a connection (name lookup, TCP and TLS).
-    pub connect_timeout: Duration,
-    /// Longest wait for the response's first byte once the request is
-    /// sent; `None`: only the step's timeout bounds it.
-    pub first_byte_timeout: Option<Duration>,
-}
-
-impl Default for HttpLimits {
-    /// 16 MiB bodies, 10 s to connect, no first-byte timeout of its own.
-    fn default() -> Self {
-        HttpLimits {
-            max_body_bytes: 16 << 20,
-            connect_timeout: Duration::from_secs(10),
-            first_byte_timeout: None,
-        }
-    }
-}
+pub use config::{HttpLimits, LineSink};
+use send::{Findings, RequestLog, Target};
 
 /// What the operator allows step instances to reach over HTTP; the same
 /// for every step of a host process. The default allows nothing.
@@ -164,10 +143,6 @@ impl HttpAccess {
     }
 }
 
-/// Where a line about a request goes: the instance's output, kept with the
-/// attempt.
-pub type LineSink = Arc<dyn Fn(&str) + Send + Sync>;
-
 /// What is left of the step attempt's time (`None`: no limit known).
 pub type Remaining = Arc<dyn Fn() -> Option<Duration> + Send + Sync>;
 
@@ -193,13 +168,6 @@ pub struct HttpHooks {
     sink: LineSink,
     state: Arc<Mutex<Findings>>,
     logs: Vec<Arc<RequestLog>>,
-}
-
-/// What the host found while the instance sent requests.
-#[derive(Default)]
-struct Findings {
-    refusal: Option<String>,
-    notes: Vec<String>,
 }
 
 impl HttpHooks {

@@ -15,7 +15,15 @@ use tokio::net::TcpStream;
 use wasmtime_wasi_http::io::TokioIo;
 use wasmtime_wasi_http::{Error, WasiBody};
 
-use super::{Findings, HttpLimits, LineSink, Scheme};
+use crate::allow::Scheme;
+use crate::config::{HttpLimits, LineSink};
+
+/// What the host found while the instance sent requests.
+#[derive(Default)]
+pub(crate) struct Findings {
+    pub(crate) refusal: Option<String>,
+    pub(crate) notes: Vec<String>,
+}
 
 /// Where a request goes, from its URI.
 pub(super) struct Target {

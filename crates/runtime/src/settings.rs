@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::http::{HttpAccess, HttpLimits, HttpPattern};
 use crate::runner::{Engine, Limits, RetryPolicy, RuntimeConfig};
 use crate::sandbox::{DirGrant, Grants};
-use crate::store::{Durability, Store, StoreError, StoreOptions};
+use crate::store::{Durability, Location, Store, StoreError, StoreOptions};
 
 /// The grants and limits of drives, and how their store is opened. Each
 /// field is the command-line flag of the same name (`max_parallel` is
@@ -126,7 +126,7 @@ impl DriveSettings {
     ///
     /// # Errors
     /// As [`DriveSettings::grants`].
-    pub fn runtime_config(&self, db: &Path) -> Result<RuntimeConfig, String> {
+    pub fn runtime_config(&self, db: &Location) -> Result<RuntimeConfig, String> {
         let cache_dir = self.cache_dir();
         let grants = self.grants(&Protected {
             db,
@@ -154,7 +154,7 @@ impl DriveSettings {
     ///
     /// # Errors
     /// As [`Store::open_with_options`].
-    pub async fn open_store(&self, db: &Path) -> Result<Store, StoreError> {
+    pub async fn open_store(&self, db: &Location) -> Result<Store, StoreError> {
         let store = Store::open_with_options(db, self.store_options()).await?;
         store.set_lock_wait(Duration::from_millis(self.lock_wait_ms));
         Ok(store)
@@ -165,8 +165,8 @@ impl DriveSettings {
 /// the database could forge its history, and one that could write the
 /// compile cache could make the host run machine code of its choosing.
 pub struct Protected<'a> {
-    /// The database file (its `-wal`, `-shm` and `-journal` go with it).
-    pub db: &'a Path,
+    /// The database (a file's `-wal`, `-shm` and `-journal` go with it).
+    pub db: &'a Location,
     /// The compile cache directory, if any.
     pub cache_dir: Option<&'a Path>,
 }
@@ -297,21 +297,22 @@ fn refuse_host_files(
         "--allow-dir"
     };
     let granted = resolve(granted);
-    let db = resolve(protected.db);
-    let db_name = db
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let db_files = ["", "-wal", "-shm", "-journal"]
-        .map(|suffix| db.with_file_name(format!("{db_name}{suffix}")));
     // A PostgreSQL database is no file a directory grant could reach.
-    let is_file = !crate::store::is_postgres(protected.db);
-    if is_file && db_files.iter().any(|f| f.starts_with(&granted)) {
-        return Err(format!(
-            "{flag} {spec}: the directory holds the database {} (a step could rewrite its own \
-             history); grant a directory that does not contain it, or keep the database elsewhere (--db)",
-            crate::store::redact(&db.to_string_lossy())
-        ));
+    if let Some(file) = protected.db.file() {
+        let db = resolve(file);
+        let db_name = db
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let db_files = ["", "-wal", "-shm", "-journal"]
+            .map(|suffix| db.with_file_name(format!("{db_name}{suffix}")));
+        if db_files.iter().any(|f| f.starts_with(&granted)) {
+            return Err(format!(
+                "{flag} {spec}: the directory holds the database {} (a step could rewrite its own \
+                 history); grant a directory that does not contain it, or keep the database elsewhere (--db)",
+                db.display()
+            ));
+        }
     }
     if let Some(cache) = protected.cache_dir {
         let cache = resolve(cache);

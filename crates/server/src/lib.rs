@@ -21,14 +21,14 @@ mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use durable::errors::chain;
 use durable::runner::{Engine, LoadedWorkflow, Observer, Runtime, RuntimeConfig};
 use durable::settings::DriveSettings;
-use durable::store::StoreError;
+use durable::store::{Location, StoreError};
 
 use dispatch::Dispatcher;
 
@@ -88,7 +88,7 @@ pub enum ServeError {
 /// # Errors
 /// [`ServeError`], before the server answers its first request.
 pub async fn serve(
-    db: &Path,
+    db: &Location,
     mut args: ServeSettings,
     observer: Arc<dyn Observer>,
     shutdown: impl Future<Output = ()>,
@@ -137,10 +137,7 @@ pub async fn serve(
     ));
     // The address goes out first, before any drive or tick can print a
     // step's output: scripts read it from the first line.
-    eprintln!(
-        "durable: serving on http://{address} (database {})",
-        durable::store::redact(&db.to_string_lossy())
-    );
+    eprintln!("durable: serving on http://{address} (database {})", db);
     let rt = Arc::new(Runtime::with_engine(engine, store.clone(), config));
     let dispatcher = Dispatcher::start(rt.clone(), metrics.clone());
     let workflows: api::Workflows = Arc::default();
@@ -262,7 +259,7 @@ fn token(args: &ServeSettings) -> Result<Option<String>, String> {
 /// Reads `--config` and loads (compiles) each registered workflow's
 /// component; puts each one's limits and grants into `runtime`.
 fn load_registered(
-    db: &Path,
+    db: &Location,
     args: &ServeSettings,
     engine: &Engine,
     runtime: &mut RuntimeConfig,

@@ -2,7 +2,10 @@
 
 use std::path::PathBuf;
 
-use crate::db::sqlite as schema;
+/// How long a SQLite statement waits for another process's write lock
+/// before it fails with a "database is locked" error, which becomes
+/// [`StoreError::Locked`].
+pub(crate) const BUSY_TIMEOUT_MS: u64 = 5_000;
 
 /// Errors of the store. Messages name the run or the file concerned.
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +51,7 @@ pub enum StoreError {
     /// busy timeout.
     #[error(
         "the database is locked by another process (waited {} s while {context}); retry when it is done",
-        schema::BUSY_TIMEOUT_MS / 1000
+        BUSY_TIMEOUT_MS / 1000
     )]
     Locked {
         /// What we were doing.

@@ -19,8 +19,10 @@
 mod db;
 mod error;
 mod histogram;
+mod location;
 pub mod owner;
 mod pg_tls;
+mod schema;
 mod sql;
 
 pub use db::{MIN_LEASE_MS, Store, StoreOptions};
@@ -37,17 +39,4 @@ pub use durable_core::views::{
 };
 pub use error::StoreError;
 pub use histogram::{Histogram, HistogramSnapshot};
-pub use sql::redact;
-use std::path::Path;
-
-/// Whether `location` is a PostgreSQL URL (`postgres://...`) rather than a
-/// SQLite file.
-pub fn is_postgres(location: &Path) -> bool {
-    db::postgres_url(location).is_some()
-}
-
-/// Whether `location` names a database that may hold runs: a PostgreSQL
-/// URL (`postgres://...`; the server decides), or a file that exists.
-pub fn may_exist(location: &Path) -> bool {
-    db::postgres_url(location).is_some() || location.exists()
-}
+pub use location::{Location, redact};

@@ -87,7 +87,8 @@ enum Mode {
 /// An unknown `sslmode`, client certificate parameters, or a root
 /// certificate file that cannot be read or holds no certificate.
 pub(crate) fn target(url: &str) -> Result<PgTarget, StoreError> {
-    let bad = |what: String| StoreError::Config(format!("{}: {what}", crate::sql::redact(url)));
+    let bad =
+        |what: String| StoreError::Config(format!("{}: {what}", crate::location::redact(url)));
     let (base, query) = match url.split_once('?') {
         Some((b, q)) => (b, q),
         None => (url, ""),

@@ -291,9 +291,9 @@ impl PgConn {
                 source: e,
             })?;
         let target = crate::pg_tls::target(url)?;
-        let client = runtime
-            .block_on(target.connect())
-            .map_err(|e| StoreError::from_postgres(format!("connecting to {}", redact(url)), e))?;
+        let client = runtime.block_on(target.connect()).map_err(|e| {
+            StoreError::from_postgres(format!("connecting to {}", crate::location::redact(url)), e)
+        })?;
         Ok(PgConn {
             runtime: Some(runtime),
             client,
@@ -436,62 +436,6 @@ pub(crate) fn postgres_sql(sql: &str) -> String {
             out.push(c);
         }
     }
-    out
-}
-
-/// `url` without its password, for messages: the password of the user
-/// part (`postgres://user:SECRET@host`) and the values of `password` and
-/// `sslpassword` parameters (`?password=SECRET`) are left out. Anything
-/// that is not such a URL (a file path) is returned as it is.
-pub fn redact(url: &str) -> String {
-    let Some(scheme) = url.find("://") else {
-        // Not a URL: a file name, or something that was meant to be a
-        // connection string; no `password=` value shows either way.
-        return url
-            .split(' ')
-            .map(|w| match w.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => w.to_string(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
-    };
-    let rest = &url[scheme + 3..];
-    // The authority ends at the path, the query or the fragment; an `@`
-    // after it belongs to them.
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let mut out = url[..scheme + 3].to_string();
-    match rest[..end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            out.push_str(user);
-            out.push_str(&rest[at..end]);
-        }
-        None => out.push_str(&rest[..end]),
-    }
-    let tail = &rest[end..];
-    let Some(q) = tail.find('?') else {
-        out.push_str(tail);
-        return out;
-    };
-    out.push_str(&tail[..=q]);
-    let (query, fragment) = match tail[q + 1..].find('#') {
-        Some(h) => (&tail[q + 1..q + 1 + h], &tail[q + 1 + h..]),
-        None => (&tail[q + 1..], ""),
-    };
-    let params: Vec<String> = query
-        .split('&')
-        .map(|p| match p.split_once('=') {
-            Some((k, _))
-                if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") =>
-            {
-                format!("{k}=***")
-            }
-            _ => p.to_string(),
-        })
-        .collect();
-    out.push_str(&params.join("&"));
-    out.push_str(fragment);
     out
 }
 
@@ -660,40 +604,5 @@ fn column_error(context: &str, e: ColumnError) -> StoreError {
     match e {
         ColumnError::Sqlite(e) => StoreError::from_sqlite(context.to_string(), e),
         ColumnError::Postgres(e) => StoreError::Corrupt(format!("{context}: {e}")),
-    }
-}
-
-#[cfg(test)]
-mod redact_tests {
-    use crate::redact;
-
-    #[test]
-    fn passwords_never_show() {
-        assert_eq!(
-            redact("postgres://u:s3cret@db.example:5432/d"),
-            "postgres://u@db.example:5432/d"
-        );
-        assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
-        assert_eq!(redact("postgres://h/d"), "postgres://h/d");
-        assert_eq!(
-            redact("postgresql://u:p%40ss@h/d?sslmode=verify-full&sslrootcert=/a@b/ca.pem"),
-            "postgresql://u@h/d?sslmode=verify-full&sslrootcert=/a@b/ca.pem"
-        );
-        assert_eq!(
-            redact("postgres://h/d?user=u&password=s3cret&sslpassword=k3y#frag"),
-            "postgres://h/d?user=u&password=***&sslpassword=***#frag"
-        );
-        assert_eq!(redact("/var/lib/durable.db"), "/var/lib/durable.db");
-        assert_eq!(
-            redact("host=h user=u password=s3cret dbname=d"),
-            "host=h user=u password=*** dbname=d"
-        );
-        for url in [
-            "postgres://u:s3cret@h",
-            "postgres://u:s3cret@h?password=s3cret",
-            "x://:s3cret@",
-        ] {
-            assert!(!redact(url).contains("s3cret"), "{url}: {}", redact(url));
-        }
     }
 }

@@ -1,15 +1,13 @@
 //! `durable cancel`: ask for a run to stop (it ends at its next durable
 //! call, or at once when nobody drives it).
 
-use std::path::Path;
-
 use crate::args::CancelArgs;
 use crate::common::{chain, error, open_existing};
 use crate::exit::ExitCode;
-use durable::store::{Cancelled, RunStatus, StoreError};
+use durable::store::{Cancelled, Location, RunStatus, StoreError};
 
 /// `durable cancel`.
-pub(crate) async fn cancel(db: &Path, args: CancelArgs) -> ExitCode {
+pub(crate) async fn cancel(db: &Location, args: CancelArgs) -> ExitCode {
     let store = match open_existing(db).await {
         Ok(Some(s)) => s,
         Ok(None) => {

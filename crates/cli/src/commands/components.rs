@@ -2,19 +2,18 @@
 //! components stored in the database (one per digest; runs refer to them).
 
 use std::io::Write;
-use std::path::Path;
 
-use durable::store::Store;
+use durable::store::{Location, Store};
 use serde_json::json;
 
 use crate::args::ComponentsCommand;
-use crate::common::{chain, shown_db};
+use crate::common::chain;
 use crate::exit::ExitCode;
 
 /// `durable components ...`.
-pub async fn components(db: &Path, command: ComponentsCommand) -> ExitCode {
-    if !durable::store::may_exist(db) {
-        eprintln!("durable: there is no database at {}", shown_db(db));
+pub async fn components(db: &Location, command: ComponentsCommand) -> ExitCode {
+    if !db.may_exist() {
+        eprintln!("durable: there is no database at {}", db);
         return ExitCode::NotFound;
     }
     let store = match Store::open(db).await {

@@ -1,15 +1,13 @@
 //! `durable event`: send an event to a run (the only verb besides the
 //! driving ones that writes a run).
 
-use std::path::Path;
-
 use crate::args::EventArgs;
 use crate::common::{chain, error, open_existing};
 use crate::exit::ExitCode;
-use durable::store::{Sent, StoreError};
+use durable::store::{Location, Sent, StoreError};
 
 /// `durable event`.
-pub(crate) async fn event(db: &Path, args: EventArgs) -> ExitCode {
+pub(crate) async fn event(db: &Location, args: EventArgs) -> ExitCode {
     if let Err(e) = durable::names::validate_step_name(&args.name) {
         error(format_args!("invalid event name: {e}"));
         return ExitCode::Usage;

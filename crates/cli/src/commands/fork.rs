@@ -1,7 +1,7 @@
 //! `durable fork`: a new run with a run's history up to a step, driven from
 //! there.
 
-use std::path::Path;
+use durable::store::Location;
 
 use durable::runner::Runtime;
 
@@ -11,12 +11,9 @@ use crate::driving::{abandoned, config, engine, interruptible, report_one, to_en
 use crate::exit::ExitCode;
 
 /// `durable fork`.
-pub(crate) async fn fork(db: &Path, args: ForkArgs) -> ExitCode {
-    if !durable::store::may_exist(db) {
-        error(format_args!(
-            "there is no database at {}",
-            crate::common::shown_db(db)
-        ));
+pub(crate) async fn fork(db: &Location, args: ForkArgs) -> ExitCode {
+    if !db.may_exist() {
+        error(format_args!("there is no database at {}", db));
         return ExitCode::NotFound;
     }
     let config = match config(db, &args.drive, &args.faults, false) {

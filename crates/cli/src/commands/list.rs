@@ -1,16 +1,14 @@
 //! `durable list`: runs, newest first, as a table or JSON.
 
-use std::path::Path;
-
 use crate::args::ListArgs;
 use crate::common::{chain, error, open_existing, print};
 use crate::exit::ExitCode;
 use crate::output::{format_duration, format_time, waiting_text};
-use durable::store::{RunFilter, RunStatus};
+use durable::store::{Location, RunFilter, RunStatus};
 use durable_api_model::ListedRun;
 
 /// `durable list`.
-pub(crate) async fn list(db: &Path, args: ListArgs) -> ExitCode {
+pub(crate) async fn list(db: &Location, args: ListArgs) -> ExitCode {
     let status = match args
         .status
         .as_deref()

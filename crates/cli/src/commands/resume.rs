@@ -1,7 +1,7 @@
 //! `durable resume`: drive interrupted runs (all, or those named) to their
 //! end; with `--component`, on another component.
 
-use std::path::Path;
+use durable::store::Location;
 use std::sync::Arc;
 
 use durable::runner::{Finished, RunError, Runtime};
@@ -14,15 +14,15 @@ use crate::driving::{
 use crate::exit::ExitCode;
 
 /// `durable resume`.
-pub(crate) async fn resume(db: &Path, args: ResumeArgs) -> ExitCode {
+pub(crate) async fn resume(db: &Location, args: ResumeArgs) -> ExitCode {
     if let Some(new) = args.component.clone() {
         return super::upgrade::resume_switching(db, args, &new).await;
     }
-    if !durable::store::may_exist(db) {
+    if !db.may_exist() {
         // Opening would create an empty database; there is nothing to resume.
         error(format_args!(
             "there is no database at {}: nothing to resume",
-            crate::common::shown_db(db)
+            db
         ));
         return if args.ids.is_empty() {
             ExitCode::Success

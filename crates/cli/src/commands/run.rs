@@ -1,6 +1,6 @@
 //! `durable run`: start a run of a component and drive it to its end.
 
-use std::path::Path;
+use durable::store::Location;
 
 use durable::runner::{Runtime, new_run_id};
 
@@ -10,13 +10,13 @@ use crate::driving::{abandoned, config, engine, input_text, interruptible, repor
 use crate::exit::ExitCode;
 
 /// `durable run`.
-pub(crate) async fn run(db: &Path, args: RunArgs) -> ExitCode {
+pub(crate) async fn run(db: &Location, args: RunArgs) -> ExitCode {
     match run_inner(db, args).await {
         Ok(code) | Err(code) => code,
     }
 }
 
-pub(crate) async fn run_inner(db: &Path, args: RunArgs) -> Result<ExitCode, ExitCode> {
+pub(crate) async fn run_inner(db: &Location, args: RunArgs) -> Result<ExitCode, ExitCode> {
     if let Some(id) = &args.id
         && let Err(e) = durable::runner::validate_run_id(id)
     {

@@ -2,7 +2,7 @@
 //! command line's settings, printing drives' progress as `run` does and
 //! stopping on SIGTERM or SIGINT.
 
-use std::path::Path;
+use durable::store::Location;
 
 use durable_server::{ServeError, ServeSettings};
 
@@ -12,7 +12,7 @@ use crate::driving::observer;
 use crate::exit::ExitCode;
 
 /// `durable serve`.
-pub(crate) async fn serve(db: &Path, args: ServeArgs) -> ExitCode {
+pub(crate) async fn serve(db: &Location, args: ServeArgs) -> ExitCode {
     let settings = ServeSettings {
         listen: args.listen,
         token: args.token,

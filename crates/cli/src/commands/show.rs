@@ -1,16 +1,14 @@
 //! `durable show`: one run with its step tree, as text or JSON.
 
-use std::path::Path;
-
 use crate::args::ShowArgs;
 use crate::common::{chain, error, open_existing, print};
 use crate::exit::ExitCode;
 use crate::output::{clip, format_duration, format_time, short, tree, waiting_text};
-use durable::store::{RunStatus, StoreError};
+use durable::store::{Location, RunStatus, StoreError};
 use durable_api_model as json;
 
 /// `durable show`.
-pub(crate) async fn show(db: &Path, args: ShowArgs) -> ExitCode {
+pub(crate) async fn show(db: &Location, args: ShowArgs) -> ExitCode {
     let store = match open_existing(db).await {
         Ok(Some(s)) => s,
         Ok(None) => {

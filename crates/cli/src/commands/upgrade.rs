@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use durable::runner::LoadedWorkflow;
 use durable::runner::{Replay, Runtime, RuntimeConfig, Silent};
-use durable::store::Store;
+use durable::store::{Location, Store};
 
 use crate::args::{ResumeArgs, UpgradeCheckArgs};
 use crate::common::{chain, error};
@@ -164,12 +164,9 @@ fn runtime(
 
 /// Opens the database as it is: an older schema is refused, not upgraded
 /// (upgrade-check writes nothing).
-async fn open_unchanged(db: &Path) -> Result<Store, ExitCode> {
-    if !durable::store::may_exist(db) {
-        error(format_args!(
-            "there is no database at {}",
-            crate::common::shown_db(db)
-        ));
+async fn open_unchanged(db: &Location) -> Result<Store, ExitCode> {
+    if !db.may_exist() {
+        error(format_args!("there is no database at {}", db));
         return Err(ExitCode::NotFound);
     }
     Store::open_unchanged(db).await.map_err(|e| {
@@ -179,13 +176,13 @@ async fn open_unchanged(db: &Path) -> Result<Store, ExitCode> {
 }
 
 /// `durable upgrade-check`.
-pub async fn upgrade_check(db: &Path, args: UpgradeCheckArgs) -> ExitCode {
+pub async fn upgrade_check(db: &Location, args: UpgradeCheckArgs) -> ExitCode {
     match upgrade_check_inner(db, args).await {
         Ok(code) | Err(code) => code,
     }
 }
 
-async fn upgrade_check_inner(db: &Path, args: UpgradeCheckArgs) -> Result<ExitCode, ExitCode> {
+async fn upgrade_check_inner(db: &Location, args: UpgradeCheckArgs) -> Result<ExitCode, ExitCode> {
     let store = open_unchanged(db).await?;
     let config = RuntimeConfig {
         cache_dir: args
@@ -259,12 +256,9 @@ async fn upgrade_check_inner(db: &Path, args: UpgradeCheckArgs) -> Result<ExitCo
 }
 
 /// `durable resume --component NEW RUN_ID...`: switches runs to NEW.
-pub async fn resume_switching(db: &Path, args: ResumeArgs, new: &Path) -> ExitCode {
-    if !durable::store::may_exist(db) {
-        error(format_args!(
-            "there is no database at {}",
-            crate::common::shown_db(db)
-        ));
+pub async fn resume_switching(db: &Location, args: ResumeArgs, new: &Path) -> ExitCode {
+    if !db.may_exist() {
+        error(format_args!("there is no database at {}", db));
         return ExitCode::NotFound;
     }
     let store = match crate::common::open(db, &args.drive).await {

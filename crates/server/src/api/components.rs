@@ -1,8 +1,8 @@
 //! Components (uploads, compiled once per server) and the names runs can be
 //! started by: `/v1/components`, `/v1/workflows`.
 
+use super::app::{App, Registered};
 use super::error::{ApiError, ApiResult, ok, parse};
-use super::{App, Registered};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State as Extract};

@@ -29,7 +29,6 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::App;
 use super::error::ApiError;
 
 /// The names a request may reach this server by.
@@ -137,8 +136,8 @@ fn without_default_port(scheme: &str, host: &str) -> String {
 
 /// Refuses requests for another host, from a foreign origin, or with a
 /// body of a type a cross-site page could send without asking.
-pub async fn guard(Extract(app): Extract<App>, request: Request, next: Next) -> Response {
-    match check(&app.state.hosts, &request) {
+pub async fn guard(Extract(hosts): Extract<Hosts>, request: Request, next: Next) -> Response {
+    match check(&hosts, &request) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     }

@@ -4,9 +4,7 @@
 //! counter; `components.rs` uploads and names, `runs.rs` everything about
 //! runs.
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State as Extract};
@@ -14,70 +12,20 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use durable::runner::Runtime;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use super::dispatch::Dispatcher;
 use error::{ApiError, ApiResult, ok};
 
+mod app;
 mod components;
 mod error;
 mod guard;
 mod runs;
 
+pub use app::{Registered, State, Workflows};
 pub use guard::Hosts;
 
-/// What every handler shares.
-#[derive(Clone)]
-pub struct State {
-    pub rt: Arc<Runtime>,
-    pub dispatcher: Dispatcher,
-    pub token: Option<String>,
-    pub max_input_bytes: usize,
-    pub max_body_bytes: usize,
-    /// Registered workflows: from durable.toml, and over the API.
-    pub workflows: Workflows,
-    /// Set when the server stops: no new runs.
-    pub stopping: Arc<AtomicBool>,
-    /// What `/metrics` shows.
-    pub metrics: Arc<super::metrics::Metrics>,
-    /// The names requests may reach the server by (`guard.rs`).
-    pub hosts: Hosts,
-    /// Most long polls open at once.
-    pub max_long_polls: usize,
-    /// Most upload bodies read at once.
-    pub max_uploads: usize,
-}
-
-/// A name runs can be started by.
-#[derive(Clone, Debug)]
-pub struct Registered {
-    /// The component's digest (stored).
-    pub digest: String,
-    /// A cron schedule, from durable.toml.
-    pub schedule: Option<String>,
-    /// The input of scheduled runs.
-    pub input: Option<Value>,
-    /// Registered in durable.toml: the API cannot re-point it.
-    pub from_config: bool,
-}
-
-/// Registered workflows by name.
-pub type Workflows = Arc<Mutex<std::collections::BTreeMap<String, Registered>>>;
-
-#[derive(Clone)]
-struct App {
-    state: State,
-    /// The workflow names components were stored with, by digest (read
-    /// from the store once).
-    names: Arc<Mutex<HashMap<String, String>>>,
-    /// Upload bodies read at once (`--max-uploads`).
-    uploads: Arc<tokio::sync::Semaphore>,
-    /// Compiles at once: an upload costs a core for seconds.
-    compiling: Arc<tokio::sync::Semaphore>,
-    /// Long polls open at once (`--max-long-polls`).
-    long_polls: Arc<tokio::sync::Semaphore>,
-}
+use app::App;
 
 /// The routes.
 pub fn router(state: State) -> Router {
@@ -134,7 +82,10 @@ pub fn router(state: State) -> Router {
                 "this route does not take that method (see GET /v1/openapi.json)",
             )
         })
-        .layer(middleware::from_fn_with_state(app.clone(), guard::guard))
+        .layer(middleware::from_fn_with_state(
+            app.state.hosts.clone(),
+            guard::guard,
+        ))
         .layer(middleware::from_fn_with_state(app.clone(), count))
         .with_state(app)
 }

@@ -3,9 +3,9 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use super::app::{App, Registered};
 use super::components::component;
 use super::error::{ApiError, ApiResult, ok, parse};
-use super::{App, Registered};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State as Extract};

@@ -19,9 +19,9 @@ use sqlite as schema;
 mod waits;
 mod writer;
 
-use std::path::Path;
 use std::sync::Arc;
 
+use crate::location::Location;
 use crate::owner::{DEFAULT_LEASE_MS, Owner};
 // The store's shared types, for this module and its children (`super::X`).
 use super::error::{StoreError, sql};
@@ -42,13 +42,6 @@ use writer::{Conn, Writer};
 
 /// Writer connections (and threads) of a PostgreSQL store.
 const POSTGRES_WRITERS: usize = 4;
-
-/// The PostgreSQL URL `path` is, if it is one (`postgres://...` or
-/// `postgresql://...`); otherwise it is a SQLite file.
-pub(crate) fn postgres_url(path: &Path) -> Option<&str> {
-    path.to_str()
-        .filter(|p| p.starts_with("postgres://") || p.starts_with("postgresql://"))
-}
 
 fn read_drive_start(tx: &Tx<'_>, run_id: &str) -> Result<DriveStart, StoreError> {
     Ok(DriveStart {
@@ -78,6 +71,8 @@ pub struct Store {
     wake: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
     /// How long a lease this store writes lasts, in ms.
     lease_ms: i64,
+    /// Where the database is.
+    location: Location,
 }
 
 /// The shortest lease a store writes: renewals every third of it must fit
@@ -114,17 +109,20 @@ impl Store {
     /// # Errors
     /// See [`StoreError`]: a file of another kind or a newer schema is
     /// refused and left untouched.
-    pub async fn open(path: &Path) -> Result<Store, StoreError> {
-        Store::open_with_options(path, StoreOptions::default()).await
+    pub async fn open(location: impl Into<Location>) -> Result<Store, StoreError> {
+        Store::open_with_options(location, StoreOptions::default()).await
     }
 
     /// [`Store::open`] with a choice of what commits survive.
     ///
     /// # Errors
     /// As [`Store::open`].
-    pub async fn open_with(path: &Path, durability: Durability) -> Result<Store, StoreError> {
+    pub async fn open_with(
+        location: impl Into<Location>,
+        durability: Durability,
+    ) -> Result<Store, StoreError> {
         Store::open_with_options(
-            path,
+            location,
             StoreOptions {
                 durability,
                 ..StoreOptions::default()
@@ -138,10 +136,10 @@ impl Store {
     /// # Errors
     /// As [`Store::open`].
     pub async fn open_with_options(
-        path: &Path,
+        location: impl Into<Location>,
         options: StoreOptions,
     ) -> Result<Store, StoreError> {
-        Store::open_opts(path, options, true).await
+        Store::open_opts(location.into(), options, true).await
     }
 
     /// How long the leases this store writes last (see [`StoreOptions`]).
@@ -155,12 +153,12 @@ impl Store {
     ///
     /// # Errors
     /// As [`Store::open`], and [`StoreError::OlderSchema`].
-    pub async fn open_unchanged(path: &Path) -> Result<Store, StoreError> {
-        Store::open_opts(path, StoreOptions::default(), false).await
+    pub async fn open_unchanged(location: impl Into<Location>) -> Result<Store, StoreError> {
+        Store::open_opts(location.into(), StoreOptions::default(), false).await
     }
 
     async fn open_opts(
-        path: &Path,
+        location: Location,
         options: StoreOptions,
         upgrade: bool,
     ) -> Result<Store, StoreError> {
@@ -169,12 +167,11 @@ impl Store {
             lease_ms,
         } = options;
         let lease_ms = lease_ms.max(MIN_LEASE_MS);
-        let path = path.to_path_buf();
         let opened = tokio::task::spawn_blocking({
-            let path = path.clone();
+            let location = location.clone();
             move || -> Result<Vec<Conn>, StoreError> {
-                match postgres_url(&path) {
-                    Some(url) => {
+                match &location {
+                    Location::Postgres(url) => {
                         // PostgreSQL takes writes from many connections at
                         // once; a round trip, not the disk, bounds each.
                         let synchronous = durability == Durability::PowerLoss;
@@ -193,9 +190,9 @@ impl Store {
                         }
                         Ok(conns)
                     }
-                    None => Ok(vec![Conn::Sqlite(schema::open(
-                        &path, durability, upgrade,
-                    )?)]),
+                    Location::File(path) => {
+                        Ok(vec![Conn::Sqlite(schema::open(path, durability, upgrade)?)])
+                    }
                 }
             }
         })
@@ -204,7 +201,7 @@ impl Store {
         let stats = Arc::new(writer::WriterStats::default());
         let (mut writers, mut threads) = (Vec::new(), Vec::new());
         for conn in opened {
-            let (writer, thread) = Writer::spawn(conn, path.clone(), stats.clone())?;
+            let (writer, thread) = Writer::spawn(conn, stats.clone())?;
             writers.push(writer);
             threads.push(thread);
         }
@@ -214,6 +211,7 @@ impl Store {
             threads: Arc::new(std::sync::Mutex::new(threads)),
             wake: Arc::default(),
             lease_ms,
+            location,
         })
     }
 
@@ -225,7 +223,7 @@ impl Store {
         F: FnOnce(&Tx<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let reader = self.reader.clone();
-        let path = self.path().to_path_buf();
+        let location = self.location.clone();
         tokio::task::spawn_blocking(move || {
             let mut slot = reader
                 .lock()
@@ -234,9 +232,11 @@ impl Store {
             // pays for it.
             let conn = match &mut *slot {
                 Some(conn) => conn,
-                empty => empty.insert(match postgres_url(&path) {
-                    Some(url) => Conn::Postgres(Box::new(crate::sql::PgConn::connect(url)?)),
-                    None => Conn::Sqlite(schema::open_reader(&path)?),
+                empty => empty.insert(match &location {
+                    Location::Postgres(url) => {
+                        Conn::Postgres(Box::new(crate::sql::PgConn::connect(url)?))
+                    }
+                    Location::File(path) => Conn::Sqlite(schema::open_reader(path)?),
                 }),
             };
             // Dropping the transaction ends it; a read has nothing to commit.
@@ -291,9 +291,9 @@ impl Store {
         );
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        self.writers[0].path()
+    /// Where the database is (shown without its password by `Display`).
+    pub fn location(&self) -> &Location {
+        &self.location
     }
 
     /// Creates run `new.id` owned by `owner`, or takes ownership of it if it

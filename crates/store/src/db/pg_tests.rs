@@ -68,7 +68,7 @@ async fn postgres_tls_is_used_and_checked_as_sslmode_says() {
         ("127.0.0.1", "sslmode=disable".to_string(), false),
     ] {
         let (url, app) = open(host, &params);
-        let store = Store::open(std::path::Path::new(&url))
+        let store = Store::open(crate::Location::Postgres(url.clone()))
             .await
             .unwrap_or_else(|e| panic!("{params}: {e}"));
         store
@@ -84,7 +84,7 @@ async fn postgres_tls_is_used_and_checked_as_sslmode_says() {
     let dir = socket_dir.to_string_lossy().replace('/', "%2F");
     let app = format!("tls{}xsocket", std::process::id());
     let url = format!("postgres://durable@{dir}:{port}/{db}?application_name={app}");
-    let store = Store::open(std::path::Path::new(&url))
+    let store = Store::open(crate::Location::Postgres(url.clone()))
         .await
         .unwrap_or_else(|e| panic!("over the socket: {e}"));
     store
@@ -123,7 +123,7 @@ async fn postgres_tls_is_used_and_checked_as_sslmode_says() {
         ),
     ] {
         let (url, app) = open(host, &params);
-        let err = match Store::open(std::path::Path::new(&url)).await {
+        let err = match Store::open(crate::Location::Postgres(url.clone())).await {
             Ok(_) => panic!("{host} {params}: connected"),
             Err(e) => {
                 let mut chain = e.to_string();

@@ -8,9 +8,10 @@
 //! and an older one upgraded (PostgreSQL's first schema was version 6: a
 //! new database is created at 6 and upgraded like an old one).
 
-use super::sqlite::SCHEMA_VERSION;
 use crate::StoreError;
-use crate::sql::{PgConn, redact};
+use crate::location::redact;
+use crate::schema::SCHEMA_VERSION;
+use crate::sql::PgConn;
 
 /// Any number, the same for every host: serializes schema creation.
 const SCHEMA_LOCK: i64 = 0x4455_5241_0001;

@@ -6,8 +6,9 @@
 use std::sync::Arc;
 
 use super::rows::owner_is_gone;
-use super::{Store, owner_row, postgres_url};
+use super::{Store, owner_row};
 use crate::StoreError;
+use crate::location::Location;
 use crate::sql::{Dialect, args};
 
 impl Store {
@@ -101,7 +102,9 @@ impl Store {
     /// run runnable; `None` on SQLite (poll instead). Call it in a tokio
     /// runtime.
     pub fn wake_ups(&self) -> Option<Arc<tokio::sync::Notify>> {
-        let url = postgres_url(self.path())?.to_string();
+        let Location::Postgres(url) = self.location().clone() else {
+            return None;
+        };
         Some(
             self.wake
                 .get_or_init(|| {

@@ -12,12 +12,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::StoreError;
 
-/// `application_id` of a durable database: "DURA" in ASCII.
-pub(crate) const APPLICATION_ID: i32 = 0x4455_5241;
-
-/// How long a statement waits for another process's write lock before it
-/// fails with a "database is locked" error that we translate.
-pub(crate) const BUSY_TIMEOUT_MS: u64 = 5_000;
+use crate::error::BUSY_TIMEOUT_MS;
+pub(crate) use crate::schema::{APPLICATION_ID, SCHEMA_VERSION};
 
 /// The page size of a new database, in bytes (see `open_conn`).
 pub(crate) const PAGE_SIZE: u32 = 1024;
@@ -319,8 +315,8 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     Ok(conn)
 }
 
-/// The schema version this build writes.
-pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+// Every migration brings the file one version up, to the store's.
+const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 
 /// Opens (creating if needed) and prepares the database at `path`.
 ///

@@ -18,7 +18,6 @@
 //! and group commit takes over again. The connection is shared behind a
 //! mutex, so the two never run at once and the invariant holds.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -133,14 +132,12 @@ pub(crate) struct Writer {
     conn: Arc<Mutex<Conn>>,
     /// Set by [`Writer::shutdown`]: no job runs on a caller's thread then.
     closing: Arc<AtomicBool>,
-    path: PathBuf,
 }
 
 impl Writer {
     /// Starts the writer thread on an already opened connection.
     pub(crate) fn spawn(
         conn: Conn,
-        path: PathBuf,
         stats: Arc<WriterStats>,
     ) -> Result<(Writer, std::thread::JoinHandle<()>), StoreError> {
         let (tx, rx) = mpsc::channel(QUEUE);
@@ -160,7 +157,6 @@ impl Writer {
                 jobs: tx,
                 conn,
                 closing: Arc::new(AtomicBool::new(false)),
-                path,
             },
             handle,
         ))
@@ -242,10 +238,6 @@ impl Writer {
         self.closing.store(true, Ordering::SeqCst);
         let _ = self.jobs.send(None).await;
     }
-
-    pub(crate) fn path(&self) -> &std::path::Path {
-        &self.path
-    }
 }
 
 /// Commits `job` alone on this thread if the connection is SQLite's, no
@@ -273,7 +265,7 @@ fn try_inline(
         return Some(job);
     }
     let left = commit_alone(conn, job, stats);
-    let _ = conn.busy_timeout(Duration::from_millis(super::sqlite::BUSY_TIMEOUT_MS));
+    let _ = conn.busy_timeout(Duration::from_millis(crate::error::BUSY_TIMEOUT_MS));
     left
 }
 
@@ -288,7 +280,7 @@ fn commit_alone(
         // Another process writes: the thread waits that out, not a caller.
         Err(_) => return Some(job),
     };
-    let _ = txn.busy_timeout(Duration::from_millis(super::sqlite::BUSY_TIMEOUT_MS));
+    let _ = txn.busy_timeout(Duration::from_millis(crate::error::BUSY_TIMEOUT_MS));
     let started = Instant::now();
     let mut batch = vec![job];
     // SQLite has no deadlocks to lose: nothing is left to try again.

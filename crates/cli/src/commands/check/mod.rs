@@ -122,7 +122,7 @@ async fn check_inner(args: CheckArgs) -> Result<ExitCode, ExitCode> {
         })?;
     let dir = scratch.path().to_path_buf();
     let mut config = crate::driving::config(
-        &dir.join("base-1.db"),
+        &durable::store::Location::File(dir.join("base-1.db")),
         &args.drive,
         &FaultArgs::default(),
         false,

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use super::Attempt;
 use crate::store::Outcome;
 
 /// Longest step error message recorded; longer ones are cut with a marker.
@@ -22,6 +21,12 @@ pub(crate) fn cap_message(mut message: String) -> String {
     message.truncate(end);
     message.push_str(&format!("... [{cut} more bytes cut by the host]"));
     message
+}
+
+/// How one attempt ended.
+pub(super) struct Attempt {
+    pub(super) outcome: Outcome,
+    pub(super) retryable: bool,
 }
 
 /// A failed attempt's message with the HTTP limits its requests ran into,

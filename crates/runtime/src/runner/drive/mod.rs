@@ -30,7 +30,7 @@ use crate::store::{
     AttemptRecord, ComponentSwitch, Outcome, OutputLine, StepCommit, StepRecord, Store,
 };
 pub use messages::human;
-use messages::with_notes;
+use messages::{Attempt, with_notes};
 pub(crate) use messages::{cap_message, trap_message};
 
 /// What all instances of one drive of a run share.
@@ -124,12 +124,6 @@ pub(crate) trait StepInstances: Send + Sync {
         clock: Arc<AttemptClock>,
         budget: (Duration, u32),
     ) -> Pin<Box<dyn Future<Output = Result<StepRun, RunError>> + Send + 'a>>;
-}
-
-/// How one attempt ended.
-struct Attempt {
-    outcome: Outcome,
-    retryable: bool,
 }
 
 impl Drive {
