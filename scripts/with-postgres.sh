@@ -5,7 +5,7 @@
 # loopback port, runs the command with DURABLE_TEST_POSTGRES set to its URL,
 # then stops the server and removes the cluster, whatever the command did.
 #
-#   ./scripts/with-postgres.sh cargo test -p durable-store
+#   ./scripts/with-postgres.sh cargo test -p durable-store --features postgres
 set -euo pipefail
 
 bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)

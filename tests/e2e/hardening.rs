@@ -262,6 +262,8 @@ fn a_token_comes_from_a_file_without_its_whitespace_and_is_never_on_the_command_
         vec!["--token", ""],
         vec!["--token", "   "],
         vec!["--allow-host", "*"],
+        // A port would never match: names are answered on any port.
+        vec!["--allow-host", "durable.example:8080"],
         vec!["--token", "a", "--token-file", path],
         vec![
             "--token-file",
@@ -326,6 +328,25 @@ fn ids_and_names_that_cannot_be_reached_are_refused() {
     }
     let (_, listed) = server.call("GET", "/v1/workflows", b"");
     assert_eq!(listed["workflows"], json!([]));
+    // A path segment that is not UTF-8 is refused in the API's one error
+    // shape, like every other bad request.
+    for path in [
+        "/v1/runs/%FF",
+        "/v1/runs/%FF/result",
+        "/v1/runs/x/events/%FF",
+    ] {
+        let method = if path.contains("/events/") {
+            "POST"
+        } else {
+            "GET"
+        };
+        let (status, body) = server.call(method, path, b"{}");
+        assert_eq!(status, 400, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "bad_request", "{path}: {body}");
+    }
+    // No run has an id that is not one: forking it is forking nothing.
+    let (status, body) = server.json("POST", "/v1/runs/a%2Fb/fork", &json!({"from_step": "x#1"}));
+    assert_eq!(status, 404, "{body}");
 }
 
 #[test]
@@ -651,6 +672,15 @@ fn a_database_password_is_never_printed_whatever_the_location_looks_like() {
         "host=127.0.0.1 port=1 user=durable password=Pw-S3cr3t dbname=durable",
         "postgres://durable:Pw-S3cr3t@127.0.0.1:1/durable",
         "postgres://durable@127.0.0.1:1/durable?password=Pw-S3cr3t&sslmode=bogus",
+        // The client reads a password up to the first `@`, so these are
+        // passwords too; and a URL that misses a character or has a space
+        // before it would otherwise be a file, printed whole.
+        "postgres://durable:Pw/S3cr3t@127.0.0.1:1/durable",
+        "postgres://durable:Pw#S3cr3t?@127.0.0.1:1/durable",
+        "postgres://durable@127.0.0.1:1/durable?pass%77ord=Pw-S3cr3t",
+        " postgres://durable:Pw-S3cr3t@127.0.0.1:1/durable",
+        "pg://durable:Pw-S3cr3t@127.0.0.1:1/durable",
+        "postgres//durable:Pw-S3cr3t@127.0.0.1:1/durable",
     ] {
         for args in [vec!["list"], vec!["serve", "--listen", "127.0.0.1:0"]] {
             let mut all = args.clone();

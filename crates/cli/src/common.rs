@@ -93,8 +93,29 @@ pub(crate) fn location(db: &Path) -> Location {
 /// string. Never repeats the value (it may hold a password).
 pub(crate) fn check_db(db: &std::path::Path) -> Result<(), String> {
     let text = db.to_string_lossy();
+    if text.trim() != text {
+        // ` postgres://...` would be a file named so, printed whole.
+        return Err("the database location has spaces around it; remove them".into());
+    }
     let lower = text.to_ascii_lowercase();
     let url = text.starts_with("postgres://") || text.starts_with("postgresql://");
+    if !url && lower.contains("://") {
+        return Err(
+            "a database is a file path or a postgres:// (postgresql://) URL in lower case; \
+             this is a URL of another kind"
+                .into(),
+        );
+    }
+    if !url
+        && (lower.starts_with("postgres") || lower.starts_with("pg:") || lower.starts_with("pg//"))
+        && (lower.contains('@') || lower.contains("//"))
+    {
+        return Err(
+            "this looks like a PostgreSQL URL written wrong; it starts with postgres:// or \
+             postgresql:// (in lower case)"
+                .into(),
+        );
+    }
     if !url && (lower.starts_with("postgres:") || lower.starts_with("postgresql:")) {
         return Err(
             "a PostgreSQL database is given as a URL that starts with postgres:// \

@@ -101,6 +101,16 @@ pub async fn serve(
             args.listen
         )));
     }
+    if args.allow_hosts.iter().any(|h| h.trim() == "*") && args.token.is_none() {
+        return Err(ServeError::Settings(
+            "--allow-host '*' turns off the check that stops DNS rebinding: any web page could \
+             then drive this server; give it a token too (--token-file)"
+                .into(),
+        ));
+    }
+    // The names are checked before anything is opened (the listen address
+    // they are matched with comes later, once bound).
+    api::Hosts::new(args.listen, &args.allow_hosts).map_err(ServeError::Settings)?;
     let mut config = args
         .drive
         .runtime_config(db)
@@ -120,13 +130,6 @@ pub async fn serve(
         .await
         .map_err(|e| ServeError::Settings(format!("cannot listen on {}: {e}", args.listen)))?;
     let address = listener.local_addr().map_or(args.listen, |a| a);
-    if args.allow_hosts.iter().any(|h| h.trim() == "*") && args.token.is_none() {
-        return Err(ServeError::Settings(
-            "--allow-host '*' turns off the check that stops DNS rebinding: any web page could \
-             then drive this server; give it a token too (--token-file)"
-                .into(),
-        ));
-    }
     let hosts = api::Hosts::new(address, &args.allow_hosts).map_err(ServeError::Settings)?;
     let metrics = Arc::new(metrics::Metrics::default());
     config.observer = Arc::new(durable::runner::Tee(

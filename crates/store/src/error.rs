@@ -141,6 +141,7 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
     /// Any other PostgreSQL failure.
+    #[cfg(feature = "postgres")]
     #[error("database error while {context}")]
     Postgres {
         /// What we were doing.
@@ -196,6 +197,7 @@ impl StoreError {
     }
 
     /// A PostgreSQL error while `context`.
+    #[cfg(feature = "postgres")]
     pub(crate) fn from_postgres(context: String, e: tokio_postgres::Error) -> Self {
         StoreError::Postgres { context, source: e }
     }
@@ -221,6 +223,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Locked { .. } | StoreError::Transient(_) => true,
+            #[cfg(feature = "postgres")]
             StoreError::Postgres { source, .. } => is_transient_postgres(source),
             _ => false,
         }
@@ -230,6 +233,7 @@ impl StoreError {
     /// being deleted).
     pub(crate) fn is_foreign_key_violation(&self) -> bool {
         match self {
+            #[cfg(feature = "postgres")]
             StoreError::Postgres { source, .. } => source
                 .code()
                 .is_some_and(|c| *c == tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION),
@@ -246,16 +250,21 @@ impl StoreError {
     /// with another one and nothing of it happened; the writer tries the
     /// job again.
     pub(crate) fn is_conflict(&self) -> bool {
-        use tokio_postgres::error::SqlState;
         match self {
-            StoreError::Postgres { source, .. } => source.code().is_some_and(|c| {
-                *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
-            }),
+            #[cfg(feature = "postgres")]
+            StoreError::Postgres { source, .. } => {
+                use tokio_postgres::error::SqlState;
+                source.code().is_some_and(|c| {
+                    *c == SqlState::T_R_DEADLOCK_DETECTED
+                        || *c == SqlState::T_R_SERIALIZATION_FAILURE
+                })
+            }
             _ => false,
         }
     }
 }
 
+#[cfg(feature = "postgres")]
 fn is_transient_postgres(e: &tokio_postgres::Error) -> bool {
     use tokio_postgres::error::SqlState;
     if e.is_closed() {

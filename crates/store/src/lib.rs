@@ -21,6 +21,7 @@ mod error;
 mod histogram;
 mod location;
 pub mod owner;
+#[cfg(feature = "postgres")]
 mod pg_tls;
 mod schema;
 mod sql;

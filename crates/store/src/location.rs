@@ -102,49 +102,87 @@ pub fn redact(url: &str) -> String {
         return url
             .split(' ')
             .map(|w| match w.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                Some((k, _)) if is_secret_key(k) => format!("{k}=***"),
                 _ => w.to_string(),
             })
             .collect::<Vec<_>>()
             .join(" ");
     };
     let rest = &url[scheme + 3..];
-    // The authority ends at the path, the query or the fragment; an `@`
-    // after it belongs to them.
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let mut out = url[..scheme + 3].to_string();
-    match rest[..end].rfind('@') {
-        Some(at) => {
-            let user = rest[..at].split(':').next().unwrap_or("");
-            out.push_str(user);
-            out.push_str(&rest[at..end]);
+    // The user part, read as the client reads it and then some: the client
+    // takes everything before the *first* `@` as `user:password` (so a
+    // password may hold an unescaped `/`, `?` or `#`); a password holding
+    // an `@` itself ends at the last `@` before the host's end. Everything
+    // from the first `:` of the user part to that `@` is left out.
+    let body = match (rest.find([':', '@']), rest.find('@')) {
+        (Some(colon), Some(first_at)) if colon < first_at => {
+            let after = &rest[first_at..];
+            let host_end = first_at + after.find(['/', '?', '#']).unwrap_or(after.len());
+            let last_at = rest[..host_end].rfind('@').unwrap_or(first_at);
+            format!("{}{}", &rest[..colon], &rest[last_at..])
         }
-        None => out.push_str(&rest[..end]),
-    }
-    let tail = &rest[end..];
-    let Some(q) = tail.find('?') else {
-        out.push_str(tail);
-        return out;
+        _ => rest.to_string(),
     };
-    out.push_str(&tail[..=q]);
-    let (query, fragment) = match tail[q + 1..].find('#') {
-        Some(h) => (&tail[q + 1..q + 1 + h], &tail[q + 1 + h..]),
-        None => (&tail[q + 1..], ""),
-    };
-    let params: Vec<String> = query
-        .split('&')
-        .map(|p| match p.split_once('=') {
-            Some((k, _))
-                if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("sslpassword") =>
-            {
-                format!("{k}=***")
-            }
-            _ => p.to_string(),
-        })
-        .collect();
-    out.push_str(&params.join("&"));
-    out.push_str(fragment);
+    let mut out = url[..scheme + 3].to_string();
+    out.push_str(&without_secret_params(&body));
     out
+}
+
+/// `text` with the values of its `password` and `sslpassword` query
+/// parameters left out (`?` or `#` starts them, `&` or `#` ends one: to be
+/// safe, more than the client reads).
+fn without_secret_params(text: &str) -> String {
+    let Some(q) = text.find(['?', '#']) else {
+        return text.to_string();
+    };
+    let mut out = text[..=q].to_string();
+    let mut rest = &text[q + 1..];
+    loop {
+        let end = rest.find(['&', '#']).unwrap_or(rest.len());
+        let param = &rest[..end];
+        match param.split_once('=') {
+            Some((k, _)) if is_secret_key(k) => {
+                out.push_str(k);
+                out.push_str("=***");
+            }
+            _ => out.push_str(param),
+        }
+        let Some(sep) = rest[end..].chars().next() else {
+            return out;
+        };
+        out.push(sep);
+        rest = &rest[end + sep.len_utf8()..];
+    }
+}
+
+/// Whether a parameter named `key` (percent-encoded or not, any case)
+/// holds a secret.
+fn is_secret_key(key: &str) -> bool {
+    let mut decoded = Vec::with_capacity(key.len());
+    let bytes = key.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                let value = hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0);
+                decoded.push(value as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                decoded.push(b);
+                i += 1;
+            }
+        }
+    }
+    let key = String::from_utf8_lossy(&decoded)
+        .trim()
+        .to_ascii_lowercase();
+    key == "password" || key == "sslpassword"
 }
 
 #[cfg(test)]
@@ -172,10 +210,24 @@ mod tests {
             redact("host=h user=u password=s3cret dbname=d"),
             "host=h user=u password=*** dbname=d"
         );
+        // The client reads the password up to the first `@`, `/`, `?` and
+        // `#` included.
+        assert_eq!(
+            redact("postgres://dur:pw/with#odd?chars@127.0.0.1:59861/postgres?sslmode=disable"),
+            "postgres://dur@127.0.0.1:59861/postgres?sslmode=disable"
+        );
         for url in [
             "postgres://u:s3cret@h",
             "postgres://u:s3cret@h?password=s3cret",
             "x://:s3cret@",
+            "postgres://u:s3/cret@h/d",
+            "postgres://u:s3?cret@h/d",
+            "postgres://u:s3#cret@h/d",
+            "postgres://u:s3@cret@h/d",
+            "postgres://h/d?pass%77ord=s3cret",
+            "postgres://h/d?PASSWORD=s3cret",
+            "postgres://h/d?password=s3cret@x",
+            "postgres://h/d#&password=s3cret",
         ] {
             assert!(!redact(url).contains("s3cret"), "{url}: {}", redact(url));
         }

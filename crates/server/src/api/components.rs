@@ -2,10 +2,10 @@
 //! started by: `/v1/components`, `/v1/workflows`.
 
 use super::app::{App, Registered};
-use super::error::{ApiError, ApiResult, ok, parse};
+use super::error::{ApiError, ApiResult, PathParams, ok, parse};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State as Extract};
+use axum::extract::{Query, State as Extract};
 use axum::http::{HeaderMap, StatusCode};
 use durable::runner::LoadedWorkflow;
 use serde::Deserialize;
@@ -223,7 +223,7 @@ pub(super) async fn list_components(Extract(app): Extract<App>) -> ApiResult {
 /// workflow uses (409 otherwise).
 pub(super) async fn delete_component(
     Extract(app): Extract<App>,
-    Path(digest): Path<String>,
+    PathParams(digest): PathParams<String>,
 ) -> ApiResult {
     let names: Vec<String> = app
         .state

@@ -117,6 +117,29 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(
         .map_err(|e| ApiError::bad_request(format!("the body is not the JSON expected: {e}")))
 }
 
+/// A route's path parameters, like axum's `Path`, whose refusal (a
+/// segment that is not UTF-8: `/v1/runs/%FF`) is an [`ApiError`] in the
+/// API's one JSON shape rather than axum's plain text.
+pub(super) struct PathParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for PathParams<T>
+where
+    S: Send + Sync,
+    T: serde::de::DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(t)) => Ok(PathParams(t)),
+            Err(e) => Err(ApiError::bad_request(e.body_text())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::ApiError;

@@ -70,6 +70,15 @@ impl Hosts {
                      (no scheme, no port), or * for any"
                 ));
             }
+            // A `:` is an IPv6 literal's, in brackets as a Host header has
+            // it; anywhere else it is a port, which would never match (a
+            // name is allowed with any port).
+            if name.contains(':') && !(name.starts_with('[') && name.ends_with(']')) {
+                return Err(format!(
+                    "--allow-host {name:?}: give the name without a port (it is answered on any \
+                     port), and an IPv6 address in brackets ([::1])"
+                ));
+            }
             extra.push(name);
         }
         Ok(Hosts { listen, extra, any })
@@ -308,5 +317,14 @@ mod tests {
                 .allows("anything:9")
         );
         assert!(Hosts::new("127.0.0.1:1".parse().expect("addr"), &["http://x".into()]).is_err());
+        // A port never matches (names are answered on any port): refused
+        // at start rather than silently useless. IPv6 goes in brackets.
+        for bad in ["x.example:8080", "::1", "[::1]:7070"] {
+            let e = Hosts::new("127.0.0.1:1".parse().expect("addr"), &[bad.into()]).expect_err(bad);
+            assert!(e.contains("without a port"), "{bad}: {e}");
+        }
+        let v6 = Hosts::new("127.0.0.1:1".parse().expect("addr"), &["[fd00::1]".into()])
+            .expect("a bracketed IPv6 address");
+        assert!(v6.allows("[fd00::1]:8443"));
     }
 }

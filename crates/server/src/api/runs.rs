@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use super::app::{App, Registered};
 use super::components::component;
-use super::error::{ApiError, ApiResult, ok, parse};
+use super::error::{ApiError, ApiResult, PathParams, ok, parse};
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State as Extract};
+use axum::extract::{Query, State as Extract};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use durable::json::same_json;
@@ -253,7 +253,7 @@ pub(super) struct ShowQuery {
 /// `GET /v1/runs/{id}?logs=true`: the `show --json` shape (docs/json.md).
 pub(super) async fn show_run(
     Extract(app): Extract<App>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     q: Result<Query<ShowQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -275,7 +275,7 @@ pub(super) const MAX_WAIT: Duration = Duration::from_secs(300);
 /// ended, or as it is when the wait is over.
 pub(super) async fn run_result(
     Extract(app): Extract<App>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     q: Result<Query<ResultQuery>, QueryRejection>,
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
@@ -377,7 +377,7 @@ pub(super) struct SendEvent {
 /// an id the run already has an event of, nothing stored (200).
 pub(super) async fn send_event(
     Extract(app): Extract<App>,
-    Path((id, name)): Path<(String, String)>,
+    PathParams((id, name)): PathParams<(String, String)>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     durable::names::validate_step_name(&name)
@@ -411,7 +411,10 @@ pub(super) async fn send_event(
 
 /// `POST /v1/runs/{id}/cancel`: at once when no process drives the run,
 /// else at its next durable call.
-pub(super) async fn cancel_run(Extract(app): Extract<App>, Path(id): Path<String>) -> ApiResult {
+pub(super) async fn cancel_run(
+    Extract(app): Extract<App>,
+    PathParams(id): PathParams<String>,
+) -> ApiResult {
     match app.state.rt.store().cancel(&id).await {
         Ok(Cancelled::Now) => ok(StatusCode::OK, json!({"id": id, "cancelled": "now"})),
         Ok(Cancelled::Requested) => ok(StatusCode::OK, json!({"id": id, "cancelled": "requested"})),
@@ -434,11 +437,16 @@ pub(super) struct ForkRun {
 /// before that step, started at once.
 pub(super) async fn fork_run(
     Extract(app): Extract<App>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     shutting_down(&app)?;
     let req: ForkRun = parse(body)?;
+    // No run has an id that is not one: there is nothing to fork (404, as
+    // for any missing run), whatever the new id would be.
+    if durable::runner::validate_run_id(&id).is_err() {
+        return Err(StoreError::RunNotFound(id).into());
+    }
     let new_id = req
         .id
         .unwrap_or_else(|| format!("{id}-fork-{}", durable::clock::now_ms()));

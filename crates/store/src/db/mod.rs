@@ -11,6 +11,9 @@
 
 mod components;
 mod inspect;
+#[cfg(feature = "postgres")]
+mod listen;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod rows;
 mod server;
@@ -41,7 +44,18 @@ use rows::*;
 use writer::{Conn, Writer};
 
 /// Writer connections (and threads) of a PostgreSQL store.
+#[cfg(feature = "postgres")]
 const POSTGRES_WRITERS: usize = 4;
+
+/// What opening a PostgreSQL database says in a build without it.
+#[cfg(not(feature = "postgres"))]
+fn without_postgres() -> StoreError {
+    StoreError::Config(
+        "this durable was built without PostgreSQL support (the store's `postgres` feature); \
+         use a SQLite file, or a build with it"
+            .into(),
+    )
+}
 
 fn read_drive_start(tx: &Tx<'_>, run_id: &str) -> Result<DriveStart, StoreError> {
     Ok(DriveStart {
@@ -68,6 +82,7 @@ pub struct Store {
     threads: Arc<std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>>,
     /// On PostgreSQL, signalled by the listener of `durable_due`
     /// notifications (started by the first [`Store::wake_ups`]).
+    #[cfg(feature = "postgres")]
     wake: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
     /// How long a lease this store writes lasts, in ms.
     lease_ms: i64,
@@ -171,6 +186,9 @@ impl Store {
             let location = location.clone();
             move || -> Result<Vec<Conn>, StoreError> {
                 match &location {
+                    #[cfg(not(feature = "postgres"))]
+                    Location::Postgres(_) => Err(without_postgres()),
+                    #[cfg(feature = "postgres")]
                     Location::Postgres(url) => {
                         // PostgreSQL takes writes from many connections at
                         // once; a round trip, not the disk, bounds each.
@@ -209,6 +227,7 @@ impl Store {
             writers: writers.into(),
             reader: Arc::new(std::sync::Mutex::new(None)),
             threads: Arc::new(std::sync::Mutex::new(threads)),
+            #[cfg(feature = "postgres")]
             wake: Arc::default(),
             lease_ms,
             location,
@@ -233,6 +252,9 @@ impl Store {
             let conn = match &mut *slot {
                 Some(conn) => conn,
                 empty => empty.insert(match &location {
+                    #[cfg(not(feature = "postgres"))]
+                    Location::Postgres(_) => return Err(without_postgres()),
+                    #[cfg(feature = "postgres")]
                     Location::Postgres(url) => {
                         Conn::Postgres(Box::new(crate::sql::PgConn::connect(url)?))
                     }
@@ -247,9 +269,10 @@ impl Store {
                         .map_err(sql("starting a read"))?;
                     f(&Tx::sqlite(&tx))
                 }
+                #[cfg(feature = "postgres")]
                 Conn::Postgres(conn) => {
                     let tx = conn.begin("starting a read")?;
-                    f(&tx.tx())
+                    f(&crate::sql::Tx::postgres(&tx))
                 }
             }
         })
@@ -748,7 +771,7 @@ impl RunWriter<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "postgres"))]
 mod pg_tests;
 #[cfg(test)]
 mod tests;

@@ -214,7 +214,7 @@ pub(crate) fn open(
     let mut conn = connect(url, synchronous, lease_ms)?;
     let where_ = redact(url);
     let txn = conn.begin("preparing the schema")?;
-    let tx = txn.tx();
+    let tx = crate::sql::Tx::postgres(&txn);
     tx.one(
         "preparing the schema",
         "SELECT 1 FROM (SELECT pg_advisory_xact_lock(?1)) AS locked",

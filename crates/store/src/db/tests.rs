@@ -1,5 +1,6 @@
 use std::path::PathBuf;
 use std::sync::Arc;
+#[cfg(feature = "postgres")]
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::*;
@@ -10,6 +11,7 @@ use durable_core::now_ms;
 #[derive(Clone, Copy)]
 enum Kind {
     Sqlite,
+    #[cfg(feature = "postgres")]
     Postgres,
 }
 
@@ -25,6 +27,7 @@ async fn fresh(kind: Kind) -> Fresh {
     let dir = tempfile::tempdir().expect("tempdir");
     let location = match kind {
         Kind::Sqlite => dir.path().join("d.db"),
+        #[cfg(feature = "postgres")]
         Kind::Postgres => PathBuf::from(postgres_database().await),
     };
     Fresh {
@@ -34,6 +37,7 @@ async fn fresh(kind: Kind) -> Fresh {
 }
 
 /// The URL of a new, empty database on the test server.
+#[cfg(feature = "postgres")]
 pub(crate) async fn postgres_database() -> String {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let base = std::env::var("DURABLE_TEST_POSTGRES").expect(
@@ -68,6 +72,7 @@ macro_rules! on_both {
                 super::$name(super::Kind::Sqlite).await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg(feature = "postgres")]
             async fn postgres() {
                 super::$name(super::Kind::Postgres).await
             }
@@ -556,6 +561,7 @@ async fn version_6(kind: Kind) -> Fresh {
             ))
             .expect("version");
         }
+        #[cfg(feature = "postgres")]
         Kind::Postgres => {
             // Made at the current version, then taken back to what version 6 had.
             let store = Store::open(&db.location).await.expect("open");

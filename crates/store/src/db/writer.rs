@@ -26,11 +26,14 @@ use rusqlite::TransactionBehavior;
 use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
-use crate::sql::{PgConn, Tx};
+#[cfg(feature = "postgres")]
+use crate::sql::PgConn;
+use crate::sql::Tx;
 
 /// The writer's connection.
 pub(crate) enum Conn {
     Sqlite(rusqlite::Connection),
+    #[cfg(feature = "postgres")]
     Postgres(Box<PgConn>),
 }
 
@@ -63,6 +66,7 @@ type Job = Box<dyn FnMut(Result<&Tx<'_>, &StoreError>, bool) -> Applied + Send>;
 /// lock runs in one order and cannot deadlock each other) and how often it
 /// lost a race already.
 pub(crate) struct Queued {
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     run: Option<String>,
     tries: u32,
     job: Job,
@@ -258,6 +262,9 @@ fn try_inline(
     if closing.load(Ordering::SeqCst) || !stats.waiting.load(Ordering::SeqCst) {
         return Some(job);
     }
+    // Only SQLite commits on the caller's thread (without PostgreSQL
+    // support, every connection is SQLite's).
+    #[cfg_attr(not(feature = "postgres"), allow(irrefutable_let_patterns))]
     let Conn::Sqlite(conn) = &mut *guard else {
         return Some(job);
     };
@@ -365,7 +372,8 @@ fn is_busy(e: &rusqlite::Error) -> bool {
 }
 
 /// Applies and commits one batch; true if it committed. Jobs that lost a
-/// race with another transaction go to `again`.
+/// race with another transaction go to `again` (PostgreSQL's only).
+#[cfg_attr(not(feature = "postgres"), allow(unused_variables, clippy::ptr_arg))]
 fn apply_batch(
     conn: &mut Conn,
     batch: &mut Vec<Queued>,
@@ -402,6 +410,7 @@ fn apply_batch(
                 .map(|e| StoreError::from_sqlite("committing".into(), e));
             reply_all(replies, commit)
         }
+        #[cfg(feature = "postgres")]
         Conn::Postgres(conn) => {
             // Every job locks its own run's row first: in the order of the
             // runs, every host's batches take their locks in one order.
@@ -411,7 +420,7 @@ fn apply_batch(
                 Ok(t) => t,
                 Err(err) => return fail_batch(batch, &err),
             };
-            let Some((replies, lost)) = run_jobs(&txn.tx(), batch) else {
+            let Some((replies, lost)) = run_jobs(&Tx::postgres(&txn), batch) else {
                 return false;
             };
             let committed = reply_all(replies, txn.commit().err());
