@@ -118,6 +118,19 @@ def expand(tree):
     return out
 
 
+def blocks(text, opening):
+    """(start, end) of each block whose opening line matches `opening`."""
+    spans = []
+    for m in re.finditer(opening, text):
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            depth += text[i] == "{"
+            depth -= text[i] == "}"
+            i += 1
+        spans.append((m.start(), i))
+    return spans
+
+
 class Crate:
     def __init__(self, src):
         self.src = src
@@ -183,21 +196,8 @@ class Crate:
         for m, text in self.texts.items():
             # Paths inside an inline `mod x { ... }` (tests) see `super` as
             # this file's module.
-            inline_spans, test_spans = [], []
-            for tm in re.finditer(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", text):
-                depth, i = 1, tm.end()
-                while i < len(text) and depth:
-                    depth += text[i] == "{"
-                    depth -= text[i] == "}"
-                    i += 1
-                test_spans.append((tm.start(), i))
-            for im in re.finditer(r"\bmod\s+\w+\s*\{", text):
-                depth, i = 1, im.end()
-                while i < len(text) and depth:
-                    depth += text[i] == "{"
-                    depth -= text[i] == "}"
-                    i += 1
-                inline_spans.append((im.end(), i))
+            test_spans = blocks(text, r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{")
+            inline_spans = blocks(text, r"\bmod\s+\w+\s*\{")
 
             def inline(pos):
                 return any(a <= pos < b for a, b in inline_spans)

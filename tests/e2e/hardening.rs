@@ -133,6 +133,16 @@ fn pages_of_other_sites_cannot_drive_the_server_nor_read_it_by_rebinding() {
             403,
             "cross_origin",
         ),
+        // A second header does not hide a cross-site one.
+        (
+            vec![
+                "sec-fetch-site: none".into(),
+                "sec-fetch-site: cross-site".into(),
+                "content-type: application/json".into(),
+            ],
+            403,
+            "cross_origin",
+        ),
     ];
     for (headers, want, want_code) in &attempts {
         let headers: Vec<&str> = headers.iter().map(String::as_str).collect();
@@ -242,6 +252,17 @@ fn a_token_comes_from_a_file_without_its_whitespace_and_is_never_on_the_command_
         let (status, _, _) = anonymous.raw("GET", "/v1/runs", &[header], b"");
         assert_eq!(status, want, "{header}");
     }
+    // Two credentials are none: neither is taken.
+    let (status, _, _) = anonymous.raw(
+        "GET",
+        "/v1/runs",
+        &[
+            "authorization: Bearer s3cret-token",
+            "authorization: Bearer wrong",
+        ],
+        b"",
+    );
+    assert_eq!(status, 401);
     let cmdline = std::fs::read(format!("/proc/{}/cmdline", server.pid())).expect("cmdline");
     assert!(
         !String::from_utf8_lossy(&cmdline).contains("s3cret"),

@@ -196,8 +196,11 @@ fn check(hosts: &Hosts, request: &Request) -> Result<(), ApiError> {
     }
     // Sent by browsers on every request: anything but the server's own
     // pages ("same-origin") or the user's own action ("none").
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|s| s.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
+    // Every value counts: a second header must not hide a cross-site one.
+    if headers
+        .get_all("sec-fetch-site")
+        .iter()
+        .any(|site| !matches!(site.to_str(), Ok("same-origin" | "none")))
     {
         return Err(cross_origin());
     }

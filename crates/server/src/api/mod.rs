@@ -111,9 +111,18 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
 /// Refuses a request without the server's token, when it has one.
 async fn authorize(Extract(app): Extract<App>, request: Request, next: Next) -> Response {
     if let Some(token) = &app.state.token {
+        // One credential: with two `Authorization` headers neither is
+        // taken.
+        let single = request
+            .headers()
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .count()
+            == 1;
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
+            .filter(|_| single)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
