@@ -335,7 +335,9 @@ fn ids_and_names_that_cannot_be_reached_are_refused() {
         "..",
     ]);
     out.expect_code(Some(2));
-    for name in ["nightly report", "a\tb", "x/y", "$x", ""] {
+    // A name so long that the run ids made from it would not fit.
+    let long = "n".repeat(234);
+    for name in ["nightly report", "a\tb", "x/y", "$x", "", long.as_str()] {
         let (status, body) = server.json(
             "POST",
             "/v1/workflows",
@@ -349,6 +351,11 @@ fn ids_and_names_that_cannot_be_reached_are_refused() {
     }
     let (_, listed) = server.call("GET", "/v1/workflows", b"");
     assert_eq!(listed["workflows"], json!([]));
+    // Any integer limit is brought into range; anything else is refused.
+    for (limit, want) in [("-1", 200), ("99999999999999999999999", 200), ("x", 400)] {
+        let (status, body) = server.call("GET", &format!("/v1/runs?limit={limit}"), b"");
+        assert_eq!(status, want, "limit={limit}: {body}");
+    }
     // A path segment that is not UTF-8 is refused in the API's one error
     // shape, like every other bad request.
     for path in [

@@ -79,9 +79,23 @@ pub fn validate_run_id(id: &str) -> Result<(), InvalidRunId> {
 /// # Errors
 /// A sentence saying why, naming the name.
 pub fn validate_workflow_name(name: &str) -> Result<(), String> {
-    validate_step_name(name).map_err(|e| e.to_string())?;
-    validate_run_id(&format!("{name}@20260101T000000Z"))
-        .map_err(|e| format!("workflow name {name:?} cannot be part of a run id: {e}"))
+    validate_step_name(name)
+        .map_err(|e| format!("invalid workflow name {name:?}: {}", e.reason))?;
+    // The longest ids the host makes of a name: a start without an id
+    // (`NAME-<ms>-<random>`) and a schedule's tick (`NAME@<tick>`).
+    for made in [
+        format!("{name}-1796619530490-dbffbddf"),
+        format!("{name}@20260101T000000Z"),
+    ] {
+        if let Err(e) = validate_run_id(&made) {
+            return Err(format!(
+                "invalid workflow name {name:?}: the run ids made from it (such as {:?}) would \
+                 not be valid: {}",
+                made, e.reason
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -96,5 +110,14 @@ mod tests {
         for good in ["create_record", "send-email", "ünïcode step"] {
             assert!(validate_step_name(good).is_ok(), "{good:?}");
         }
+    }
+
+    #[test]
+    fn a_workflow_name_leaves_room_for_the_run_ids_made_from_it() {
+        assert!(validate_workflow_name(&"n".repeat(233)).is_ok());
+        let e = validate_workflow_name(&"n".repeat(234)).expect_err("too long for its run ids");
+        assert!(e.starts_with("invalid workflow name"), "{e}");
+        let e = validate_workflow_name("a/b").expect_err("a separator");
+        assert!(e.starts_with("invalid workflow name \"a/b\""), "{e}");
     }
 }

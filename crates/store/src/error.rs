@@ -89,7 +89,7 @@ pub enum StoreError {
         key: String,
     },
     /// A run with this id exists already.
-    #[error("a run with id {0:?} exists already; choose another --id")]
+    #[error("a run with id {0:?} exists already; choose another id")]
     RunExists(String),
     /// The database location asks for something this build cannot do (a
     /// TLS setting, say).

@@ -190,7 +190,8 @@ pub(super) fn summary(run: &RunRecord) -> Value {
 pub(super) struct ListQuery {
     status: Option<String>,
     workflow: Option<String>,
-    limit: Option<usize>,
+    /// Text, so that any integer (negative, huge) is brought into range.
+    limit: Option<String>,
     after: Option<String>,
     prefix: Option<String>,
     #[serde(default)]
@@ -214,7 +215,7 @@ pub(super) async fn list_runs(
             ))
         })?),
     };
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = page_size(q.limit.as_deref())?;
     let store = app.state.rt.store();
     let runs = store
         .list(RunFilter {
@@ -462,6 +463,24 @@ pub(super) async fn fork_run(
     ok(StatusCode::CREATED, summary(&run))
 }
 
+/// `limit=`: runs per page, 1 to 1000 (100 when not given); any integer
+/// outside is brought into range, anything else is refused.
+fn page_size(limit: Option<&str>) -> Result<usize, ApiError> {
+    let Some(text) = limit.map(str::trim) else {
+        return Ok(100);
+    };
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::bad_request(format!(
+            "limit={text:?}: expected a number of runs, 1 to 1000"
+        )));
+    }
+    if text.starts_with('-') {
+        return Ok(1);
+    }
+    Ok(digits.parse::<usize>().map_or(1000, |n| n.clamp(1, 1000)))
+}
+
 /// Refuses a run input or event payload over `--max-input-bytes` (413).
 fn within_input_limit(app: &App, what: &str, json: &str) -> Result<(), ApiError> {
     let limit = app.state.max_input_bytes;
@@ -480,7 +499,24 @@ fn within_input_limit(app: &App, what: &str, json: &str) -> Result<(), ApiError>
 
 #[cfg(test)]
 mod tests {
-    use super::{MAX_WAIT, parse_wait};
+    use super::{MAX_WAIT, page_size, parse_wait};
+
+    #[test]
+    fn a_page_size_is_brought_into_range_whatever_the_integer() {
+        assert_eq!(page_size(None).ok(), Some(100));
+        for (text, want) in [
+            ("5", 5),
+            ("0", 1),
+            ("-1", 1),
+            ("99999999999999999999999", 1000),
+            ("1000", 1000),
+        ] {
+            assert_eq!(page_size(Some(text)).ok(), Some(want), "{text}");
+        }
+        for bad in ["", "x", "1e3", "--1"] {
+            assert!(page_size(Some(bad)).is_err(), "{bad}");
+        }
+    }
     use std::time::Duration;
 
     #[test]
