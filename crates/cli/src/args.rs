@@ -379,11 +379,19 @@ pub struct ServeArgs {
     pub drive: DriveArgs,
 }
 
+/// The defaults of [`DriveArgs`]: the runtime's, one source for the flags
+/// and for everything else that makes [`DriveSettings`].
+///
+/// [`DriveSettings`]: durable::settings::DriveSettings
+fn defaults() -> durable::settings::DriveSettings {
+    durable::settings::DriveSettings::default()
+}
+
 /// Options of every verb that drives runs.
 #[derive(Debug, Clone, Args)]
 pub struct DriveArgs {
     /// Most step instances running at once; more wait their turn.
-    #[arg(long, value_name = "NUM", default_value_t = 64)]
+    #[arg(long, value_name = "NUM", default_value_t = defaults().max_parallel)]
     pub max_parallel: usize,
 
     /// Directory of compiled components [default: $DURABLE_CACHE_DIR, else
@@ -442,7 +450,7 @@ pub struct DriveArgs {
     #[arg(
         long,
         value_name = "NUM",
-        default_value_t = 256,
+        default_value_t = defaults().max_memory_mb,
         help_heading = "Limits"
     )]
     pub max_memory_mb: usize,
@@ -452,7 +460,7 @@ pub struct DriveArgs {
     #[arg(
         long,
         value_name = "MS",
-        default_value_t = 300_000,
+        default_value_t = defaults().step_timeout_ms,
         help_heading = "Limits"
     )]
     pub step_timeout_ms: u64,
@@ -460,16 +468,16 @@ pub struct DriveArgs {
     /// Attempts per step unless its options say otherwise (1: no retries).
     /// Retries wait 100 ms, then twice as long each time (at most 10 s),
     /// less up to half at random.
-    #[arg(long, value_name = "NUM", default_value_t = 3, help_heading = "Limits")]
+    #[arg(long, value_name = "NUM", default_value_t = defaults().max_attempts, help_heading = "Limits")]
     pub max_attempts: u32,
 
     /// Largest step result or workflow output, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20, help_heading = "Limits")]
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().max_result_bytes, help_heading = "Limits")]
     pub max_result_bytes: usize,
 
     /// Largest total of recorded results, failed attempts and guest output
     /// in one run, in bytes; a run that would exceed it fails.
-    #[arg(long, value_name = "BYTES", default_value_t = 256 << 20, help_heading = "Limits")]
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().max_history_bytes, help_heading = "Limits")]
     pub max_history_bytes: u64,
 
     /// Most attempts a step's own retry policy may ask for; more are cut
@@ -477,7 +485,7 @@ pub struct DriveArgs {
     #[arg(
         long,
         value_name = "NUM",
-        default_value_t = 100,
+        default_value_t = defaults().max_attempts_cap,
         help_heading = "Limits"
     )]
     pub max_attempts_cap: u32,
@@ -488,13 +496,13 @@ pub struct DriveArgs {
     #[arg(
         long,
         value_name = "MS",
-        default_value_t = 60_000,
+        default_value_t = defaults().workflow_timeout_ms,
         help_heading = "Limits"
     )]
     pub workflow_timeout_ms: u64,
 
     /// Largest run input, in bytes.
-    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, help_heading = "Limits")]
+    #[arg(long, value_name = "BYTES", default_value_t = defaults().max_input_bytes, help_heading = "Limits")]
     pub max_input_bytes: usize,
 
     /// Largest body of one HTTP request a step sends, and of one response
@@ -502,7 +510,7 @@ pub struct DriveArgs {
     #[arg(
         long,
         value_name = "NUM",
-        default_value_t = 16,
+        default_value_t = defaults().max_http_body_mb,
         help_heading = "Limits"
     )]
     pub max_http_body_mb: u64,
@@ -512,7 +520,7 @@ pub struct DriveArgs {
     #[arg(
         long,
         value_name = "MS",
-        default_value_t = 10_000,
+        default_value_t = defaults().http_connect_timeout_ms,
         help_heading = "Limits"
     )]
     pub http_connect_timeout_ms: u64,
@@ -524,7 +532,7 @@ pub struct DriveArgs {
 
     /// How long a commit waits out another process's write lock on the
     /// database before it fails (exit code 6), in ms.
-    #[arg(long, value_name = "MS", default_value_t = 120_000)]
+    #[arg(long, value_name = "MS", default_value_t = defaults().lock_wait_ms)]
     pub lock_wait_ms: u64,
 
     /// How long a run's lease lasts without renewal, in ms (renewed every
@@ -535,7 +543,7 @@ pub struct DriveArgs {
         long,
         value_name = "MS",
         env = "DURABLE_LEASE_MS",
-        default_value_t = 15_000
+        default_value_t = defaults().lease_ms
     )]
     pub lease_ms: u64,
 }

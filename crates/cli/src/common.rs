@@ -82,11 +82,6 @@ pub(crate) async fn signalled() {
     }
 }
 
-/// The database `--db` names, once [`check_db`] accepted the text.
-pub(crate) fn location(db: &Path) -> Location {
-    Location::parse(db)
-}
-
 /// Refuses a database location that means PostgreSQL but would be taken
 /// for a file name (and so printed, password and all, and created empty):
 /// a scheme in capitals, `postgres:` without `//`, a libpq `key=value`

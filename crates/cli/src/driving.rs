@@ -55,11 +55,11 @@ pub(crate) fn engine(config: &RuntimeConfig) -> Result<Engine, ExitCode> {
 
 /// How long running steps get to finish and be recorded after SIGINT or
 /// SIGTERM, before they are abandoned (and run again on resume).
-pub(crate) const GRACE: Duration = Duration::from_secs(5);
+const GRACE: Duration = Duration::from_secs(5);
 
 /// How often a process that waits for a parked run looks whether it is due
 /// (an event sent by another process is noticed within this).
-pub(crate) const DUE_POLL: Duration = Duration::from_millis(50);
+const DUE_POLL: Duration = Duration::from_millis(50);
 
 /// Drives run `run_id` to its end from `first`, its first drive's result:
 /// a run that parks (a sleep, an event) is waited for here, holding no
@@ -107,7 +107,7 @@ pub(crate) async fn resume_when_due(rt: &Runtime, run_id: &str) -> Result<Finish
 
 /// Returns once run `run_id` is due (or has ended, or another process took
 /// it: the resume that follows says which).
-pub(crate) async fn wait_until_due(rt: &Runtime, run_id: &str) -> Result<(), RunError> {
+async fn wait_until_due(rt: &Runtime, run_id: &str) -> Result<(), RunError> {
     loop {
         if rt.is_interrupted() {
             return Err(RunError::Interrupted {

@@ -18,7 +18,9 @@ mod upgrade;
 use std::path::PathBuf;
 
 use crate::args::{Cli, Command};
-use crate::common::{check_db, location};
+use durable::store::Location;
+
+use crate::common::check_db;
 use crate::exit::ExitCode;
 
 /// Runs the parsed command line.
@@ -28,7 +30,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         eprintln!("durable: --db: {e}");
         return ExitCode::Usage;
     }
-    let db = location(&db);
+    let db = Location::parse(&db);
     match cli.command {
         Command::Run(args) => run::run(&db, args).await,
         Command::Resume(args) => resume::resume(&db, args).await,

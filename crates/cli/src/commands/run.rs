@@ -16,7 +16,7 @@ pub(crate) async fn run(db: &Location, args: RunArgs) -> ExitCode {
     }
 }
 
-pub(crate) async fn run_inner(db: &Location, args: RunArgs) -> Result<ExitCode, ExitCode> {
+async fn run_inner(db: &Location, args: RunArgs) -> Result<ExitCode, ExitCode> {
     if let Some(id) = &args.id
         && let Err(e) = durable::runner::validate_run_id(id)
     {
@@ -48,7 +48,7 @@ pub(crate) async fn run_inner(db: &Location, args: RunArgs) -> Result<ExitCode, 
     Ok(code)
 }
 
-pub(crate) fn read_input(args: &RunArgs) -> Result<String, ExitCode> {
+fn read_input(args: &RunArgs) -> Result<String, ExitCode> {
     input_text(
         args.input.as_deref(),
         args.input_file.as_deref(),
