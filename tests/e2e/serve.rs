@@ -680,3 +680,50 @@ fn the_cli_keeps_working_on_the_servers_database_and_the_server_sees_its_writes(
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(done["output"], json!([{"a": 1}, {"b": 2}, {"c": 3}]));
 }
+
+/// Runs driven at once are bounded (2 x `--max-parallel`): a burst of
+/// starts is answered at once, the rest of the runs wait their turn
+/// holding nothing, and at no time do more than two runs have their steps
+/// under way with `--max-parallel 1` (from the recorded step times).
+#[test]
+fn a_burst_of_starts_is_answered_and_driven_a_bounded_number_at_a_time() {
+    let env = Env::new();
+    let server = Server::start(&env, &["--max-parallel", "1"]);
+    let digest = server.upload("testbed");
+    let ids: Vec<String> = (0..12).map(|i| format!("b{i}")).collect();
+    std::thread::scope(|s| {
+        for id in &ids {
+            let (server, digest) = (&server, &digest);
+            s.spawn(move || {
+                let start = json!({"component": digest, "id": id,
+                                   "input": {"mode": "long", "n": 4, "delay_ms": 20}});
+                let (status, body) = server.json("POST", "/v1/runs", &start);
+                assert_eq!(status, 201, "{body}");
+            });
+        }
+    });
+    // Each run's span: its first step's start to its last step's end.
+    let mut edges = Vec::new();
+    for id in &ids {
+        assert_eq!(server.result(id)["status"], "succeeded", "{id}");
+        let (_, shown) = server.call("GET", &format!("/v1/runs/{id}"), b"");
+        let steps = shown["steps"].as_array().expect("steps");
+        assert_eq!(steps.len(), 4, "{shown}");
+        let at = |field: &'static str| -> Vec<i64> {
+            steps.iter().filter_map(|s| s[field].as_i64()).collect()
+        };
+        let first = at("started_at_ms").into_iter().min().expect("a start");
+        let last = at("finished_at_ms").into_iter().max().expect("an end");
+        // Ends sort before starts at the same ms: touching spans do not
+        // overlap.
+        edges.push((first, 1i32));
+        edges.push((last, -1i32));
+    }
+    edges.sort_by_key(|&(t, d)| (t, d));
+    let (mut now, mut most) = (0, 0);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    assert!(most <= 2, "{most} runs had steps under way at once");
+}

@@ -8,6 +8,7 @@
 
 mod child;
 mod measure;
+mod node;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +49,10 @@ struct Args {
     /// scripts/with-postgres.sh sets it].
     #[arg(long, value_name = "URL", env = "DURABLE_TEST_POSTGRES")]
     postgres: Option<String>,
+    /// Only these sections (comma-separated): w1w4, w2, w5, w3, serve,
+    /// node, cold [default: all]. The fsync bound is always measured.
+    #[arg(long, value_name = "SECTIONS", value_delimiter = ',')]
+    only: Vec<String>,
     /// Internal: run one workload in this process and print its metrics.
     #[arg(long, hide = true, num_args = 1.., value_name = "WORKLOAD")]
     child: Option<Vec<String>>,
@@ -97,6 +102,7 @@ fn main() -> anyhow::Result<()> {
         repeats,
         compare_pooling: args.compare_pooling,
         postgres: args.postgres.clone(),
+        only: args.only.clone(),
     };
     let report = bench.run_all()?;
     println!("{report}");
@@ -119,6 +125,8 @@ struct Sizes {
     serve_runs: u32,
     serve_parked: u32,
     serve_starts: u32,
+    node_polls: u32,
+    node_hold_ms: u64,
 }
 
 impl Sizes {
@@ -135,6 +143,8 @@ impl Sizes {
                 serve_runs: 20,
                 serve_parked: 50,
                 serve_starts: 10,
+                node_polls: 50,
+                node_hold_ms: 1000,
             }
         } else {
             Sizes {
@@ -148,6 +158,8 @@ impl Sizes {
                 serve_runs: 1000,
                 serve_parked: 100_000,
                 serve_starts: 200,
+                node_polls: 10_000,
+                node_hold_ms: 5000,
             }
         }
     }
@@ -162,9 +174,15 @@ struct Bench {
     repeats: usize,
     compare_pooling: bool,
     postgres: Option<String>,
+    only: Vec<String>,
 }
 
 impl Bench {
+    /// Whether section `name` is measured (`--only`).
+    fn wants(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
+
     fn fresh(&self, name: &str) -> anyhow::Result<PathBuf> {
         let d = self.scratch.join(name);
         let _ = std::fs::remove_dir_all(&d);
@@ -254,6 +272,61 @@ impl Bench {
         Ok(())
     }
 
+    /// `durable serve` driven by the Node.js client: W4 over HTTP, 1,000
+    /// concurrent starts, and long polls held open on waiting runs.
+    fn run_node(&self, warm: &Path, report: &mut measure::Report) -> anyhow::Result<()> {
+        let s = self.sizes;
+        let (mut w4, mut starts, mut polls) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ceiling, mut burst, mut burst_commits) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 0..self.repeats {
+            let dir = self.fresh(&format!("node-w4-{r}"))?;
+            measure::link_cache(warm, &dir)?;
+            let setup = node::Setup {
+                durable: &self.durable,
+                guest: &self.guest,
+                dir: &dir,
+            };
+            w4.push(node::runs(&setup, s.serve_runs, false)?);
+            let dir = self.fresh(&format!("node-starts-{r}"))?;
+            measure::link_cache(warm, &dir)?;
+            let setup = node::Setup { dir: &dir, ..setup };
+            starts.push(node::runs(&setup, s.serve_runs, true)?);
+            ceiling.push(node::client_ceiling(&setup, s.serve_runs)?);
+            let dir = self.fresh(&format!("node-burst-{r}"))?;
+            measure::link_cache(warm, &dir)?;
+            let setup = node::Setup { dir: &dir, ..setup };
+            let (took, commits) = node::burst_of_starts(&setup, s.serve_runs)?;
+            burst.push(took);
+            burst_commits.push(commits);
+            let dir = self.fresh(&format!("node-polls-{r}"))?;
+            measure::link_cache(warm, &dir)?;
+            let setup = node::Setup { dir: &dir, ..setup };
+            polls.push(node::idle_polls(
+                &setup,
+                s.node_polls,
+                s.node_hold_ms,
+                |dir| {
+                    self.child("eventpark", dir, s.node_polls, "power-loss")
+                        .map(drop)
+                },
+            )?);
+        }
+        report.add_node(
+            &w4,
+            &starts,
+            &Summary::of(&polls),
+            s.serve_runs,
+            s.node_polls,
+        );
+        report.add_burst(
+            &Summary::of(&ceiling),
+            &Summary::of(&burst),
+            &Summary::of(&burst_commits),
+            s.serve_runs,
+        );
+        Ok(())
+    }
+
     /// [`Bench::child`] with a choice of instance allocation.
     fn child_with(
         &self,
@@ -335,7 +408,11 @@ impl Bench {
         let warm = self.fresh("warm")?;
         self.child("warmup", &warm, 1, "power-loss")?;
 
-        for (durability, label) in [("power-loss", ""), ("process-crash", " (process-crash)")] {
+        let engine = match self.wants("w1w4") {
+            true => &[("power-loss", ""), ("process-crash", " (process-crash)")][..],
+            false => &[],
+        };
+        for &(durability, label) in engine {
             let mut w1 = measure::Samples::default();
             for r in 0..self.repeats {
                 let dir = self.fresh(&format!("w1-{durability}-{r}"))?;
@@ -354,12 +431,14 @@ impl Bench {
         }
 
         let mut w2 = measure::Samples::default();
-        for r in 0..self.repeats {
+        for r in 0..self.repeats * usize::from(self.wants("w2")) {
             let dir = self.fresh(&format!("w2-{r}"))?;
             measure::link_cache(&warm, &dir)?;
             w2.push(&self.child("w2", &dir, s.w2_fanout, "power-loss")?);
         }
-        report.add_w2("", &w2, s.w2_fanout);
+        if self.wants("w2") {
+            report.add_w2("", &w2, s.w2_fanout);
+        }
 
         if self.compare_pooling {
             let label = " (on-demand instances)";
@@ -384,110 +463,119 @@ impl Bench {
             report.add_w4(label, &w4, s.w4_runs);
         }
 
-        // W5: runs that wait hold (almost) nothing; waking them is quick.
-        let (mut park, mut wake, mut burst) = (
-            measure::Samples::default(),
-            measure::Samples::default(),
-            measure::Samples::default(),
-        );
-        for r in 0..self.repeats {
-            let dir = self.fresh(&format!("w5park-{r}"))?;
-            measure::link_cache(&warm, &dir)?;
-            park.push(&self.child("w5park", &dir, s.w5_parked, "power-loss")?);
-            let dir = self.fresh(&format!("w5wake-{r}"))?;
-            measure::link_cache(&warm, &dir)?;
-            wake.push(&self.child("w5wake", &dir, s.w5_woken, "power-loss")?);
-            let dir = self.fresh(&format!("w5burst-{r}"))?;
-            measure::link_cache(&warm, &dir)?;
-            burst.push(&self.child("w5burst", &dir, s.w5_woken, "power-loss")?);
-        }
-        report.add_w5(&park, s.w5_parked, &wake, &burst, s.w5_woken);
-
-        // W3: the first process dies after step n commits; a new one
-        // replays n and runs step n+1.
-        let (mut restart, mut replay) = (Vec::new(), measure::Samples::default());
-        let input = format!(r#"{{"mode":"seq","n":{}}}"#, s.w3_steps + 1);
-        let crash_key = format!("step#{}", s.w3_steps);
-        for r in 0..self.repeats {
-            let dir = self.fresh(&format!("w3-{r}"))?;
-            measure::link_cache(&warm, &dir)?;
-            let (status, _) = self.durable(
-                &dir,
-                &[
-                    "run",
-                    &guest,
-                    "--input",
-                    &input,
-                    "--id",
-                    "w3",
-                    "--crash-after",
-                    &crash_key,
-                ],
-            )?;
-            anyhow::ensure!(
-                status.code().is_none(),
-                "the first W3 process was not killed: {status}"
+        if self.wants("w5") {
+            // W5: runs that wait hold (almost) nothing; waking them is quick.
+            let (mut park, mut wake, mut burst) = (
+                measure::Samples::default(),
+                measure::Samples::default(),
+                measure::Samples::default(),
             );
-            let copy = self.fresh(&format!("w3-copy-{r}"))?;
-            measure::copy_db(&dir, &copy)?;
-            measure::link_cache(&warm, &copy)?;
-            let (status, took) = self.durable(&dir, &["resume", "w3"])?;
-            anyhow::ensure!(status.success(), "W3 resume failed: {status}");
-            restart.push(took.as_secs_f64() * 1000.0);
-            replay.push(&self.child("w3", &copy, s.w3_steps, "power-loss")?);
+            for r in 0..self.repeats {
+                let dir = self.fresh(&format!("w5park-{r}"))?;
+                measure::link_cache(&warm, &dir)?;
+                park.push(&self.child("w5park", &dir, s.w5_parked, "power-loss")?);
+                let dir = self.fresh(&format!("w5wake-{r}"))?;
+                measure::link_cache(&warm, &dir)?;
+                wake.push(&self.child("w5wake", &dir, s.w5_woken, "power-loss")?);
+                let dir = self.fresh(&format!("w5burst-{r}"))?;
+                measure::link_cache(&warm, &dir)?;
+                burst.push(&self.child("w5burst", &dir, s.w5_woken, "power-loss")?);
+            }
+            report.add_w5(&park, s.w5_parked, &wake, &burst, s.w5_woken);
         }
-        report.add_w3(&Summary::of(&restart), &replay, s.w3_steps);
-
-        // `durable serve`, from a client: W4 over HTTP, start latency, and
-        // a server with many runs parked on an event.
-        let (mut w4http, mut latency, mut parked_rss, mut deliver) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for r in 0..self.repeats {
-            let dir = self.fresh(&format!("serve-{r}"))?;
-            measure::link_cache(&warm, &dir)?;
-            let server = serve::Server::start(&self.durable, &dir)?;
-            let digest = serve::upload(&server, &self.guest)?;
-            w4http.push(serve::w4_http(&server, &digest, s.serve_runs, 32)?);
-            latency.extend(serve::start_latency(&server, &digest, s.serve_starts)?);
-            drop(server);
-            let dir = self.fresh(&format!("serve-parked-{r}"))?;
-            measure::link_cache(&warm, &dir)?;
-            self.child("eventpark", &dir, s.serve_parked, "power-loss")?;
-            let server = serve::Server::start(&self.durable, &dir)?;
-            // Up, and past its first look at what is due.
-            std::thread::sleep(Duration::from_millis(500));
-            parked_rss.push(server.rss_kib() as f64 / 1024.0);
-            deliver.push(serve::deliver(
-                &server,
-                &format!("e{}", s.serve_parked / 2),
-            )?);
+        if self.wants("w3") {
+            // W3: the first process dies after step n commits; a new one
+            // replays n and runs step n+1.
+            let (mut restart, mut replay) = (Vec::new(), measure::Samples::default());
+            let input = format!(r#"{{"mode":"seq","n":{}}}"#, s.w3_steps + 1);
+            let crash_key = format!("step#{}", s.w3_steps);
+            for r in 0..self.repeats {
+                let dir = self.fresh(&format!("w3-{r}"))?;
+                measure::link_cache(&warm, &dir)?;
+                let (status, _) = self.durable(
+                    &dir,
+                    &[
+                        "run",
+                        &guest,
+                        "--input",
+                        &input,
+                        "--id",
+                        "w3",
+                        "--crash-after",
+                        &crash_key,
+                    ],
+                )?;
+                anyhow::ensure!(
+                    status.code().is_none(),
+                    "the first W3 process was not killed: {status}"
+                );
+                let copy = self.fresh(&format!("w3-copy-{r}"))?;
+                measure::copy_db(&dir, &copy)?;
+                measure::link_cache(&warm, &copy)?;
+                let (status, took) = self.durable(&dir, &["resume", "w3"])?;
+                anyhow::ensure!(status.success(), "W3 resume failed: {status}");
+                restart.push(took.as_secs_f64() * 1000.0);
+                replay.push(&self.child("w3", &copy, s.w3_steps, "power-loss")?);
+            }
+            report.add_w3(&Summary::of(&restart), &replay, s.w3_steps);
         }
-        report.add_serve(
-            &Summary::of(&w4http),
-            s.serve_runs,
-            &latency,
-            &Summary::of(&parked_rss),
-            &Summary::of(&deliver),
-            s.serve_parked,
-        );
+        if self.wants("serve") {
+            // `durable serve`, from a client: W4 over HTTP, start latency, and
+            // a server with many runs parked on an event.
+            let (mut w4http, mut latency, mut parked_rss, mut deliver) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for r in 0..self.repeats {
+                let dir = self.fresh(&format!("serve-{r}"))?;
+                measure::link_cache(&warm, &dir)?;
+                let server = serve::Server::start(&self.durable, &dir)?;
+                let digest = serve::upload(&server, &self.guest)?;
+                w4http.push(serve::w4_http(&server, &digest, s.serve_runs, 32)?);
+                latency.extend(serve::start_latency(&server, &digest, s.serve_starts)?);
+                drop(server);
+                let dir = self.fresh(&format!("serve-parked-{r}"))?;
+                measure::link_cache(&warm, &dir)?;
+                self.child("eventpark", &dir, s.serve_parked, "power-loss")?;
+                let server = serve::Server::start(&self.durable, &dir)?;
+                // Up, and past its first look at what is due.
+                std::thread::sleep(Duration::from_millis(500));
+                parked_rss.push(server.rss_kib() as f64 / 1024.0);
+                deliver.push(serve::deliver(
+                    &server,
+                    &format!("e{}", s.serve_parked / 2),
+                )?);
+            }
+            report.add_serve(
+                &Summary::of(&w4http),
+                s.serve_runs,
+                &latency,
+                &Summary::of(&parked_rss),
+                &Summary::of(&deliver),
+                s.serve_parked,
+            );
+        }
+        if self.wants("node") {
+            self.run_node(&warm, &mut report)?;
+        }
 
         if let Some(server) = &self.postgres {
             self.run_postgres(server, &warm, fsync.median, &mut report)?;
         }
 
-        // Cold start: an empty compile cache, then the same cache again.
-        let (mut cold, mut warm_start) = (Vec::new(), Vec::new());
-        for r in 0..self.repeats {
-            let dir = self.fresh(&format!("cold-{r}"))?;
-            let args = ["run", guest.as_str(), "--input", r#"{"mode":"seq","n":3}"#];
-            let (status, took) = self.durable(&dir, &args)?;
-            anyhow::ensure!(status.success(), "cold start failed: {status}");
-            cold.push(took.as_secs_f64() * 1000.0);
-            let (status, took) = self.durable(&dir, &args)?;
-            anyhow::ensure!(status.success(), "warm start failed: {status}");
-            warm_start.push(took.as_secs_f64() * 1000.0);
+        if self.wants("cold") {
+            // Cold start: an empty compile cache, then the same cache again.
+            let (mut cold, mut warm_start) = (Vec::new(), Vec::new());
+            for r in 0..self.repeats {
+                let dir = self.fresh(&format!("cold-{r}"))?;
+                let args = ["run", guest.as_str(), "--input", r#"{"mode":"seq","n":3}"#];
+                let (status, took) = self.durable(&dir, &args)?;
+                anyhow::ensure!(status.success(), "cold start failed: {status}");
+                cold.push(took.as_secs_f64() * 1000.0);
+                let (status, took) = self.durable(&dir, &args)?;
+                anyhow::ensure!(status.success(), "warm start failed: {status}");
+                warm_start.push(took.as_secs_f64() * 1000.0);
+            }
+            report.add_start(&Summary::of(&cold), &Summary::of(&warm_start));
         }
-        report.add_start(&Summary::of(&cold), &Summary::of(&warm_start));
         report.repeats = self.repeats;
         Ok(report)
     }

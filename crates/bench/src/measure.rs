@@ -327,6 +327,90 @@ impl Report {
         );
     }
 
+    /// The Node.js client's workloads (`node.rs`).
+    pub fn add_node(
+        &mut self,
+        w4: &[crate::node::Sample],
+        starts: &[crate::node::Sample],
+        polls: &Summary,
+        runs: u32,
+        open: u32,
+    ) {
+        let of = |v: &[crate::node::Sample], f: fn(&crate::node::Sample) -> f64| {
+            Summary::of(&v.iter().map(f).collect::<Vec<_>>())
+        };
+        self.row(
+            format!("node: W4 over HTTP, {runs} runs, fetch from Node.js"),
+            of(w4, |s| s.per_s),
+            "wf/s",
+            "a connection per concurrent request; target >= 1000",
+        );
+        self.row(
+            "node: W4 server CPU per workflow",
+            of(w4, |s| s.cpu_ms_per_run),
+            "ms",
+            "user + system, /proc; target <= 1.5 ms",
+        );
+        self.row(
+            "node: W4 server peak RSS",
+            of(w4, |s| s.peak_rss_mib),
+            "MiB",
+            "VmHWM; target <= 96 MiB",
+        );
+        self.row(
+            "node: W4 commits (fsyncs) per workflow",
+            of(w4, |s| s.commits_per_run),
+            "",
+            "4 steps, a start and an end each",
+        );
+        self.row(
+            "node: W4 all starts answered",
+            of(w4, |s| s.starts_answered_ms),
+            "ms",
+            "first POST to the last POST answered, while runs execute",
+        );
+        self.row(
+            format!("node: {runs} concurrent starts, all answered"),
+            of(starts, |s| s.starts_answered_ms),
+            "ms",
+            "runs that park at once; target <= 300 ms",
+        );
+        self.row(
+            format!("node: {runs} concurrent starts, commits (fsyncs) per run"),
+            of(starts, |s| s.commits_per_run),
+            "",
+            "a start and a park each; group commit",
+        );
+        self.row(
+            format!("node: server CPU with {open} long polls waiting"),
+            *polls,
+            "% of a core",
+            "target < 5%",
+        );
+    }
+
+    /// The client's ceiling and a burst of starts on ready connections.
+    pub fn add_burst(&mut self, ceiling: &Summary, burst: &Summary, commits: &Summary, runs: u32) {
+        self.row(
+            format!("node: the client's ceiling, W4's {runs} runs against a no-op server"),
+            *ceiling,
+            "wf/s",
+            "Node's http answering at once, on the same cores",
+        );
+        self.row(
+            format!("serve: {runs} starts at once on open connections, all answered"),
+            *burst,
+            "ms",
+            "a thread and a connection each; target <= 300 ms",
+        );
+        self.row(
+            format!("serve: {runs} starts at once, commits (fsyncs) per run"),
+            *commits,
+            "",
+            "a start and a park each; group commit",
+        );
+    }
+
     pub fn add_start(&mut self, cold: &Summary, warm: &Summary) {
         self.row(
             "durable run, empty compile cache",

@@ -22,8 +22,19 @@ impl Server {
 
     /// [`Server::start`] on database `db` (a file or a PostgreSQL URL).
     pub fn start_on(durable: &Path, dir: &Path, db: &Path) -> anyhow::Result<Server> {
+        Server::start_with(durable, dir, db, &[])
+    }
+
+    /// [`Server::start_on`] with more `durable serve` arguments.
+    pub fn start_with(
+        durable: &Path,
+        dir: &Path,
+        db: &Path,
+        args: &[String],
+    ) -> anyhow::Result<Server> {
         let mut child = Command::new(durable)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .env("DURABLE_DB", db)
             .env("DURABLE_CACHE_DIR", dir.join("cache"))
             .stdout(Stdio::null())
@@ -57,17 +68,64 @@ impl Server {
         })
     }
 
+    /// `http://127.0.0.1:PORT`.
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     /// The server's resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
+        self.status_kib("VmRSS:")
+    }
+
+    /// The server's peak resident memory so far, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        self.status_kib("VmHWM:")
+    }
+
+    fn status_kib(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
             .and_then(|s| {
                 s.lines()
-                    .find(|l| l.starts_with("VmRSS:"))
+                    .find(|l| l.starts_with(field))
                     .and_then(|l| l.split_whitespace().nth(1))
                     .and_then(|v| v.parse().ok())
             })
             .unwrap_or(0)
+    }
+
+    /// CPU time the server has used so far (user and system), in seconds.
+    pub fn cpu_seconds(&self) -> anyhow::Result<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))?;
+        // The fields after the command name, which is in parentheses and
+        // may hold spaces: utime and stime are the 14th and 15th fields.
+        let after = stat
+            .rsplit_once(')')
+            .map(|(_, rest)| rest)
+            .ok_or_else(|| anyhow::anyhow!("odd /proc stat {stat:?}"))?;
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| -> anyhow::Result<f64> {
+            Ok(fields
+                .get(i)
+                .ok_or_else(|| anyhow::anyhow!("short /proc stat {stat:?}"))?
+                .parse::<f64>()?)
+        };
+        // Fields 14 and 15 of the whole line are 12 and 13 after `)`.
+        Ok((ticks(11)? + ticks(12)?) / clock_ticks_per_second())
+    }
+
+    /// The server's `/metrics` value `name` (the first sample of it).
+    pub fn metric(&self, name: &str) -> anyhow::Result<f64> {
+        let (status, text) = self.client()?.call_raw("GET", "/metrics", b"")?;
+        anyhow::ensure!(status == 200, "/metrics: {status}");
+        let text = String::from_utf8_lossy(&text);
+        text.lines()
+            .find_map(|l| {
+                let (n, v) = l.split_once(' ')?;
+                (n == name).then(|| v.trim().parse().ok())?
+            })
+            .ok_or_else(|| anyhow::anyhow!("no {name} in /metrics"))
     }
 }
 
@@ -87,6 +145,17 @@ pub struct Client {
 impl Client {
     /// `METHOD path` with `body`: (status, JSON body).
     pub fn call(&mut self, method: &str, path: &str, body: &[u8]) -> anyhow::Result<(u16, Value)> {
+        let (status, body) = self.call_raw(method, path, body)?;
+        Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    }
+
+    /// `METHOD path` with `body`: (status, body bytes).
+    pub fn call_raw(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: &[u8],
+    ) -> anyhow::Result<(u16, Vec<u8>)> {
         let kind = if path.starts_with("/v1/components") {
             "application/wasm"
         } else {
@@ -121,7 +190,7 @@ impl Client {
         }
         let mut buf = vec![0; length];
         self.reader.read_exact(&mut buf)?;
-        Ok((status, serde_json::from_slice(&buf).unwrap_or(Value::Null)))
+        Ok((status, buf))
     }
 
     pub fn json(&mut self, method: &str, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
@@ -135,7 +204,7 @@ pub fn upload(server: &Server, guest: &Path) -> anyhow::Result<String> {
         server
             .client()?
             .call("POST", "/v1/components?name=bench", &std::fs::read(guest)?)?;
-    anyhow::ensure!(status == 201, "upload: {status} {body}");
+    anyhow::ensure!(status == 201 || status == 200, "upload: {status} {body}");
     Ok(body["digest"].as_str().unwrap_or_default().to_string())
 }
 
@@ -225,6 +294,17 @@ pub fn deliver(server: &Server, id: &str) -> anyhow::Result<f64> {
     let (_, done) = client.call("GET", &format!("/v1/runs/{id}/result?wait=60s"), b"")?;
     anyhow::ensure!(done["status"] == "succeeded", "{id}: {done}");
     Ok(t.elapsed().as_secs_f64() * 1000.0)
+}
+
+/// `USER_HZ`, the unit of `/proc/PID/stat` times.
+fn clock_ticks_per_second() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn now_ms_f64() -> f64 {

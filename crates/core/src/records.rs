@@ -239,6 +239,17 @@ pub enum Claim {
     Finished(RunRecord),
 }
 
+/// What [`Store::create_run`](../../durable_store/struct.Store.html#method.create_run)
+/// found: the run it created, or the run that had the id already (left as
+/// it was).
+#[derive(Debug, Clone)]
+pub enum Creation {
+    /// The run did not exist; it is created and owned by the caller.
+    Created(RunRecord),
+    /// A run with that id exists; nothing was changed.
+    Existing(RunRecord),
+}
+
 /// The component a run switches to when a new component drives it (recorded
 /// with the first new commit, so a replay that diverges changes nothing).
 #[derive(Debug, Clone)]

@@ -5,14 +5,14 @@
 //! of one indexed query every [`POLL`] takes up what is due.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use std::time::Instant;
 
 use durable::runner::LoadedWorkflow;
 use durable::runner::{Finished, RunError, Runtime};
-use durable::store::StoreError;
+use durable::store::{Creation, RunRecord, StoreError};
 use tokio::sync::Notify;
 
 /// How often a SQLite store is asked what is due: a write of another
@@ -50,10 +50,32 @@ struct Inner {
     /// Signalled when a drive task ends.
     ended: Notify,
     /// Long polls waiting on a run, by run id, and how many wait: woken
-    /// when a drive of that run by this server ends, or when the look at
-    /// runs driven elsewhere ([`Dispatcher::watch_others`]) finds it ended.
-    /// Nothing reads the database per waiter while it waits.
-    watchers: Mutex<HashMap<String, (Arc<Notify>, usize)>>,
+    /// when a drive of that run by this server ends (which hands them the
+    /// run as it ended), or when the look at runs driven elsewhere
+    /// ([`Dispatcher::watch_others`]) finds it ended. Nothing reads the
+    /// database per waiter while it waits.
+    watchers: Mutex<HashMap<String, (Arc<Watched>, usize)>>,
+}
+
+/// What the long polls on one run share.
+#[derive(Default)]
+struct Watched {
+    notify: Notify,
+    /// How many drives of the run by this server ended since the entry
+    /// was made, and the run as the last one left it (`None` when that
+    /// drive failed: look at the database).
+    ended: Mutex<(u64, Option<Arc<RunRecord>>)>,
+}
+
+impl Watched {
+    /// A drive of the run ended, leaving it as `run`: wakes the waiters.
+    fn publish(&self, run: Option<Arc<RunRecord>>) {
+        if let Ok(mut ended) = self.ended.lock() {
+            ended.0 += 1;
+            ended.1 = run;
+        }
+        self.notify.notify_waiters();
+    }
 }
 
 /// How often the runs that long polls wait on and that no drive of this
@@ -62,14 +84,28 @@ struct Inner {
 /// polls within this.
 pub const OTHERS_POLL: Duration = Duration::from_secs(1);
 
-/// Takes a run out of the driving set when its task ends, however it ends.
+/// Takes a run out of the driving set when its task ends, however it ends,
+/// and hands the long polls on it the run as the drive left it.
 struct Driving {
     inner: Arc<Inner>,
     id: String,
+    /// The run as the drive left it, when it ended without an error.
+    left: std::sync::OnceLock<Arc<RunRecord>>,
+}
+
+impl Driving {
+    /// The drive ended so: its waiters get the run as it left it.
+    fn ended(self, result: Result<Finished, RunError>) {
+        if let Ok(f) = result {
+            let _ = self.left.set(Arc::new(f.run));
+        }
+    }
 }
 
 impl Drop for Driving {
     fn drop(&mut self) {
+        // Out of the driving set before the waiters hear of it: a watch
+        // made after this sees no drive, and looks at the database.
         if let Ok(mut d) = self.inner.driving.lock() {
             d.remove(&self.id);
         }
@@ -81,7 +117,7 @@ impl Drop for Driving {
             .ok()
             .and_then(|w| w.get(&self.id).cloned())
         {
-            w.notify_waiters();
+            w.publish(self.left.take());
         }
     }
 }
@@ -134,8 +170,8 @@ impl Dispatcher {
                         continue;
                     };
                     for id in ended {
-                        if let Some((n, _)) = watchers.get(&id) {
-                            n.notify_waiters();
+                        if let Some((w, _)) = watchers.get(&id) {
+                            w.notify.notify_waiters();
                         }
                     }
                 }
@@ -212,6 +248,7 @@ impl Dispatcher {
         driving.insert(id.to_string()).then(|| Driving {
             inner: self.inner.clone(),
             id: id.to_string(),
+            left: std::sync::OnceLock::new(),
         })
     }
 
@@ -272,31 +309,37 @@ impl Dispatcher {
             let result = rt.resume(&guard.id).await;
             report(&guard.id, &result);
             Dispatcher::note(&guard.inner, &guard.id, &result);
+            guard.ended(result);
         });
         true
     }
 
-    /// Starts run `id` of `workflow` with `input` in a task; `created`
-    /// hears whether the drive created the run (see
-    /// [`Runtime::start_telling`]). `false` if a task of this server
-    /// already drives a run with that id.
+    /// Starts run `id` of `workflow` with `input` in a task (see
+    /// [`Runtime::start_new`]); `told` hears, once the start is committed,
+    /// whether it created the run or found one with that id. `false` if a
+    /// task of this server already drives a run with that id.
     pub fn start_run(
         &self,
         workflow: LoadedWorkflow,
         id: String,
         input: String,
-        created: tokio::sync::oneshot::Sender<bool>,
+        told: tokio::sync::oneshot::Sender<Creation>,
     ) -> bool {
         let Some(guard) = self.claim(&id) else {
             return false;
         };
         let rt = self.inner.rt.clone();
         tokio::spawn(async move {
-            let result = rt
-                .start_telling(&workflow, &guard.id, &input, Some(created))
-                .await;
-            report(&guard.id, &result);
-            Dispatcher::note(&guard.inner, &guard.id, &result);
+            // `None`: the id was taken, nothing was driven.
+            if let Some(result) = rt
+                .start_new(&workflow, &guard.id, &input, told)
+                .await
+                .transpose()
+            {
+                report(&guard.id, &result);
+                Dispatcher::note(&guard.inner, &guard.id, &result);
+                guard.ended(result);
+            }
         });
         true
     }
@@ -315,8 +358,8 @@ impl Dispatcher {
     pub fn stop(&self) {
         self.inner.stopped.store(true, Ordering::SeqCst);
         if let Ok(watchers) = self.inner.watchers.lock() {
-            for (n, _) in watchers.values() {
-                n.notify_waiters();
+            for (w, _) in watchers.values() {
+                w.notify.notify_waiters();
             }
         }
     }
@@ -326,20 +369,30 @@ impl Dispatcher {
     /// to have ended it, and when the server stops. Dropping the last one
     /// forgets the run.
     pub fn watch(&self, id: &str) -> Watch {
-        let notify = self
-            .inner
-            .watchers
-            .lock()
-            .map(|mut w| {
+        // The watchers' lock, then the driving set's: a drive that ends
+        // after this look publishes to this watch (see `Driving::drop`).
+        let (state, seen, driven_here) = match self.inner.watchers.lock() {
+            Ok(mut w) => {
                 let entry = w.entry(id.to_string()).or_default();
                 entry.1 += 1;
-                entry.0.clone()
-            })
-            .unwrap_or_default();
+                let state = entry.0.clone();
+                let seen = state.ended.lock().map(|e| e.0).unwrap_or(0);
+                let driven_here = self
+                    .inner
+                    .driving
+                    .lock()
+                    .map(|d| d.contains(id))
+                    .unwrap_or(false);
+                (state, seen, driven_here)
+            }
+            Err(_) => (Arc::default(), 0, false),
+        };
         Watch {
             inner: self.inner.clone(),
             id: id.to_string(),
-            notify,
+            state,
+            seen: AtomicU64::new(seen),
+            driven_here: AtomicBool::new(driven_here),
         }
     }
 
@@ -365,14 +418,47 @@ impl Dispatcher {
 pub struct Watch {
     inner: Arc<Inner>,
     id: String,
-    notify: Arc<Notify>,
+    state: Arc<Watched>,
+    /// Drive ends already looked at.
+    seen: AtomicU64,
+    /// A drive of this server held the run when the watch was made, and
+    /// [`Watch::look`] has not said so yet.
+    driven_here: AtomicBool,
+}
+
+/// What a watch knows of its run without reading the database.
+pub enum Look {
+    /// A drive of this server ended, leaving the run so.
+    Ended(Arc<RunRecord>),
+    /// A drive of this server holds the run: its end will wake the watch.
+    Driven,
+    /// Nothing: look at the database.
+    Unknown,
 }
 
 impl Watch {
     /// The next wake-up of this watch. Pin it and `enable` it before
-    /// looking at the run, so that a wake-up in between is not missed.
+    /// [`Watch::look`], so that a wake-up in between is not missed.
     pub fn next(&self) -> tokio::sync::futures::Notified<'_> {
-        self.notify.notified()
+        self.state.notify.notified()
+    }
+
+    /// What is known of the run since the last look.
+    pub fn look(&self) -> Look {
+        let seen = self.seen.load(Ordering::SeqCst);
+        let latest = match self.state.ended.lock() {
+            Ok(ended) => (ended.0 > seen).then(|| (ended.0, ended.1.clone())),
+            Err(_) => return Look::Unknown,
+        };
+        match latest {
+            Some((count, run)) => {
+                self.seen.store(count, Ordering::SeqCst);
+                self.driven_here.store(false, Ordering::SeqCst);
+                run.map_or(Look::Unknown, Look::Ended)
+            }
+            None if self.driven_here.swap(false, Ordering::SeqCst) => Look::Driven,
+            None => Look::Unknown,
+        }
     }
 }
 

@@ -126,8 +126,7 @@ pub async fn serve(
             .put_component(&wf.digest, wf.bytes.clone(), Some(&entry.name))
             .await?;
     }
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
+    let listener = listen(args.listen)
         .map_err(|e| ServeError::Settings(format!("cannot listen on {}: {e}", args.listen)))?;
     let address = listener.local_addr().map_or(args.listen, |a| a);
     let hosts = api::Hosts::new(address, &args.allow_hosts).map_err(ServeError::Settings)?;
@@ -179,7 +178,10 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         let mut stop_rx = stop_rx;
-        axum::serve(listener, app)
+        // `into_make_service`: the routes are made ready for requests
+        // once. Given the router itself, axum rebuilds its whole route
+        // table for every connection (half a millisecond each here).
+        axum::serve(listener, app.into_make_service())
             .with_graceful_shutdown(async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             })
@@ -214,6 +216,24 @@ pub async fn serve(
     store.close().await;
     error("stopped");
     Ok(())
+}
+
+/// Connections waiting to be accepted: a burst of clients (a thousand
+/// opened at once, as `fetch` does for a thousand concurrent requests)
+/// waits in the kernel's queue rather than having its SYNs dropped and
+/// retried a second later (the kernel caps it at `net.core.somaxconn`).
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listening socket on `address` with [`LISTEN_BACKLOG`].
+fn listen(address: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = match address {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    // As std's bind does: a restarted server takes its port back at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(address)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// The server's token: `--token` (or `DURABLE_TOKEN`) or the contents of

@@ -30,8 +30,8 @@ pub use db::{MIN_LEASE_MS, Store, StoreOptions};
 pub use owner::DEFAULT_LEASE_MS;
 
 pub use durable_core::records::{
-    AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
-    RunStatus, StepCommit, StepRecord,
+    AttemptRecord, Claim, ComponentSwitch, Creation, NewRun, Outcome, OutputLine, RunEnd,
+    RunRecord, RunStatus, StepCommit, StepRecord,
 };
 pub use durable_core::views::{
     AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,

@@ -39,14 +39,34 @@ impl Owner {
         // A failed getrandom leaves a zero nonce; the other parts still
         // tell processes apart.
         let _ = getrandom::fill(&mut nonce);
+        let me = this_process();
         Owner {
-            host: hostname(),
-            boot_id: boot_id(),
-            pid_ns: pid_namespace("self"),
+            host: me.host.clone(),
+            boot_id: me.boot_id.clone(),
+            pid_ns: me.pid_ns,
             pid,
-            start_ticks: process_stat(pid).map(|s| s.start_ticks),
+            start_ticks: me.start_ticks,
             nonce: u64::from_le_bytes(nonce),
         }
+    }
+
+    /// The text every owner of this process starts with (its identity
+    /// without the nonce): rows whose owner starts so are this process's,
+    /// alive by definition.
+    pub fn this_process_prefix() -> &'static str {
+        static PREFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        PREFIX.get_or_init(|| {
+            let me = Owner {
+                nonce: 0,
+                ..Owner::current()
+            }
+            .to_string();
+            // Everything up to the nonce, and the ':' before it.
+            match me.rfind(':') {
+                Some(i) => me[..=i].to_string(),
+                None => me,
+            }
+        })
     }
 
     /// Parses an identity written by [`Owner::to_string`] (or the older
@@ -104,10 +124,16 @@ impl Owner {
         else {
             return false;
         };
-        if self.host != hostname()
-            || boot_id().as_deref() != Some(boot.as_str())
-            || pid_namespace("self") != Some(ns)
+        let me = this_process();
+        if self.host != me.host
+            || me.boot_id.as_deref() != Some(boot.as_str())
+            || me.pid_ns != Some(ns)
         {
+            return false;
+        }
+        // This process: alive, without asking /proc (a server asks this of
+        // every run it drives, at every look for due runs).
+        if self.pid == std::process::id() && me.start_ticks == Some(then) {
             return false;
         }
         match std::fs::read_to_string(format!("/proc/{}/stat", self.pid)) {
@@ -139,6 +165,26 @@ impl fmt::Display for Owner {
             self.nonce
         )
     }
+}
+
+/// This process's identity, read once: none of it changes while the
+/// process lives (a host renamed meanwhile keeps the name its owners
+/// were written with).
+struct ThisProcess {
+    host: String,
+    boot_id: Option<String>,
+    pid_ns: Option<u64>,
+    start_ticks: Option<u64>,
+}
+
+fn this_process() -> &'static ThisProcess {
+    static ME: std::sync::OnceLock<ThisProcess> = std::sync::OnceLock::new();
+    ME.get_or_init(|| ThisProcess {
+        host: hostname(),
+        boot_id: boot_id(),
+        pid_ns: pid_namespace("self"),
+        start_ticks: process_stat(std::process::id()).map(|s| s.start_ticks),
+    })
 }
 
 fn hostname() -> String {
@@ -199,6 +245,19 @@ mod tests {
         let me = Owner::current();
         assert!(me.boot_id.is_some() && me.pid_ns.is_some(), "needs /proc");
         assert_eq!(Owner::parse(&me.to_string()), Some(me));
+    }
+
+    #[test]
+    fn every_owner_of_this_process_starts_with_its_prefix() {
+        let prefix = Owner::this_process_prefix();
+        assert!(prefix.ends_with(':'), "{prefix}");
+        assert!(
+            prefix.contains(&format!(":{}:", std::process::id())),
+            "{prefix}"
+        );
+        for _ in 0..3 {
+            assert!(Owner::current().to_string().starts_with(prefix));
+        }
     }
 
     #[test]

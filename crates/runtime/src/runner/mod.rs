@@ -46,7 +46,8 @@ use crate::history::History;
 use crate::owner::Owner;
 use crate::sandbox::Grants;
 use crate::store::{
-    Claim, ComponentSwitch, DriveStart, NewRun, RunEnd, RunRecord, RunStatus, Store, StoreError,
+    Claim, ComponentSwitch, Creation, DriveStart, NewRun, RunEnd, RunRecord, RunStatus, Store,
+    StoreError,
 };
 use drive::{Drive, DriveSetup, cap_message};
 use lease::renew_lease;
@@ -118,6 +119,14 @@ impl Default for RuntimeConfig {
         }
     }
 }
+
+/// Workflow instances alive at once per step that may run at once: more
+/// runs wait (holding no instance) for one to end or park. Enough to keep
+/// every step permit busy while the other runs are between steps; more
+/// only adds memory (each live instance holds its pages) and contention.
+/// W4 in process, 1,000 runs at once: 146 MiB peak and 650 ms with every
+/// pool slot usable, 44 MiB and 463 ms with 2 per step (BENCHMARKS.md).
+const RUNS_PER_STEP: usize = 2;
 
 /// A host process's runtime: engine, store, identity, step limit.
 pub struct Runtime {
@@ -206,7 +215,8 @@ impl Runtime {
                 pool.saturating_sub(step_slots).max(1)
             }
             None => Semaphore::MAX_PERMITS,
-        };
+        }
+        .min(RUNS_PER_STEP * steps);
         Runtime {
             workflow_slots: Arc::new(Semaphore::new(workflows)),
             step_slots: slots::InstanceSlots::new(step_slots),
@@ -339,55 +349,10 @@ impl Runtime {
         run_id: &str,
         input: &str,
     ) -> Result<Finished, RunError> {
-        self.start_telling(workflow, run_id, input, None).await
-    }
-
-    /// [`Runtime::start`], telling `created` as soon as the run is claimed
-    /// (its record committed) whether this call created it (`true`) or
-    /// found it (`false`: it existed, unfinished or finished). A server
-    /// answers "created" or "exists" from it, before the drive ends. An
-    /// error before the claim drops `created` unsent.
-    ///
-    /// # Errors
-    /// See [`RunError`].
-    pub async fn start_telling(
-        &self,
-        workflow: &LoadedWorkflow,
-        run_id: &str,
-        input: &str,
-        created: Option<tokio::sync::oneshot::Sender<bool>>,
-    ) -> Result<Finished, RunError> {
-        validate_run_id(run_id)?;
-        if input.len() > self.limits.max_input_bytes {
-            return Err(RunError::InputTooLarge {
-                bytes: input.len(),
-                limit: self.limits.max_input_bytes,
-            });
-        }
-        serde_json::from_str::<serde::de::IgnoredAny>(input)
-            .map_err(|e| RunError::BadInput(e.to_string()))?;
-        self.fit_pool(workflow);
+        let new = self.new_run(workflow, run_id, input)?;
         let _slot = self.workflow_slot().await?;
         let _active = self.activate(run_id)?;
-        let seed = {
-            let mut b = [0u8; 8];
-            getrandom::fill(&mut b)
-                .map_err(|e| RunError::Internal(format!("no OS randomness: {e}")))?;
-            u64::from_le_bytes(b) >> 1
-        };
-        let new = NewRun {
-            id: run_id.to_string(),
-            workflow: workflow.name.clone(),
-            component_digest: workflow.digest.clone(),
-            component: workflow.bytes.clone(),
-            input: input.to_string(),
-            seed,
-        };
-        let claim = self.store.claim_run(new, &self.owner).await?;
-        if let Some(tell) = created {
-            let _ = tell.send(matches!(claim, Claim::Created(_)));
-        }
-        match claim {
+        match self.store.claim_run(new, &self.owner).await? {
             Claim::Finished(run) if !crate::json::same_json(&run.input, input) => {
                 Err(RunError::InputMismatch {
                     run: run_id.to_string(),
@@ -413,6 +378,74 @@ impl Runtime {
                 self.drive(run, workflow, switch, None).await
             }
         }
+    }
+
+    /// A server's start: creates run `run_id` of `workflow` with `input`
+    /// and tells `told` as soon as its record is committed (a start is
+    /// durable before anyone hears of it), then drives it to its end.
+    /// A run that has the id already is told as [`Creation::Existing`] and
+    /// left as it is (`Ok(None)`): whoever drives it goes on, and a waiting
+    /// run is taken up when due.
+    ///
+    /// The start is committed before the run waits for room for its
+    /// workflow instance, so a burst of starts is answered at the speed of
+    /// group commit, not of the runs ahead of it. An error before the
+    /// commit drops `told` unsent.
+    ///
+    /// # Errors
+    /// See [`RunError`]. On any error the run stays resumable.
+    pub async fn start_new(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: &str,
+        input: &str,
+        told: tokio::sync::oneshot::Sender<Creation>,
+    ) -> Result<Option<Finished>, RunError> {
+        let new = self.new_run(workflow, run_id, input)?;
+        let _active = self.activate(run_id)?;
+        let creation = self.store.create_run(new, &self.owner).await?;
+        let _ = told.send(creation.clone());
+        let Creation::Created(run) = creation else {
+            return Ok(None);
+        };
+        let _slot = self.workflow_slot().await?;
+        self.drive(run, workflow, None, Some(DriveStart::empty()))
+            .await
+            .map(Some)
+    }
+
+    /// Checks a start's id and input and makes its record (with a fresh
+    /// seed).
+    fn new_run(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: &str,
+        input: &str,
+    ) -> Result<NewRun, RunError> {
+        validate_run_id(run_id)?;
+        if input.len() > self.limits.max_input_bytes {
+            return Err(RunError::InputTooLarge {
+                bytes: input.len(),
+                limit: self.limits.max_input_bytes,
+            });
+        }
+        serde_json::from_str::<serde::de::IgnoredAny>(input)
+            .map_err(|e| RunError::BadInput(e.to_string()))?;
+        self.fit_pool(workflow);
+        let seed = {
+            let mut b = [0u8; 8];
+            getrandom::fill(&mut b)
+                .map_err(|e| RunError::Internal(format!("no OS randomness: {e}")))?;
+            u64::from_le_bytes(b) >> 1
+        };
+        Ok(NewRun {
+            id: run_id.to_string(),
+            workflow: workflow.name.clone(),
+            component_digest: workflow.digest.clone(),
+            component: workflow.bytes.clone(),
+            input: input.to_string(),
+            seed,
+        })
     }
 
     /// Resumes run `run_id` with the component it was last driven with.
@@ -648,7 +681,8 @@ impl Runtime {
                 return self.finished(&run.id).await;
             }
             Some(RunError::Cancelled { .. }) => {
-                self.store
+                let run = self
+                    .store
                     .finish_run(
                         &run.id,
                         &self.owner,
@@ -658,7 +692,10 @@ impl Runtime {
                         output,
                     )
                     .await?;
-                return self.finished(&run.id).await;
+                return Ok(Finished {
+                    run,
+                    already: false,
+                });
             }
             Some(fatal) => return Err(fatal),
             None => outcome.map(|(result, calls)| (result, Some(calls))),
@@ -682,7 +719,8 @@ impl Runtime {
             Ok(out) => RunEnd::Succeeded(out),
             Err(e) => RunEnd::Failed(e),
         };
-        self.store
+        let run = self
+            .store
             .finish_run(
                 &run.id,
                 &self.owner,
@@ -692,7 +730,10 @@ impl Runtime {
                 output,
             )
             .await?;
-        self.finished(&run.id).await
+        Ok(Finished {
+            run,
+            already: false,
+        })
     }
 
     async fn finished(&self, run_id: &str) -> Result<Finished, RunError> {

@@ -1,18 +1,20 @@
 //! Runs: start, list, show, long-poll for the result, events, cancel, fork.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::app::{App, Registered};
 use super::components::component;
 use super::error::{ApiError, ApiResult, PathParams, ok, parse};
+use crate::dispatch::Look;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Query, State as Extract};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use durable::json::same_json;
-use durable::store::{Cancelled, RunFilter, RunRecord, RunStatus, Sent, StoreError};
+use durable::store::{Cancelled, Creation, RunFilter, RunRecord, RunStatus, Sent, StoreError};
 use durable_api_model as json;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -81,68 +83,53 @@ pub(super) async fn start_run(
         .unwrap_or_else(|| durable::runner::new_run_id(&wf.name));
     durable::runner::validate_run_id(&id).map_err(ApiError::bad_request)?;
     not_a_tick_id(&app, &id)?;
-    let store = app.state.rt.store();
-    if let Some(run) = store.run(&id).await? {
-        // Interrupted or waiting, the dispatcher takes it up when due.
-        if !same_json(&run.input, &input) {
-            return Err(conflict(&id));
-        }
-        return ok(StatusCode::OK, summary(&run));
-    }
-    let (tell, created) = tokio::sync::oneshot::channel();
-    let started = app
+    let (tell, told) = tokio::sync::oneshot::channel();
+    if !app
         .state
         .dispatcher
-        .start_run(wf, id.clone(), input.clone(), tell);
-    // The drive answers once the run's record is committed: whether it
-    // created it. Another request of this server starting the same id (or
-    // a drive that found the run) means the run existed: 200, never a
-    // second 201.
-    let made_here = match started {
-        true => tokio::time::timeout(START_WAIT, created)
-            .await
-            .ok()
-            .and_then(Result::ok),
-        false => Some(false),
-    };
-    let deadline = tokio::time::Instant::now() + START_WAIT;
-    loop {
-        if let Some(run) = store.run(&id).await? {
-            if !same_json(&run.input, &input) {
-                return Err(conflict(&id));
+        .start_run(wf, id.clone(), input.clone(), tell)
+    {
+        // A task of this server holds a run with this id: it exists, or
+        // another request's start is about to commit it.
+        let deadline = tokio::time::Instant::now() + START_WAIT;
+        loop {
+            if let Some(run) = app.state.rt.store().run_for_reading(&id).await? {
+                return existing(&run, &id, &input);
             }
-            let status = match made_here {
-                Some(true) => StatusCode::CREATED,
-                _ => StatusCode::OK,
-            };
-            return ok(status, summary(&run));
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    format!("run {id} is being started by another request; look it up with GET /v1/runs/{id}"),
+                )
+                .retry_after(1));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        // Created or found by this drive, the record is there: not finding
-        // it means it went (it cannot); otherwise another request's drive
-        // may be about to commit it.
-        if made_here.is_some() && started || tokio::time::Instant::now() >= deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    if started && made_here.is_none() {
-        // The drive stopped before its claim (it reports why in the log).
-        return Err(ApiError::new(
+    // The drive answers once the start is committed (one group commit
+    // with the other starts and steps of the moment): no read here.
+    match tokio::time::timeout(START_WAIT, told).await {
+        Ok(Ok(Creation::Created(run))) => ok(StatusCode::CREATED, summary(&run)),
+        Ok(Ok(Creation::Existing(run))) => existing(&run, &id, &input),
+        // The drive stopped before its commit (it logs why), or the
+        // writer is that far behind.
+        Ok(Err(_)) | Err(_) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "busy",
             format!("run {id} could not be started now; try again (the server log says why)"),
         )
-        .retry_after(1));
+        .retry_after(1)),
     }
-    Err(ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "busy",
-        format!(
-            "run {id} was not recorded within {} s; look it up with GET /v1/runs/{id}",
-            START_WAIT.as_secs()
-        ),
-    )
-    .retry_after(1))
+}
+
+/// The answer to a start whose id a run has already: 200 with it if it
+/// has the same input, else 409.
+fn existing(run: &RunRecord, id: &str, input: &str) -> ApiResult {
+    if !same_json(&run.input, input) {
+        return Err(conflict(id));
+    }
+    ok(StatusCode::OK, summary(run))
 }
 
 /// How long a start waits for its run's record.
@@ -310,15 +297,25 @@ pub(super) async fn run_result(
         let woken = watch.next();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let run = app
-            .state
-            .rt
-            .store()
-            .run_for_reading(&id)
-            .await?
-            .ok_or_else(|| StoreError::RunNotFound(id.clone()))?;
-        let stopping = app.state.stopping.load(Ordering::SeqCst);
-        if !run.status.is_open() || stopping || tokio::time::Instant::now() >= deadline {
+        let over =
+            app.state.stopping.load(Ordering::SeqCst) || tokio::time::Instant::now() >= deadline;
+        // A drive of this server hands its waiters the run as it left it;
+        // while one holds the run there is nothing to read.
+        let run = match watch.look() {
+            Look::Ended(run) => Some(run),
+            Look::Driven if !over => None,
+            Look::Driven | Look::Unknown => Some(Arc::new(
+                app.state
+                    .rt
+                    .store()
+                    .run_for_reading(&id)
+                    .await?
+                    .ok_or_else(|| StoreError::RunNotFound(id.clone()))?,
+            )),
+        };
+        if let Some(run) = run
+            && (!run.status.is_open() || over)
+        {
             return ok(StatusCode::OK, summary(&run));
         }
         // No look at the database until something happens to the run: a

@@ -32,8 +32,8 @@ use super::histogram::{self, HistogramSnapshot};
 use crate::sql::{Row, Tx, args};
 #[allow(unused_imports)]
 use durable_core::records::{
-    AttemptRecord, Claim, ComponentSwitch, NewRun, Outcome, OutputLine, RunEnd, RunRecord,
-    RunStatus, StepCommit, StepRecord,
+    AttemptRecord, Claim, ComponentSwitch, Creation, NewRun, Outcome, OutputLine, RunEnd,
+    RunRecord, RunStatus, StepCommit, StepRecord,
 };
 #[allow(unused_imports)]
 use durable_core::views::{
@@ -333,32 +333,26 @@ impl Store {
                 if let Some(existing) = read_run(tx, &new.id)? {
                     return claim_existing_run(tx, existing, &owner, now, lease_ms);
                 }
-                insert_component(
-                    tx,
-                    &new.component_digest,
-                    &new.component,
-                    Some(&new.workflow),
-                    now,
-                )?;
-                tx.exec(
-                    "creating the run",
-                    "INSERT INTO runs (id, workflow, component_digest, input, status, seed,
-                                       created_at_ms, owner, lease_until_ms, clock_ms, drives)
-                     VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?6, 1)",
-                    args![
-                        new.id,
-                        new.workflow,
-                        new.component_digest,
-                        new.input,
-                        new.seed as i64,
-                        now,
-                        owner,
-                        now + lease_ms
-                    ],
-                )?;
-                let run = read_run(tx, &new.id)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("run {} vanished", new.id)))?;
-                Ok(Claim::Created(run))
+                insert_run(tx, &new, &owner, now, lease_ms).map(Claim::Created)
+            })
+            .await
+    }
+
+    /// Creates run `new.id` owned by `owner`; a run that has the id
+    /// already is left as it is (a server's start: the run is driven by
+    /// whoever drives it, or when it is due).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the transaction fails.
+    pub async fn create_run(&self, new: NewRun, owner: &Owner) -> Result<Creation, StoreError> {
+        let lease_ms = self.lease_ms;
+        let owner = owner.to_string();
+        self.writer_for(&new.id)
+            .transact(move |tx| {
+                if let Some(existing) = read_run(tx, &new.id)? {
+                    return Ok(Creation::Existing(existing));
+                }
+                insert_run(tx, &new, &owner, tx.now_ms(), lease_ms).map(Creation::Created)
             })
             .await
     }
@@ -571,7 +565,9 @@ impl Store {
         .await
     }
 
-    /// Records the run's end (with what the workflow printed) and releases it.
+    /// Records the run's end (with what the workflow printed) and releases
+    /// it: the run as it is then, read in the same transaction (so that
+    /// whoever reports the end needs no second trip to the writer).
     pub async fn finish_run(
         &self,
         run_id: &str,
@@ -580,7 +576,7 @@ impl Store {
         end: RunEnd,
         switch: Option<ComponentSwitch>,
         output: Vec<OutputLine>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<RunRecord, StoreError> {
         let lease_ms = self.lease_ms;
         let (run_id, owner) = (run_id.to_string(), owner.to_string());
         self.writer_for(&run_id)
@@ -588,22 +584,14 @@ impl Store {
                 let now = tx.now_ms();
                 renew_and_switch(tx, &run_id, &owner, drive, switch.as_ref(), now, lease_ms)?;
                 insert_output(tx, &run_id, &output)?;
-                if matches!(end, RunEnd::Cancelled) {
-                    return mark_cancelled(tx, &run_id, now);
+                match &end {
+                    RunEnd::Cancelled => mark_cancelled(tx, &run_id, now)?,
+                    RunEnd::Succeeded(out) => {
+                        finish(tx, &run_id, "succeeded", Some(out), None, now)?
+                    }
+                    RunEnd::Failed(e) => finish(tx, &run_id, "failed", None, Some(e), now)?,
                 }
-                let (status, output, error) = match &end {
-                    RunEnd::Succeeded(out) => ("succeeded", Some(out), None),
-                    RunEnd::Failed(e) => ("failed", None, Some(e)),
-                    RunEnd::Cancelled => unreachable!("handled above"),
-                };
-                tx.exec(
-                    "finishing the run",
-                    "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at_ms = ?5,
-                                     owner = NULL, lease_until_ms = NULL
-                     WHERE id = ?1",
-                    args![run_id, status, output, error, now],
-                )?;
-                Ok(())
+                read_run(tx, &run_id)?.ok_or_else(|| StoreError::RunNotFound(run_id.clone()))
             })
             .await
     }

@@ -4,7 +4,7 @@
 use crate::sql::{ColumnError, Row, Tx, args};
 
 use super::{
-    AttemptRecord, ComponentSwitch, Outcome, OutputLine, RunRecord, RunStatus, StepRecord,
+    AttemptRecord, ComponentSwitch, NewRun, Outcome, OutputLine, RunRecord, RunStatus, StepRecord,
     StoreError,
 };
 use crate::owner::Owner;
@@ -96,6 +96,60 @@ pub(super) fn claim_existing_run(
     } else {
         super::Claim::Finished(run)
     })
+}
+
+/// Inserts run `new`, owned by `owner` (its component too, if new): the
+/// run as stored.
+pub(super) fn insert_run(
+    tx: &Tx<'_>,
+    new: &NewRun,
+    owner: &str,
+    now: i64,
+    lease_ms: i64,
+) -> Result<RunRecord, StoreError> {
+    insert_component(
+        tx,
+        &new.component_digest,
+        &new.component,
+        Some(&new.workflow),
+        now,
+    )?;
+    tx.exec(
+        "creating the run",
+        "INSERT INTO runs (id, workflow, component_digest, input, status, seed,
+                           created_at_ms, owner, lease_until_ms, clock_ms, drives)
+         VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?6, 1)",
+        args![
+            new.id,
+            new.workflow,
+            new.component_digest,
+            new.input,
+            new.seed as i64,
+            now,
+            owner,
+            now + lease_ms
+        ],
+    )?;
+    read_run(tx, &new.id)?.ok_or_else(|| StoreError::Corrupt(format!("run {} vanished", new.id)))
+}
+
+/// Ends run `run_id` with `status` and its output or error; releases it.
+pub(super) fn finish(
+    tx: &Tx<'_>,
+    run_id: &str,
+    status: &str,
+    output: Option<&String>,
+    error: Option<&String>,
+    now: i64,
+) -> Result<(), StoreError> {
+    tx.exec(
+        "finishing the run",
+        "UPDATE runs SET status = ?2, output = ?3, error = ?4, finished_at_ms = ?5,
+                         owner = NULL, lease_until_ms = NULL
+         WHERE id = ?1",
+        args![run_id, status, output, error, now],
+    )?;
+    Ok(())
 }
 
 pub(super) fn mark_cancelled(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), StoreError> {

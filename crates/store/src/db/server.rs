@@ -31,10 +31,15 @@ impl Store {
                 args![now, limit],
                 |r| Ok((r.get::<String>(0)?, r.get::<Option<i64>>(1)?)),
             )?;
+            // Not the runs this process drives (alive, however many):
+            // only those whose owner may be gone.
             let running = tx.all(
                 "listing running runs",
-                "SELECT id, owner, lease_until_ms FROM runs WHERE status = 'running'",
-                args![],
+                "SELECT id, owner, lease_until_ms FROM runs
+                 WHERE status = 'running'
+                   AND (owner IS NULL OR lease_until_ms IS NULL OR lease_until_ms < ?1
+                        OR substr(owner, 1, length(CAST(?2 AS TEXT))) <> ?2)",
+                args![now, crate::owner::Owner::this_process_prefix()],
                 owner_row,
             )?;
             for (id, owner, lease) in running {

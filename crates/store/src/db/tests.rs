@@ -87,8 +87,82 @@ on_both!(
     runs_are_listed_cancelled_forked_and_counted,
     waits_park_runs_and_events_are_stored_once,
     a_component_switch_and_superseded_records_are_kept_for_people,
-    a_version_6_database_is_upgraded_on_open_and_keeps_its_runs
+    a_version_6_database_is_upgraded_on_open_and_keeps_its_runs,
+    a_start_creates_once_and_this_process_runs_are_not_runnable
 );
+
+/// The ids of the runs `runnable` lists.
+async fn runnable_ids(store: &Store) -> Vec<String> {
+    let due = store.runnable(10).await.expect("runnable");
+    due.into_iter().map(|(id, _)| id).collect()
+}
+
+/// `create_run` creates a run once and reports the run it finds after; the
+/// look for due runs passes over the runs this process drives, and finds
+/// them once their lease has lapsed, or when their owner is gone.
+async fn a_start_creates_once_and_this_process_runs_are_not_runnable(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    let created = store.create_run(new_run("c"), &me).await.expect("create");
+    assert!(
+        matches!(&created, Creation::Created(r) if r.id == "c" && r.status == RunStatus::Running)
+    );
+    let mut other = new_run("c");
+    other.input = "{\"other\":1}".into();
+    match store.create_run(other, &me).await.expect("create again") {
+        // Left as it was: the first input, the first drive.
+        Creation::Existing(r) => {
+            assert_eq!(r.input, "{}");
+            assert_eq!(r.drives, 1);
+        }
+        c => panic!("{c:?}"),
+    }
+    // Driven by this process, with a live lease: not for the taking.
+    assert!(store.runnable(10).await.expect("runnable").is_empty());
+    // Another identity of this process (another runtime in it) is alive
+    // too; a process that is gone is not.
+    store
+        .claim_run(new_run("mine"), &Owner::current())
+        .await
+        .expect("claim");
+    let dead = Owner::parse(&format!("{}0000000000000001", Owner::this_process_prefix()))
+        .expect("parse")
+        .to_string()
+        .replace(
+            &format!(":{}:", std::process::id()),
+            &format!(":{}:", u32::MAX - 7),
+        );
+    let dead = Owner::parse(&dead).expect("a dead owner");
+    store
+        .claim_run(new_run("gone"), &dead)
+        .await
+        .expect("claim");
+    let ids = runnable_ids(&store).await;
+    assert_eq!(ids, ["gone"]);
+    store.close().await;
+    // With no lease left, this process's runs are for the taking too.
+    let store = Store::open_with_options(
+        &db.location,
+        crate::StoreOptions {
+            lease_ms: crate::MIN_LEASE_MS,
+            ..crate::StoreOptions::default()
+        },
+    )
+    .await
+    .expect("open");
+    store
+        .claim_run(new_run("lapsed"), &me)
+        .await
+        .expect("claim");
+    tokio::time::sleep(std::time::Duration::from_millis(
+        crate::MIN_LEASE_MS as u64 + 100,
+    ))
+    .await;
+    let ids = runnable_ids(&store).await;
+    assert!(ids.contains(&"lapsed".to_string()), "{ids:?}");
+    store.close().await;
+}
 
 pub(super) fn new_run(id: &str) -> NewRun {
     NewRun {
@@ -219,7 +293,7 @@ async fn runs_are_listed_cancelled_forked_and_counted(kind: Kind) {
             .await
             .expect("commit");
     }
-    store
+    let ended = store
         .finish_run(
             "a1",
             &me,
@@ -230,6 +304,10 @@ async fn runs_are_listed_cancelled_forked_and_counted(kind: Kind) {
         )
         .await
         .expect("finish");
+    // The end is answered with the run as it is once ended.
+    assert_eq!(ended.status, RunStatus::Succeeded);
+    assert_eq!(ended.output.as_deref(), Some("1"));
+    assert!(ended.finished_at_ms.is_some());
     let ids = |runs: Vec<RunSummary>| runs.into_iter().map(|r| r.run.id).collect::<Vec<_>>();
     let all = store
         .list(RunFilter {

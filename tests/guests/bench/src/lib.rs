@@ -2,7 +2,7 @@
 //! returns `{"i": i}`, so what is measured is the engine.
 
 use durable_sdk::{Error, parallel, step};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 #[derive(Deserialize)]
@@ -10,26 +10,52 @@ struct Input {
     mode: String,
     #[serde(default)]
     n: u32,
+    /// W4 over HTTP: the file each onboarding step appends a line to.
+    #[serde(default)]
+    file: Option<String>,
 }
 
 fn step(i: u32) -> Result<Value, String> {
     Ok(json!({ "i": i }))
 }
 
-fn create_record(i: u32) -> Result<Value, String> {
-    Ok(json!({ "i": i }))
+/// An onboarding step's input: which run, and where to append its line
+/// (a file in a granted directory, as the peers' benchmark steps do).
+#[derive(Serialize, Deserialize)]
+struct Job {
+    i: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    file: Option<String>,
 }
 
-fn provision_laptop(i: u32) -> Result<Value, String> {
-    Ok(json!({ "i": i }))
+/// Appends `name i` to the job's file, if it has one; `{"i": i}`.
+fn work(name: &str, job: &Job) -> Result<Value, String> {
+    if let Some(file) = &job.file {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(file)
+            .map_err(|e| format!("{file}: {e}"))?;
+        writeln!(f, "{name} {}", job.i).map_err(|e| format!("{file}: {e}"))?;
+    }
+    Ok(json!({ "i": job.i }))
 }
 
-fn grant_access(i: u32) -> Result<Value, String> {
-    Ok(json!({ "i": i }))
+fn create_record(job: Job) -> Result<Value, String> {
+    work("create_record", &job)
 }
 
-fn finish(i: u32) -> Result<Value, String> {
-    Ok(json!({ "i": i }))
+fn provision_laptop(job: Job) -> Result<Value, String> {
+    work("provision_laptop", &job)
+}
+
+fn grant_access(job: Job) -> Result<Value, String> {
+    work("grant_access", &job)
+}
+
+fn finish(job: Job) -> Result<Value, String> {
+    work("finish", &job)
 }
 
 fn run(input: Input) -> Result<Value, Error> {
@@ -51,12 +77,16 @@ fn run(input: Input) -> Result<Value, Error> {
         }
         // W4: shaped like onboarding.
         "onboarding" => {
-            let record = step!(create_record).call(&input.n)?;
+            let job = Job {
+                i: input.n,
+                file: input.file,
+            };
+            let record = step!(create_record).call(&job)?;
             let (a, b) = parallel!(
-                step!(provision_laptop).with(&input.n),
-                step!(grant_access).with(&input.n)
+                step!(provision_laptop).with(&job),
+                step!(grant_access).with(&job)
             );
-            let done = step!(finish).call(&input.n)?;
+            let done = step!(finish).call(&job)?;
             Ok(json!({ "record": record, "laptop": a?, "access": b?, "done": done }))
         }
         // W5: a step, a durable sleep of n ms, a step.
@@ -72,6 +102,11 @@ fn run(input: Input) -> Result<Value, Error> {
             let go: Value = durable_sdk::await_event("go", None)?;
             let after = step!(step).call(&1)?;
             Ok(json!({ "go": go, "after": after }))
+        }
+        // Serve's concurrent starts: runs that park at once on event `go`.
+        "park" => {
+            let go: Value = durable_sdk::await_event("go", None)?;
+            Ok(json!({ "go": go }))
         }
         other => Err(Error(format!("unknown mode {other:?}"))),
     }
