@@ -224,6 +224,12 @@ impl Report {
             "",
             "group commit",
         );
+        self.row(
+            format!("W4 peak RSS{label}"),
+            s.field("peak_rss_kib").map(|k| k / 1024.0),
+            "MiB",
+            "VmHWM; target <= 64 MiB",
+        );
     }
 
     pub fn add_w5(
