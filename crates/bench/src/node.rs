@@ -65,6 +65,18 @@ impl Setup<'_> {
         Ok(server)
     }
 
+    /// Starts the client with `args`, its stdout piped: for the modes
+    /// that speak before they end (`polls`, `noop`).
+    fn spawn(&self, args: &[String]) -> anyhow::Result<std::process::Child> {
+        Command::new("node")
+            .arg(self.client_path()?)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("node: {e} (the Node.js workloads need node on PATH)"))
+    }
+
     /// Runs the client to its end: its JSON line.
     fn client(&self, args: &[String]) -> anyhow::Result<Value> {
         let out = Command::new("node")
@@ -161,13 +173,7 @@ pub fn runs(setup: &Setup<'_>, runs: u32, starts_only: bool) -> anyhow::Result<S
 /// answers at once and costs nothing (Node's `http`, in another process on
 /// the same cores): workflows/s.
 pub fn client_ceiling(setup: &Setup<'_>, runs: u32) -> anyhow::Result<f64> {
-    let mut server = Command::new("node")
-        .arg(setup.client_path()?)
-        .args(["noop", "-", "1"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("node: {e}"))?;
+    let mut server = setup.spawn(&["noop".into(), "-".into(), "1".into()])?;
     let base = server
         .stdout
         .take()
@@ -257,20 +263,14 @@ pub fn idle_polls(
 ) -> anyhow::Result<f64> {
     park(setup.dir)?;
     let server = setup.server()?;
-    let mut child = Command::new("node")
-        .arg(setup.client_path()?)
-        .args([
-            "polls".to_string(),
-            server.base(),
-            polls.to_string(),
-            "e".into(),
-            "3000".into(),
-            hold_ms.to_string(),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| anyhow::anyhow!("node: {e}"))?;
+    let mut child = setup.spawn(&[
+        "polls".to_string(),
+        server.base(),
+        polls.to_string(),
+        "e".into(),
+        "3000".into(),
+        hold_ms.to_string(),
+    ])?;
     let stdout = child
         .stdout
         .take()
