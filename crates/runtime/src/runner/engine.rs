@@ -64,6 +64,7 @@ impl Engine {
         let compiler = Compiler::with_options(options)?;
         let mut linker = Linker::new(compiler.wasmtime());
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        super::file_writes::add_to_linker(&mut linker)?;
         // Every component may import wasi:http; who may use it is decided
         // per request (`crate::http`): only steps, only allowed hosts.
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;

@@ -13,6 +13,7 @@ mod drive;
 mod engine;
 mod error;
 mod faults;
+mod file_writes;
 mod lease;
 mod limits;
 mod loaded;
