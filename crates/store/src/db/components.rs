@@ -106,6 +106,7 @@ impl Store {
     /// [`StoreError::ComponentNotFound`], [`StoreError::ComponentInUse`].
     pub async fn delete_component(&self, digest: &str) -> Result<(), StoreError> {
         let digest = digest.to_string();
+        let key = digest.clone();
         self.writer()
             .transact(move |tx| {
                 let runs: i64 = tx.one(
@@ -140,6 +141,8 @@ impl Store {
                 }
                 Ok(())
             })
-            .await
+            .await?;
+        self.component_deleted(&key);
+        Ok(())
     }
 }

@@ -98,22 +98,35 @@ pub(super) fn claim_existing_run(
     })
 }
 
-/// Inserts run `new`, owned by `owner` (its component too, if new): the
-/// run as stored.
+/// Whether a run's component must be looked at before the run is
+/// inserted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ComponentToStore {
+    /// Committed with a name already, as this process saw.
+    Known,
+    /// Maybe not stored, or stored without a name.
+    Unknown,
+}
+
+/// Inserts run `new`, owned by `owner` (its component too, if new or
+/// nameless, unless `component` says it is known): the run as stored.
 pub(super) fn insert_run(
     tx: &Tx<'_>,
     new: &NewRun,
+    component: ComponentToStore,
     owner: &str,
     now: i64,
     lease_ms: i64,
 ) -> Result<RunRecord, StoreError> {
-    insert_component(
-        tx,
-        &new.component_digest,
-        &new.component,
-        Some(&new.workflow),
-        now,
-    )?;
+    if component == ComponentToStore::Unknown {
+        insert_component(
+            tx,
+            &new.component_digest,
+            &new.component,
+            Some(&new.workflow),
+            now,
+        )?;
+    }
     tx.exec(
         "creating the run",
         "INSERT INTO runs (id, workflow, component_digest, input, status, seed,

@@ -88,8 +88,81 @@ on_both!(
     waits_park_runs_and_events_are_stored_once,
     a_component_switch_and_superseded_records_are_kept_for_people,
     a_version_6_database_is_upgraded_on_open_and_keeps_its_runs,
-    a_start_creates_once_and_this_process_runs_are_not_runnable
+    a_start_creates_once_and_this_process_runs_are_not_runnable,
+    a_start_stores_its_component_once_and_again_if_another_host_deleted_it
 );
+
+/// The name a component is stored with, if it is stored.
+async fn stored_component(store: &Store, digest: &str) -> Option<Option<String>> {
+    let names = store
+        .component_names(&[digest.to_string()])
+        .await
+        .expect("read");
+    names.into_iter().next().map(|(_, name)| name)
+}
+
+/// A start looks at its component only until this store has committed it
+/// with a name; when another host deleted it meanwhile (its runs gone), the
+/// start stores it again instead of failing.
+async fn a_start_stores_its_component_once_and_again_if_another_host_deleted_it(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    // Uploaded without a name: the first run names it.
+    store
+        .put_component("d1", Arc::new(b"\0asm".to_vec()), None)
+        .await
+        .expect("upload");
+    assert_eq!(stored_component(&store, "d1").await, Some(None));
+    store.create_run(new_run("a"), &me).await.expect("create");
+    assert_eq!(
+        stored_component(&store, "d1").await,
+        Some(Some("wf".into()))
+    );
+    let mut renamed = new_run("b");
+    renamed.workflow = "other".into();
+    store.create_run(renamed, &me).await.expect("create");
+    // The first name stays.
+    assert_eq!(
+        stored_component(&store, "d1").await,
+        Some(Some("wf".into()))
+    );
+    // Another host removes the runs and the component (as retention
+    // would), behind this store's back.
+    let other = Store::open(&db.location).await.expect("open");
+    other
+        .writer()
+        .transact(|tx| {
+            tx.exec(
+                "removing the runs",
+                "DELETE FROM runs WHERE component_digest = ?1",
+                args!["d1"],
+            )
+        })
+        .await
+        .expect("delete runs");
+    other
+        .delete_component("d1")
+        .await
+        .expect("delete component");
+    other.close().await;
+    assert_eq!(stored_component(&store, "d1").await, None);
+    // This store took d1 for stored: the insert fails on the foreign key,
+    // and is done again with the component.
+    match store.create_run(new_run("c"), &me).await.expect("create") {
+        Creation::Created(r) => assert_eq!(r.component_digest, "d1"),
+        c => panic!("{c:?}"),
+    }
+    assert_eq!(
+        stored_component(&store, "d1").await,
+        Some(Some("wf".into()))
+    );
+    match store.claim_run(new_run("d"), &me).await.expect("claim") {
+        Claim::Created(r) => assert_eq!(r.component_digest, "d1"),
+        c => panic!("{c:?}"),
+    }
+    store.close().await;
+}
 
 /// The ids of the runs `runnable` lists.
 async fn runnable_ids(store: &Store) -> Vec<String> {
