@@ -1,8 +1,10 @@
 //! The sandbox: what steps may touch without and with grants, and the
 //! determinism of the workflow instance.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -92,6 +94,65 @@ fn steps_get_no_files_environment_or_network_unless_granted() {
         std::fs::read_to_string(data.join("new.txt")).expect("read"),
         "written by a step"
     );
+}
+
+/// A step whose open of a file waits for good (a FIFO in a granted
+/// directory that nobody opens for reading) times out like any step, and
+/// the process still ends: the open waits on a helper thread, not on one of
+/// the runtime's, and nothing waits for that thread at exit.
+#[test]
+fn a_step_stuck_opening_a_fifo_times_out_and_the_process_still_ends() {
+    let env = Env::new();
+    let data = env.dir.path().join("data");
+    std::fs::create_dir(&data).expect("mkdir");
+    let made = std::process::Command::new("mkfifo")
+        .arg(data.join("fifo"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success(), "mkfifo: {made}");
+    let input =
+        json!({"mode": "probe", "probes": [{"kind": "write", "arg": "/data/fifo"}]}).to_string();
+    let (testbed, rw) = (wasm("testbed"), format!("{}::/data", data.display()));
+    let mut child = env
+        .cmd(&[
+            "run",
+            &testbed,
+            "--input",
+            &input,
+            "--allow-dir",
+            &rw,
+            "--step-timeout-ms",
+            "300",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("durable starts");
+    // Bounded: a process that does not end is killed and the test fails.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let ended = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let status = ended.expect("durable run did not end within 60 s of its step timing out");
+    assert!(status.success(), "{status}");
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .expect("stdout")
+        .read_to_string(&mut out)
+        .expect("read");
+    let results: Value = serde_json::from_str(&out).expect("JSON output");
+    let said = results[0]["step"].as_str().unwrap_or_default();
+    assert!(said.contains("timed out"), "{out}");
 }
 
 #[test]

@@ -145,15 +145,26 @@ pub fn runs(setup: &Setup<'_>, runs: u32, starts_only: bool) -> anyhow::Result<S
             result["statuses"]["succeeded"] == runs,
             "not every run succeeded: {result}"
         );
-        // Every step ran and appended its line, once.
-        let lines = std::fs::read_to_string(setup.dir.join("out/w4.log"))?
-            .lines()
-            .count();
+        // Every step ran and appended its line, once, whole.
+        let text = std::fs::read_to_string(setup.dir.join("out/w4.log"))?;
+        let lines = text.lines().count();
         anyhow::ensure!(
             lines == 4 * runs as usize,
             "{lines} lines appended, expected {}",
             4 * runs
         );
+        let steps = [
+            "create_record",
+            "provision_laptop",
+            "grant_access",
+            "finish",
+        ];
+        let torn = text.lines().find(|line| {
+            !line.split_once(' ').is_some_and(|(name, i)| {
+                steps.contains(&name) && i.parse::<u32>().is_ok_and(|i| i < runs)
+            })
+        });
+        anyhow::ensure!(torn.is_none(), "a torn line: {torn:?}");
     }
     let number = |k: &str| {
         result[k]

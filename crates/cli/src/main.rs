@@ -52,5 +52,11 @@ fn main() -> std::process::ExitCode {
             return exit::ExitCode::Failure.into();
         }
     };
-    runtime.block_on(commands::main(cli)).into()
+    let code = runtime.block_on(commands::main(cli));
+    // Everything the command did is committed by now. A step's file call
+    // stuck in the kernel (an open of a FIFO nobody reads) still holds a
+    // thread of the blocking pool, which dropping the runtime would wait for
+    // without end.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    code.into()
 }

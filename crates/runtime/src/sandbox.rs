@@ -88,12 +88,12 @@ pub fn step_ctx(grants: &Grants, output: &Output) -> anyhow::Result<WasiCtx> {
     let mut b = WasiCtxBuilder::new();
     b.allow_udp(false)
         .allow_ip_name_lookup(false)
-        // File operations (open, stat, read, ...) run on the step's own
-        // thread instead of a hand-off to tokio's blocking pool and back,
-        // which cost more than the operation itself. Writes are done the
-        // same way by `runner::file_writes`. A granted directory is
-        // expected to be local: a hung network mount stalls the thread.
-        .allow_blocking_current_thread(true)
+        // File operations other than writes (open, stat, read, sync) stay
+        // on tokio's blocking pool (wasmtime-wasi's default): an open can
+        // block for as long as others like (a FIFO nobody reads, a lease
+        // being broken), and on a runtime worker it would hold the server,
+        // the step's timeout and shutdown with it. Writes of regular files
+        // are done on the step's thread by `runner::file_writes`.
         // Stdout belongs to the run's output JSON: guest output is captured.
         .stdout(output.clone())
         .stderr(output.clone());

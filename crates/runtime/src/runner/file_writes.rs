@@ -11,12 +11,15 @@
 //!
 //! This module replaces `descriptor.write-via-stream` and
 //! `descriptor.append-via-stream` in the linker with streams whose `write`
-//! goes straight to the file. A write is at most [`WRITE_CAPACITY`] bytes
-//! (what `check-write` grants), so a call blocks its thread for one bounded
-//! write to the page cache; a guest that writes more calls again, and the
-//! epoch ticks in between let other tasks run. Everything else of
-//! `wasi:filesystem` (sandboxed path resolution, permissions, reads) stays
-//! wasmtime-wasi's.
+//! goes straight to the file, for regular files: a write is at most
+//! [`WRITE_CAPACITY`] bytes (what `check-write` grants), so a call blocks
+//! its thread for one bounded write to the page cache; a guest that writes
+//! more calls again, and the epoch ticks in between let other tasks run.
+//! Anything else (a FIFO, a device) gets wasmtime-wasi's own stream, since
+//! a write to it may wait for a reader. Opening a file, where a FIFO or a
+//! lease can make a call wait for good, stays on the blocking pool, as does
+//! everything else of `wasi:filesystem` (sandboxed path resolution,
+//! permissions, reads).
 
 use std::io::IoSlice;
 use std::os::unix::fs::FileExt;
@@ -26,7 +29,8 @@ use wasmtime::component::{Linker, Resource};
 use wasmtime_wasi::WasiView;
 use wasmtime_wasi::async_trait;
 use wasmtime_wasi::filesystem::Descriptor;
-use wasmtime_wasi::p2::bindings::filesystem::types::ErrorCode;
+use wasmtime_wasi::filesystem::WasiFilesystemView;
+use wasmtime_wasi::p2::bindings::filesystem::types::{ErrorCode, HostDescriptor};
 use wasmtime_wasi::p2::{DynOutputStream, OutputStream, Pollable, StreamError, StreamResult};
 
 use super::HostState;
@@ -70,11 +74,11 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
     types.func_wrap(
         NAMES[0],
         |mut store, (fd, offset): (Resource<Descriptor>, u64)| {
-            Ok((stream_for(store.data_mut(), &fd, Cursor::At(offset))?,))
+            Ok((stream_for(store.data_mut(), fd, Cursor::At(offset))?,))
         },
     )?;
     types.func_wrap(NAMES[1], |mut store, (fd,): (Resource<Descriptor>,)| {
-        Ok((stream_for(store.data_mut(), &fd, Cursor::End)?,))
+        Ok((stream_for(store.data_mut(), fd, Cursor::End)?,))
     })?;
     linker.allow_shadowing(false);
     Ok(())
@@ -85,15 +89,27 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
 /// granted directory is read-only.
 fn stream_for(
     state: &mut HostState,
-    fd: &Resource<Descriptor>,
+    fd: Resource<Descriptor>,
     cursor: Cursor,
 ) -> wasmtime::Result<Result<Resource<DynOutputStream>, ErrorCode>> {
     let view = state.ctx();
-    let file = match view.table.get(fd)? {
+    let file = match view.table.get(&fd)? {
         Descriptor::File(f) if f.perms.write_not_permitted() => {
             return Ok(Err(ErrorCode::NotPermitted));
         }
-        Descriptor::File(f) => Arc::clone(&f.file),
+        Descriptor::File(f) if f.file.metadata().is_ok_and(|m| m.is_file()) => Arc::clone(&f.file),
+        Descriptor::File(_) => {
+            // Not a regular file: wasmtime-wasi's stream, on the pool.
+            let mut fs = state.filesystem();
+            let stream = match cursor {
+                Cursor::At(offset) => HostDescriptor::write_via_stream(&mut fs, fd, offset),
+                Cursor::End => HostDescriptor::append_via_stream(&mut fs, fd),
+            };
+            return match stream {
+                Ok(stream) => Ok(Ok(stream)),
+                Err(e) => e.downcast().map(Err),
+            };
+        }
         Descriptor::Dir(_) => return Ok(Err(ErrorCode::BadDescriptor)),
     };
     let stream: DynOutputStream = Box::new(FileWriter::new(file, cursor));
@@ -170,7 +186,7 @@ fn append(file: &std::fs::File, bytes: &[u8]) -> std::io::Result<usize> {
     match pwritev2(file, &[IoSlice::new(bytes)], 0, ReadWriteFlags::APPEND) {
         Ok(n) => Ok(n),
         // Kernels before 4.16: set O_APPEND around a plain write.
-        Err(Errno::NOSYS | Errno::NOTSUP | Errno::INVAL) => {
+        Err(Errno::NOSYS | Errno::NOTSUP) => {
             use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
             let flags = fcntl_getfl(file)?;
             fcntl_setfl(file, flags | OFlags::APPEND)?;

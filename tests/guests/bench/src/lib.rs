@@ -37,7 +37,10 @@ fn work(name: &str, job: &Job) -> Result<Value, String> {
             .append(true)
             .open(file)
             .map_err(|e| format!("{file}: {e}"))?;
-        writeln!(f, "{name} {}", job.i).map_err(|e| format!("{file}: {e}"))?;
+        // One write per line: appends of concurrent steps never tear it
+        // (`writeln!` on a `File` writes each piece on its own).
+        f.write_all(format!("{name} {}\n", job.i).as_bytes())
+            .map_err(|e| format!("{file}: {e}"))?;
     }
     Ok(json!({ "i": job.i }))
 }
