@@ -9,6 +9,7 @@
 mod child;
 mod measure;
 mod node;
+mod noop;
 mod serve;
 
 use std::path::{Path, PathBuf};
@@ -278,6 +279,7 @@ impl Bench {
         let s = self.sizes;
         let (mut w4, mut starts, mut polls) = (Vec::new(), Vec::new(), Vec::new());
         let (mut ceiling, mut burst, mut burst_commits) = (Vec::new(), Vec::new(), Vec::new());
+        let mut alone = Vec::new();
         for r in 0..self.repeats {
             let dir = self.fresh(&format!("node-w4-{r}"))?;
             measure::link_cache(warm, &dir)?;
@@ -292,6 +294,7 @@ impl Bench {
             let setup = node::Setup { dir: &dir, ..setup };
             starts.push(node::runs(&setup, s.serve_runs, true)?);
             ceiling.push(node::client_ceiling(&setup, s.serve_runs)?);
+            alone.push(node::client_alone(&setup, s.serve_runs)?);
             let dir = self.fresh(&format!("node-burst-{r}"))?;
             measure::link_cache(warm, &dir)?;
             let setup = node::Setup { dir: &dir, ..setup };
@@ -320,6 +323,7 @@ impl Bench {
         );
         report.add_burst(
             &Summary::of(&ceiling),
+            &Summary::of(&alone),
             &Summary::of(&burst),
             &Summary::of(&burst_commits),
             s.serve_runs,

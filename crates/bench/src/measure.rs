@@ -396,12 +396,25 @@ impl Report {
     }
 
     /// The client's ceiling and a burst of starts on ready connections.
-    pub fn add_burst(&mut self, ceiling: &Summary, burst: &Summary, commits: &Summary, runs: u32) {
+    pub fn add_burst(
+        &mut self,
+        ceiling: &Summary,
+        alone: &Summary,
+        burst: &Summary,
+        commits: &Summary,
+        runs: u32,
+    ) {
         self.row(
             format!("node: the client's ceiling, W4's {runs} runs against a no-op server"),
             *ceiling,
             "wf/s",
             "Node's http answering at once, on the same cores",
+        );
+        self.row(
+            format!("node: the client's ceiling, W4's {runs} runs against a Rust no-op server"),
+            *alone,
+            "wf/s",
+            "one thread answering at once: the client nearly alone",
         );
         self.row(
             format!("serve: {runs} starts at once on open connections, all answered"),

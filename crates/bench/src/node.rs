@@ -208,6 +208,25 @@ pub fn client_ceiling(setup: &Setup<'_>, runs: u32) -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow::anyhow!("no per_s from the client"))
 }
 
+/// The same client against [`crate::noop::NoopServer`], a Rust server that
+/// answers at once on one core at most: the client's ceiling with as
+/// little as possible of the machine taken by the server. Workflows/s.
+pub fn client_alone(setup: &Setup<'_>, runs: u32) -> anyhow::Result<f64> {
+    let server = crate::noop::NoopServer::start()?;
+    let result = setup.client(&[
+        "w4".into(),
+        server.base(),
+        runs.to_string(),
+        "bench".into(),
+        json!({"mode": "onboarding"}).to_string(),
+        "r".into(),
+    ])?;
+    drop(server);
+    result["per_s"]
+        .as_f64()
+        .ok_or_else(|| anyhow::anyhow!("no per_s from the client"))
+}
+
 /// `runs` starts sent at once on `runs` connections opened beforehand (a
 /// thread each, released together): ms from the release to the last 201,
 /// and the server's commits (fsyncs) per start. What the server does with
