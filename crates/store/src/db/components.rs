@@ -142,7 +142,7 @@ impl Store {
                 Ok(())
             })
             .await?;
-        self.component_deleted(&key);
+        self.named_components.forget(&key);
         Ok(())
     }
 }

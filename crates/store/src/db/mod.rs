@@ -18,11 +18,11 @@ mod postgres;
 mod rows;
 mod server;
 pub(crate) mod sqlite;
+mod starts;
 use sqlite as schema;
 mod waits;
 mod writer;
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::location::Location;
@@ -89,15 +89,9 @@ pub struct Store {
     lease_ms: i64,
     /// Where the database is.
     location: Location,
-    /// Digests of components this store has seen committed with a workflow
-    /// name: a run's start needs to look at its component only the first
-    /// time. Looking was a walk of the whole blob's overflow pages on
-    /// SQLite (the name column comes after the bytes), 4% of a server's
-    /// CPU per start. A stored component keeps its first name, and it
-    /// cannot be deleted while a run uses it; should another process
-    /// delete it once its runs are gone, the insert of a run fails on the
-    /// foreign key and is done again looking at the component.
-    named_components: Arc<std::sync::Mutex<HashSet<String>>>,
+    /// The components this store has committed with a name (see
+    /// [`starts::NamedComponents`]).
+    named_components: starts::NamedComponents,
 }
 
 /// The shortest lease a store writes: renewals every third of it must fit
@@ -241,7 +235,7 @@ impl Store {
             wake: Arc::default(),
             lease_ms,
             location,
-            named_components: Arc::default(),
+            named_components: starts::NamedComponents::default(),
         })
     }
 
@@ -328,117 +322,6 @@ impl Store {
     /// Where the database is (shown without its password by `Display`).
     pub fn location(&self) -> &Location {
         &self.location
-    }
-
-    /// Creates run `new.id` owned by `owner`, or takes ownership of it if it
-    /// exists unfinished and its owner is gone, or reports it finished.
-    ///
-    /// # Errors
-    /// [`StoreError::Owned`] when a live process drives the run.
-    pub async fn claim_run(&self, new: NewRun, owner: &Owner) -> Result<Claim, StoreError> {
-        let lease_ms = self.lease_ms;
-        let owner = owner.to_string();
-        let new = Arc::new(new);
-        let mut component = self.component_to_store(&new);
-        loop {
-            let (job, owner) = (Arc::clone(&new), owner.clone());
-            let claim = self
-                .writer_for(&new.id)
-                .transact(move |tx| {
-                    let now = tx.now_ms();
-                    if let Some(existing) = read_run(tx, &job.id)? {
-                        return claim_existing_run(tx, existing, &owner, now, lease_ms);
-                    }
-                    insert_run(tx, &job, component, &owner, now, lease_ms).map(Claim::Created)
-                })
-                .await;
-            let created = |c: &Claim| matches!(c, Claim::Created(_));
-            match self.component_outcome(&new, component, claim, created)? {
-                Some(claim) => return Ok(claim),
-                None => component = ComponentToStore::Unknown,
-            }
-        }
-    }
-
-    /// Creates run `new.id` owned by `owner`; a run that has the id
-    /// already is left as it is (a server's start: the run is driven by
-    /// whoever drives it, or when it is due).
-    ///
-    /// # Errors
-    /// [`StoreError`] when the transaction fails.
-    pub async fn create_run(&self, new: NewRun, owner: &Owner) -> Result<Creation, StoreError> {
-        let lease_ms = self.lease_ms;
-        let owner = owner.to_string();
-        let new = Arc::new(new);
-        let mut component = self.component_to_store(&new);
-        loop {
-            let (job, owner) = (Arc::clone(&new), owner.clone());
-            let creation = self
-                .writer_for(&new.id)
-                .transact(move |tx| {
-                    if let Some(existing) = read_run(tx, &job.id)? {
-                        return Ok(Creation::Existing(existing));
-                    }
-                    insert_run(tx, &job, component, &owner, tx.now_ms(), lease_ms)
-                        .map(Creation::Created)
-                })
-                .await;
-            let created = |c: &Creation| matches!(c, Creation::Created(_));
-            match self.component_outcome(&new, component, creation, created)? {
-                Some(creation) => return Ok(creation),
-                None => component = ComponentToStore::Unknown,
-            }
-        }
-    }
-
-    /// What [`insert_run`] is to do with `new`'s component: nothing when
-    /// this store has committed it with a name before.
-    fn component_to_store(&self, new: &NewRun) -> ComponentToStore {
-        let known = self
-            .named_components
-            .lock()
-            .is_ok_and(|named| named.contains(&new.component_digest));
-        match known {
-            true => ComponentToStore::Known,
-            false => ComponentToStore::Unknown,
-        }
-    }
-
-    /// Keeps [`Store::named_components`] true after a transaction that
-    /// inserted `new` (or tried to; `created` tells whether it did):
-    /// `None` when the component was taken for known but is gone (the
-    /// insert must be done again, looking).
-    fn component_outcome<T>(
-        &self,
-        new: &NewRun,
-        component: ComponentToStore,
-        outcome: Result<T, StoreError>,
-        created: impl Fn(&T) -> bool,
-    ) -> Result<Option<T>, StoreError> {
-        let Ok(mut named) = self.named_components.lock() else {
-            return outcome.map(Some);
-        };
-        match outcome {
-            Err(e) if component == ComponentToStore::Known && e.is_foreign_key_violation() => {
-                named.remove(&new.component_digest);
-                Ok(None)
-            }
-            Err(e) => Err(e),
-            Ok(done) => {
-                // The insert of a run stores its component with a name.
-                if created(&done) && !named.contains(&new.component_digest) {
-                    named.insert(new.component_digest.clone());
-                }
-                Ok(Some(done))
-            }
-        }
-    }
-
-    /// Forgets that `digest` is stored (it was deleted).
-    fn component_deleted(&self, digest: &str) {
-        if let Ok(mut named) = self.named_components.lock() {
-            named.remove(digest);
-        }
     }
 
     /// Takes ownership of an existing unfinished run.
