@@ -48,7 +48,10 @@ use serde::de::DeserializeOwned;
 
 #[doc(hidden)]
 pub mod __internal;
+mod handles;
 pub mod http;
+
+pub use handles::{Awaitable, Child, Handle, HandleError, all, any, event, map_limit, timer};
 
 use __internal::durable::workflow::{durable as host, types};
 

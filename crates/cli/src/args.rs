@@ -202,6 +202,9 @@ pub struct ListArgs {
     /// Only runs whose id starts with this.
     #[arg(long, value_name = "ID_PREFIX")]
     pub prefix: Option<String>,
+    /// Only the child workflows of this run.
+    #[arg(long, value_name = "RUN_ID")]
+    pub parent: Option<String>,
     /// At most this many runs (0: all).
     #[arg(long, value_name = "NUM", default_value_t = 50)]
     pub limit: usize,
@@ -274,6 +277,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "RUN_ID")]
     pub id: Option<String>,
 
+    /// Child workflows named NAME run this component (repeatable); a child
+    /// of a name not linked runs COMPONENT itself.
+    #[arg(long = "link", value_name = "NAME=PATH", value_parser = parse_link)]
+    pub links: Vec<(String, PathBuf)>,
+
     #[command(flatten)]
     pub drive: DriveArgs,
 
@@ -300,6 +308,12 @@ pub struct ResumeArgs {
     /// there run again, even those that ran before.
     #[arg(long, requires = "component")]
     pub force: bool,
+
+    /// Child workflows named NAME that the runs start from now on run this
+    /// component (repeatable); a child of a name not linked runs its
+    /// parent's component. Children started earlier keep theirs.
+    #[arg(long = "link", value_name = "NAME=PATH", value_parser = parse_link)]
+    pub links: Vec<(String, PathBuf)>,
 
     #[command(flatten)]
     pub drive: DriveArgs,
@@ -622,4 +636,17 @@ impl From<DurabilityArg> for durable::store::Durability {
             DurabilityArg::ProcessCrash => durable::store::Durability::ProcessCrash,
         }
     }
+}
+
+/// `--link NAME=PATH`: a workflow name (as a child is started by) and a
+/// component file.
+fn parse_link(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=PATH.wasm"))?;
+    durable::runner::validate_workflow_name(name)?;
+    if path.is_empty() {
+        return Err(format!("{s:?}: no component path after '='"));
+    }
+    Ok((name.to_string(), PathBuf::from(path)))
 }

@@ -46,6 +46,17 @@ pub(crate) fn load(engine: &Engine, path: &Path) -> Result<LoadedWorkflow, ExitC
     })
 }
 
+/// Loads the components of `--link NAME=PATH`, to link into the runtime.
+pub(crate) fn load_links(
+    engine: &Engine,
+    links: &[(String, std::path::PathBuf)],
+) -> Result<Vec<(String, LoadedWorkflow)>, ExitCode> {
+    links
+        .iter()
+        .map(|(name, path)| Ok((name.clone(), load(engine, path)?)))
+        .collect()
+}
+
 pub(crate) async fn open(db: &Location, drive: &DriveArgs) -> Result<Store, ExitCode> {
     drive.settings().open_store(db).await.map_err(|e| {
         error(chain(&e));

@@ -124,14 +124,55 @@ async fn wait_until_due(rt: &Runtime, run_id: &str) -> Result<(), RunError> {
     }
 }
 
-/// Runs `work` to its end, unless SIGINT or SIGTERM comes first: then the
-/// runtime's drives stop at their next durable call, running steps get
-/// [`GRACE`] to finish and be recorded, and `None` means they did not and
-/// were abandoned (their runs released, resumable).
+/// Runs `work` while driving the child workflows its runs start (each from
+/// when it is due to its end, like `durable resume`). When `work` ends, the
+/// children still driven get [`GRACE`] to end (a parent's end cancels the
+/// children it leaves, and they stop at their next durable call); any left
+/// then are abandoned, resumable.
+async fn with_children<T>(rt: &Runtime, work: impl std::future::Future<Output = T>) -> T {
+    use futures_util::StreamExt;
+    let Some(mut starts) = rt.child_starts() else {
+        return work.await;
+    };
+    let mut children = futures_util::stream::FuturesUnordered::new();
+    let drive_child = |id: String| async move {
+        let result = resume_when_due(rt, &id).await;
+        (id, result)
+    };
+    let ended = |(id, result): (String, Result<Finished, RunError>)| match result {
+        Ok(_) | Err(RunError::AlreadyDriving { .. }) => {}
+        Err(e) => {
+            rt.child_not_driven(&id);
+            error(format_args!("child workflow {id}: {}", chain(&e)));
+        }
+    };
+    tokio::pin!(work);
+    let out = loop {
+        tokio::select! {
+            out = &mut work => break out,
+            Some(id) = starts.recv() => children.push(drive_child(id)),
+            Some(done) = children.next(), if !children.is_empty() => ended(done),
+        }
+    };
+    let _ = tokio::time::timeout(GRACE, async {
+        while let Some(done) = children.next().await {
+            ended(done);
+        }
+    })
+    .await;
+    out
+}
+
+/// Runs `work` to its end (with the child workflows its runs start),
+/// unless SIGINT or SIGTERM comes first: then the runtime's drives stop at
+/// their next durable call, running steps get [`GRACE`] to finish and be
+/// recorded, and `None` means they did not and were abandoned (their runs
+/// released, resumable).
 pub(crate) async fn interruptible<T>(
     rt: &Runtime,
     work: impl std::future::Future<Output = T>,
 ) -> Option<T> {
+    let work = with_children(rt, work);
     tokio::pin!(work);
     tokio::select! {
         r = &mut work => return Some(r),

@@ -23,6 +23,61 @@ pub const SLEEP: &str = "$sleep";
 /// Prefix of the reserved names under which `await-event` records what it
 /// consumed: `$event:<name>`.
 pub const EVENT_PREFIX: &str = "$event:";
+/// Reserved name under which `start-timer` records its time.
+pub const TIMER: &str = "$timer";
+/// Prefix of the reserved names under which a child workflow's end is
+/// recorded in its parent: `$child:<workflow>`.
+pub const CHILD_PREFIX: &str = "$child:";
+/// Reserved name under which `await-any` records which handle won.
+pub const SELECT: &str = "$select";
+/// Reserved name under which `cancel` of a handle is recorded.
+pub const CANCEL: &str = "$cancel";
+
+/// How a child workflow ended, as its parent records it (the value of its
+/// `$child:<workflow>#n` record: `{"status": ..., "output": ...}` or
+/// `{"status": ..., "error": ...}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildEnd {
+    /// It succeeded with this output (JSON).
+    Succeeded(String),
+    /// It failed with this error.
+    Failed(String),
+    /// It was cancelled; why.
+    Cancelled(String),
+}
+
+impl ChildEnd {
+    /// The record's value.
+    pub fn to_json(&self) -> String {
+        let v = match self {
+            ChildEnd::Succeeded(out) => serde_json::json!({
+                "status": "succeeded",
+                "output": serde_json::from_str::<serde_json::Value>(out)
+                    .unwrap_or(serde_json::Value::Null),
+            }),
+            ChildEnd::Failed(e) => serde_json::json!({"status": "failed", "error": e}),
+            ChildEnd::Cancelled(e) => serde_json::json!({"status": "cancelled", "error": e}),
+        };
+        v.to_string()
+    }
+
+    /// Reads a record's value back; `None` if it is not one.
+    pub fn parse(value: &str) -> Option<ChildEnd> {
+        let v: serde_json::Value = serde_json::from_str(value).ok()?;
+        let error = || {
+            v.get("error")
+                .and_then(|e| e.as_str())
+                .unwrap_or("")
+                .to_string()
+        };
+        Some(match v.get("status")?.as_str()? {
+            "succeeded" => ChildEnd::Succeeded(v.get("output")?.to_string()),
+            "failed" => ChildEnd::Failed(error()),
+            "cancelled" => ChildEnd::Cancelled(error()),
+            _ => return None,
+        })
+    }
+}
 
 /// Digest of a step input as recorded in the history (first 16 bytes of its
 /// SHA-256, which is plenty to tell two inputs apart).

@@ -97,6 +97,10 @@ pub struct RunRecord {
     pub wake_at_ms: Option<i64>,
     /// The event name a waiting run waits for.
     pub wait_event: Option<String>,
+    /// The run that started this one as its child workflow, if one did.
+    pub parent: Option<String>,
+    /// The key of the parent's call that started it (`$child:NAME#n`).
+    pub parent_key: Option<String>,
 }
 
 /// What a step produced: the value the workflow sees, forever.

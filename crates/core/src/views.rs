@@ -3,7 +3,7 @@
 //! own counters and settings.
 
 use crate::records::{
-    AttemptRecord, ComponentSwitch, Outcome, OutputLine, RunRecord, RunStatus, StepRecord,
+    AttemptRecord, ComponentSwitch, NewRun, Outcome, OutputLine, RunRecord, RunStatus, StepRecord,
 };
 
 /// What the store's `drive_start` reads.
@@ -86,6 +86,8 @@ pub struct RunFilter {
     pub after: Option<String>,
     /// Only runs whose id starts with this.
     pub prefix: Option<String>,
+    /// Only the child workflows of this run.
+    pub parent: Option<String>,
 }
 
 /// A run with counts of its steps.
@@ -300,4 +302,103 @@ pub struct StoredComponent {
     pub runs: u64,
     /// Of them, those running or waiting.
     pub open_runs: u64,
+}
+
+/// A child workflow for the store to start: see the store's `start_child`.
+#[derive(Debug, Clone)]
+pub struct ChildStart {
+    /// The child run (its id is deterministic from the parent's call).
+    pub run: NewRun,
+    /// The key of the parent's call that starts it.
+    pub parent_key: String,
+    /// A component switch of the parent to write with this commit.
+    pub switch: Option<ComponentSwitch>,
+}
+
+/// What starting a child workflow found.
+#[derive(Debug, Clone)]
+pub enum ChildStarted {
+    /// The child run was created (due at once, owned by nobody).
+    Created(RunRecord),
+    /// This call started it before (an earlier drive): the run as it is.
+    Existing(RunRecord),
+    /// Another run has the id: not a child of this call.
+    Taken(RunRecord),
+}
+
+/// A handle whose completion the store decides: an event wait (an event
+/// to consume, or its deadline) or a child workflow (its end).
+#[derive(Debug, Clone)]
+pub enum StoreHandle {
+    /// An event wait started by `start-event`: its record (the outcome is
+    /// filled in), the event's name, and its timeout.
+    Event {
+        /// The record to commit when it completes.
+        record: StepRecord,
+        /// The event's name.
+        name: String,
+        /// Its timeout, from its start.
+        timeout_ms: Option<u64>,
+    },
+    /// A child workflow: its record (the outcome is filled in) and its id.
+    Child {
+        /// The record to commit when it completes.
+        record: StepRecord,
+        /// The child run's id.
+        child: String,
+    },
+}
+
+/// An await over handles, for the store to settle in one transaction: see
+/// the store's `settle`.
+#[derive(Debug, Clone, Default)]
+pub struct Settle {
+    /// Handles whose completion the store decides, by their index in the
+    /// awaited list, in list order.
+    pub candidates: Vec<(u32, StoreHandle)>,
+    /// For `await-any`: its record (the outcome is filled in with the
+    /// winner's index) and the first index the host knows complete, if any.
+    /// The first candidate that completes wins if it comes before it.
+    pub select: Option<(StepRecord, Option<u32>)>,
+    /// A component switch to write with the first new commit.
+    pub switch: Option<ComponentSwitch>,
+}
+
+/// What [`Settle`] committed.
+#[derive(Debug, Clone, Default)]
+pub struct Settled {
+    /// Candidates that completed (their records committed), by index.
+    pub completed: Vec<(u32, Outcome)>,
+    /// For `await-any`: the winner's index, if one was found (its record
+    /// committed).
+    pub winner: Option<u32>,
+    /// Whether a cancel of the run was requested.
+    pub cancel: bool,
+}
+
+/// What a run that waits on handles waits for, to park it: see the
+/// store's `park_on_handles`.
+#[derive(Debug, Clone, Default)]
+pub struct HandleWait {
+    /// The earliest timer among them.
+    pub wake_at_ms: Option<i64>,
+    /// Event waits among them: (key, event name).
+    pub events: Vec<(String, String)>,
+    /// Child runs among them.
+    pub children: Vec<String>,
+    /// What it waits for, for people.
+    pub describe: String,
+    /// A component switch to write with the first new commit.
+    pub switch: Option<ComponentSwitch>,
+}
+
+/// How a wait on handles stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandlesParked {
+    /// Nothing is ready: the run was parked.
+    Parked,
+    /// Something is ready (an event, a child's end, a time): not parked.
+    Ready,
+    /// Nothing is ready and a cancel of the run was requested: not parked.
+    Cancelled,
 }

@@ -104,6 +104,14 @@ pub enum Waiting {
         /// When the wait times out.
         deadline_ms: Option<i64>,
     },
+    /// Any of several handles (`await-any`, `await-all`): timers, events,
+    /// child workflows.
+    Handles {
+        /// What it waits for, in words.
+        what: String,
+        /// The earliest time among them, if any.
+        wake_at_ms: Option<i64>,
+    },
 }
 
 /// An observer that drops everything.

@@ -34,9 +34,10 @@ pub use durable_core::records::{
     RunRecord, RunStatus, StepCommit, StepRecord,
 };
 pub use durable_core::views::{
-    AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,
-    RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, StoredComponent, Superseded,
-    SwitchRecord, Unfinished, Wait,
+    AwaitCall, AwaitOutcome, Busy, Cancelled, ChildStart, ChildStarted, DriveStart, Durability,
+    EventRecord, HandleWait, HandlesParked, RunDetail, RunFilter, RunSummary, Sent, Settle,
+    Settled, SleepOutcome, StoreHandle, StoreStats, StoredComponent, Superseded, SwitchRecord,
+    Unfinished, Wait,
 };
 pub use error::StoreError;
 pub use histogram::{Histogram, HistogramSnapshot};

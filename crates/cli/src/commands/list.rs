@@ -37,6 +37,7 @@ pub(crate) async fn list(db: &Location, args: ListArgs) -> ExitCode {
         limit: args.limit,
         after: None,
         prefix: args.prefix.clone(),
+        parent: args.parent.clone(),
     };
     let runs = match store.list(filter).await {
         Ok(r) => r,

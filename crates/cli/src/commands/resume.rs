@@ -7,7 +7,7 @@ use std::sync::Arc;
 use durable::runner::{Finished, RunError, Runtime};
 
 use crate::args::ResumeArgs;
-use crate::common::{chain, error, open};
+use crate::common::{chain, error, load_links, open};
 use crate::driving::{
     abandoned, config, engine, interruptible, report_line, report_one, resume_when_due,
 };
@@ -35,9 +35,18 @@ pub(crate) async fn resume(db: &Location, args: ResumeArgs) -> ExitCode {
         Err(code) => return code,
     };
     let single = args.ids.len() == 1;
-    let rt = match config(db, &args.drive, &args.faults, !single).and_then(|c| Ok((engine(&c)?, c)))
-    {
-        Ok((engine, config)) => Runtime::with_engine(engine, store.clone(), config),
+    let rt = match config(db, &args.drive, &args.faults, !single).and_then(|c| {
+        let engine = engine(&c)?;
+        let links = load_links(&engine, &args.links)?;
+        Ok((engine, c, links))
+    }) {
+        Ok((engine, config, links)) => {
+            let rt = Runtime::with_engine(engine, store.clone(), config);
+            for (name, linked) in &links {
+                rt.link(name, linked);
+            }
+            rt
+        }
         Err(code) => return code,
     };
     let ids = if args.ids.is_empty() {

@@ -5,7 +5,7 @@ use durable::store::Location;
 use durable::runner::{Runtime, new_run_id};
 
 use crate::args::RunArgs;
-use crate::common::{error, load, open};
+use crate::common::{error, load, load_links, open};
 use crate::driving::{abandoned, config, engine, input_text, interruptible, report_one, to_end};
 use crate::exit::ExitCode;
 
@@ -28,8 +28,12 @@ async fn run_inner(db: &Location, args: RunArgs) -> Result<ExitCode, ExitCode> {
     let engine = engine(&config)?;
     // Load before opening the database: a bad component changes nothing.
     let workflow = load(&engine, &args.component)?;
+    let links = load_links(&engine, &args.links)?;
     let store = open(db, &args.drive).await?;
     let rt = Runtime::with_engine(engine, store.clone(), config);
+    for (name, linked) in &links {
+        rt.link(name, linked);
+    }
     tracing::debug!(source = ?workflow.source, time = ?workflow.load_time, "component loaded");
     let run_id = args
         .id

@@ -81,6 +81,11 @@ impl Lines {
                 deadline_ms: Some(t),
             } => format!("waiting for event {name} (times out at {})", when(*t)),
             Waiting::Event { name, .. } => format!("waiting for event {name}"),
+            Waiting::Handles {
+                what,
+                wake_at_ms: Some(t),
+            } => format!("waiting for {what} (due at {})", when(*t)),
+            Waiting::Handles { what, .. } => format!("waiting for {what}"),
         };
         format!("{}run  {text}\n", self.prefix(run_id))
     }

@@ -11,8 +11,10 @@ use std::time::Duration;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::HostState;
-use super::bindings::WorkflowPre;
 use super::bindings::durable::workflow as durable_bindings;
+use super::bindings::durable::workflow::types::Failure;
+use super::bindings::v1::durable::workflow as durable_bindings_v1;
+use super::bindings::{Workflow, WorkflowPre, v1};
 use crate::compiler::{CompileSource, Compiler, EngineOptions, LoadError};
 
 /// The wasmtime engine, linker and compile cache of one host process.
@@ -39,7 +41,93 @@ pub struct LoadedWorkflow {
     pub pool_capacity: Option<usize>,
     /// Memory it holds while loaded: its bytes and its compiled code.
     pub memory_bytes: usize,
-    pub(crate) pre: WorkflowPre<HostState>,
+    pub(crate) pre: Pre,
+}
+
+/// A component pre-linked against the version of the contract it was built
+/// for.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    /// `durable:workflow@0.2.0`.
+    Current(WorkflowPre<HostState>),
+    /// `durable:workflow@0.1.0`.
+    V1(v1::WorkflowPre<HostState>),
+}
+
+/// An instance of a [`Pre`].
+pub(crate) enum Instance {
+    Current(Workflow),
+    V1(v1::Workflow),
+}
+
+impl Pre {
+    /// The wasmtime engine it belongs to.
+    pub(crate) fn engine(&self) -> &wasmtime::Engine {
+        match self {
+            Pre::Current(p) => p.engine(),
+            Pre::V1(p) => p.engine(),
+        }
+    }
+
+    /// Instantiates it in `store`.
+    pub(crate) async fn instantiate_async(
+        &self,
+        store: &mut wasmtime::Store<HostState>,
+    ) -> wasmtime::Result<Instance> {
+        Ok(match self {
+            Pre::Current(p) => Instance::Current(p.instantiate_async(store).await?),
+            Pre::V1(p) => Instance::V1(p.instantiate_async(store).await?),
+        })
+    }
+}
+
+impl Instance {
+    /// Calls the workflow's `run`.
+    pub(crate) async fn call_run(
+        &self,
+        store: &mut wasmtime::Store<HostState>,
+        input: &str,
+    ) -> wasmtime::Result<Result<String, String>> {
+        // The bindings take `&String`.
+        let input = input.to_string();
+        match self {
+            Instance::Current(i) => i.call_run(store, &input).await,
+            Instance::V1(i) => i.call_run(store, &input).await,
+        }
+    }
+
+    /// Calls `steps.run-step`.
+    pub(crate) async fn call_run_step(
+        &self,
+        store: &mut wasmtime::Store<HostState>,
+        name: &str,
+        input: &str,
+    ) -> wasmtime::Result<Result<String, Failure>> {
+        let (name, input) = (name.to_string(), input.to_string());
+        match self {
+            Instance::Current(i) => {
+                i.durable_workflow_steps()
+                    .call_run_step(store, &name, &input)
+                    .await
+            }
+            Instance::V1(i) => {
+                i.durable_workflow_steps()
+                    .call_run_step(store, &name, &input)
+                    .await
+            }
+        }
+    }
+}
+
+impl LoadedWorkflow {
+    /// This component as what a child workflow named `workflow` runs.
+    pub(crate) fn as_child(&self, workflow: &str) -> super::ChildComponent {
+        super::ChildComponent {
+            workflow: workflow.to_string(),
+            digest: self.digest.clone(),
+            bytes: self.bytes.clone(),
+        }
+    }
 }
 
 impl Engine {
@@ -70,6 +158,8 @@ impl Engine {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         durable_bindings::types::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         durable_bindings::durable::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+        // Components built against 0.1.0 import its interface.
+        durable_bindings_v1::durable::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
         Ok(Engine { compiler, linker })
     }
 
@@ -94,7 +184,15 @@ impl Engine {
             .linker
             .instantiate_pre(&compiled.component)
             .map_err(world)?;
-        let pre = WorkflowPre::new(instance_pre).map_err(world)?;
+        // The current contract first; a component of 0.1.0 exports that
+        // version's `steps`, which is all that tells them apart.
+        let pre = match WorkflowPre::new(instance_pre.clone()) {
+            Ok(pre) => Pre::Current(pre),
+            Err(current) => match v1::WorkflowPre::new(instance_pre) {
+                Ok(pre) => Pre::V1(pre),
+                Err(_) => return Err(world(current)),
+            },
+        };
         let code = compiled.component.image_range();
         let memory_bytes = compiled.bytes.len() + (code.end as usize - code.start as usize);
         Ok(LoadedWorkflow {

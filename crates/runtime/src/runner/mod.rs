@@ -12,8 +12,10 @@ pub(crate) mod bindings;
 mod drive;
 mod engine;
 mod error;
+mod family;
 mod faults;
 mod file_writes;
+mod handles;
 mod lease;
 mod limits;
 mod loaded;
@@ -35,6 +37,7 @@ pub use crate::observer::{Level, Observer, Silent, Source, Tee, Waiting};
 pub use drive::human;
 pub use engine::{Engine, LoadedWorkflow};
 pub use error::{RunError, new_run_id, validate_run_id};
+pub use family::ChildComponent;
 pub use faults::Faults;
 pub use limits::{Limits, RetryPolicy};
 pub use loaded::release_freed_memory;
@@ -90,6 +93,10 @@ pub struct RuntimeConfig {
     /// least recently used are dropped beyond it and loaded again when a
     /// run needs them.
     pub max_loaded_bytes: usize,
+    /// Whether a child workflow's name must be linked ([`Runtime::link`]):
+    /// a server's registered workflows. Otherwise an unlinked name runs the
+    /// parent's own component (`durable run`).
+    pub links_only: bool,
 }
 
 impl RuntimeConfig {
@@ -117,6 +124,7 @@ impl Default for RuntimeConfig {
             pool_instances: Some(crate::compiler::DEFAULT_POOL_INSTANCES),
             per_component: HashMap::new(),
             max_loaded_bytes: 128 << 20,
+            links_only: false,
         }
     }
 }
@@ -155,12 +163,15 @@ pub struct Runtime {
     /// Set by [`Runtime::interrupt`]: drives stop at their next durable call.
     interrupted: Arc<std::sync::atomic::AtomicBool>,
     loaded: loaded::Loaded,
+    /// Child workflows: components by name, who drives them.
+    family: Arc<family::Family>,
 }
 
 /// Marks a run as driven by this process while alive.
 struct Active {
     set: Arc<Mutex<HashSet<String>>>,
     run: String,
+    family: Arc<family::Family>,
 }
 
 impl Drop for Active {
@@ -173,6 +184,7 @@ impl Drop for Active {
                 s.is_empty()
             })
             .unwrap_or(false);
+        self.family.drive_ended();
         if idle {
             give_back_free_heap();
         }
@@ -218,11 +230,13 @@ impl Runtime {
             None => Semaphore::MAX_PERMITS,
         }
         .min(RUNS_PER_STEP * steps);
+        let active = Arc::new(Mutex::new(HashSet::new()));
         Runtime {
             workflow_slots: Arc::new(Semaphore::new(workflows)),
             step_slots: slots::InstanceSlots::new(step_slots),
             budget: Mutex::new(workflows.saturating_add(step_slots)),
-            active: Arc::new(Mutex::new(HashSet::new())),
+            family: Arc::new(family::Family::new(active.clone(), config.links_only)),
+            active,
             interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             engine: Arc::new(engine),
             store,
@@ -261,6 +275,30 @@ impl Runtime {
         if let Some(what) = waiting_of(run) {
             self.observer.waiting(&run.id, &what);
         }
+    }
+
+    /// The ids of the child workflows this runtime's drives start (and, on
+    /// a replay, find still open), for whoever drives them: `durable run`
+    /// and `durable serve` take this once and drive each id as it comes
+    /// ([`Runtime::resume`] when it is due). `None` once taken. While
+    /// nobody has taken it, children are left to whoever polls the store
+    /// for due runs, and a parent awaiting one parks.
+    pub fn child_starts(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<String>> {
+        self.family.take_receiver()
+    }
+
+    /// Runs children named `name` with `workflow` (`durable run --link`, a
+    /// server's registered workflows).
+    pub fn link(&self, name: &str, workflow: &LoadedWorkflow) {
+        self.loaded.put(workflow);
+        self.fit_pool(workflow);
+        self.family.link(name, workflow.as_child(name));
+    }
+
+    /// Forgets child `id` handed over by [`Runtime::child_starts`], when its
+    /// driver will not take it up (a parent awaiting it then parks).
+    pub fn child_not_driven(&self, id: &str) {
+        self.family.not_driven(id);
     }
 
     /// True once [`Runtime::interrupt`] was called.
@@ -579,9 +617,12 @@ impl Runtime {
                 run: run_id.to_string(),
             });
         }
+        drop(set);
+        self.family.drive_started(run_id);
         Ok(Active {
             set: self.active.clone(),
             run: run_id.to_string(),
+            family: self.family.clone(),
         })
     }
 
@@ -655,6 +696,8 @@ impl Runtime {
             grants,
             switch,
             number: run.drives,
+            family: self.family.clone(),
+            component: workflow.as_child(&run.workflow),
         }));
         tracing::debug!(run = %run.id, drive = run.drives, "drive starts");
         let lease = tokio::spawn(renew_lease(drive.clone()));
@@ -760,11 +803,23 @@ fn waiting_of(run: &RunRecord) -> Option<Waiting> {
     if run.status != RunStatus::Waiting {
         return None;
     }
-    Some(match &run.wait_event {
-        Some(name) => Waiting::Event {
+    Some(match (&run.wait_event, run.wake_at_ms) {
+        (Some(name), _) => Waiting::Event {
             name: name.clone(),
             deadline_ms: run.wake_at_ms,
         },
-        None => Waiting::Until(run.wake_at_ms.unwrap_or(0)),
+        // A wait on handles says what it waits for in words.
+        (None, wake_at_ms)
+            if run
+                .waiting_for
+                .as_deref()
+                .is_some_and(|w| w.starts_with("any of")) =>
+        {
+            Waiting::Handles {
+                what: run.waiting_for.clone().unwrap_or_default(),
+                wake_at_ms,
+            }
+        }
+        (None, wake_at) => Waiting::Until(wake_at.unwrap_or(0)),
     })
 }

@@ -132,6 +132,8 @@ impl Runtime {
             grants,
             switch: None,
             number: run.drives,
+            family: self.family.clone(),
+            component: workflow.as_child(&run.workflow),
         }));
         let (outcome, _) = run_workflow(&drive, &workflow.pre, &run).await;
         let made = |n: u32| Progress {

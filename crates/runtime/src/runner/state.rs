@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::OwnedSemaphorePermit;
-use tokio::task::JoinSet;
-use tracing::Instrument;
 use wasmtime::UpdateDeadline;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -14,8 +12,12 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::RunError;
 use super::bindings::durable::workflow::{durable, types};
-use super::bindings::{Call, LogLevel, StepError, StepOptions, WaitError};
+use super::bindings::v1::durable::workflow::durable as durable_v1;
+use super::bindings::{
+    Call, ChildOptions, HandleError, LogLevel, StepError, StepOptions, WaitError,
+};
 use super::drive::Drive;
+use super::handles::{Handles, Resolved};
 use super::limits::{MemoryLimit, StepPolicy};
 use super::slots::{AttemptClock, MAX_NESTING};
 use crate::history::{self, Context, Planned};
@@ -48,6 +50,8 @@ pub struct HostState {
     http_ctx: WasiHttpCtx,
     /// Decides and sends the instance's HTTP requests.
     http: HttpHooks,
+    /// The handles this context started (WIT 0.2.0), and `parallel`'s.
+    handles: Handles,
 }
 
 impl HostState {
@@ -74,6 +78,7 @@ impl HostState {
             clock: None,
             busy_since: Instant::now(),
             refusal: None,
+            handles: Handles::new(false),
         }
     }
 
@@ -171,6 +176,7 @@ impl HostState {
             clock: Some(clock),
             busy_since: Instant::now(),
             refusal: None,
+            handles: Handles::new(true),
         })
     }
 
@@ -180,6 +186,27 @@ impl HostState {
         let _paused = self.clock.as_ref().map(|c| c.pause());
         let held = self.permit.take().is_some();
         let out = wait.await;
+        if held && let Ok(p) = self.drive.permits.clone().acquire_owned().await {
+            self.permit = Some(p);
+        }
+        out
+    }
+
+    /// Awaits handles of this context, holding no permit meanwhile (see
+    /// [`HostState::without_permit`]): all of them, or (with `select`) the
+    /// first to complete.
+    async fn await_handles(
+        &mut self,
+        list: &[u32],
+        select: Option<Planned>,
+    ) -> wasmtime::Result<Result<Vec<Resolved>, (u32, Resolved)>> {
+        let _paused = self.clock.as_ref().map(|c| c.pause());
+        let held = self.permit.take().is_some();
+        let drive = self.drive.clone();
+        let out = match select {
+            Some(select) => self.handles.await_any(&drive, select, list).await.map(Err),
+            None => self.handles.await_all(&drive, list).await.map(Ok),
+        };
         if held && let Ok(p) = self.drive.permits.clone().acquire_owned().await {
             self.permit = Some(p);
         }
@@ -440,19 +467,20 @@ impl HostState {
         }
     }
 
+    /// `parallel`: start a step handle per call, await them all. Keys and
+    /// positions are assigned in list order, and every recorded call is
+    /// checked before anything runs (bodies start at the await), so a
+    /// divergence is reported at the first differing call and nothing new
+    /// is committed.
     async fn do_parallel(
         &mut self,
         calls: Vec<Call>,
     ) -> wasmtime::Result<Vec<Result<String, StepError>>> {
         self.drive.check_cancel()?;
         let drive = self.drive.clone();
-        let nested = self.nested();
         let first = self.context.next_position();
-        // Keys and positions are assigned in list order, and every recorded
-        // call is checked before anything runs, so a divergence is reported
-        // at the first differing call and nothing new is committed.
         let mut results: Vec<Option<Result<String, StepError>>> = Vec::with_capacity(calls.len());
-        let mut pending: Vec<(usize, Planned, String, StepPolicy)> = Vec::new();
+        let mut started: Vec<(usize, u32)> = Vec::new();
         for (
             i,
             Call {
@@ -468,64 +496,27 @@ impl HostState {
             }
             let mut call = self.context.plan(&name, &input);
             call.batch = Some(first);
-            match drive.lookup_in(nested, &call).await {
-                Ok(Some(outcome)) => results.push(Some(to_wit(outcome))),
-                Ok(None) => {
-                    results.push(None);
-                    let policy = StepPolicy::resolve(&drive.limits, options.as_ref());
-                    pending.push((i, call, input, policy));
-                }
-                Err(e) => return Err(drive.stop(e)),
-            }
+            let policy = StepPolicy::resolve(&drive.limits, options.as_ref());
+            let h = self.handles.start_step(&drive, call, input, policy).await?;
+            results.push(None);
+            started.push((i, h));
         }
-        if pending.is_empty() {
-            return Ok(results.into_iter().flatten().collect());
+        let list: Vec<u32> = started.iter().map(|(_, h)| *h).collect();
+        let done = self.await_handles(&list, None).await;
+        self.handles.forget(&list);
+        let Ok(done) = done? else {
+            return Err(drive.stop(RunError::Internal("await-all answered as await-any".into())));
+        };
+        for ((i, _), resolved) in started.into_iter().zip(done) {
+            results[i] = Some(match resolved {
+                Resolved::Outcome(outcome) => to_wit(outcome),
+                other => Err(StepError::Failed(format!("{other:?}"))),
+            });
         }
-        if let Some(end) = drive.replay_end(&pending[0].1) {
-            return Err(end);
-        }
-        // Structured concurrency: the JoinSet aborts every branch still
-        // running if this future is dropped, and we return only after all
-        // branches have finished.
-        let joined = self
-            .without_permit(async {
-                let mut set = JoinSet::new();
-                for (i, call, input, policy) in pending {
-                    let drive = drive.clone();
-                    // Spawned tasks do not inherit the span: carry it over.
-                    let span = tracing::Span::current();
-                    set.spawn(
-                        async move { (i, drive.execute(call, input, policy).await) }
-                            .instrument(span),
-                    );
-                }
-                let mut done = Vec::with_capacity(set.len());
-                while let Some(joined) = set.join_next().await {
-                    match joined {
-                        Ok((i, Ok(outcome))) => done.push((i, outcome)),
-                        Ok((_, Err(e))) => return Err(e),
-                        Err(e) => {
-                            return Err(RunError::Internal(format!(
-                                "a parallel branch failed: {e}"
-                            )));
-                        }
-                    }
-                }
-                Ok(done)
-            })
-            .await;
-        match joined {
-            Ok(done) => {
-                for (i, outcome) in done {
-                    results[i] = Some(to_wit(outcome));
-                }
-                Ok(results
-                    .into_iter()
-                    .map(|r| r.expect("every call is recovered, refused or executed"))
-                    .collect())
-            }
-            Err(e) => Err(drive.stop(e)),
-        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(StepError::Failed("not run".into()))))
+            .collect())
     }
 
     async fn do_now_ms(&mut self) -> wasmtime::Result<u64> {
@@ -544,7 +535,262 @@ impl HostState {
     }
 }
 
+/// Reserved name of a `start-*` call refused for a guest's mistake: it
+/// takes a position (its handle) and is never recorded.
+const REFUSED: &str = "$refused";
+
+/// The handle calls of WIT 0.2.0 (see `handles.rs`).
+impl HostState {
+    async fn do_start_step(
+        &mut self,
+        name: String,
+        input: String,
+        options: Option<StepOptions>,
+    ) -> wasmtime::Result<u32> {
+        self.drive.check_cancel()?;
+        if let Some(refused) = refuse(&name, &input).or_else(|| self.too_deep(&name)) {
+            let call = self.context.plan(REFUSED, "");
+            let message = match refused {
+                StepError::Failed(m) | StepError::Trapped(m) => m,
+                StepError::TimedOut(t) => format!("timed out after {t} ms"),
+            };
+            return Ok(self.handles.refused(call, message));
+        }
+        let call = self.context.plan(&name, &input);
+        let drive = self.drive.clone();
+        let policy = StepPolicy::resolve(&drive.limits, options.as_ref());
+        self.handles.start_step(&drive, call, input, policy).await
+    }
+
+    async fn do_start_child(
+        &mut self,
+        workflow: String,
+        input: String,
+        options: Option<ChildOptions>,
+    ) -> wasmtime::Result<u32> {
+        self.drive.check_cancel()?;
+        self.workflow_only("start-child")?;
+        let refused = crate::names::validate_workflow_name(&workflow)
+            .err()
+            .or_else(|| {
+                (input.len() > self.drive.limits.max_input_bytes).then(|| {
+                    format!(
+                        "the input of child workflow {workflow:?} is {} bytes, over the input size limit of {} bytes (--max-input-bytes)",
+                        input.len(),
+                        self.drive.limits.max_input_bytes
+                    )
+                })
+            })
+            .or_else(|| {
+                serde_json::from_str::<serde::de::IgnoredAny>(&input)
+                    .err()
+                    .map(|e| format!("input of child workflow {workflow:?} is not valid JSON: {e}"))
+            });
+        if let Some(message) = refused {
+            let call = self.context.plan(REFUSED, "");
+            return Ok(self.handles.refused(call, message));
+        }
+        let call = self
+            .context
+            .plan(&format!("{}{workflow}", history::CHILD_PREFIX), &input);
+        let drive = self.drive.clone();
+        self.handles
+            .start_child(&drive, call, workflow, input, options.and_then(|o| o.id))
+            .await
+    }
+
+    async fn do_start_timer(&mut self, duration_ms: u64) -> wasmtime::Result<u32> {
+        self.drive.check_cancel()?;
+        self.workflow_only("start-timer")?;
+        let call = self
+            .context
+            .plan(history::TIMER, &format!("for {duration_ms}"));
+        let drive = self.drive.clone();
+        self.handles.start_timer(&drive, call, duration_ms).await
+    }
+
+    async fn do_start_event(
+        &mut self,
+        name: String,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<u32> {
+        self.drive.check_cancel()?;
+        self.workflow_only("start-event")?;
+        if let Err(e) = crate::names::validate_step_name(&name) {
+            let call = self.context.plan(REFUSED, "");
+            return Ok(self
+                .handles
+                .refused(call, format!("invalid event name: {e}")));
+        }
+        let input = timeout_ms.map_or_else(|| "no timeout".to_string(), |t| format!("timeout {t}"));
+        let call = self
+            .context
+            .plan(&format!("{}{name}", history::EVENT_PREFIX), &input);
+        let drive = self.drive.clone();
+        self.handles
+            .start_event(&drive, call, name, timeout_ms)
+            .await
+    }
+
+    async fn do_await_any(
+        &mut self,
+        handles: Vec<u32>,
+    ) -> wasmtime::Result<(u32, Result<String, HandleError>)> {
+        self.drive.check_cancel()?;
+        if handles.is_empty() {
+            return Err(wasmtime::Error::msg(
+                "await-any of no handles would wait forever",
+            ));
+        }
+        self.handles.check(&handles, "await-any")?;
+        let input = serde_json::to_string(&handles).unwrap_or_default();
+        let select = self.context.plan(history::SELECT, &input);
+        match self.await_handles(&handles, Some(select)).await? {
+            Err((index, resolved)) => Ok((index, resolved.to_wit())),
+            Ok(_) => Err(self
+                .drive
+                .stop(RunError::Internal("await-any answered as await-all".into()))),
+        }
+    }
+
+    async fn do_await_all(
+        &mut self,
+        handles: Vec<u32>,
+    ) -> wasmtime::Result<Vec<Result<String, HandleError>>> {
+        self.drive.check_cancel()?;
+        self.handles.check(&handles, "await-all")?;
+        match self.await_handles(&handles, None).await? {
+            Ok(all) => Ok(all.iter().map(Resolved::to_wit).collect()),
+            Err(_) => Err(self
+                .drive
+                .stop(RunError::Internal("await-all answered as await-any".into()))),
+        }
+    }
+
+    async fn do_cancel(&mut self, handle: u32) -> wasmtime::Result<()> {
+        self.drive.check_cancel()?;
+        self.handles.check(&[handle], "cancel")?;
+        let call = self.context.plan(history::CANCEL, &handle.to_string());
+        let drive = self.drive.clone();
+        self.handles.cancel(&drive, call, handle).await
+    }
+}
+
+/// Version 0.1.0 of the interface: the same calls as 0.2.0's, without
+/// handles.
+impl durable_v1::Host for HostState {
+    async fn step(
+        &mut self,
+        name: String,
+        input: String,
+        options: Option<StepOptions>,
+    ) -> wasmtime::Result<Result<String, StepError>> {
+        <Self as durable::Host>::step(self, name, input, options).await
+    }
+
+    async fn parallel(
+        &mut self,
+        calls: Vec<Call>,
+    ) -> wasmtime::Result<Vec<Result<String, StepError>>> {
+        <Self as durable::Host>::parallel(self, calls).await
+    }
+
+    async fn now_ms(&mut self) -> wasmtime::Result<u64> {
+        <Self as durable::Host>::now_ms(self).await
+    }
+
+    async fn random_u64(&mut self) -> wasmtime::Result<u64> {
+        <Self as durable::Host>::random_u64(self).await
+    }
+
+    async fn idempotency_key(&mut self) -> wasmtime::Result<String> {
+        <Self as durable::Host>::idempotency_key(self).await
+    }
+
+    async fn log(&mut self, level: LogLevel, message: String) -> wasmtime::Result<()> {
+        <Self as durable::Host>::log(self, level, message).await
+    }
+
+    async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
+        <Self as durable::Host>::sleep(self, duration_ms).await
+    }
+
+    async fn sleep_until(&mut self, epoch_ms: u64) -> wasmtime::Result<()> {
+        <Self as durable::Host>::sleep_until(self, epoch_ms).await
+    }
+
+    async fn await_event(
+        &mut self,
+        name: String,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<Result<String, WaitError>> {
+        <Self as durable::Host>::await_event(self, name, timeout_ms).await
+    }
+}
+
 impl durable::Host for HostState {
+    async fn start_step(
+        &mut self,
+        name: String,
+        input: String,
+        options: Option<StepOptions>,
+    ) -> wasmtime::Result<u32> {
+        let r = self.do_start_step(name, input, options).await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn start_child(
+        &mut self,
+        workflow: String,
+        input: String,
+        options: Option<ChildOptions>,
+    ) -> wasmtime::Result<u32> {
+        let r = self.do_start_child(workflow, input, options).await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn start_timer(&mut self, duration_ms: u64) -> wasmtime::Result<u32> {
+        let r = self.do_start_timer(duration_ms).await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn start_event(
+        &mut self,
+        name: String,
+        timeout_ms: Option<u64>,
+    ) -> wasmtime::Result<u32> {
+        let r = self.do_start_event(name, timeout_ms).await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn await_any(
+        &mut self,
+        handles: Vec<u32>,
+    ) -> wasmtime::Result<(u32, Result<String, HandleError>)> {
+        let r = self.do_await_any(handles).await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn await_all(
+        &mut self,
+        handles: Vec<u32>,
+    ) -> wasmtime::Result<Vec<Result<String, HandleError>>> {
+        let r = self.do_await_all(handles).await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn cancel(&mut self, handle: u32) -> wasmtime::Result<()> {
+        let r = self.do_cancel(handle).await;
+        self.busy_since = Instant::now();
+        r
+    }
+
     async fn step(
         &mut self,
         name: String,

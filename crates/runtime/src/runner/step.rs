@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::RunError;
-use super::bindings::WorkflowPre;
 use super::drive::{Drive, StepInstances, StepRun, is_capacity};
+use super::engine::Pre;
 use super::slots::AttemptClock;
 use super::state::HostState;
 use crate::compiler::EPOCH_TICK;
@@ -25,7 +25,7 @@ use crate::sandbox::Output;
 const CAPACITY_WAIT: Duration = Duration::from_millis(5);
 
 /// Step instances of one loaded component.
-pub(crate) struct Instances(pub(crate) WorkflowPre<HostState>);
+pub(crate) struct Instances(pub(crate) Pre);
 
 impl StepInstances for Instances {
     fn run<'a>(
@@ -46,7 +46,7 @@ impl StepInstances for Instances {
 
 #[allow(clippy::too_many_arguments)]
 async fn run_attempt(
-    pre: &WorkflowPre<HostState>,
+    pre: &Pre,
     drive: &Arc<Drive>,
     call: &Planned,
     input: &str,
@@ -94,10 +94,7 @@ async fn run_attempt(
                 instantiate_us = started.elapsed().as_micros() as u64,
                 "instance ready"
             );
-            instance
-                .durable_workflow_steps()
-                .call_run_step(&mut store, &call.name, &input.to_string())
-                .await
+            instance.call_run_step(&mut store, &call.name, input).await
         };
         tokio::pin!(work);
         loop {

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
-use super::bindings::WorkflowPre;
 use super::drive::{self, Drive, cap_message, trap_message};
+use super::engine::Pre;
 use super::limits::Limits;
 use super::{HostState, RunError};
 use crate::sandbox::Output;
@@ -40,7 +40,7 @@ pub(super) type WorkflowResult = Result<(Result<String, String>, u32), WorkflowF
 
 pub(super) async fn run_workflow(
     drive: &Arc<Drive>,
-    pre: &WorkflowPre<HostState>,
+    pre: &Pre,
     run: &RunRecord,
 ) -> (WorkflowResult, Vec<OutputLine>) {
     let output = Output::new(&run.id, "", drive.number, drive.observer.clone());
@@ -50,7 +50,7 @@ pub(super) async fn run_workflow(
 
 async fn call_workflow(
     drive: &Arc<Drive>,
-    pre: &WorkflowPre<HostState>,
+    pre: &Pre,
     run: &RunRecord,
     output: &Output,
 ) -> WorkflowResult {

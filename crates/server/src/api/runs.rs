@@ -181,11 +181,13 @@ pub(super) struct ListQuery {
     limit: Option<String>,
     after: Option<String>,
     prefix: Option<String>,
+    /// Only the child workflows of this run.
+    parent: Option<String>,
     #[serde(default)]
     counts: bool,
 }
 
-/// `GET /v1/runs?status=&workflow=&prefix=&limit=&after=&counts=`: newest
+/// `GET /v1/runs?status=&workflow=&prefix=&parent=&limit=&after=&counts=`: newest
 /// first. An empty parameter is no filter (what a form sends).
 pub(super) async fn list_runs(
     Extract(app): Extract<App>,
@@ -211,6 +213,7 @@ pub(super) async fn list_runs(
             limit: limit + 1,
             after: given(q.after),
             prefix: prefix.clone(),
+            parent: given(q.parent),
         })
         .await?;
     // One more than asked says whether there is a next page.

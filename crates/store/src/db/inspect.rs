@@ -33,9 +33,10 @@ impl Store {
                                 (SELECT created_at_ms, id FROM runs WHERE id = CAST(?4 AS TEXT)))
                            AND (CAST(?5 AS TEXT) IS NULL
                                 OR substr(id, 1, length(CAST(?5 AS TEXT))) = CAST(?5 AS TEXT))
+                           AND (CAST(?6 AS TEXT) IS NULL OR parent_id = CAST(?6 AS TEXT))
                          ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
                     ),
-                    args![filter.status.map(|s| s.as_str()), filter.workflow, limit, filter.after, filter.prefix],
+                    args![filter.status.map(|s| s.as_str()), filter.workflow, limit, filter.after, filter.prefix, filter.parent],
                     |r| Ok((run_from_row(r)?, r.get::<u32>(RUN_COLUMN_COUNT)?, r.get::<u32>(RUN_COLUMN_COUNT + 1)?)),
                 )?;
                 let mut out = Vec::new();

@@ -10,6 +10,7 @@
 //! error instead of an overwrite.
 
 mod components;
+mod handles;
 mod inspect;
 #[cfg(feature = "postgres")]
 mod listen;
@@ -38,8 +39,9 @@ use durable_core::records::{
 };
 #[allow(unused_imports)]
 use durable_core::views::{
-    AwaitCall, AwaitOutcome, Busy, Cancelled, DriveStart, Durability, EventRecord, RunDetail,
-    RunFilter, RunSummary, Sent, SleepOutcome, StoreStats, Superseded, Unfinished, Wait,
+    AwaitCall, AwaitOutcome, Busy, Cancelled, ChildStart, ChildStarted, DriveStart, Durability,
+    EventRecord, HandleWait, HandlesParked, RunDetail, RunFilter, RunSummary, Sent, Settle,
+    Settled, SleepOutcome, StoreHandle, StoreStats, Superseded, Unfinished, Wait,
 };
 use rows::*;
 use writer::{Conn, Writer};

@@ -1,6 +1,6 @@
 //! The PostgreSQL database: its schema, created and checked on open.
 //!
-//! The tables are SQLite's (`sqlite.rs`, schema version 9) in PostgreSQL's
+//! The tables are SQLite's (`sqlite.rs`, schema version 10) in PostgreSQL's
 //! types: integers are `BIGINT`, text keys compare byte-wise (`COLLATE
 //! "C"`, as SQLite does), and the row ids SQLite gives `events.seq` and
 //! `output.id` are identity columns. The version is kept in
@@ -175,6 +175,12 @@ ALTER TABLE steps ADD PRIMARY KEY (run_id, parent, position)
     r#"
 ALTER TABLE components ADD COLUMN name TEXT;
 CREATE INDEX runs_by_component ON runs(component_digest)
+"#,
+    r#"
+ALTER TABLE runs ADD COLUMN parent_id TEXT COLLATE "C";
+ALTER TABLE runs ADD COLUMN parent_key TEXT COLLATE "C";
+CREATE INDEX runs_by_parent ON runs(parent_id, created_at_ms) WHERE parent_id IS NOT NULL;
+ALTER TABLE waits ADD COLUMN name TEXT COLLATE "C"
 "#,
 ];
 

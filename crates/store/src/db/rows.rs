@@ -162,11 +162,19 @@ pub(super) fn finish(
          WHERE id = ?1",
         args![run_id, status, output, error, now],
     )?;
-    Ok(())
+    end_family(tx, run_id, now)
 }
 
 pub(super) fn mark_cancelled(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), StoreError> {
-    tx.exec(
+    if cancel_row(tx, run_id, now)? {
+        end_family(tx, run_id, now)?;
+    }
+    Ok(())
+}
+
+/// Marks run `run_id` cancelled if it is open; whether it was.
+fn cancel_row(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<bool, StoreError> {
+    let changed = tx.exec(
         "cancelling the run",
         "UPDATE runs SET status = 'cancelled', error = 'cancelled', finished_at_ms = ?2,
                          owner = NULL, lease_until_ms = NULL, waiting_for = NULL,
@@ -174,6 +182,77 @@ pub(super) fn mark_cancelled(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), 
          WHERE id = ?1 AND status IN ('running', 'waiting')",
         args![run_id, now],
     )?;
+    Ok(changed > 0)
+}
+
+/// What the end of run `run_id` does to its family: its parent, if it
+/// waits, is due (it may be waiting for this child); its children still
+/// open are cancelled, with theirs (nothing outlives its parent).
+fn end_family(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), StoreError> {
+    let parent: Option<String> = tx
+        .opt(
+            "reading the run's parent",
+            "SELECT parent_id FROM runs WHERE id = ?1",
+            args![run_id],
+            |r| r.get::<Option<String>>(0),
+        )?
+        .flatten();
+    if let Some(parent) = parent {
+        let woken = tx.exec(
+            "waking the parent",
+            "UPDATE runs SET wake_at_ms = ?2 WHERE id = ?1 AND status = 'waiting'",
+            args![parent, now],
+        )?;
+        if woken > 0 {
+            tx.notify(&parent)?;
+        }
+    }
+    cancel_descendants(tx, run_id, now)
+}
+
+/// Asks run `run_id` and its open descendants to stop: a run nobody drives
+/// is cancelled at once, a driven one at its driver's next durable call
+/// (whose end then cancels its own children).
+pub(super) fn cancel_tree(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), StoreError> {
+    if request_cancel(tx, run_id, now)? {
+        mark_cancelled(tx, run_id, now)?;
+    }
+    Ok(())
+}
+
+/// Requests the cancel of open run `run_id`; whether nobody drives it (so
+/// it can be cancelled at once).
+fn request_cancel(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<bool, StoreError> {
+    tx.exec(
+        "requesting the cancel",
+        "UPDATE runs SET cancel_requested_at_ms = coalesce(cancel_requested_at_ms, ?2)
+         WHERE id = ?1 AND status IN ('running', 'waiting')",
+        args![run_id, now],
+    )?;
+    let row: Option<(Option<String>, Option<i64>)> = tx.opt(
+        "reading the run's owner",
+        "SELECT owner, lease_until_ms FROM runs WHERE id = ?1 AND status IN ('running', 'waiting')",
+        args![run_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(row.is_some_and(|(owner, lease)| owner_is_gone(owner.as_deref(), lease, now)))
+}
+
+fn cancel_descendants(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), StoreError> {
+    let mut todo = vec![run_id.to_string()];
+    while let Some(id) = todo.pop() {
+        let children: Vec<String> = tx.all(
+            "listing the run's children",
+            "SELECT id FROM runs WHERE parent_id = ?1 AND status IN ('running', 'waiting')",
+            args![id],
+            |r| r.get(0),
+        )?;
+        for child in children {
+            if request_cancel(tx, &child, now)? && cancel_row(tx, &child, now)? {
+                todo.push(child);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -385,11 +464,11 @@ pub(super) fn read_run(tx: &Tx<'_>, run_id: &str) -> Result<Option<RunRecord>, S
 
 /// The columns [`run_from_row`] reads, in order.
 /// How many columns [`RUN_COLUMNS`] has: a query may select more after them.
-pub(super) const RUN_COLUMN_COUNT: usize = 17;
+pub(super) const RUN_COLUMN_COUNT: usize = 19;
 
 pub(super) const RUN_COLUMNS: &str = "id, workflow, component_digest, input, status, output, error, seed, \
      created_at_ms, finished_at_ms, clock_ms, drives, cancel_requested_at_ms, forked_from, \
-     waiting_for, wake_at_ms, wait_event";
+     waiting_for, wake_at_ms, wait_event, parent_id, parent_key";
 
 pub(super) fn run_from_row(r: &Row<'_>) -> Result<Result<RunRecord, StoreError>, ColumnError> {
     let status: String = r.get(4)?;
@@ -414,6 +493,8 @@ pub(super) fn run_from_row(r: &Row<'_>) -> Result<Result<RunRecord, StoreError>,
         waiting_for: r.get(14)?,
         wake_at_ms: r.get(15)?,
         wait_event: r.get(16)?,
+        parent: r.get(17)?,
+        parent_key: r.get(18)?,
     }))
 }
 

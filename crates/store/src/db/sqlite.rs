@@ -294,6 +294,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     ALTER TABLE components ADD COLUMN name TEXT;
     CREATE INDEX runs_by_component ON runs(component_digest);
     "#,
+    // 10: child workflows: a run started by another run knows its parent
+    // and the key of the call that started it, and a parent's children are
+    // found by index (to cancel them with it, to list them); an event wait
+    // keeps its event's name, so an event wakes a run that waits on
+    // several handles.
+    r#"
+    ALTER TABLE runs ADD COLUMN parent_id TEXT;
+    ALTER TABLE runs ADD COLUMN parent_key TEXT;
+    CREATE INDEX runs_by_parent ON runs(parent_id, created_at_ms) WHERE parent_id IS NOT NULL;
+    ALTER TABLE waits ADD COLUMN name TEXT;
+    "#,
 ];
 
 /// Opens a read-only connection to a database that [`open`] prepared.

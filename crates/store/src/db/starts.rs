@@ -25,7 +25,7 @@ pub(super) struct NamedComponents(Arc<Mutex<HashSet<String>>>);
 
 impl NamedComponents {
     /// What the insert of a run with `digest` is to do with its component.
-    fn to_store(&self, digest: &str) -> ComponentToStore {
+    pub(super) fn to_store(&self, digest: &str) -> ComponentToStore {
         match self.0.lock().is_ok_and(|named| named.contains(digest)) {
             true => ComponentToStore::Known,
             false => ComponentToStore::Unknown,
@@ -35,7 +35,7 @@ impl NamedComponents {
     /// Keeps the memory true after a transaction that inserted a run with
     /// `digest` (or tried to; `created` tells whether it did): `None` when
     /// the component was taken for known but is gone.
-    fn settle<T>(
+    pub(super) fn settle<T>(
         &self,
         digest: &str,
         component: ComponentToStore,

@@ -231,8 +231,12 @@ impl Store {
                 )?;
                 tx.exec(
                     "waking the run",
+                    // A run waits for the event by itself (`await-event`)
+                    // or among handles (a wait with the event's name).
                     "UPDATE runs SET wake_at_ms = ?3
-                     WHERE id = ?1 AND status = 'waiting' AND wait_event = ?2",
+                     WHERE id = ?1 AND status = 'waiting'
+                       AND (wait_event = ?2
+                            OR EXISTS (SELECT 1 FROM waits w WHERE w.run_id = ?1 AND w.name = ?2))",
                     args![run_id, name, now],
                 )?;
                 tx.notify(&run_id)?;

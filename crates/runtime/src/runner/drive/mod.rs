@@ -15,6 +15,7 @@ use tracing::Instrument;
 
 use super::RunError;
 use super::bindings::durable::workflow::types::Failure;
+use super::family::{ChildComponent, Family};
 use super::faults::Faults;
 use super::limits::{Limits, StepPolicy};
 use super::slots::{AttemptClock, InstanceSlots};
@@ -71,6 +72,10 @@ pub(crate) struct Drive {
     fatal: Mutex<Option<RunError>>,
     /// A new component's switch, written with the first new commit.
     switch: Mutex<Option<ComponentSwitch>>,
+    /// Child workflows: components by name, who drives them.
+    pub(crate) family: Arc<Family>,
+    /// The run's own component, which children run unless linked otherwise.
+    pub(crate) component: ChildComponent,
 }
 
 /// What the runtime hands a new drive.
@@ -92,6 +97,8 @@ pub(crate) struct DriveSetup {
     pub(crate) grants: Arc<Grants>,
     pub(crate) switch: Option<ComponentSwitch>,
     pub(crate) number: u32,
+    pub(crate) family: Arc<Family>,
+    pub(crate) component: ChildComponent,
 }
 
 /// What a step attempt's instance did: its result (`None` when the
@@ -149,6 +156,8 @@ impl Drive {
             history_bytes: AtomicU64::new(s.recorded_bytes),
             fatal: Mutex::new(None),
             switch: Mutex::new(s.switch),
+            family: s.family,
+            component: s.component,
         }
     }
 
@@ -577,7 +586,7 @@ impl Drive {
     }
 
     /// The record of `call` with `outcome`, as this drive commits it.
-    pub(super) fn record_for(
+    pub(crate) fn record_for(
         &self,
         call: &Planned,
         outcome: Outcome,
@@ -659,7 +668,7 @@ impl Drive {
 
     /// Counts `bytes` more of recorded history (outcomes, failed attempts,
     /// guest output) against the run's history limit.
-    fn count_bytes(&self, key: &str, bytes: usize) -> Result<(), RunError> {
+    pub(crate) fn count_bytes(&self, key: &str, bytes: usize) -> Result<(), RunError> {
         let size = bytes as u64;
         let total = self.history_bytes.fetch_add(size, Ordering::SeqCst) + size;
         if total > self.limits.max_history_bytes {
