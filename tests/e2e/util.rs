@@ -73,6 +73,8 @@ fn guest_path(name: &str) -> PathBuf {
                 "-p",
                 "testbed",
                 "-p",
+                "family",
+                "-p",
                 "diverge",
                 "-p",
                 "raw",

@@ -46,6 +46,8 @@ pub struct ListedRun {
     pub waiting_for: Option<String>,
     /// When a waiting run is due (null: when its event comes).
     pub wake_at_ms: Option<i64>,
+    /// The run that started it as a child workflow (null: a top-level run).
+    pub parent: Option<String>,
 }
 
 impl ListedRun {
@@ -65,6 +67,38 @@ impl ListedRun {
             forked_from: s.run.forked_from.clone(),
             waiting_for: s.run.waiting_for.clone(),
             wake_at_ms: s.run.wake_at_ms,
+            parent: s.run.parent.clone(),
+        }
+    }
+}
+
+/// A child workflow as its parent shows it.
+#[derive(Serialize, Clone)]
+pub struct ShownChild {
+    /// The child run's id.
+    pub id: String,
+    /// Its workflow.
+    pub workflow: String,
+    /// Its status.
+    pub status: &'static str,
+    /// The key of the parent's call that started it (`$child:NAME#n`).
+    pub parent_key: Option<String>,
+    /// When it was created, ms since the epoch.
+    pub created_at_ms: i64,
+    /// When it finished, ms since the epoch.
+    pub finished_at_ms: Option<i64>,
+}
+
+impl ShownChild {
+    /// The shape of child run `r`.
+    pub fn new(r: &RunRecord) -> ShownChild {
+        ShownChild {
+            id: r.id.clone(),
+            workflow: r.workflow.clone(),
+            status: r.status.as_str(),
+            parent_key: r.parent_key.clone(),
+            created_at_ms: r.created_at_ms,
+            finished_at_ms: r.finished_at_ms,
         }
     }
 }
@@ -96,6 +130,13 @@ pub struct ShownRun {
     pub component_digest: String,
     /// The run it was forked from.
     pub forked_from: Option<String>,
+    /// The run that started it as a child workflow (null: a top-level run).
+    pub parent: Option<String>,
+    /// The key of the parent's call that started it.
+    pub parent_key: Option<String>,
+    /// The child workflows it started, oldest first (also under the step
+    /// that recorded each one's end, once recorded).
+    pub children: Vec<ShownChild>,
     /// Whether a cancel was requested.
     pub cancel_requested: bool,
     /// What a waiting run waits for (`until <ms>`, `event NAME`).
@@ -206,6 +247,9 @@ pub struct ShownStep {
     /// For an event wait: the event it consumed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub event: Option<ShownEvent>,
+    /// For a child workflow (`$child:NAME#n`): the child run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub child: Option<ShownChild>,
     /// The steps its body called.
     pub children: Vec<ShownStep>,
 }
@@ -312,12 +356,26 @@ pub fn line(l: &OutputLine) -> ShownLine {
 }
 
 /// The node of step `s` of `run`, without children, attempts or output.
+/// A child workflow's record shows how the child ended: `ok` with its
+/// output, or `failed` / `cancelled` with its error.
 pub fn step_node(s: &StepRecord, run: &RunRecord) -> ShownStep {
-    let (value, error) = value_and_error(&s.outcome);
+    let (mut value, mut error) = value_and_error(&s.outcome);
+    let mut status = status(&s.outcome);
+    if s.name.starts_with(durable_core::history::CHILD_PREFIX)
+        && let Outcome::Ok(v) = &s.outcome
+        && let Some(end) = durable_core::history::ChildEnd::parse(v)
+    {
+        use durable_core::history::ChildEnd;
+        (status, value, error) = match end {
+            ChildEnd::Succeeded(out) => ("ok", Some(parse_json(&out)), None),
+            ChildEnd::Failed(e) => ("failed", None, Some(e)),
+            ChildEnd::Cancelled(e) => ("cancelled", None, Some(e)),
+        };
+    }
     ShownStep {
         key: s.key.clone(),
         name: s.name.clone(),
-        status: status(&s.outcome),
+        status,
         input: s.input.as_deref().map(parse_json),
         idempotency_key: format!("{}/{}", run.id, s.key),
         value,
@@ -336,6 +394,7 @@ pub fn step_node(s: &StepRecord, run: &RunRecord) -> ShownStep {
         failed_attempts: Vec::new(),
         output: None,
         event: None,
+        child: None,
         children: Vec::new(),
     }
 }

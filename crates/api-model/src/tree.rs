@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use durable_core::views::RunDetail;
 
 use crate::{
-    ShownDriveStart, ShownEvent, ShownRun, ShownStep, ShownSuperseded, ShownSwitch, line,
-    parse_json,
+    ShownChild, ShownDriveStart, ShownEvent, ShownRun, ShownStep, ShownSuperseded, ShownSwitch,
+    line, parse_json,
 };
 
 /// The tree of `detail`'s steps (children in call order), with attempts and,
@@ -53,6 +53,11 @@ pub fn build(detail: &RunDetail, with_output: bool) -> Vec<ShownStep> {
                     .iter()
                     .find(|e| e.consumed_by.as_deref() == Some(s.key.as_str()))
                     .map(crate::ShownEvent::new);
+                n.child = detail
+                    .children
+                    .iter()
+                    .find(|c| c.parent_key.as_deref() == Some(s.key.as_str()))
+                    .map(ShownChild::new);
                 n.failed_attempts = attempts.remove(s.key.as_str()).unwrap_or_default();
                 if with_output {
                     n.output = Some(output.remove(s.key.as_str()).unwrap_or_default());
@@ -98,6 +103,9 @@ pub fn shown_run(detail: &RunDetail, logs: bool) -> ShownRun {
         drives: r.drives,
         component_digest: r.component_digest.clone(),
         forked_from: r.forked_from.clone(),
+        parent: r.parent.clone(),
+        parent_key: r.parent_key.clone(),
+        children: detail.children.iter().map(ShownChild::new).collect(),
         cancel_requested: r.cancel_requested,
         waiting_for: r.waiting_for.clone(),
         wake_at_ms: r.wake_at_ms,

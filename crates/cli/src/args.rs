@@ -599,7 +599,10 @@ impl DriveArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct FaultArgs {
     /// Kill this process (SIGKILL) right after the step with this key has
-    /// been committed, like a power cut. For demos and tests.
+    /// been committed, like a power cut. Also: a child workflow's start
+    /// (`$child:NAME#n@started`) or its end recorded in the parent
+    /// (`$child:NAME#n`), an await-any's winner (`$select#n`), and the end
+    /// of the first run to end (`$end`). For demos and tests.
     #[arg(long, value_name = "STEP_KEY")]
     pub crash_after: Option<String>,
 

@@ -125,6 +125,8 @@ pub struct RunDetail {
     pub drive_starts: Vec<(u32, i64)>,
     /// The components the run was switched to, oldest first.
     pub switches: Vec<SwitchRecord>,
+    /// The child workflows it started, oldest first.
+    pub children: Vec<RunRecord>,
 }
 
 /// An event sent to a run.

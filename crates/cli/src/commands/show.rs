@@ -78,6 +78,12 @@ pub(crate) async fn show(db: &Location, args: ShowArgs) -> ExitCode {
     if let Some(f) = &shown.forked_from {
         text.push_str(&format!("forked     from {f}\n"));
     }
+    if let Some(p) = &shown.parent {
+        text.push_str(&format!(
+            "parent     {p} (its {})\n",
+            shown.parent_key.as_deref().unwrap_or("child")
+        ));
+    }
     text.push_str(&format!("input      {}\n", clip(&shown.input.to_string())));
     if let Some(o) = &shown.output {
         text.push_str(&format!("output     {}\n", clip(&o.to_string())));
@@ -90,6 +96,26 @@ pub(crate) async fn show(db: &Location, args: ShowArgs) -> ExitCode {
         shown.drives
     ));
     text.push_str(&tree::draw(&shown.steps));
+    if !shown.children.is_empty() {
+        // Every child, ended or not (a pending one has no step above yet).
+        const SHOWN: usize = 20;
+        text.push_str(&format!(
+            "children   {} (durable list --parent {})\n",
+            shown.children.len(),
+            shown.id
+        ));
+        for c in shown.children.iter().take(SHOWN) {
+            text.push_str(&format!(
+                "   {:<36} {:<10} {}\n",
+                c.id,
+                c.status,
+                c.parent_key.as_deref().unwrap_or("")
+            ));
+        }
+        if shown.children.len() > SHOWN {
+            text.push_str(&format!("   and {} more\n", shown.children.len() - SHOWN));
+        }
+    }
     if !shown.superseded.is_empty() {
         text.push_str(
             "superseded (moved aside: recorded by an earlier run of a step body that then did something else, or by the workflow before a forced switch of component)\n",

@@ -73,6 +73,12 @@ fn draw_step(s: &ShownStep, indent: &str, branch: &str, below: &str, out: &mut S
             (Some(_), Some(v)) => format!("event {rest}{which} = {v}"),
             _ => format!("event {rest}{which}"),
         }
+    } else if let Some(rest) = s.key.strip_prefix("$child:") {
+        // The child run, with a link to it (its id).
+        match &s.child {
+            Some(c) => format!("child {rest} -> {}", c.id),
+            None => format!("child {rest}"),
+        }
     } else if s.key.starts_with('$') {
         format!(
             "{} = {}",

@@ -5,7 +5,9 @@
 #[derive(Debug, Clone, Default)]
 pub struct Faults {
     /// Kill the process (SIGKILL) right after the step with this key has
-    /// been committed.
+    /// been committed; also after a child's start (`$child:NAME#n@started`),
+    /// a child's end recorded in its parent (`$child:NAME#n`), an
+    /// await-any's winner (`$select#n`), or the end of a run (`$end`).
     pub crash_after: Option<String>,
     /// Kill the process after the step with this key has returned, before
     /// its outcome is committed: the window in which a crash makes a step

@@ -364,6 +364,7 @@ impl Handles {
             .await?;
         match started {
             ChildStarted::Created(_) => {
+                drive.crash_if_asked(&format!("{}@started", call.key));
                 drive.family.hand_over(id);
                 Ok(None)
             }
@@ -653,6 +654,7 @@ impl Handles {
                     let Some(entry) = self.entries.get_mut(&list[i as usize]) else {
                         continue;
                     };
+                    drive.crash_if_asked(&entry.call.key);
                     entry.resolved = Some(match (&entry.op, outcome) {
                         (Op::Child { .. }, Outcome::Ok(v)) => Resolved::Child(
                             ChildEnd::parse(&v).unwrap_or(ChildEnd::Failed(v.clone())),
@@ -660,7 +662,8 @@ impl Handles {
                         (_, outcome) => Resolved::Outcome(outcome),
                     });
                 }
-                if select.is_some() && settled.winner.is_some() {
+                if let (Some(select), Some(_)) = (select, settled.winner) {
+                    drive.crash_if_asked(&select.key);
                     return Ok(settled.winner);
                 }
             }

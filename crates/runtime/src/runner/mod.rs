@@ -774,6 +774,7 @@ impl Runtime {
                 output,
             )
             .await?;
+        drive.crash_if_asked("$end");
         Ok(Finished {
             run,
             already: false,

@@ -339,20 +339,28 @@ fn has_event(tx: &Tx<'_>, run_id: &str, name: &str) -> Result<bool, StoreError> 
 
 /// How child run `child` ended, if it has.
 fn child_end(tx: &Tx<'_>, child: &str) -> Result<Option<ChildEnd>, StoreError> {
+    Ok(ended_child(tx, child)?.map(|(end, _)| end))
+}
+
+/// How child run `child` ended, if it has, with its run (`None` if gone).
+fn ended_child(
+    tx: &Tx<'_>,
+    child: &str,
+) -> Result<Option<(ChildEnd, Option<RunRecord>)>, StoreError> {
     let Some(run) = read_run(tx, child)? else {
-        return Ok(Some(ChildEnd::Failed(format!(
-            "child workflow {child} is gone from the database"
-        ))));
+        let gone = format!("child workflow {child} is gone from the database");
+        return Ok(Some((ChildEnd::Failed(gone), None)));
     };
     let error = || run.error.clone().unwrap_or_default();
-    Ok(match run.status {
-        RunStatus::Running | RunStatus::Waiting => None,
-        RunStatus::Succeeded => Some(ChildEnd::Succeeded(
-            run.output.clone().unwrap_or_else(|| "null".into()),
-        )),
-        RunStatus::Failed => Some(ChildEnd::Failed(error())),
-        RunStatus::Cancelled => Some(ChildEnd::Cancelled(error())),
-    })
+    let end = match run.status {
+        RunStatus::Running | RunStatus::Waiting => return Ok(None),
+        RunStatus::Succeeded => {
+            ChildEnd::Succeeded(run.output.clone().unwrap_or_else(|| "null".into()))
+        }
+        RunStatus::Failed => ChildEnd::Failed(error()),
+        RunStatus::Cancelled => ChildEnd::Cancelled(error()),
+    };
+    Ok(Some((end, Some(run))))
 }
 
 /// Completes `handle` if it can complete now, committing its record.
@@ -364,12 +372,14 @@ fn complete(
 ) -> Result<Option<Outcome>, StoreError> {
     match handle {
         StoreHandle::Child { record, child } => {
-            let Some(end) = child_end(tx, child)? else {
+            let Some((end, run)) = ended_child(tx, child)? else {
                 return Ok(None);
             };
             let mut record = record.clone();
             record.outcome = Outcome::Ok(end.to_json());
-            record.finished_at_ms = now;
+            // The record spans the child's life.
+            record.started_at_ms = run.as_ref().map_or(now, |r| r.created_at_ms);
+            record.finished_at_ms = run.and_then(|r| r.finished_at_ms).unwrap_or(now);
             insert_step(tx, run_id, &record)?;
             Ok(Some(record.outcome))
         }

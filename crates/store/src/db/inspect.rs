@@ -69,6 +69,18 @@ impl Store {
             let events = read_events(tx, &run_id)?;
             let drive_starts = read_drive_starts(tx, &run)?;
             let switches = read_switches(tx, &run_id)?;
+            let children = tx
+                .all(
+                    "reading the run's children",
+                    &format!(
+                        "SELECT {RUN_COLUMNS} FROM runs WHERE parent_id = ?1
+                         ORDER BY created_at_ms, id"
+                    ),
+                    args![run_id],
+                    run_from_row,
+                )?
+                .into_iter()
+                .collect::<Result<Vec<_>, _>>()?;
             let output = if with_output {
                 read_output(tx, &run_id)?
             } else {
@@ -83,6 +95,7 @@ impl Store {
                 events,
                 drive_starts,
                 switches,
+                children,
             })
         })
         .await

@@ -682,9 +682,9 @@ impl Drive {
     }
 
     /// `--crash-after`: die like a power cut right after `key` committed.
-    fn crash_if_asked(&self, key: &str) {
+    pub(crate) fn crash_if_asked(&self, key: &str) {
         if self.faults.crash_after(key) {
-            eprintln!("durable: --crash-after {key}: step committed, killing this process now");
+            eprintln!("durable: --crash-after {key}: committed, killing this process now");
             crash_now();
         }
     }
