@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use crate::server::Server;
 use crate::util::{Env, finish, wasm};
 
 /// Polls `cond` every 20 ms for at most 60 s.
@@ -267,4 +268,75 @@ fn parent_and_children_are_linked_in_list_and_show() {
         .filter_map(|r| r["id"].as_str())
         .collect();
     assert!(ids.contains(&"p") && ids.contains(&"p:family-1"), "{ids:?}");
+}
+
+#[test]
+fn serve_runs_children_of_registered_workflows_and_lists_them_by_parent() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let digest = server.upload("family");
+    let (status, body) = server.json(
+        "POST",
+        "/v1/workflows",
+        &json!({"name": "family", "component": digest}),
+    );
+    assert!(status == 201 || status == 200, "{status} {body}");
+    let start =
+        json!({"workflow": "family", "id": "p", "input": {"mode": "fanout", "n": 20, "limit": 5}});
+    let (status, body) = server.json("POST", "/v1/runs", &start);
+    assert_eq!(status, 201, "{body}");
+    let result = server.result("p");
+    assert_eq!(
+        result["output"],
+        json!({"children": 20, "sum": 400}),
+        "{result}"
+    );
+    let (status, listed) = server.call("GET", "/v1/runs?parent=p&limit=100", b"");
+    assert_eq!(status, 200, "{listed}");
+    let runs = listed["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 20, "{listed}");
+    assert!(
+        runs.iter()
+            .all(|r| r["parent"] == "p" && r["status"] == "succeeded")
+    );
+    let (status, child) = server.call("GET", "/v1/runs/p:family-1", b"");
+    assert_eq!(status, 200, "{child}");
+    assert_eq!(child["parent"], "p");
+    let (_, parent) = server.call("GET", "/v1/runs/p", b"");
+    assert_eq!(parent["parent"], Value::Null);
+    assert_eq!(parent["children"].as_array().map(Vec::len), Some(20));
+
+    // A child of a name the server does not know fails, as a value.
+    let start = json!({"workflow": "family", "id": "s", "input": {"mode": "stranger"}});
+    assert_eq!(server.json("POST", "/v1/runs", &start).0, 201);
+    let result = server.result("s");
+    let failed = result["output"]["failed"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(failed.contains("no workflow named \"nowhere\""), "{result}");
+}
+
+#[test]
+fn postgres_children_fan_out_and_one_runs_once_across_a_kill() {
+    let family = wasm("family");
+    let env = Env::postgres();
+    let fan = env.run(&[
+        "run",
+        &family,
+        "--id",
+        "fan",
+        "--input",
+        r#"{"mode":"fanout","n":30,"limit":4}"#,
+    ]);
+    assert_eq!(fan.success(), json!({"children": 30, "sum": 900}));
+    assert_eq!(children(&env, "fan").len(), 30);
+
+    let crashed = env.crash_after(&family, r#"{"mode":"one_child","i":5}"#, "p", "$end");
+    let resumed = env.run(&["resume", "p"]);
+    assert_eq!(resumed.success(), json!({"child": 11}));
+    let mut ran = bodies(&crashed.stderr());
+    ran.extend(bodies(&resumed.stderr()));
+    ran.sort();
+    assert_eq!(ran, ["p:family-1/double#1", "p:family-1/inc#1"]);
 }

@@ -141,7 +141,22 @@ impl Dispatcher {
         tokio::spawn(async move { poller.poll().await });
         let watcher = d.clone();
         tokio::spawn(async move { watcher.watch_others().await });
+        if let Some(starts) = d.inner.rt.child_starts() {
+            let driver = d.clone();
+            tokio::spawn(async move { driver.drive_children(starts).await });
+        }
         d
+    }
+
+    /// Takes up each child workflow the drives of this server start, at
+    /// once (the poll would find it too, a moment later).
+    async fn drive_children(self, mut starts: tokio::sync::mpsc::UnboundedReceiver<String>) {
+        while let Some(id) = starts.recv().await {
+            if !self.resume(id.clone()) {
+                // Driven by a task already, backing off, or stopping.
+                self.inner.rt.child_not_driven(&id);
+            }
+        }
     }
 
     /// Every [`OTHERS_POLL`], one read of the runs long polls wait on that

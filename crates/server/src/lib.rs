@@ -140,7 +140,12 @@ pub async fn serve(
     // The address goes out first, before any drive or tick can print a
     // step's output: scripts read it from the first line.
     eprintln!("durable: serving on http://{address} (database {})", db);
+    // A child workflow is a registered workflow's name, nothing else.
+    config.links_only = true;
     let rt = Arc::new(Runtime::with_engine(engine, store.clone(), config));
+    for (entry, wf) in &registered {
+        rt.link(&entry.name, wf);
+    }
     let dispatcher = Dispatcher::start(rt.clone(), metrics.clone());
     let workflows: api::Workflows = Arc::default();
     if let Ok(mut w) = workflows.lock() {

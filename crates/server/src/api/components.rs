@@ -286,7 +286,7 @@ pub(super) async fn register_workflow(
     let req: Register = parse(body)?;
     durable::runner::validate_workflow_name(&req.name).map_err(ApiError::bad_request)?;
     // Known, and compiled, before the name points at it.
-    component(&app, &req.component, Some(&req.name)).await?;
+    let loaded = component(&app, &req.component, Some(&req.name)).await?;
     let mut workflows = app
         .state
         .workflows
@@ -313,6 +313,8 @@ pub(super) async fn register_workflow(
         None => StatusCode::CREATED,
     };
     let shown = workflow_json(&req.name, &entry);
+    // Child workflows of the name run it from now on, as new runs do.
+    app.state.rt.link(&req.name, &loaded);
     workflows.insert(req.name, entry);
     ok(status, shown)
 }

@@ -89,7 +89,9 @@ on_both!(
     a_component_switch_and_superseded_records_are_kept_for_people,
     a_version_6_database_is_upgraded_on_open_and_keeps_its_runs,
     a_start_creates_once_and_this_process_runs_are_not_runnable,
-    a_start_stores_its_component_once_and_again_if_another_host_deleted_it
+    a_start_stores_its_component_once_and_again_if_another_host_deleted_it,
+    children_start_once_wake_their_parent_and_end_with_it,
+    handles_settle_in_one_transaction_and_an_event_wakes_a_run_parked_on_them
 );
 
 /// The name a component is stored with, if it is stored.
@@ -724,7 +726,11 @@ async fn version_6(kind: Kind) -> Fresh {
             tokio::spawn(connection);
             client
                 .batch_execute(
-                    "DROP INDEX runs_by_component;
+                    "DROP INDEX runs_by_parent;
+                     ALTER TABLE runs DROP COLUMN parent_id;
+                     ALTER TABLE runs DROP COLUMN parent_key;
+                     ALTER TABLE waits DROP COLUMN name;
+                     DROP INDEX runs_by_component;
                      ALTER TABLE components DROP COLUMN name;
                      DROP TABLE component_switches;
                      ALTER TABLE superseded_steps DROP COLUMN input;
@@ -779,5 +785,267 @@ async fn a_version_6_database_is_upgraded_on_open_and_keeps_its_runs(kind: Kind)
             .len(),
         1
     );
+    store.close().await;
+}
+
+fn child_start(id: &str, key: &str) -> ChildStart {
+    ChildStart {
+        run: new_run(id),
+        parent_key: key.into(),
+        switch: None,
+    }
+}
+
+fn status_of(run: Option<RunRecord>) -> RunStatus {
+    run.expect("the run").status
+}
+
+/// A child is created once (a second start finds it), due at once and
+/// owned by nobody; its end makes its waiting parent due; the end of a
+/// parent cancels the children it leaves open, and a cancel of the parent
+/// reaches the grandchildren.
+async fn children_start_once_wake_their_parent_and_end_with_it(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    store.claim_run(new_run("p"), &me).await.expect("claim");
+    let started = store
+        .start_child("p", &me, 1, child_start("p:c-1", "$child:c#1"))
+        .await
+        .expect("start");
+    let ChildStarted::Created(child) = started else {
+        panic!("{started:?}");
+    };
+    assert_eq!(child.status, RunStatus::Waiting);
+    assert_eq!(child.parent.as_deref(), Some("p"));
+    assert_eq!(child.parent_key.as_deref(), Some("$child:c#1"));
+    assert!(runnable_ids(&store).await.contains(&"p:c-1".to_string()));
+    // Started again (a replay): found, not created.
+    let again = store
+        .start_child("p", &me, 1, child_start("p:c-1", "$child:c#1"))
+        .await
+        .expect("start again");
+    assert!(matches!(again, ChildStarted::Existing(_)), "{again:?}");
+    // The id of a run that is not this call's child is taken.
+    store.claim_run(new_run("other"), &me).await.expect("claim");
+    let taken = store
+        .start_child("p", &me, 1, child_start("other", "$child:c#2"))
+        .await
+        .expect("start");
+    assert!(matches!(taken, ChildStarted::Taken(_)), "{taken:?}");
+    let listed = store
+        .list(RunFilter {
+            parent: Some("p".into()),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+
+    // The parent parks on its child; the child's end makes it due.
+    let parked = store
+        .park_on_handles(
+            "p",
+            &me,
+            1,
+            HandleWait {
+                children: vec!["p:c-1".into()],
+                describe: "any of: child p:c-1".into(),
+                ..HandleWait::default()
+            },
+        )
+        .await
+        .expect("park");
+    assert_eq!(parked, HandlesParked::Parked);
+    assert_eq!(store.due("p").await.expect("due"), Some(Some(i64::MAX)));
+    let Claim::Resumed(c) = store.claim_existing("p:c-1", &me).await.expect("claim") else {
+        panic!("the child is claimed");
+    };
+    store
+        .finish_run(
+            &c.id,
+            &me,
+            c.drives,
+            RunEnd::Succeeded("3".into()),
+            None,
+            Vec::new(),
+        )
+        .await
+        .expect("finish");
+    assert_eq!(store.due("p").await.expect("due"), Some(None));
+
+    // Settled: the child's end is recorded in the parent, with the winner.
+    let Claim::Resumed(p) = store.claim_existing("p", &me).await.expect("claim") else {
+        panic!("the parent is claimed");
+    };
+    let mut record = step("$child:c#1", 0);
+    record.name = "$child:c".into();
+    let settled = store
+        .settle(
+            "p",
+            &me,
+            p.drives,
+            Settle {
+                candidates: vec![(
+                    0,
+                    StoreHandle::Child {
+                        record,
+                        child: "p:c-1".into(),
+                    },
+                )],
+                select: Some((step("$select#1", 1), None)),
+                switch: None,
+            },
+        )
+        .await
+        .expect("settle");
+    assert_eq!(settled.winner, Some(0));
+    let value = match &settled.completed[..] {
+        [(0, Outcome::Ok(v))] => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        durable_core::history::ChildEnd::parse(&value),
+        Some(durable_core::history::ChildEnd::Succeeded("3".into()))
+    );
+    let history = store.history("p").await.expect("history");
+    assert_eq!(history.len(), 2);
+
+    // Two more children, one with a child of its own; the parent ends:
+    // what it left open is cancelled, grandchildren too.
+    for (id, key) in [("p:c-2", "$child:c#2"), ("p:c-3", "$child:c#3")] {
+        store
+            .start_child("p", &me, p.drives, child_start(id, key))
+            .await
+            .expect("start");
+    }
+    let Claim::Resumed(c3) = store.claim_existing("p:c-3", &me).await.expect("claim") else {
+        panic!("claimed");
+    };
+    store
+        .start_child(
+            "p:c-3",
+            &me,
+            c3.drives,
+            child_start("p:c-3:g-1", "$child:g#1"),
+        )
+        .await
+        .expect("start");
+    store.release("p:c-3", &me).await.expect("release");
+    store
+        .finish_run(
+            "p",
+            &me,
+            p.drives,
+            RunEnd::Succeeded("1".into()),
+            None,
+            Vec::new(),
+        )
+        .await
+        .expect("finish");
+    for id in ["p:c-2", "p:c-3", "p:c-3:g-1"] {
+        assert_eq!(
+            status_of(store.run(id).await.expect("read")),
+            RunStatus::Cancelled,
+            "{id}"
+        );
+    }
+    assert_eq!(
+        status_of(store.run("p:c-1").await.expect("read")),
+        RunStatus::Succeeded
+    );
+
+    // A cancel of a parent nobody drives reaches its whole tree.
+    store.claim_run(new_run("q"), &me).await.expect("claim");
+    store
+        .start_child("q", &me, 1, child_start("q:c-1", "$child:c#1"))
+        .await
+        .expect("start");
+    store.release("q", &me).await.expect("release");
+    store.cancel("q").await.expect("cancel");
+    assert_eq!(
+        status_of(store.run("q:c-1").await.expect("read")),
+        RunStatus::Cancelled
+    );
+    store.close().await;
+}
+
+/// An event wait started as a handle keeps its deadline; an event for it
+/// wakes a run parked on handles; a settle consumes it once, in list order,
+/// with the await's record.
+async fn handles_settle_in_one_transaction_and_an_event_wakes_a_run_parked_on_them(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    store.claim_run(new_run("h"), &me).await.expect("claim");
+    for (key, name) in [("$event:go#1", "go"), ("$event:go#2", "go")] {
+        store
+            .start_event_wait("h", &me, 1, key, name, Some(60_000), None)
+            .await
+            .expect("start");
+    }
+    let wait = HandleWait {
+        wake_at_ms: Some(now_ms() + 600_000),
+        events: vec![
+            ("$event:go#1".into(), "go".into()),
+            ("$event:go#2".into(), "go".into()),
+        ],
+        describe: "any of: event go".into(),
+        ..HandleWait::default()
+    };
+    let parked = store
+        .park_on_handles("h", &me, 1, wait.clone())
+        .await
+        .expect("park");
+    assert_eq!(parked, HandlesParked::Parked);
+    // Due at the earliest deadline (the events'), not the later timer.
+    let due = store.due("h").await.expect("due");
+    assert!(
+        matches!(due, Some(Some(t)) if t <= now_ms() + 60_000),
+        "{due:?}"
+    );
+    store.send_event("h", "go", None, "1").await.expect("send");
+    assert_eq!(store.due("h").await.expect("due"), Some(None));
+    let Claim::Resumed(h) = store.claim_existing("h", &me).await.expect("claim") else {
+        panic!("claimed");
+    };
+    let event = |key: &str, position| {
+        let mut record = step(key, position);
+        record.name = "$event:go".into();
+        StoreHandle::Event {
+            record,
+            name: "go".into(),
+            timeout_ms: Some(60_000),
+        }
+    };
+    // await-all of both: one event, so one completes (the first in list order).
+    let settled = store
+        .settle(
+            "h",
+            &me,
+            h.drives,
+            Settle {
+                candidates: vec![(0, event("$event:go#2", 1)), (1, event("$event:go#1", 0))],
+                select: None,
+                switch: None,
+            },
+        )
+        .await
+        .expect("settle");
+    assert_eq!(settled.completed, [(0, Outcome::Ok("1".into()))]);
+    // With the other still waiting and nothing sent, parking parks.
+    let parked = store
+        .park_on_handles(
+            "h",
+            &me,
+            h.drives,
+            HandleWait {
+                events: vec![("$event:go#1".into(), "go".into())],
+                ..wait
+            },
+        )
+        .await
+        .expect("park");
+    assert_eq!(parked, HandlesParked::Parked);
     store.close().await;
 }

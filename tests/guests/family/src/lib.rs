@@ -90,6 +90,10 @@ fn run(input: Input) -> Result<Value, Error> {
         // One child that fails: its error reaches the parent as a value.
         "child_fails" => Ok(describe(family().call(&json!({"mode": "fail"})))),
         "fail" => Err(Error("the child failed on purpose".into())),
+        // A child of a workflow nobody registered (under `durable serve`).
+        "stranger" => Ok(describe(
+            Child::<Value, Value>::named("nowhere").call(&json!({})),
+        )),
         // A child that waits for an event that never comes.
         "slow" => {
             let never: Result<Value, _> = durable_sdk::await_event("never", None);
