@@ -5,6 +5,8 @@
 # "-changed" variant (grant_access renamed, to provoke a divergence) and
 # testbed-py.wasm / testbed-js.wasm (the Python and JS SDKs' edge cases);
 # approval.wasm, approval-py.wasm and approval-js.wasm (timers and events);
+# order.wasm, order-py.wasm and order-js.wasm with payment.wasm (child
+# workflows, races: `durable run order.wasm --link payment=payment.wasm`);
 # onboarding-cc.wasm, the Rust example built with `cargo component`.
 # Needs the tools of scripts/setup-guest-tools.sh.
 set -euo pipefail
@@ -29,9 +31,10 @@ cargo component build --quiet --locked --release -p onboarding --target-dir "$ta
 cp "$target/guests-cc/wasm32-wasip1/release/onboarding.wasm" "$out/onboarding-cc.wasm"
 
 # Rust: the normal build, and the changed variant in its own target dir.
-cargo build --quiet --locked --release --target wasm32-wasip2 -p onboarding -p approval
-cp "$target/wasm32-wasip2/release/onboarding.wasm" "$out/onboarding.wasm"
-cp "$target/wasm32-wasip2/release/approval.wasm" "$out/approval.wasm"
+cargo build --quiet --locked --release --target wasm32-wasip2 -p onboarding -p approval -p order -p payment
+for name in onboarding approval order payment; do
+    cp "$target/wasm32-wasip2/release/$name.wasm" "$out/$name.wasm"
+done
 cargo build --quiet --locked --release --target wasm32-wasip2 -p onboarding --features changed \
     --target-dir "$target/guests-changed"
 cp "$target/guests-changed/wasm32-wasip2/release/onboarding.wasm" "$out/onboarding-changed.wasm"
@@ -53,12 +56,13 @@ sed 's/^def grant_access(/def grant_access_v2(/; s/grant_access\.using/grant_acc
 python_guest "$work/py-changed" "$out/onboarding-py-changed.wasm"
 python_guest tests/guests/testbed-py "$out/testbed-py.wasm"
 python_guest guest-examples/approval-py "$out/approval-py.wasm"
+python_guest guest-examples/order-py "$out/order-py.wasm"
 
 # JavaScript: bundle app + SDK into one module, then componentize-js (run
 # where the WIT folder is inside the current directory, as it requires).
 js_guest() { # APP_JS OUTPUT
     "$root/node_modules/.bin/rolldown" "$1" --format esm \
-        --external 'durable:workflow/durable@0.1.0' -o "$work/bundle.js" >/dev/null
+        --external 'durable:workflow/durable@0.2.0' -o "$work/bundle.js" >/dev/null
     (cd "$root" && node_modules/.bin/componentize-js "$work/bundle.js" --wit wit --world-name workflow \
         -d fetch-event -o "$2" >/dev/null)
 }
@@ -69,6 +73,7 @@ sed 's/step("grant_access"/step("grant_access_v2"/' guest-examples/onboarding-js
 js_guest "$work/js-changed/app.js" "$out/onboarding-js-changed.wasm"
 js_guest tests/guests/testbed-js/app.js "$out/testbed-js.wasm"
 js_guest guest-examples/approval-js/app.js "$out/approval-js.wasm"
+js_guest guest-examples/order-js/app.js "$out/order-js.wasm"
 
 rm -rf "$work"
 ls -1 "$out"/*.wasm

@@ -52,7 +52,7 @@
 // an input that does not parse: another attempt would not change it. A step
 // or workflow that returns `undefined` gives `null`.
 
-import * as durable from "durable:workflow/durable@0.1.0";
+import * as durable from "durable:workflow/durable@0.2.0";
 
 const registry = new Map();
 let entry = null;
@@ -114,6 +114,7 @@ export function step(name, fn, options) {
     }
   };
   call.using = (value) => ({ name, input: toJson(value), options });
+  call.start = (value) => new Handle(durable.startStep(name, toJson(value), options));
   call.withOptions = ({ retry, timeoutMs } = {}) =>
     step(name, fn, { retry: retry ?? undefined, timeoutMs: timeoutMs === undefined ? undefined : BigInt(timeoutMs) });
   call.stepName = name;
@@ -149,6 +150,118 @@ export function parallel(calls, { returnErrors = false } = {}) {
     if (failed) throw failed;
   }
   return results;
+}
+
+/** A handle gave no value: `kind` is "failed", "trapped", "timed-out" or
+ * "cancelled"; `index` its place in the list `any` was given. */
+export class HandleError extends Error {
+  constructor(kind, message, index) {
+    super(`${kind}: ${message}`);
+    this.kind = kind;
+    this.detail = message;
+    this.index = index;
+  }
+}
+
+/** A durable operation started and not awaited yet: a step, a child
+ * workflow, a timer or an event wait. */
+export class Handle {
+  constructor(id) {
+    this.id = id;
+  }
+  /** Its value, waiting for it if need be; throws a HandleError if none. */
+  result() {
+    return handleValue(durable.awaitAll([this.id])[0]);
+  }
+  /** Cancels it unless an await returned its value already: a step is
+   * stopped, a child run cancelled durably (with its children), an event
+   * wait consumes nothing. */
+  cancel() {
+    durable.cancel(this.id);
+  }
+}
+
+function handleValue(r, index) {
+  if (r.tag === "ok") return JSON.parse(r.val);
+  const e = r.val;
+  throw new HandleError(e.tag, String(e.val), index);
+}
+
+function ids(handles) {
+  return handles.map((h) => {
+    if (!(h instanceof Handle)) {
+      throw new TypeError("expected a Handle (from .start(), startWorkflow(), timer() or event())");
+    }
+    return h.id;
+  });
+}
+
+/** Waits until one of `handles` has completed: `[index, value]`. The first
+ * in list order wins when several have; the winner is recorded, so a replay
+ * gets the same. Throws a HandleError (with `index`) if the winner gave no
+ * value. */
+export function any(handles) {
+  if (handles.length === 0) throw new RangeError("any() of no handles would wait for ever");
+  const [index, r] = durable.awaitAny(ids(handles));
+  return [index, handleValue(r, index)];
+}
+
+/** Waits until all `handles` have completed; their values in order. The
+ * first that gave none throws, or with `returnErrors` is returned in place. */
+export function all(handles, { returnErrors = false } = {}) {
+  return durable.awaitAll(ids(handles)).map((r) => {
+    try {
+      return handleValue(r);
+    } catch (e) {
+      if (!returnErrors) throw e;
+      return e;
+    }
+  });
+}
+
+/** Calls `start` (returning a Handle) on every value with at most `limit`
+ * pending at once, starting the next as one completes; values in input
+ * order. */
+export function map(start, values, { limit = 20, returnErrors = false } = {}) {
+  const results = new Array(values.length);
+  const pending = [];
+  let next = 0;
+  const max = Math.max(1, Math.floor(limit));
+  while (next < values.length || pending.length > 0) {
+    while (next < values.length && pending.length < max) {
+      pending.push([next, start(values[next])]);
+      next++;
+    }
+    const [index] = durable.awaitAny(pending.map(([, h]) => h.id));
+    const [i, h] = pending.splice(index, 1)[0];
+    try {
+      results[i] = h.result();
+    } catch (e) {
+      if (!returnErrors) throw e;
+      results[i] = e;
+    }
+  }
+  return results;
+}
+
+/** Starts child workflow `name` with `value`: a run of its own (id
+ * `<parent>:<name>-<n>` unless `id` is given), committed before this
+ * returns. Under `durable serve` the name is a registered workflow's. */
+export function startWorkflow(name, value, { id } = {}) {
+  return new Handle(durable.startChild(name, toJson(value), id === undefined ? undefined : { id }));
+}
+
+/** Starts child workflow `name` and waits for its output. */
+export const callWorkflow = (name, value, options) => startWorkflow(name, value, options).result();
+
+/** A durable timer of `ms`: its value is when it fires (ms since the epoch). */
+export const timer = (ms) => new Handle(durable.startTimer(u64(ms, "timer's duration")));
+
+/** A wait for the next event named `name`, as a handle; the timeout counts
+ * from now. */
+export function event(name, { timeoutMs } = {}) {
+  const timeout = timeoutMs === undefined || timeoutMs === null ? undefined : u64(timeoutMs, "event's timeoutMs");
+  return new Handle(durable.startEvent(name, timeout));
 }
 
 export const nowMs = () => Number(durable.nowMs());

@@ -39,6 +39,25 @@ permanently):
 ``await_event`` returns the decoded JSON payload of the next event of that
 name (``durable event RUN NAME --data JSON``), consumed first in, first out.
 
+Handles: steps, child workflows, timers and events that run while the
+workflow goes on, awaited later (workflow code; steps may start steps)::
+
+    payment = start_workflow("payment", order)     # a child run of its own
+    stock = reserve_stock.start(order)             # a step, running now
+    index, value = any([event("approved"), timer(48 * 3600)])
+    if index == 1:
+        payment.cancel()                           # cancelled durably, with its children
+    receipt, reserved = all([payment, stock])
+    totals = map(lambda o: start_workflow("payment", o), orders, limit=20)
+
+``any`` records which handle won, so a replay gets the same winner; a
+handle that failed raises ``HandleError`` (``kind``: ``"failed"``,
+``"trapped"``, ``"timed-out"`` or ``"cancelled"``; from ``any``, with
+``index`` set). A handle still pending when the workflow returns is
+cancelled. ``call_workflow(name, value)`` starts a child and waits for it.
+Under ``durable serve`` a child's name is a registered workflow's; under
+``durable run``, the same component runs it unless ``--link NAME=PATH``.
+
 HTTP from steps, steps only (``durable_http.py``; the host must allow the
 service with ``--allow-http``):
 
@@ -104,6 +123,137 @@ class Permanent(Exception):
     """Raise from a step body for an error that no retry can fix."""
 
 
+class HandleError(Exception):
+    """A handle gave no value: ``kind`` is ``"failed"``, ``"trapped"``,
+    ``"timed-out"`` or ``"cancelled"``; ``index`` is its place in the list
+    ``any`` was given (None elsewhere)."""
+
+    def __init__(self, kind, message, index=None):
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
+        self.index = index
+
+
+class Handle:
+    """A durable operation started and not awaited yet: a step, a child
+    workflow, a timer or an event wait."""
+
+    def __init__(self, id):
+        self.id = id
+
+    def result(self):
+        """Waits for its value (at once if it has completed); raises
+        ``HandleError`` if it gave none."""
+        return _handle_value(durable.await_all([self.id])[0])
+
+    def cancel(self):
+        """Cancels it unless an await returned its value already: a step is
+        stopped, a child run cancelled durably (with its children), an event
+        wait consumes nothing. Its result then raises ``HandleError``
+        (``"cancelled"``)."""
+        durable.cancel(self.id)
+
+
+_HANDLE_ERRORS = {
+    "HandleError_Failed": "failed",
+    "HandleError_Trapped": "trapped",
+    "HandleError_TimedOut": "timed-out",
+    "HandleError_Cancelled": "cancelled",
+}
+
+
+def _handle_value(r, index=None):
+    """The value of an await's result, or its ``HandleError`` raised."""
+    if type(r).__name__ == "Err":
+        e = r.value
+        raise HandleError(_HANDLE_ERRORS.get(type(e).__name__, "failed"), str(e.value), index)
+    return json.loads(r.value if type(r).__name__ == "Ok" else r)
+
+
+def _ids(handles):
+    for h in handles:
+        if not isinstance(h, Handle):
+            raise TypeError(f"expected a Handle (from .start(), start_workflow(), timer() or event()), not {type(h).__name__}")
+    return [h.id for h in handles]
+
+
+def any(handles):
+    """Waits until one of ``handles`` has completed; returns ``(index,
+    value)``. When several have, the first in list order wins; which one won
+    is recorded, so a replay gets the same. Raises ``HandleError`` (with
+    ``index``) if the winner gave no value."""
+    ids = _ids(handles)
+    if not ids:
+        raise ValueError("any() of no handles would wait for ever")
+    index, r = durable.await_any(ids)
+    return index, _handle_value(r, index)
+
+
+def all(handles, return_exceptions=False):
+    """Waits until all ``handles`` have completed; their values in order.
+    The first that gave no value raises its ``HandleError``, or with
+    ``return_exceptions=True`` is returned in its place."""
+    results = []
+    for r in durable.await_all(_ids(handles)):
+        try:
+            results.append(_handle_value(r))
+        except HandleError as e:
+            if not return_exceptions:
+                raise
+            results.append(e)
+    return results
+
+
+def map(start, values, limit=20, return_exceptions=False):
+    """Calls ``start`` (which returns a ``Handle``) on every value with at
+    most ``limit`` pending at once, starting the next as one completes;
+    returns the values in input order (as ``all`` does)."""
+    limit = max(int(limit), 1)
+    results = [None] * len(values)
+    pending = []
+    values = list(values)
+    nxt = 0
+    while nxt < len(values) or pending:
+        while nxt < len(values) and len(pending) < limit:
+            pending.append((nxt, start(values[nxt])))
+            nxt += 1
+        index, _ = durable.await_any([h.id for _, h in pending])
+        i, h = pending.pop(index)
+        try:
+            results[i] = h.result()
+        except HandleError as e:
+            if not return_exceptions:
+                raise
+            results[i] = e
+    return results
+
+
+def start_workflow(name, value, id=None):
+    """Starts child workflow ``name`` with ``value``: a run of its own (id
+    ``<parent>:<name>-<n>`` unless given), committed before this returns."""
+    options = types.ChildOptions(id) if id is not None else None
+    return Handle(durable.start_child(name, json.dumps(value), options))
+
+
+def call_workflow(name, value, id=None):
+    """Starts child workflow ``name`` and waits for its output."""
+    return start_workflow(name, value, id).result()
+
+
+def timer(seconds):
+    """A durable timer of ``seconds``: its value is when it fires (ms since
+    the Unix epoch)."""
+    return Handle(durable.start_timer(_ms(seconds, "timer's duration")))
+
+
+def event(name, timeout=None):
+    """A wait for the next event named ``name`` as a handle (see
+    ``await_event``); the timeout (seconds) counts from now."""
+    timeout_ms = None if timeout is None else _ms(timeout, "event's timeout")
+    return Handle(durable.start_event(name, timeout_ms))
+
+
 class Retry:
     """How a step's failed attempts are retried (see the WIT's retry-policy)."""
 
@@ -136,6 +286,11 @@ class Step:
     def using(self, value):
         """Prepares a call for ``parallel``."""
         return Call(self, value)
+
+    def start(self, value):
+        """Starts the step and returns a ``Handle`` at once: it runs in its
+        own instance while the workflow goes on."""
+        return Handle(durable.start_step(self.name, json.dumps(value), self.options))
 
     def map(self, values):
         """Runs the step once per value, all at once; results in order."""
@@ -299,7 +454,7 @@ class WitWorld(wit_world.WitWorld):
             raise Err(f"cannot decode the input: {e}")
         try:
             result = _workflow(value)
-        except (StepError, WaitError) as e:
+        except (StepError, WaitError, HandleError) as e:
             raise Err(str(e))
         except Exception as e:  # the workflow's own error ends the run
             raise Err(f"{type(e).__name__}: {e}")

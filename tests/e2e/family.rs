@@ -340,3 +340,36 @@ fn postgres_children_fan_out_and_one_runs_once_across_a_kill() {
     ran.sort();
     assert_eq!(ran, ["p:family-1/double#1", "p:family-1/inc#1"]);
 }
+
+#[test]
+fn check_kills_a_parent_at_its_childs_start_and_end_and_every_promise_holds() {
+    let family = wasm("family");
+    let env = Env::new();
+    let report = env
+        .run(&[
+            "check",
+            &family,
+            "--input",
+            r#"{"mode":"one_child","i":3}"#,
+            "--json",
+        ])
+        .success();
+    assert_eq!(report["ok"], true, "{report}");
+    let labels: Vec<String> = report["points"]
+        .as_array()
+        .expect("points")
+        .iter()
+        .filter_map(|p| p["label"].as_str().map(str::to_string))
+        .collect();
+    for key in [
+        "$child:family#1@started",
+        "$child:family#1 ",
+        "double#1",
+        "inc#1",
+    ] {
+        assert!(
+            labels.iter().any(|l| l.contains(key)),
+            "no point at {key}: {labels:?}"
+        );
+    }
+}

@@ -594,3 +594,65 @@ fn javascript_awaits_async_steps_and_workflows_and_keeps_their_rejections() {
     );
     assert_eq!(outcome(&env, "async_retryable#1"), [["failed", "2"]]);
 }
+
+/// (language, its order example in the build script's output).
+const ORDER: [(&str, &str); 3] = [
+    ("rust", "order"),
+    ("python", "order-py"),
+    ("javascript", "order-js"),
+];
+
+#[test]
+fn every_language_composes_an_order_of_a_payment_workflow_a_step_and_a_race() {
+    let payment = format!("payment={}", component("payment"));
+    for (lang, name) in ORDER {
+        let wasm = component(name);
+        // Approved in time: shipped, with the payment child's receipt.
+        let env = Env::new();
+        let input = r#"{"order_id":"O-1","items":3,"approval_timeout_ms":120000}"#;
+        let child = env.spawn(&[
+            "run", &wasm, "--link", &payment, "--id", "O-1", "--input", input,
+        ]);
+        let child = parked(&env, child, "O-1", lang);
+        env.run(&["event", "O-1", "approved", "--data", r#"{"by":"ada"}"#])
+            .expect_code(Some(0));
+        let done = ended_within(&env, child, Duration::from_secs(120), lang);
+        let out = done.success();
+        assert_eq!(out["status"], "shipped", "{lang}: {out}");
+        assert_eq!(out["approved_by"]["by"], "ada", "{lang}: {out}");
+        assert_eq!(
+            out["receipt"],
+            serde_json::json!({"receipt": "RCPT-O-1", "amount_cents": 3750}),
+            "{lang}: {out}"
+        );
+        assert_eq!(out["tracking"], "TRACK-O-1", "{lang}: {out}");
+        assert_eq!(
+            env.query(
+                "SELECT id, workflow, status, parent_id FROM runs WHERE parent_id IS NOT NULL"
+            ),
+            [["O-1:payment-1", "payment", "succeeded", "O-1"]],
+            "{lang}"
+        );
+
+        // No approval in time: the payment is cancelled, the stock released.
+        // (A payment that never ends, so that it is surely cancelled: the
+        // family guest without a mode waits for ever.)
+        let slow = format!("payment={}", crate::util::wasm("family"));
+        let input = r#"{"order_id":"O-2","items":1,"approval_timeout_ms":300}"#;
+        let expired = env.run(&[
+            "run", &wasm, "--link", &slow, "--id", "O-2", "--input", input,
+        ]);
+        let out = expired.success();
+        assert_eq!(out["status"], "expired", "{lang}: {out}");
+        assert_eq!(
+            out["released"],
+            serde_json::json!({"released": 1}),
+            "{lang}: {out}"
+        );
+        assert_eq!(
+            env.query("SELECT status FROM runs WHERE id = 'O-2:payment-1'"),
+            [["cancelled"]],
+            "{lang}"
+        );
+    }
+}

@@ -719,3 +719,61 @@ fn the_workflow_filter_lists_names_and_filters_the_runs() {
         screenshot(&b, "workflow-filter.png").await;
     });
 }
+
+#[test]
+fn a_child_workflows_page_links_to_its_parent_and_the_parent_lists_its_children() {
+    let env = Env::new();
+    let family = wasm("family");
+    env.run(&[
+        "run",
+        &family,
+        "--id",
+        "p",
+        "--input",
+        r#"{"mode":"fanout","n":3,"limit":2}"#,
+    ])
+    .success();
+    let server = Server::start(&env, &[]);
+    let driver = Driver::start();
+    block_on(async {
+        let b = driver.browser(&[]).await;
+        b.goto(&format!("http://127.0.0.1:{}/runs/p:family-2", server.port))
+            .await
+            .expect("the child's page");
+        until(
+            &b,
+            "the parent link",
+            "!!document.querySelector('[data-fk=parent]')",
+        )
+        .await;
+        screenshot(&b, "child-run.png").await;
+        click(&b, "[data-fk=parent]").await;
+        until(
+            &b,
+            "the parent's children",
+            "document.querySelectorAll('tr[data-child-id]').length === 3",
+        )
+        .await;
+        let listed = eval(
+            &b,
+            "[...document.querySelectorAll('tr[data-child-id]')].map(r => [r.dataset.childId, r.querySelector('.badge').textContent])",
+        )
+        .await;
+        assert_eq!(
+            listed,
+            json!([
+                ["p:family-1", "succeeded"],
+                ["p:family-2", "succeeded"],
+                ["p:family-3", "succeeded"]
+            ])
+        );
+        screenshot(&b, "parent-run.png").await;
+        click(&b, "[data-fk='child:p:family-3']").await;
+        until(
+            &b,
+            "the third child's page",
+            "location.pathname.endsWith('/runs/p%3Afamily-3') || location.pathname.endsWith('/runs/p:family-3')",
+        )
+        .await;
+    });
+}

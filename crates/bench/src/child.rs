@@ -103,6 +103,36 @@ pub fn main(args: &[String]) -> anyhow::Result<()> {
                 }
                 steps = u64::from(n) * 4;
             }
+            // W6: a parent starting n children (two steps each) and awaiting
+            // them all; this process drives the children as they come.
+            "w6" => {
+                let mut handed = runtime
+                    .child_starts()
+                    .ok_or_else(|| anyhow::anyhow!("the child starts were taken"))?;
+                let driver = runtime.clone();
+                let children = tokio::spawn(async move {
+                    let mut set = tokio::task::JoinSet::new();
+                    while let Some(id) = handed.recv().await {
+                        let runtime = driver.clone();
+                        set.spawn(async move { runtime.resume(&id).await });
+                    }
+                    while let Some(done) = set.join_next().await {
+                        done??;
+                    }
+                    anyhow::Ok(())
+                });
+                let done = runtime
+                    .start(&workflow, "w6", &format!(r#"{{"mode":"parent","n":{n}}}"#))
+                    .await?;
+                anyhow::ensure!(
+                    done.run.status == RunStatus::Succeeded,
+                    "the parent ended {}: {:?}",
+                    done.run.status,
+                    done.run.error
+                );
+                children.abort();
+                steps = u64::from(n) * 2;
+            }
             // Serve's parked runs: n runs waiting for an event, left in the
             // database for a server to take over.
             "eventpark" => {

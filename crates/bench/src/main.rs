@@ -50,7 +50,7 @@ struct Args {
     /// scripts/with-postgres.sh sets it].
     #[arg(long, value_name = "URL", env = "DURABLE_TEST_POSTGRES")]
     postgres: Option<String>,
-    /// Only these sections (comma-separated): w1w4, w2, w5, w3, serve,
+    /// Only these sections (comma-separated): w1w4, w2, w5, w3, w6, serve,
     /// node, cold [default: all]. The fsync bound is always measured.
     #[arg(long, value_name = "SECTIONS", value_delimiter = ',')]
     only: Vec<String>,
@@ -122,6 +122,7 @@ struct Sizes {
     w4_runs: u32,
     w5_parked: u32,
     w5_woken: u32,
+    w6_children: u32,
     fsync_ops: u32,
     serve_runs: u32,
     serve_parked: u32,
@@ -140,6 +141,7 @@ impl Sizes {
                 w4_runs: 20,
                 w5_parked: 50,
                 w5_woken: 20,
+                w6_children: 20,
                 fsync_ops: 100,
                 serve_runs: 20,
                 serve_parked: 50,
@@ -155,6 +157,7 @@ impl Sizes {
                 w4_runs: 1000,
                 w5_parked: 10_000,
                 w5_woken: 1000,
+                w6_children: 1000,
                 fsync_ops: 2000,
                 serve_runs: 1000,
                 serve_parked: 100_000,
@@ -486,6 +489,29 @@ impl Bench {
                 burst.push(&self.child("w5burst", &dir, s.w5_woken, "power-loss")?);
             }
             report.add_w5(&park, s.w5_parked, &wake, &burst, s.w5_woken);
+        }
+        if self.wants("w6") {
+            // W6: a parent starting n child workflows (two steps each) and
+            // awaiting them all, in process and over `durable serve`.
+            let (mut inproc, mut http, mut http_rss) =
+                (measure::Samples::default(), Vec::new(), Vec::new());
+            for r in 0..self.repeats {
+                let dir = self.fresh(&format!("w6-{r}"))?;
+                measure::link_cache(&warm, &dir)?;
+                inproc.push(&self.child("w6", &dir, s.w6_children, "power-loss")?);
+                let dir = self.fresh(&format!("w6-serve-{r}"))?;
+                measure::link_cache(&warm, &dir)?;
+                let server = serve::Server::start(&self.durable, &dir)?;
+                let digest = serve::upload(&server, &self.guest)?;
+                http.push(serve::w6_http(&server, &digest, s.w6_children)?);
+                http_rss.push(server.peak_rss_kib() as f64 / 1024.0);
+            }
+            report.add_w6(
+                &inproc,
+                &Summary::of(&http),
+                &Summary::of(&http_rss),
+                s.w6_children,
+            );
         }
         if self.wants("w3") {
             // W3: the first process dies after step n commits; a new one

@@ -279,6 +279,35 @@ impl Report {
         );
     }
 
+    pub fn add_w6(&mut self, inproc: &Samples, http: &Summary, http_rss: &Summary, n: u32) {
+        self.row(
+            format!("W6 a parent awaiting {n} child workflows (2 steps each)"),
+            inproc
+                .field("wall_ms")
+                .map(|ms| f64::from(n) / (ms / 1000.0)),
+            "children/s",
+            "in process, every child started at once",
+        );
+        self.row(
+            format!("W6 peak RSS, {n} children"),
+            inproc.field("peak_rss_kib").map(|k| k / 1024.0),
+            "MiB",
+            "in process",
+        );
+        self.row(
+            format!("W6 over HTTP, {n} children"),
+            *http,
+            "children/s",
+            "`durable serve`: start the parent, long-poll its result",
+        );
+        self.row(
+            format!("W6 over HTTP, server peak RSS, {n} children"),
+            *http_rss,
+            "MiB",
+            "",
+        );
+    }
+
     pub fn add_serve(
         &mut self,
         w4: &Summary,

@@ -255,6 +255,29 @@ pub fn w4_http_over(
     Ok(f64::from(runs) / started.elapsed().as_secs_f64())
 }
 
+/// W6 over HTTP: the guest registered as workflow `bench`, a parent run
+/// starting `children` children of it and awaiting all; children per
+/// second, from the start to the parent's result.
+pub fn w6_http(server: &Server, digest: &str, children: u32) -> anyhow::Result<f64> {
+    let mut client = server.client()?;
+    let (status, body) = client.json(
+        "POST",
+        "/v1/workflows",
+        &json!({"name": "bench", "component": digest}),
+    )?;
+    anyhow::ensure!(status == 201 || status == 200, "register: {status} {body}");
+    let started = Instant::now();
+    let (status, body) = client.json(
+        "POST",
+        "/v1/runs",
+        &json!({"workflow": "bench", "input": {"mode": "parent", "n": children}, "id": "w6"}),
+    )?;
+    anyhow::ensure!(status == 201, "start: {status} {body}");
+    let (_, done) = client.call("GET", "/v1/runs/w6/result?wait=300s", b"")?;
+    anyhow::ensure!(done["status"] == "succeeded", "w6: {done}");
+    Ok(f64::from(children) / started.elapsed().as_secs_f64())
+}
+
 /// Start latency, unloaded: `POST /v1/runs` sent to the run's first step
 /// starting (its first attempt's recorded start), one run at a time. In ms.
 pub fn start_latency(server: &Server, digest: &str, n: u32) -> anyhow::Result<Vec<f64>> {

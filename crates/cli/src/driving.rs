@@ -17,9 +17,7 @@ use crate::trace;
 
 /// The live view on a terminal, plain lines otherwise.
 pub(crate) fn observer(many_runs: bool) -> Arc<dyn durable::runner::Observer> {
-    let lines = Lines {
-        with_run: many_runs,
-    };
+    let lines = Lines::new(many_runs);
     if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         Arc::new(Live::new(lines))
     } else {

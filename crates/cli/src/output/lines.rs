@@ -13,11 +13,22 @@ use durable::store::Outcome;
 pub struct Lines {
     /// Prefix lines with the run id (when several runs are driven).
     pub with_run: bool,
+    /// The first run heard of: without `with_run`, the lines of other runs
+    /// (its child workflows) are prefixed with their id.
+    pub first: std::sync::OnceLock<String>,
 }
 
 impl Lines {
+    /// Lines for one run (`with_run`: for several).
+    pub fn new(with_run: bool) -> Lines {
+        Lines {
+            with_run,
+            first: std::sync::OnceLock::new(),
+        }
+    }
+
     pub fn prefix(&self, run_id: &str) -> String {
-        if self.with_run {
+        if self.with_run || self.first.get_or_init(|| run_id.to_string()) != run_id {
             format!("[{run_id}] ")
         } else {
             String::new()

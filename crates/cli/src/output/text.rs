@@ -58,9 +58,11 @@ pub(crate) fn waiting_text(r: &durable::store::RunRecord) -> Option<String> {
         .wake_at_ms
         .map(|t| format!(" until {} UTC", format_time(t)))
         .unwrap_or_default();
-    Some(match &r.wait_event {
-        Some(name) => format!("waiting for event {name}{until}"),
-        None => format!("sleeping{until}"),
+    Some(match (&r.wait_event, &r.waiting_for) {
+        (Some(name), _) => format!("waiting for event {name}{until}"),
+        // A wait on handles (await-any, await-all) says what it waits for.
+        (None, Some(what)) if what.starts_with("any of") => format!("waiting for {what}{until}"),
+        (None, _) => format!("sleeping{until}"),
     })
 }
 

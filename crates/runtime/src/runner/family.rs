@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 
 /// A component a child workflow can run: what creating its run needs.
 #[derive(Clone)]
@@ -35,12 +35,19 @@ pub(crate) struct Family {
     handed: Mutex<HashSet<String>>,
     /// The runs this process drives right now (the runtime's registry).
     active: Arc<Mutex<HashSet<String>>>,
+    /// The runtime's workflow slots: a child handed over but not driven yet
+    /// waits for one.
+    workflow_slots: Arc<Semaphore>,
     /// Bumped whenever a drive of this runtime starts or ends.
     changes: watch::Sender<u64>,
 }
 
 impl Family {
-    pub(crate) fn new(active: Arc<Mutex<HashSet<String>>>, links_only: bool) -> Family {
+    pub(crate) fn new(
+        active: Arc<Mutex<HashSet<String>>>,
+        workflow_slots: Arc<Semaphore>,
+        links_only: bool,
+    ) -> Family {
         let (starts, receiver) = mpsc::unbounded_channel();
         Family {
             links: Mutex::new(HashMap::new()),
@@ -49,6 +56,7 @@ impl Family {
             receiver: Mutex::new(Some(receiver)),
             handed: Mutex::new(HashSet::new()),
             active,
+            workflow_slots,
             changes: watch::Sender::new(0),
         }
     }
@@ -113,10 +121,14 @@ impl Family {
         self.changes.send_modify(|n| *n += 1);
     }
 
-    /// Whether this process drives child `id` now, or will (handed over).
+    /// Whether this process drives child `id` now, or will soon: handed
+    /// over while a workflow slot is free. With every slot taken, a parent
+    /// waiting here on children that wait for a slot would hold one of
+    /// theirs: it parks instead (and gives its slot up).
     pub(crate) fn is_local(&self, id: &str) -> bool {
-        self.handed.lock().is_ok_and(|h| h.contains(id))
-            || self.active.lock().is_ok_and(|a| a.contains(id))
+        self.active.lock().is_ok_and(|a| a.contains(id))
+            || (self.workflow_slots.available_permits() > 0
+                && self.handed.lock().is_ok_and(|h| h.contains(id)))
     }
 
     /// Forgets child `id` as handed over (its driver will not take it up).

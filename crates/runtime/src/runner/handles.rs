@@ -776,7 +776,7 @@ impl Handles {
                     wait.children.push(id.clone());
                     parts.push(format!("child {id}"));
                 }
-                Op::Timer { wake_at } => parts.push(format!("until {wake_at}")),
+                Op::Timer { .. } => parts.push("a timer".to_string()),
                 _ => {}
             }
         }

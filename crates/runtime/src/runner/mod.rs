@@ -231,11 +231,16 @@ impl Runtime {
         }
         .min(RUNS_PER_STEP * steps);
         let active = Arc::new(Mutex::new(HashSet::new()));
+        let workflow_slots = Arc::new(Semaphore::new(workflows));
         Runtime {
-            workflow_slots: Arc::new(Semaphore::new(workflows)),
+            family: Arc::new(family::Family::new(
+                active.clone(),
+                workflow_slots.clone(),
+                config.links_only,
+            )),
+            workflow_slots,
             step_slots: slots::InstanceSlots::new(step_slots),
             budget: Mutex::new(workflows.saturating_add(step_slots)),
-            family: Arc::new(family::Family::new(active.clone(), config.links_only)),
             active,
             interrupted: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             engine: Arc::new(engine),

@@ -489,7 +489,8 @@ function runRow(r) {
     h('td', {}, badge(r.status)),
     h('td', { class: 'wf' }, r.workflow),
     h('td', { class: 'id' }, h('a', { href: runHref(r.id), 'data-fk': `run:${r.id}` }, r.id),
-      r.forked_from ? h('span', { class: 'tag', title: `forked from ${r.forked_from}` }, 'fork') : null),
+      r.forked_from ? h('span', { class: 'tag', title: `forked from ${r.forked_from}` }, 'fork') : null,
+      r.parent ? h('span', { class: 'tag', title: `child workflow of ${r.parent}` }, 'child') : null),
     h('td', { class: 'nowrap' }, timeEl(r.created_at_ms)),
     h('td', { class: 'nowrap', title: r.duration_ms == null ? `elapsed ${fmtDuration(Date.now() - r.created_at_ms)}` : null }, duration),
     h('td', { class: 'nowrap' }, `${r.steps} (${r.executed} executed, ${r.recovered} recovered)`),
@@ -719,6 +720,12 @@ function runHeader(run) {
     const href = runHref(parent) + (step ? `#step=${encodeURIComponent(step)}` : '');
     rows.push(['Forked from', h('a', { href, 'data-fk': 'forked-from' }, run.forked_from)]);
   }
+  if (run.parent) {
+    // A child workflow links back to its parent, at the call that started it.
+    const href = runHref(run.parent) + (run.parent_key ? `#step=${encodeURIComponent(run.parent_key)}` : '');
+    rows.push(['Parent', h('a', { href, 'data-fk': 'parent' }, run.parent)]);
+  }
+  if (run.children?.length) rows.push(['Children', `${run.children.length} (below)`]);
   rows.push(['Created', timeEl(run.created_at_ms)], ['Finished', timeEl(run.finished_at_ms)],
     ['Duration', run.duration_ms != null ? fmtDuration(run.duration_ms) : `${run.status}…`], ['Drives', String(run.drives)]);
   if (run.waiting_for) rows.push(['Waiting for', waitingText(run.waiting_for)]);
@@ -734,6 +741,16 @@ function runData(run) {
   const parts = [h('h2', { id: 'data-title' }, 'Input and result'), jsonDetails('Input', run.input, 'input', 'run-input')];
   if (run.output != null || run.status === 'succeeded') parts.push(jsonDetails('Output', run.output, 'output', 'run-output'));
   if (run.error != null) parts.push(jsonDetails('Error', run.error, 'error', 'run-error'));
+  if (run.children?.length) {
+    parts.push(h('details', { 'data-dk': 'children', open: run.children.length <= 20 },
+      h('summary', {}, `Child workflows (${run.children.length})`),
+      h('div', { class: 'table-wrap' }, h('table', {},
+        h('thead', {}, h('tr', {}, ['Status', 'Run', 'Workflow', 'Started by', 'Created'].map((t) => h('th', { scope: 'col' }, t)))),
+        h('tbody', {}, run.children.map((c) => h('tr', { 'data-child-id': c.id },
+          h('td', {}, badge(c.status)),
+          h('td', { class: 'id' }, h('a', { href: runHref(c.id), 'data-fk': `child:${c.id}` }, c.id)),
+          h('td', {}, c.workflow), h('td', {}, c.parent_key ?? ''), h('td', { class: 'nowrap' }, timeEl(c.created_at_ms)))))))));
+  }
   if (run.superseded?.length) {
     parts.push(h('details', { 'data-dk': 'superseded' },
       h('summary', {}, `Superseded records (${run.superseded.length})`),
@@ -910,6 +927,7 @@ function stepRow(s, depth, parent, tail, runEnd) {
   let label = s.name;
   if (kind === 'sleep') label = 'sleep';
   if (kind === 'event') label = `event ${tail.slice('$event:'.length).replace(/#\d+$/, '')}`;
+  if (tail.startsWith('$child:')) label = `child ${tail.slice('$child:'.length).replace(/#\d+$/, '')}`;
   const segs = kind !== 'step' ? [] : [
     ...failed.map((a) => ({ t0: a.started_at_ms, t1: a.finished_at_ms, cls: 'seg-failed-attempt', title: `attempt ${a.attempt}: ${a.status}: ${a.error}` })),
     { t0: s.started_at_ms, t1: s.finished_at_ms, cls: `seg-${s.status}`, title: `attempt ${s.attempts}: ${s.status}${s.error ? `: ${s.error}` : ''}` },
@@ -1287,6 +1305,10 @@ function stepContent(key, step, run, close, fork) {
   if (step.status === 'ok') parts.push(jsonDetails(/(^|\/)\$event:/.test(key) ? 'Value (the event data)' : 'Output', step.value, 'output', 'step-output'));
   else parts.push(jsonDetails('Error', step.error ?? '', 'error', 'step-error'));
   if (step.event) parts.push(h('h3', {}, 'Event consumed'), eventFacts(step.event));
+  if (step.child) {
+    parts.push(h('h3', {}, 'Child workflow'), h('p', {},
+      h('a', { href: runHref(step.child.id), 'data-fk': 'step-child' }, step.child.id), ' ', badge(step.child.status)));
+  }
   if (step.output !== undefined) {
     parts.push(h('details', { 'data-dk': 'step-lines', open: (step.output ?? []).length <= 20 },
       h('summary', {}, `Output and logs (${plural((step.output ?? []).length, 'line')})`), linesTable(step.output)));

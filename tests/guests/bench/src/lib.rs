@@ -1,7 +1,7 @@
 //! The benchmark workloads' workflow. Every step does trivial work and
 //! returns `{"i": i}`, so what is measured is the engine.
 
-use durable_sdk::{Error, parallel, step};
+use durable_sdk::{Child, Error, parallel, step};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -105,6 +105,25 @@ fn run(input: Input) -> Result<Value, Error> {
             let go: Value = durable_sdk::await_event("go", None)?;
             let after = step!(step).call(&1)?;
             Ok(json!({ "go": go, "after": after }))
+        }
+        // W6: n child workflows (`bench` again, two steps each) started at
+        // once and awaited all.
+        "parent" => {
+            let children: Vec<_> = (0..input.n)
+                .map(|i| {
+                    Child::<Value, Value>::named("bench").start(&json!({"mode": "leaf", "n": i}))
+                })
+                .collect();
+            let mut sum = 0;
+            for r in durable_sdk::all(&children) {
+                sum += r?["i"].as_u64().unwrap_or(0);
+            }
+            Ok(json!({ "children": input.n, "sum": sum }))
+        }
+        // W6's child: two steps.
+        "leaf" => {
+            step!(step).call(&input.n)?;
+            Ok(step!(step).call(&input.n)?)
         }
         // Serve's concurrent starts: runs that park at once on event `go`.
         "park" => {

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 
 #[derive(Deserialize)]
 struct Input {
+    /// No mode (another workflow's input, such as a payment's): `slow`.
+    #[serde(default)]
     mode: String,
     #[serde(default)]
     n: u32,
@@ -95,7 +97,7 @@ fn run(input: Input) -> Result<Value, Error> {
             Child::<Value, Value>::named("nowhere").call(&json!({})),
         )),
         // A child that waits for an event that never comes.
-        "slow" => {
+        "slow" | "" => {
             let never: Result<Value, _> = durable_sdk::await_event("never", None);
             Ok(json!({ "woke": never.is_ok() }))
         }

@@ -178,6 +178,16 @@ async fn check_inner(args: CheckArgs) -> Result<ExitCode, ExitCode> {
         points.push(Point::AfterCommit(k.clone()));
         points.push(Point::BeforeCommit(k.clone()));
     }
+    // A child workflow is checked like a step: a kill right after its run
+    // was created (before the parent records anything of it), and right
+    // after the parent recorded its end. (Its own steps are among `steps`:
+    // the process that drives the parent drives its children.)
+    for s in &ctx.base.steps {
+        if s.parent.is_empty() && s.name.starts_with(durable::history::CHILD_PREFIX) {
+            points.push(Point::AfterCommit(format!("{}@started", s.key)));
+            points.push(Point::AfterCommit(s.key.clone()));
+        }
+    }
     let total = points.len();
     let points = sample(points, args.max_points);
     let checked = points.len();
