@@ -247,8 +247,10 @@ export function map(start, values, { limit = 20, returnErrors = false } = {}) {
 /** Starts child workflow `name` with `value`: a run of its own (id
  * `<parent>:<name>-<n>` unless `id` is given), committed before this
  * returns. Under `durable serve` the name is a registered workflow's. */
-export function startWorkflow(name, value, { id } = {}) {
-  return new Handle(durable.startChild(name, toJson(value), id === undefined ? undefined : { id }));
+export function startWorkflow(name, value, { id, timeoutMs } = {}) {
+  const timeout = timeoutMs === undefined || timeoutMs === null ? undefined : u64(timeoutMs, "the child's timeoutMs");
+  const options = id === undefined && timeout === undefined ? undefined : { id, timeoutMs: timeout };
+  return new Handle(durable.startChild(name, toJson(value), options));
 }
 
 /** Starts child workflow `name` and waits for its output. */

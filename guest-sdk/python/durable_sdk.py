@@ -229,16 +229,19 @@ def map(start, values, limit=20, return_exceptions=False):
     return results
 
 
-def start_workflow(name, value, id=None):
+def start_workflow(name, value, id=None, timeout=None):
     """Starts child workflow ``name`` with ``value``: a run of its own (id
-    ``<parent>:<name>-<n>`` unless given), committed before this returns."""
-    options = types.ChildOptions(id) if id is not None else None
+    ``<parent>:<name>-<n>`` unless given), committed before this returns.
+    With ``timeout`` (seconds from its start), an await that finds it still
+    running after that cancels it and raises ``HandleError("timed-out")``."""
+    timeout_ms = None if timeout is None else _ms(timeout, "the child's timeout")
+    options = types.ChildOptions(id, timeout_ms) if id is not None or timeout_ms is not None else None
     return Handle(durable.start_child(name, json.dumps(value), options))
 
 
-def call_workflow(name, value, id=None):
+def call_workflow(name, value, id=None, timeout=None):
     """Starts child workflow ``name`` and waits for its output."""
-    return start_workflow(name, value, id).result()
+    return start_workflow(name, value, id, timeout).result()
 
 
 def timer(seconds):

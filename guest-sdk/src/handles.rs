@@ -238,6 +238,7 @@ impl<I: Serialize, O: DeserializeOwned> Step<I, O> {
 pub struct Child<I, O> {
     name: &'static str,
     id: Option<String>,
+    timeout: Option<Duration>,
     types: PhantomData<fn(I) -> O>,
 }
 
@@ -247,6 +248,7 @@ impl<I: Serialize, O: DeserializeOwned> Child<I, O> {
         Child {
             name,
             id: None,
+            timeout: None,
             types: PhantomData,
         }
     }
@@ -257,14 +259,25 @@ impl<I: Serialize, O: DeserializeOwned> Child<I, O> {
         self
     }
 
+    /// Gives the child `timeout` from its start: an await that finds it
+    /// still running after that cancels it and gives
+    /// [`HandleError::TimedOut`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
     /// Starts it with `input`; its run is committed before this returns.
     pub fn start(&self, input: &I) -> Handle<O> {
         match serde_json::to_string(input) {
             Ok(json) => {
-                let options = self
-                    .id
-                    .clone()
-                    .map(|id| types::ChildOptions { id: Some(id) });
+                let options =
+                    (self.id.is_some() || self.timeout.is_some()).then(|| types::ChildOptions {
+                        id: self.id.clone(),
+                        timeout_ms: self
+                            .timeout
+                            .map(|d| d.as_millis().min(u64::MAX as u128) as u64),
+                    });
                 Handle::started(host::start_child(self.name, &json, options.as_ref()))
             }
             Err(e) => Handle::broken(format!("input: {e}")),

@@ -167,6 +167,21 @@ fn a_childs_failure_and_cancel_reach_the_parent_as_values_and_step_handles_join_
     assert!(out["cancelled"].is_string(), "{out}");
     assert_eq!(children(&env, "c")[0]["status"], "cancelled");
 
+    // A child past its timeout is cancelled, and the parent sees timed-out.
+    let timed = env.run(&[
+        "run",
+        &family,
+        "--id",
+        "t",
+        "--input",
+        r#"{"mode":"child_timeout","timeout_ms":300}"#,
+    ]);
+    assert_eq!(timed.success(), json!({"timed_out": 300}));
+    assert_eq!(children(&env, "t")[0]["status"], "cancelled");
+    let recorded =
+        env.query("SELECT value FROM steps WHERE run_id = 't' AND key = '$child:family#1'");
+    assert_eq!(recorded, [[r#"{"status":"timed-out","timeout_ms":300}"#]]);
+
     let steps = env.run(&[
         "run",
         &family,
@@ -306,15 +321,30 @@ fn serve_runs_children_of_registered_workflows_and_lists_them_by_parent() {
     assert_eq!(parent["parent"], Value::Null);
     assert_eq!(parent["children"].as_array().map(Vec::len), Some(20));
 
-    // A child of a name the server does not know fails, as a value.
+    // A child of a name the server does not know is a setting of the
+    // server, not the guest's failure: nothing is recorded, the run waits
+    // (tried again, backing off) until the name is registered.
     let start = json!({"workflow": "family", "id": "s", "input": {"mode": "stranger"}});
     assert_eq!(server.json("POST", "/v1/runs", &start).0, 201);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.stderr().contains("no workflow named \"nowhere\"") {
+        assert!(Instant::now() < deadline, "{}", server.stderr());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, shown) = server.call("GET", "/v1/runs/s", b"");
+    assert!(
+        shown["status"] == "running" || shown["status"] == "waiting",
+        "{shown}"
+    );
+    assert_eq!(shown["children"], json!([]), "{shown}");
+    let (status, body) = server.json(
+        "POST",
+        "/v1/workflows",
+        &json!({"name": "nowhere", "component": digest}),
+    );
+    assert_eq!(status, 201, "{body}");
     let result = server.result("s");
-    let failed = result["output"]["failed"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
-    assert!(failed.contains("no workflow named \"nowhere\""), "{result}");
+    assert_eq!(result["output"], json!({"ok": 5}), "{result}");
 }
 
 #[test]

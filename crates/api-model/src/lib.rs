@@ -370,6 +370,7 @@ pub fn step_node(s: &StepRecord, run: &RunRecord) -> ShownStep {
             ChildEnd::Succeeded(out) => ("ok", Some(parse_json(&out)), None),
             ChildEnd::Failed(e) => ("failed", None, Some(e)),
             ChildEnd::Cancelled(e) => ("cancelled", None, Some(e)),
+            ChildEnd::TimedOut(t) => ("timed-out", None, Some(format!("timed out after {t} ms"))),
         };
     }
     ShownStep {

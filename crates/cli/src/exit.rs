@@ -49,7 +49,8 @@ impl ExitCode {
             | RunError::BadInput(_)
             | RunError::InputMismatch { .. }
             | RunError::InvalidRunId { .. }
-            | RunError::InputTooLarge { .. } => ExitCode::Usage,
+            | RunError::InputTooLarge { .. }
+            | RunError::UnknownChildWorkflow { .. } => ExitCode::Usage,
             RunError::Store(s) => ExitCode::of_store(s),
             RunError::AlreadyDriving { .. } => ExitCode::Busy,
             RunError::HistoryLimit { .. }

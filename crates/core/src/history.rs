@@ -44,6 +44,8 @@ pub enum ChildEnd {
     Failed(String),
     /// It was cancelled; why.
     Cancelled(String),
+    /// It ran past its parent's timeout (ms) and was cancelled.
+    TimedOut(u64),
 }
 
 impl ChildEnd {
@@ -57,6 +59,7 @@ impl ChildEnd {
             }),
             ChildEnd::Failed(e) => serde_json::json!({"status": "failed", "error": e}),
             ChildEnd::Cancelled(e) => serde_json::json!({"status": "cancelled", "error": e}),
+            ChildEnd::TimedOut(t) => serde_json::json!({"status": "timed-out", "timeout_ms": t}),
         };
         v.to_string()
     }
@@ -74,6 +77,7 @@ impl ChildEnd {
             "succeeded" => ChildEnd::Succeeded(v.get("output")?.to_string()),
             "failed" => ChildEnd::Failed(error()),
             "cancelled" => ChildEnd::Cancelled(error()),
+            "timed-out" => ChildEnd::TimedOut(v.get("timeout_ms")?.as_u64()?),
             _ => return None,
         })
     }

@@ -348,6 +348,9 @@ pub enum StoreHandle {
         record: StepRecord,
         /// The child run's id.
         child: String,
+        /// Its timeout and the time it runs out, if it has one: past it,
+        /// a child still running is cancelled and times out.
+        deadline: Option<(u64, i64)>,
     },
 }
 

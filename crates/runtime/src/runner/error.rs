@@ -68,6 +68,17 @@ pub enum RunError {
         /// The budget.
         limit_ms: u64,
     },
+    /// The workflow started a child of a workflow name this host does not
+    /// know (a server's registered workflows): a setting of the host, not
+    /// the guest's failure, so nothing is recorded and the run stays
+    /// resumable (a server tries it again later, backing off).
+    #[error("run {run:?}: {message}")]
+    UnknownChildWorkflow {
+        /// The run id.
+        run: String,
+        /// Which name, and how to register it.
+        message: String,
+    },
     /// The workflow instance sent an HTTP request; the run fails with
     /// this message.
     #[error("run {run:?}: {message}")]

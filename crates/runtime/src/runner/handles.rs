@@ -65,6 +65,7 @@ impl Resolved {
             Resolved::Child(ChildEnd::Succeeded(out)) => Ok(out.clone()),
             Resolved::Child(ChildEnd::Failed(e)) => Err(HandleError::Failed(e.clone())),
             Resolved::Child(ChildEnd::Cancelled(e)) => Err(HandleError::Cancelled(e.clone())),
+            Resolved::Child(ChildEnd::TimedOut(t)) => Err(HandleError::TimedOut(*t)),
             Resolved::Cancelled(m) => Err(HandleError::Cancelled(m.clone())),
             Resolved::Refused(m) => Err(HandleError::Failed(m.clone())),
         }
@@ -73,8 +74,10 @@ impl Resolved {
 
 enum Op {
     Step(StepState),
+    /// A child run; with a timeout, the timeout and when it runs out.
     Child {
         id: String,
+        deadline: Option<(u64, i64)>,
     },
     Timer {
         wake_at: i64,
@@ -279,9 +282,11 @@ impl Handles {
         call: Planned,
         workflow: String,
         input: String,
-        id: Option<String>,
+        (id, timeout_ms): (Option<String>, Option<u64>),
     ) -> Result<u32, wasmtime::Error> {
         let n = call.key.rsplit('#').next().unwrap_or("1").to_string();
+        // A chosen id may not take a scheduled run's (`NAME@TICK`).
+        let chosen_tick = id.as_deref().is_some_and(|i| i.contains('@'));
         let id = id.unwrap_or_else(|| format!("{}:{workflow}-{n}", drive.run_id));
         match drive.lookup(&call) {
             Ok(Some(Outcome::Ok(v))) => {
@@ -291,7 +296,8 @@ impl Handles {
                         call.key
                     )))
                 })?;
-                return Ok(self.insert(call, Op::Child { id }, Some(Resolved::Child(end))));
+                let op = Op::Child { id, deadline: None };
+                return Ok(self.insert(call, op, Some(Resolved::Child(end))));
             }
             Ok(Some(other)) => {
                 return Err(drive.stop(RunError::Internal(format!(
@@ -305,27 +311,38 @@ impl Handles {
         if let Some(end) = drive.replay_end(&call) {
             return Err(end);
         }
-        match self
-            .create_child(drive, &call, &workflow, &input, &id)
-            .await
-        {
-            Ok(None) => Ok(self.insert(call, Op::Child { id }, None)),
+        let created = if chosen_tick {
+            Ok(Err(format!(
+                "child workflow {workflow:?} cannot start: its id {id:?} has '@', which marks the ids of scheduled runs; choose another"
+            )))
+        } else {
+            self.create_child(drive, &call, &workflow, &input, &id)
+                .await
+        };
+        match created {
+            Ok(Ok(created_at)) => {
+                // Its time runs from its start, whichever drive started it.
+                let deadline = timeout_ms
+                    .map(|t| (t, created_at.saturating_add(t.min(i64::MAX as u64) as i64)));
+                Ok(self.insert(call, Op::Child { id, deadline }, None))
+            }
             // It cannot start, for good: recorded, so every replay agrees.
-            Ok(Some(why)) => {
+            Ok(Err(why)) => {
                 let end = ChildEnd::Failed(why);
                 drive
                     .record(&call, Outcome::Ok(end.to_json()))
                     .await
                     .map_err(|e| drive.stop(e))?;
-                Ok(self.insert(call, Op::Child { id }, Some(Resolved::Child(end))))
+                let op = Op::Child { id, deadline: None };
+                Ok(self.insert(call, op, Some(Resolved::Child(end))))
             }
             Err(e) => Err(drive.stop(e)),
         }
     }
 
     /// Creates child run `id` (or finds the one this call created before)
-    /// and hands it to whoever drives children; `Some(why)` when it cannot
-    /// start.
+    /// and hands it to whoever drives children: when it was created, or
+    /// why it cannot start.
     async fn create_child(
         &self,
         drive: &Arc<Drive>,
@@ -333,15 +350,32 @@ impl Handles {
         workflow: &str,
         input: &str,
         id: &str,
-    ) -> Result<Option<String>, RunError> {
+    ) -> Result<Result<i64, String>, RunError> {
         if let Err(e) = crate::names::validate_run_id(id) {
-            return Ok(Some(format!(
+            return Ok(Err(format!(
                 "child workflow {workflow:?} cannot start: {e}"
             )));
         }
         let component = match drive.family.resolve(workflow, &drive.component) {
             Ok(c) => c,
-            Err(why) => return Ok(Some(why)),
+            Err(why) => {
+                // A child this call started on another host (or before a
+                // restart) needs no component here: it runs on.
+                if let Some(run) = drive.store.run(id).await?
+                    && run.parent.as_deref() == Some(drive.run_id.as_str())
+                    && run.parent_key.as_deref() == Some(call.key.as_str())
+                {
+                    if run.status.is_open() {
+                        drive.family.hand_over(id);
+                    }
+                    return Ok(Ok(run.created_at_ms));
+                }
+                // Registering the name lets the run go on: not recorded.
+                return Err(RunError::UnknownChildWorkflow {
+                    run: drive.run_id.clone(),
+                    message: format!("{why}; register it, and the run goes on"),
+                });
+            }
         };
         let mut seed = [0u8; 8];
         getrandom::fill(&mut seed)
@@ -363,10 +397,10 @@ impl Handles {
             .start_child(&drive.run_id, &drive.owner, drive.number, start)
             .await?;
         match started {
-            ChildStarted::Created(_) => {
+            ChildStarted::Created(run) => {
                 drive.crash_if_asked(&format!("{}@started", call.key));
                 drive.family.hand_over(id);
-                Ok(None)
+                Ok(Ok(run.created_at_ms))
             }
             ChildStarted::Existing(run) => {
                 if run.workflow != component.workflow || !crate::json::same_json(&run.input, input)
@@ -393,9 +427,9 @@ impl Handles {
                 if run.status.is_open() {
                     drive.family.hand_over(id);
                 }
-                Ok(None)
+                Ok(Ok(run.created_at_ms))
             }
-            ChildStarted::Taken(run) => Ok(Some(format!(
+            ChildStarted::Taken(run) => Ok(Err(format!(
                 "child workflow {workflow:?} cannot start: run id {id} is taken by another run \
                  (of workflow {}); give the child another id",
                 run.workflow
@@ -510,7 +544,7 @@ impl Handles {
             }
             let pending = entry.resolved.is_none();
             let (child, event_key) = match &entry.op {
-                Op::Child { id } if pending => (Some(id.clone()), None),
+                Op::Child { id, .. } if pending => (Some(id.clone()), None),
                 Op::Event { .. } if pending => (None, Some(entry.call.key.clone())),
                 _ => (None, None),
             };
@@ -685,12 +719,17 @@ impl Handles {
                 .values()
                 .any(|e| matches!(e.op, Op::Step(StepState::Running(_))));
             let local_children = pending.iter().any(|h| {
-                matches!(self.entries.get(h), Some(Entry { op: Op::Child { id }, .. }) if drive.family.is_local(id))
+                matches!(self.entries.get(h), Some(Entry { op: Op::Child { id, .. }, .. }) if drive.family.is_local(id))
             });
+            // Timers, and children's timeouts.
             let next_timer = pending
                 .iter()
                 .filter_map(|h| match self.entries.get(h).map(|e| &e.op) {
                     Some(Op::Timer { wake_at }) => Some(*wake_at),
+                    Some(Op::Child {
+                        deadline: Some((_, at)),
+                        ..
+                    }) => Some(*at),
                     _ => None,
                 })
                 .min();
@@ -748,9 +787,10 @@ impl Handles {
                 name: name.clone(),
                 timeout_ms: *timeout_ms,
             }),
-            Op::Child { id } => Some(StoreHandle::Child {
+            Op::Child { id, deadline } => Some(StoreHandle::Child {
                 record: record(),
                 child: id.clone(),
+                deadline: *deadline,
             }),
             _ => None,
         }
@@ -772,7 +812,7 @@ impl Handles {
                     wait.events.push((entry.call.key.clone(), name.clone()));
                     parts.push(format!("event {name}"));
                 }
-                Op::Child { id } => {
+                Op::Child { id, .. } => {
                     wait.children.push(id.clone());
                     parts.push(format!("child {id}"));
                 }

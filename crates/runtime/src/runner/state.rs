@@ -594,8 +594,9 @@ impl HostState {
             .context
             .plan(&format!("{}{workflow}", history::CHILD_PREFIX), &input);
         let drive = self.drive.clone();
+        let (id, timeout_ms) = options.map_or((None, None), |o| (o.id, o.timeout_ms));
         self.handles
-            .start_child(&drive, call, workflow, input, options.and_then(|o| o.id))
+            .start_child(&drive, call, workflow, input, (id, timeout_ms))
             .await
     }
 

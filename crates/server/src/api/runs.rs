@@ -195,7 +195,7 @@ pub(super) async fn list_runs(
 ) -> ApiResult {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let given = |v: Option<String>| v.filter(|s| !s.is_empty());
-    let (workflow, prefix) = (given(q.workflow), given(q.prefix));
+    let (workflow, prefix, parent) = (given(q.workflow), given(q.prefix), given(q.parent));
     let status = match given(q.status).as_deref() {
         None => None,
         Some(s) => Some(RunStatus::parse_name(s).ok_or_else(|| {
@@ -213,7 +213,7 @@ pub(super) async fn list_runs(
             limit: limit + 1,
             after: given(q.after),
             prefix: prefix.clone(),
-            parent: given(q.parent),
+            parent: parent.clone(),
         })
         .await?;
     // One more than asked says whether there is a next page.
@@ -226,7 +226,7 @@ pub(super) async fn list_runs(
     for s in ["running", "waiting", "succeeded", "failed", "cancelled"] {
         counts.insert(s.into(), 0.into());
     }
-    for (status, n) in store.count_by_status(workflow, prefix).await? {
+    for (status, n) in store.count_by_status(workflow, prefix, parent).await? {
         counts.insert(status, n.into());
     }
     ok(

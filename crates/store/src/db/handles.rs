@@ -371,13 +371,23 @@ fn complete(
     now: i64,
 ) -> Result<Option<Outcome>, StoreError> {
     match handle {
-        StoreHandle::Child { record, child } => {
-            let Some((end, run)) = ended_child(tx, child)? else {
-                return Ok(None);
+        StoreHandle::Child {
+            record,
+            child,
+            deadline,
+        } => {
+            let (end, run) = match (ended_child(tx, child)?, deadline) {
+                (Some(ended), _) => ended,
+                // Past its time and still running: cancelled, timed out.
+                (None, Some((timeout, at))) if *at <= now => {
+                    cancel_tree(tx, child, now)?;
+                    (ChildEnd::TimedOut(*timeout), read_run(tx, child)?)
+                }
+                (None, _) => return Ok(None),
             };
             let mut record = record.clone();
             record.outcome = Outcome::Ok(end.to_json());
-            // The record spans the child's life.
+            // The record spans the child's life (or its time, if it ran out).
             record.started_at_ms = run.as_ref().map_or(now, |r| r.created_at_ms);
             record.finished_at_ms = run.and_then(|r| r.finished_at_ms).unwrap_or(now);
             insert_step(tx, run_id, &record)?;

@@ -17,21 +17,24 @@ pub(super) fn owner_is_gone(owner: Option<&str>, lease_until: Option<i64>, now: 
     Owner::parse(owner).is_some_and(|o| o.is_provably_dead())
 }
 
+/// Takes run `run_id` over for `owner` (see [`claim_existing_run`]);
+/// `false` when it has ended since the caller read it (nothing is taken).
 pub(super) fn take_over(
     tx: &Tx<'_>,
     run_id: &str,
     owner: &str,
     now: i64,
     lease_ms: i64,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     // On PostgreSQL a run another host is claiming or committing to right
     // now is passed over at once (no row), not waited for: that host is
     // alive and has it.
-    let Some((current, lease)): Option<(Option<String>, Option<i64>)> = tx.opt(
+    type Locked = (Option<String>, Option<i64>, String);
+    let Some((current, lease, status)): Option<Locked> = tx.opt(
         "reading the run's owner",
-        "SELECT owner, lease_until_ms FROM runs WHERE id = ?1 /*FOR UPDATE*/ /*SKIP LOCKED*/",
+        "SELECT owner, lease_until_ms, status FROM runs WHERE id = ?1 /*FOR UPDATE*/ /*SKIP LOCKED*/",
         args![run_id],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?
     else {
         return Err(StoreError::Owned {
@@ -40,6 +43,9 @@ pub(super) fn take_over(
             host: "another host, which is writing to it now".into(),
         });
     };
+    if !RunStatus::parse_name(&status).is_some_and(RunStatus::is_open) {
+        return Ok(false);
+    }
     if current.as_deref() != Some(owner) && !owner_is_gone(current.as_deref(), lease, now) {
         let other = current.as_deref().and_then(Owner::parse);
         return Err(StoreError::Owned {
@@ -60,7 +66,7 @@ pub(super) fn take_over(
          ON CONFLICT (run_id, drive) DO UPDATE SET started_at_ms = excluded.started_at_ms",
         args![run_id, now],
     )?;
-    Ok(())
+    Ok(true)
 }
 
 /// Claims a run that exists: a finished run is returned as it is; a run
@@ -76,7 +82,13 @@ pub(super) fn claim_existing_run(
     if !run.status.is_open() {
         return Ok(super::Claim::Finished(run));
     }
-    take_over(tx, &run.id, owner, now, lease_ms)?;
+    let taken = take_over(tx, &run.id, owner, now, lease_ms)?;
+    // Read again under the row's lock: another host may have parked the
+    // run, or ended it, since `run` was read without one.
+    let run = read_run(tx, &run.id)?.ok_or_else(|| StoreError::RunNotFound(run.id.clone()))?;
+    if !taken {
+        return Ok(super::Claim::Finished(run));
+    }
     if run.status == RunStatus::Waiting {
         // Woken (due or not: the replay finds out and waits again if not).
         tx.exec(
@@ -198,12 +210,22 @@ fn end_family(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), StoreError> {
         )?
         .flatten();
     if let Some(parent) = parent {
-        let woken = tx.exec(
-            "waking the parent",
-            "UPDATE runs SET wake_at_ms = ?2 WHERE id = ?1 AND status = 'waiting'",
-            args![parent, now],
+        // The parent's row is locked first: a parent parking on its
+        // children right now (which locks it) either sees this end, or has
+        // parked when this looks, never neither (PostgreSQL reads without
+        // waiting for a transaction that has not committed).
+        let status: Option<String> = tx.opt(
+            "reading the parent",
+            "SELECT status FROM runs WHERE id = ?1 /*FOR UPDATE*/",
+            args![parent],
+            |r| r.get(0),
         )?;
-        if woken > 0 {
+        if status.as_deref() == Some("waiting") {
+            tx.exec(
+                "waking the parent",
+                "UPDATE runs SET wake_at_ms = ?2 WHERE id = ?1",
+                args![parent, now],
+            )?;
             tx.notify(&parent)?;
         }
     }

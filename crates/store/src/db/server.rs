@@ -138,6 +138,7 @@ impl Store {
         &self,
         workflow: Option<String>,
         prefix: Option<String>,
+        parent: Option<String>,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         self.read(move |tx| {
             let rows = tx.all(
@@ -146,8 +147,9 @@ impl Store {
                  WHERE (CAST(?1 AS TEXT) IS NULL OR workflow = CAST(?1 AS TEXT))
                    AND (CAST(?2 AS TEXT) IS NULL
                         OR substr(id, 1, length(CAST(?2 AS TEXT))) = CAST(?2 AS TEXT))
+                   AND (CAST(?3 AS TEXT) IS NULL OR parent_id = CAST(?3 AS TEXT))
                  GROUP BY status",
-                args![workflow, prefix],
+                args![workflow, prefix, parent],
                 |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
             )?;
             Ok(rows

@@ -404,7 +404,7 @@ async fn runs_are_listed_cancelled_forked_and_counted(kind: Kind) {
         .expect("list");
     assert_eq!(ids(a), ["a2"]);
     let mut counts = store
-        .count_by_status(None, Some("a".into()))
+        .count_by_status(None, Some("a".into()), None)
         .await
         .expect("count");
     counts.sort();
@@ -841,6 +841,11 @@ async fn children_start_once_wake_their_parent_and_end_with_it(kind: Kind) {
         .await
         .expect("list");
     assert_eq!(listed.len(), 1);
+    let counted = store
+        .count_by_status(None, None, Some("p".into()))
+        .await
+        .expect("count");
+    assert_eq!(counted, [("waiting".to_string(), 1)]);
 
     // The parent parks on its child; the child's end makes it due.
     let parked = store
@@ -891,6 +896,7 @@ async fn children_start_once_wake_their_parent_and_end_with_it(kind: Kind) {
                     StoreHandle::Child {
                         record,
                         child: "p:c-1".into(),
+                        deadline: None,
                     },
                 )],
                 select: Some((step("$select#1", 1), None)),

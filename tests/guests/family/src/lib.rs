@@ -92,9 +92,10 @@ fn run(input: Input) -> Result<Value, Error> {
         // One child that fails: its error reaches the parent as a value.
         "child_fails" => Ok(describe(family().call(&json!({"mode": "fail"})))),
         "fail" => Err(Error("the child failed on purpose".into())),
-        // A child of a workflow nobody registered (under `durable serve`).
+        // A child of workflow `nowhere` (not registered, under `durable
+        // serve`, until the test registers it): a leaf.
         "stranger" => Ok(describe(
-            Child::<Value, Value>::named("nowhere").call(&json!({})),
+            Child::<Value, Value>::named("nowhere").call(&json!({"mode": "leaf", "i": 2})),
         )),
         // A child that waits for an event that never comes.
         "slow" | "" => {
@@ -115,6 +116,12 @@ fn run(input: Input) -> Result<Value, Error> {
             let all = durable_sdk::all(&children);
             Ok(json!(all.into_iter().map(describe).collect::<Vec<_>>()))
         }
+        // A slow child with a timeout of `timeout_ms`: it times out.
+        "child_timeout" => Ok(describe(
+            family()
+                .timeout(Duration::from_millis(input.timeout_ms))
+                .call(&json!({"mode": "slow"})),
+        )),
         // A child whose end the parent records: for the crash points.
         "one_child" => {
             let out = family().call(&json!({"mode": "leaf", "i": input.i}))?;
