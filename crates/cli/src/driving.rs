@@ -221,7 +221,7 @@ pub(crate) fn report_one(run_id: &str, result: Result<Finished, RunError>) -> Ex
                     ExitCode::Cancelled
                 }
                 // Only under `durable check`, which does not wait.
-                RunStatus::Waiting | RunStatus::Running => {
+                RunStatus::Queued | RunStatus::Waiting | RunStatus::Running => {
                     error(format_args!(
                         "run {run_id} is {} and was not waited for",
                         run.status

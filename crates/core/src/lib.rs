@@ -15,6 +15,7 @@ pub mod hash;
 pub mod history;
 pub mod json;
 pub mod names;
+pub mod queues;
 pub mod records;
 pub mod views;
 

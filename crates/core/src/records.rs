@@ -6,6 +6,9 @@ use std::fmt;
 /// Where a run stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {
+    /// Started in a queue and not admitted yet: a server admits it when the
+    /// queue's limits allow (it holds nothing meanwhile).
+    Queued,
     /// Started and not finished: a host drives it, or it waits for `resume`.
     Running,
     /// Waiting for a time or an event, holding nothing; due when
@@ -23,6 +26,7 @@ impl RunStatus {
     /// The name stored in the database and shown to users.
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Waiting => "waiting",
             RunStatus::Succeeded => "succeeded",
@@ -34,6 +38,7 @@ impl RunStatus {
     /// The status named `s` (as [`RunStatus::as_str`] writes it).
     pub fn parse_name(s: &str) -> Option<Self> {
         Some(match s {
+            "queued" => RunStatus::Queued,
             "running" => RunStatus::Running,
             "waiting" => RunStatus::Waiting,
             "succeeded" => RunStatus::Succeeded,
@@ -45,9 +50,12 @@ impl RunStatus {
 }
 
 impl RunStatus {
-    /// True while the run has not ended (running or waiting).
+    /// True while the run has not ended (queued, running or waiting).
     pub fn is_open(self) -> bool {
-        matches!(self, RunStatus::Running | RunStatus::Waiting)
+        matches!(
+            self,
+            RunStatus::Queued | RunStatus::Running | RunStatus::Waiting
+        )
     }
 }
 
@@ -101,6 +109,8 @@ pub struct RunRecord {
     pub parent: Option<String>,
     /// The key of the parent's call that started it (`$child:NAME#n`).
     pub parent_key: Option<String>,
+    /// The queue it was started in (flow control), if any.
+    pub queue: Option<String>,
 }
 
 /// What a step produced: the value the workflow sees, forever.

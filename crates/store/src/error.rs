@@ -91,6 +91,22 @@ pub enum StoreError {
     /// A run with this id exists already.
     #[error("a run with id {0:?} exists already; choose another id")]
     RunExists(String),
+    /// No queue has this name.
+    #[error(
+        "no queue named {0:?} (define it in durable.toml, [queues.NAME], or with PUT /v1/queues/NAME)"
+    )]
+    QueueNotFound(String),
+    /// The run waits in a queue: only its admission starts it.
+    #[error(
+        "run {run:?} is queued in queue {queue:?}: a server (`durable serve`) on this database \
+         starts it when the queue's limits allow"
+    )]
+    Queued {
+        /// The run id.
+        run: String,
+        /// Its queue.
+        queue: String,
+    },
     /// The database location asks for something this build cannot do (a
     /// TLS setting, say).
     #[error("{0}")]

@@ -39,6 +39,9 @@ pub use durable_core::views::{
     Settled, SleepOutcome, StoreHandle, StoreStats, StoredComponent, Superseded, SwitchRecord,
     Unfinished, Wait,
 };
+pub use durable_core::queues::{
+    Admission, Held, QueueConfig, QueuePosition, QueueState, QueuedStart, Rate,
+};
 pub use error::StoreError;
 pub use histogram::{Histogram, HistogramSnapshot};
 pub use location::{Location, redact};

@@ -64,9 +64,11 @@ impl From<StoreError> for ApiError {
         let (status, code) = match &e {
             StoreError::RunNotFound(_)
             | StoreError::StepNotFound { .. }
-            | StoreError::ComponentNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            | StoreError::ComponentNotFound(_)
+            | StoreError::QueueNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             StoreError::AlreadyFinished { .. }
             | StoreError::RunExists(_)
+            | StoreError::Queued { .. }
             | StoreError::EventIdTaken { .. }
             | StoreError::ComponentInUse { .. } => (StatusCode::CONFLICT, "conflict"),
             // The database is busy for now (another process's write lock,

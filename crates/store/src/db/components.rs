@@ -82,7 +82,7 @@ impl Store {
                 "SELECT c.digest, c.name, octet_length(c.bytes), c.added_at_ms,
                         (SELECT count(*) FROM runs r WHERE r.component_digest = c.digest),
                         (SELECT count(*) FROM runs r WHERE r.component_digest = c.digest
-                                                        AND r.status IN ('running', 'waiting'))
+                                                        AND r.status IN ('queued', 'running', 'waiting'))
                  FROM components c ORDER BY c.added_at_ms DESC, c.digest",
                 args![],
                 |r| {

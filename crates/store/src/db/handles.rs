@@ -353,7 +353,7 @@ fn ended_child(
     };
     let error = || run.error.clone().unwrap_or_default();
     let end = match run.status {
-        RunStatus::Running | RunStatus::Waiting => return Ok(None),
+        RunStatus::Queued | RunStatus::Running | RunStatus::Waiting => return Ok(None),
         RunStatus::Succeeded => {
             ChildEnd::Succeeded(run.output.clone().unwrap_or_else(|| "null".into()))
         }

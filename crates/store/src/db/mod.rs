@@ -16,6 +16,7 @@ mod inspect;
 mod listen;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod queues;
 mod rows;
 mod server;
 pub(crate) mod sqlite;

@@ -1,6 +1,6 @@
 //! The PostgreSQL database: its schema, created and checked on open.
 //!
-//! The tables are SQLite's (`sqlite.rs`, schema version 10) in PostgreSQL's
+//! The tables are SQLite's (`sqlite.rs`, schema version 11) in PostgreSQL's
 //! types: integers are `BIGINT`, text keys compare byte-wise (`COLLATE
 //! "C"`, as SQLite does), and the row ids SQLite gives `events.seq` and
 //! `output.id` are identity columns. The version is kept in
@@ -181,6 +181,30 @@ ALTER TABLE runs ADD COLUMN parent_id TEXT COLLATE "C";
 ALTER TABLE runs ADD COLUMN parent_key TEXT COLLATE "C";
 CREATE INDEX runs_by_parent ON runs(parent_id, created_at_ms) WHERE parent_id IS NOT NULL;
 ALTER TABLE waits ADD COLUMN name TEXT COLLATE "C"
+"#,
+    r#"
+ALTER TABLE runs DROP CONSTRAINT runs_status_check;
+ALTER TABLE runs ADD CONSTRAINT runs_status_check
+    CHECK (status IN ('queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'));
+ALTER TABLE runs ADD COLUMN queue TEXT COLLATE "C";
+ALTER TABLE runs ADD COLUMN queue_key TEXT COLLATE "C";
+ALTER TABLE runs ADD COLUMN priority BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN queue_seq BIGINT;
+CREATE INDEX runs_queued ON runs(queue, priority DESC, queue_seq) WHERE status = 'queued';
+CREATE INDEX runs_by_queue ON runs(queue, status, queue_key) WHERE queue IS NOT NULL;
+CREATE TABLE queues (
+    name                TEXT COLLATE "C" PRIMARY KEY,
+    concurrency         BIGINT,
+    concurrency_key     TEXT,
+    per_key_concurrency BIGINT,
+    rate_count          BIGINT,
+    rate_per_ms         BIGINT,
+    burst               BIGINT NOT NULL DEFAULT 1,
+    milli_tokens        BIGINT,
+    refilled_at_ms      BIGINT,
+    next_seq            BIGINT NOT NULL DEFAULT 0,
+    updated_at_ms       BIGINT NOT NULL
+)
 "#,
 ];
 

@@ -46,6 +46,20 @@ pub(super) fn take_over(
     if !RunStatus::parse_name(&status).is_some_and(RunStatus::is_open) {
         return Ok(false);
     }
+    if status == RunStatus::Queued.as_str() {
+        let queue: Option<String> = tx
+            .opt(
+                "reading the run's queue",
+                "SELECT queue FROM runs WHERE id = ?1",
+                args![run_id],
+                |r| r.get(0),
+            )?
+            .flatten();
+        return Err(StoreError::Queued {
+            run: run_id.to_string(),
+            queue: queue.unwrap_or_default(),
+        });
+    }
     if current.as_deref() != Some(owner) && !owner_is_gone(current.as_deref(), lease, now) {
         let other = current.as_deref().and_then(Owner::parse);
         return Err(StoreError::Owned {
@@ -191,7 +205,7 @@ fn cancel_row(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<bool, StoreError> {
         "UPDATE runs SET status = 'cancelled', error = 'cancelled', finished_at_ms = ?2,
                          owner = NULL, lease_until_ms = NULL, waiting_for = NULL,
                          wake_at_ms = NULL, wait_event = NULL
-         WHERE id = ?1 AND status IN ('running', 'waiting')",
+         WHERE id = ?1 AND status IN ('queued', 'running', 'waiting')",
         args![run_id, now],
     )?;
     Ok(changed > 0)
@@ -248,12 +262,13 @@ fn request_cancel(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<bool, StoreErro
     tx.exec(
         "requesting the cancel",
         "UPDATE runs SET cancel_requested_at_ms = coalesce(cancel_requested_at_ms, ?2)
-         WHERE id = ?1 AND status IN ('running', 'waiting')",
+         WHERE id = ?1 AND status IN ('queued', 'running', 'waiting')",
         args![run_id, now],
     )?;
     let row: Option<(Option<String>, Option<i64>)> = tx.opt(
         "reading the run's owner",
-        "SELECT owner, lease_until_ms FROM runs WHERE id = ?1 AND status IN ('running', 'waiting')",
+        "SELECT owner, lease_until_ms FROM runs
+         WHERE id = ?1 AND status IN ('queued', 'running', 'waiting')",
         args![run_id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -265,7 +280,8 @@ fn cancel_descendants(tx: &Tx<'_>, run_id: &str, now: i64) -> Result<(), StoreEr
     while let Some(id) = todo.pop() {
         let children: Vec<String> = tx.all(
             "listing the run's children",
-            "SELECT id FROM runs WHERE parent_id = ?1 AND status IN ('running', 'waiting')",
+            "SELECT id FROM runs
+             WHERE parent_id = ?1 AND status IN ('queued', 'running', 'waiting')",
             args![id],
             |r| r.get(0),
         )?;
@@ -486,11 +502,11 @@ pub(super) fn read_run(tx: &Tx<'_>, run_id: &str) -> Result<Option<RunRecord>, S
 
 /// The columns [`run_from_row`] reads, in order.
 /// How many columns [`RUN_COLUMNS`] has: a query may select more after them.
-pub(super) const RUN_COLUMN_COUNT: usize = 19;
+pub(super) const RUN_COLUMN_COUNT: usize = 20;
 
 pub(super) const RUN_COLUMNS: &str = "id, workflow, component_digest, input, status, output, error, seed, \
      created_at_ms, finished_at_ms, clock_ms, drives, cancel_requested_at_ms, forked_from, \
-     waiting_for, wake_at_ms, wait_event, parent_id, parent_key";
+     waiting_for, wake_at_ms, wait_event, parent_id, parent_key, queue";
 
 pub(super) fn run_from_row(r: &Row<'_>) -> Result<Result<RunRecord, StoreError>, ColumnError> {
     let status: String = r.get(4)?;
@@ -517,6 +533,7 @@ pub(super) fn run_from_row(r: &Row<'_>) -> Result<Result<RunRecord, StoreError>,
         wait_event: r.get(16)?,
         parent: r.get(17)?,
         parent_key: r.get(18)?,
+        queue: r.get(19)?,
     }))
 }
 

@@ -305,6 +305,69 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_by_parent ON runs(parent_id, created_at_ms) WHERE parent_id IS NOT NULL;
     ALTER TABLE waits ADD COLUMN name TEXT;
     "#,
+    // 11: flow control. A run may be `queued` (started in a queue, not
+    // admitted yet: a new status, so the table is made again with its
+    // check); it knows its queue, key, priority and place in start order;
+    // the queues keep their limits, their rate's bucket and the next place.
+    r#"
+    CREATE TABLE runs_v11 (
+        id                     TEXT PRIMARY KEY,
+        workflow               TEXT NOT NULL,
+        component_digest       TEXT NOT NULL REFERENCES components(digest),
+        input                  TEXT NOT NULL,
+        status                 TEXT NOT NULL
+                               CHECK (status IN ('queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled')),
+        output                 TEXT,
+        error                  TEXT,
+        seed                   INTEGER NOT NULL,
+        created_at_ms          INTEGER NOT NULL,
+        finished_at_ms         INTEGER,
+        owner                  TEXT,
+        lease_until_ms         INTEGER,
+        clock_ms               INTEGER NOT NULL,
+        drives                 INTEGER NOT NULL DEFAULT 0,
+        cancel_requested_at_ms INTEGER,
+        forked_from            TEXT,
+        waiting_for            TEXT,
+        wake_at_ms             INTEGER,
+        wait_event             TEXT,
+        parent_id              TEXT,
+        parent_key             TEXT,
+        queue                  TEXT,
+        queue_key              TEXT,
+        priority               INTEGER NOT NULL DEFAULT 0,
+        queue_seq              INTEGER
+    ) STRICT;
+    INSERT INTO runs_v11
+        SELECT id, workflow, component_digest, input, status, output, error, seed,
+               created_at_ms, finished_at_ms, owner, lease_until_ms, clock_ms, drives,
+               cancel_requested_at_ms, forked_from, waiting_for, wake_at_ms, wait_event,
+               parent_id, parent_key, NULL, NULL, 0, NULL
+        FROM runs;
+    DROP TABLE runs;
+    ALTER TABLE runs_v11 RENAME TO runs;
+    CREATE INDEX runs_by_status ON runs(status, created_at_ms);
+    CREATE INDEX runs_by_created ON runs(created_at_ms);
+    CREATE INDEX runs_by_wake ON runs(status, wake_at_ms);
+    CREATE INDEX runs_by_component ON runs(component_digest);
+    CREATE INDEX runs_by_parent ON runs(parent_id, created_at_ms) WHERE parent_id IS NOT NULL;
+    CREATE INDEX runs_queued ON runs(queue, priority DESC, queue_seq) WHERE status = 'queued';
+    CREATE INDEX runs_by_queue ON runs(queue, status, queue_key) WHERE queue IS NOT NULL;
+
+    CREATE TABLE queues (
+        name                TEXT PRIMARY KEY,
+        concurrency         INTEGER,
+        concurrency_key     TEXT,
+        per_key_concurrency INTEGER,
+        rate_count          INTEGER,
+        rate_per_ms         INTEGER,
+        burst               INTEGER NOT NULL DEFAULT 1,
+        milli_tokens        INTEGER,
+        refilled_at_ms      INTEGER,
+        next_seq            INTEGER NOT NULL DEFAULT 0,
+        updated_at_ms       INTEGER NOT NULL
+    ) STRICT;
+    "#,
 ];
 
 /// Opens a read-only connection to a database that [`open`] prepared.

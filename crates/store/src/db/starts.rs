@@ -80,7 +80,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Owned`] when a live process drives the run.
     pub async fn claim_run(&self, new: NewRun, owner: &Owner) -> Result<Claim, StoreError> {
-        self.start(new, owner, claim_existing_run, Claim::Created, |c| {
+        self.start(new, owner, insert_run, claim_existing_run, Claim::Created, |c| {
             matches!(c, Claim::Created(_))
         })
         .await
@@ -96,6 +96,7 @@ impl Store {
         self.start(
             new,
             owner,
+            insert_run,
             |_, run, _, _, _| Ok(Creation::Existing(run)),
             Creation::Created,
             |c| matches!(c, Creation::Created(_)),
@@ -103,30 +104,38 @@ impl Store {
         .await
     }
 
-    /// One transaction that inserts run `new` (`created` makes the answer
-    /// of it) unless a run has the id (`existing` answers then), done again
-    /// if the component this store took for stored is gone.
-    async fn start<T: Send + 'static>(
+    /// One transaction that inserts run `new` with `insert` (`created`
+    /// makes the answer of it) unless a run has the id (`existing` answers
+    /// then), done again if the component this store took for stored is
+    /// gone.
+    pub(super) async fn start<T: Send + 'static, I>(
         &self,
         new: NewRun,
         owner: &Owner,
+        insert: I,
         existing: OnExisting<T>,
         created: fn(RunRecord) -> T,
         was_created: fn(&T) -> bool,
-    ) -> Result<T, StoreError> {
+    ) -> Result<T, StoreError>
+    where
+        I: Fn(&Tx<'_>, &NewRun, ComponentToStore, &str, i64, i64) -> Result<RunRecord, StoreError>
+            + Clone
+            + Send
+            + 'static,
+    {
         let lease_ms = self.lease_ms;
         let owner = owner.to_string();
         let new = Arc::new(new);
         let mut component = self.named_components.to_store(&new.component_digest);
         loop {
-            let (job, owner) = (Arc::clone(&new), owner.clone());
+            let (job, owner, insert) = (Arc::clone(&new), owner.clone(), insert.clone());
             let outcome = self
                 .writer_for(&new.id)
                 .transact(move |tx| {
                     let now = tx.now_ms();
                     match read_run(tx, &job.id)? {
                         Some(run) => existing(tx, run, &owner, now, lease_ms),
-                        None => insert_run(tx, &job, component, &owner, now, lease_ms).map(created),
+                        None => insert(tx, &job, component, &owner, now, lease_ms).map(created),
                     }
                 })
                 .await;

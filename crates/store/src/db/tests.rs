@@ -91,7 +91,8 @@ on_both!(
     a_start_creates_once_and_this_process_runs_are_not_runnable,
     a_start_stores_its_component_once_and_again_if_another_host_deleted_it,
     children_start_once_wake_their_parent_and_end_with_it,
-    handles_settle_in_one_transaction_and_an_event_wakes_a_run_parked_on_them
+    handles_settle_in_one_transaction_and_an_event_wakes_a_run_parked_on_them,
+    queues_admit_under_their_limits_in_priority_then_start_order
 );
 
 /// The name a component is stored with, if it is stored.
@@ -726,7 +727,17 @@ async fn version_6(kind: Kind) -> Fresh {
             tokio::spawn(connection);
             client
                 .batch_execute(
-                    "DROP INDEX runs_by_parent;
+                    "DROP TABLE queues;
+                     DROP INDEX runs_queued;
+                     DROP INDEX runs_by_queue;
+                     ALTER TABLE runs DROP COLUMN queue;
+                     ALTER TABLE runs DROP COLUMN queue_key;
+                     ALTER TABLE runs DROP COLUMN priority;
+                     ALTER TABLE runs DROP COLUMN queue_seq;
+                     ALTER TABLE runs DROP CONSTRAINT runs_status_check;
+                     ALTER TABLE runs ADD CONSTRAINT runs_status_check
+                         CHECK (status IN ('running', 'waiting', 'succeeded', 'failed', 'cancelled'));
+                     DROP INDEX runs_by_parent;
                      ALTER TABLE runs DROP COLUMN parent_id;
                      ALTER TABLE runs DROP COLUMN parent_key;
                      ALTER TABLE waits DROP COLUMN name;
@@ -1053,5 +1064,114 @@ async fn handles_settle_in_one_transaction_and_an_event_wakes_a_run_parked_on_th
         .await
         .expect("park");
     assert_eq!(parked, HandlesParked::Parked);
+    store.close().await;
+}
+
+/// A queued run is driven by nobody until an admission lets it run; the
+/// admission follows priority, then start order, and holds the queue's
+/// concurrency, its per-key limit and its rate.
+async fn queues_admit_under_their_limits_in_priority_then_start_order(kind: Kind) {
+    use crate::{Held, QueueConfig, QueuedStart, Rate};
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    let mut q = QueueConfig::unlimited("q");
+    q.concurrency = Some(2);
+    q.concurrency_key = Some("/k".into());
+    q.per_key_concurrency = Some(1);
+    store.put_queue(q).await.expect("put");
+    let start = |priority: u8| QueuedStart {
+        queue: "q".into(),
+        key: None,
+        priority,
+    };
+    let queued = |id: &str, key: &str| {
+        let mut run = new_run(id);
+        run.input = format!("{{\"k\":\"{key}\"}}");
+        run
+    };
+    for (id, key, priority) in [("r1", "a", 0), ("r2", "a", 0), ("r3", "b", 0), ("r4", "c", 5)] {
+        let made = store
+            .create_queued_run(queued(id, key), start(priority))
+            .await
+            .expect("queued");
+        assert!(matches!(made, Creation::Created(r) if r.status == RunStatus::Queued));
+    }
+    // Not for the taking, nor for a claim, until admitted.
+    assert!(runnable_ids(&store).await.is_empty());
+    assert!(matches!(
+        store.claim_existing("r1", &me).await,
+        Err(StoreError::Queued { .. })
+    ));
+    let mut elsewhere = start(0);
+    elsewhere.queue = "nowhere".into();
+    assert!(matches!(
+        store.create_queued_run(new_run("x"), elsewhere).await,
+        Err(StoreError::QueueNotFound(_))
+    ));
+    // Priority first, then start order; two at once.
+    let first = store.admit(100).await.expect("admit");
+    assert_eq!(first.admitted, ["r4", "r1"]);
+    assert!(store.admit(100).await.expect("admit").admitted.is_empty());
+    let place = store.queue_position("r3").await.expect("read").expect("queued");
+    assert_eq!((place.position, place.held_by), (1, Held::Concurrency));
+    assert_eq!(place.key.as_deref(), Some("b"));
+    let mut admitted = runnable_ids(&store).await;
+    admitted.sort();
+    assert_eq!(admitted, ["r1", "r4"]);
+    let end = |id: &'static str| {
+        let store = &store;
+        let me = &me;
+        async move {
+            let Claim::Resumed(run) = store.claim_existing(id, me).await.expect("claim") else {
+                panic!("{id} is claimed");
+            };
+            store
+                .finish_run(id, me, run.drives, RunEnd::Succeeded("1".into()), None, Vec::new())
+                .await
+                .expect("finish");
+        }
+    };
+    // r4 ends: r2 is next in order but its key is taken by r1; r3 goes.
+    end("r4").await;
+    assert_eq!(store.admit(100).await.expect("admit").admitted, ["r3"]);
+    let place = store.queue_position("r2").await.expect("read").expect("queued");
+    assert_eq!((place.position, place.held_by), (0, Held::Concurrency));
+    end("r3").await;
+    let place = store.queue_position("r2").await.expect("read").expect("queued");
+    assert_eq!(place.held_by, Held::Key);
+    assert!(store.admit(100).await.expect("admit").admitted.is_empty());
+    end("r1").await;
+    assert_eq!(store.admit(100).await.expect("admit").admitted, ["r2"]);
+
+    // A rate of 1 an hour with a burst of 2: two now, the third in an hour.
+    let mut slow = QueueConfig::unlimited("slow");
+    slow.rate = Some(Rate::parse("1/1h").expect("rate"));
+    slow.burst = 2;
+    store.put_queue(slow).await.expect("put");
+    for id in ["s1", "s2", "s3", "s4"] {
+        let mut st = start(0);
+        st.queue = "slow".into();
+        store.create_queued_run(new_run(id), st).await.expect("queued");
+    }
+    let before = now_ms();
+    let admitted = store.admit(100).await.expect("admit");
+    assert_eq!(admitted.admitted, ["s1", "s2"]);
+    let next = admitted.next_at_ms.expect("a next token");
+    assert!(next >= before + 3_500_000 && next <= now_ms() + 3_600_000, "{next}");
+    assert!(store.admit(100).await.expect("admit").admitted.is_empty());
+    let place = store.queue_position("s3").await.expect("read").expect("queued");
+    assert_eq!(place.held_by, Held::Rate);
+    // A queued run is cancelled at once (nobody drives it).
+    store.cancel("s4").await.expect("cancel");
+    let s4 = store.run("s4").await.expect("read").expect("run");
+    assert_eq!(s4.status, RunStatus::Cancelled);
+    assert_eq!(s4.queue.as_deref(), Some("slow"));
+    let queues = store.queues().await.expect("queues");
+    let counts: Vec<_> = queues
+        .iter()
+        .map(|q| (q.config.name.as_str(), q.queued, q.active))
+        .collect();
+    assert_eq!(counts, [("q", 0, 1), ("slow", 1, 2)]);
     store.close().await;
 }

@@ -629,6 +629,7 @@ fn unfinished(d: &RunDetail) -> Option<String> {
         }),
         RunStatus::Cancelled => Some("it was cancelled".into()),
         RunStatus::Running => Some("it stopped unfinished".into()),
+        RunStatus::Queued => Some("it is queued".into()),
     }
 }
 
