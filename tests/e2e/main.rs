@@ -19,6 +19,7 @@ mod operate;
 mod polyglot;
 mod postgres;
 mod postgres_hosts;
+mod queues;
 mod replay;
 mod sandbox;
 mod serve;

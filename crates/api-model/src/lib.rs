@@ -48,6 +48,8 @@ pub struct ListedRun {
     pub wake_at_ms: Option<i64>,
     /// The run that started it as a child workflow (null: a top-level run).
     pub parent: Option<String>,
+    /// The queue it was started in (null: none).
+    pub queue: Option<String>,
 }
 
 impl ListedRun {
@@ -68,6 +70,7 @@ impl ListedRun {
             waiting_for: s.run.waiting_for.clone(),
             wake_at_ms: s.run.wake_at_ms,
             parent: s.run.parent.clone(),
+            queue: s.run.queue.clone(),
         }
     }
 }
@@ -134,6 +137,10 @@ pub struct ShownRun {
     pub parent: Option<String>,
     /// The key of the parent's call that started it.
     pub parent_key: Option<String>,
+    /// The queue it was started in (null: none).
+    pub queue: Option<String>,
+    /// Where it stands in its queue, while it is queued.
+    pub queued: Option<ShownQueued>,
     /// The child workflows it started, oldest first (also under the step
     /// that recorded each one's end, once recorded).
     pub children: Vec<ShownChild>,
@@ -158,6 +165,21 @@ pub struct ShownRun {
     /// What the workflow itself printed (with --logs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workflow_output: Option<Vec<ShownLine>>,
+}
+
+/// Where a queued run stands.
+#[derive(Serialize)]
+pub struct ShownQueued {
+    /// Its concurrency key.
+    pub key: Option<String>,
+    /// Its priority (0-9, higher first).
+    pub priority: u8,
+    /// How many runs of the queue go before it (0: it is next).
+    pub position: u64,
+    /// What holds it back now: `concurrency` (the queue's limit),
+    /// `key` (its key's limit), `rate`, `behind` (runs ahead of it) or
+    /// `nothing` (a server admits it at its next look).
+    pub held_by: &'static str,
 }
 
 /// When a drive began.

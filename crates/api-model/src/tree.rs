@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use durable_core::views::RunDetail;
 
 use crate::{
-    ShownChild, ShownDriveStart, ShownEvent, ShownRun, ShownStep, ShownSuperseded, ShownSwitch,
-    line, parse_json,
+    ShownChild, ShownDriveStart, ShownEvent, ShownQueued, ShownRun, ShownStep, ShownSuperseded,
+    ShownSwitch, line, parse_json,
 };
 
 /// The tree of `detail`'s steps (children in call order), with attempts and,
@@ -105,6 +105,13 @@ pub fn shown_run(detail: &RunDetail, logs: bool) -> ShownRun {
         forked_from: r.forked_from.clone(),
         parent: r.parent.clone(),
         parent_key: r.parent_key.clone(),
+        queue: r.queue.clone(),
+        queued: detail.queued.as_ref().map(|q| ShownQueued {
+            key: q.key.clone(),
+            priority: q.priority,
+            position: q.position,
+            held_by: q.held_by.as_str(),
+        }),
         children: detail.children.iter().map(ShownChild::new).collect(),
         cancel_requested: r.cancel_requested,
         waiting_for: r.waiting_for.clone(),

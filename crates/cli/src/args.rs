@@ -282,6 +282,12 @@ pub struct RunArgs {
     #[arg(long = "link", value_name = "NAME=PATH", value_parser = parse_link)]
     pub links: Vec<(String, PathBuf)>,
 
+    /// Refused: queues are a server's (a run started here is driven here,
+    /// at once). Start queued runs with `POST /v1/runs {"queue": ...}` on
+    /// `durable serve`.
+    #[arg(long, value_name = "NAME")]
+    pub queue: Option<String>,
+
     #[command(flatten)]
     pub drive: DriveArgs,
 

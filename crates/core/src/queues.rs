@@ -31,7 +31,9 @@ impl Rate {
         let (count, interval) = text.trim().split_once('/').ok_or_else(bad)?;
         let count: u32 = count.trim().parse().map_err(|_| bad())?;
         let interval = interval.trim();
-        let digits = interval.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
+        let digits = interval
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(bad)?;
         let (n, unit) = interval.split_at(digits);
         let n: i64 = if n.is_empty() {
             1
@@ -58,10 +60,15 @@ impl Rate {
 
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (n, unit) = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "m"), (1_000, "s")]
-            .into_iter()
-            .find(|(u, _)| self.per_ms % u == 0)
-            .map_or((self.per_ms, "ms"), |(u, name)| (self.per_ms / u, name));
+        let (n, unit) = [
+            (86_400_000, "d"),
+            (3_600_000, "h"),
+            (60_000, "m"),
+            (1_000, "s"),
+        ]
+        .into_iter()
+        .find(|(u, _)| self.per_ms % u == 0)
+        .map_or((self.per_ms, "ms"), |(u, name)| (self.per_ms / u, name));
         write!(f, "{}/{n}{unit}", self.count)
     }
 }

@@ -127,6 +127,8 @@ pub struct RunDetail {
     pub switches: Vec<SwitchRecord>,
     /// The child workflows it started, oldest first.
     pub children: Vec<RunRecord>,
+    /// Where it stands in its queue, while it is queued.
+    pub queued: Option<crate::queues::QueuePosition>,
 }
 
 /// An event sent to a run.

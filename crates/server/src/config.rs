@@ -12,6 +12,17 @@
 //! schedule = "0 0 2 * * *"               # sec min hour day month weekday (UTC)
 //! input = { region = "eu" }
 //! missed = "start"                       # or "skip"
+//!
+//! [workflows.charge]
+//! component = "charge.wasm"
+//! queue = "payments"                     # every run of it waits its turn there
+//!
+//! [queues.payments]
+//! concurrency = 10                       # across every host on the database
+//! concurrency_key = "/customer"          # a JSON pointer into the input
+//! per_key_concurrency = 1                # one run per customer at a time
+//! rate = "100/1m"                        # admissions, as a token bucket
+//! burst = 10                             # of 10 (1 unless given)
 //! ```
 
 use std::collections::BTreeMap;
@@ -21,6 +32,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use durable::settings::DriveSettings;
+use durable::store::{QueueConfig, Rate};
 
 /// The file.
 #[derive(Debug, Deserialize)]
@@ -28,6 +40,28 @@ use durable::settings::DriveSettings;
 struct File {
     #[serde(default)]
     workflows: BTreeMap<String, Entry>,
+    #[serde(default)]
+    queues: BTreeMap<String, QueueEntry>,
+}
+
+/// One `[queues.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueEntry {
+    concurrency: Option<u32>,
+    concurrency_key: Option<String>,
+    per_key_concurrency: Option<u32>,
+    rate: Option<String>,
+    burst: Option<u32>,
+}
+
+/// What `durable.toml` defines.
+#[derive(Debug, Default)]
+pub struct Config {
+    /// The workflows, by name.
+    pub workflows: Vec<Workflow>,
+    /// The queues (set in the database on every start).
+    pub queues: Vec<QueueConfig>,
 }
 
 /// One `[workflows.NAME]` table.
@@ -61,6 +95,8 @@ pub struct Entry {
     /// What to do with ticks missed while the server was down.
     #[serde(default)]
     missed: Missed,
+    /// The queue every run of the workflow is started in.
+    queue: Option<String>,
 }
 
 /// Ticks missed while no server ran.
@@ -86,6 +122,8 @@ pub struct Workflow {
     /// added and its limits put in.
     pub drive: DriveSettings,
     pub schedule: Option<Schedule>,
+    /// The queue its runs are started in.
+    pub queue: Option<String>,
 }
 
 /// A workflow's schedule.
@@ -102,11 +140,25 @@ pub struct Schedule {
 ///
 /// # Errors
 /// A message for the user, naming the file, and the line or the workflow.
-pub fn read(path: &Path, base: &DriveSettings) -> Result<Vec<Workflow>, String> {
+pub fn read(path: &Path, base: &DriveSettings) -> Result<Config, String> {
     let text =
         std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
     let file: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
+    let mut queues = Vec::new();
+    for (name, q) in file.queues {
+        let at = |what: String| format!("{}: [queues.{name}]: {what}", path.display());
+        let config = QueueConfig {
+            name: name.clone(),
+            concurrency: q.concurrency,
+            concurrency_key: q.concurrency_key,
+            per_key_concurrency: q.per_key_concurrency,
+            rate: q.rate.as_deref().map(Rate::parse).transpose().map_err(at)?,
+            burst: q.burst.unwrap_or(1),
+        };
+        config.validate().map_err(at)?;
+        queues.push(config);
+    }
     let mut out = Vec::new();
     for (name, e) in file.workflows {
         let at = |what: String| format!("{}: [workflows.{name}]: {what}", path.display());
@@ -178,9 +230,13 @@ pub fn read(path: &Path, base: &DriveSettings) -> Result<Vec<Workflow>, String> 
             name,
             drive,
             schedule,
+            queue: e.queue,
         });
     }
-    Ok(out)
+    Ok(Config {
+        workflows: out,
+        queues,
+    })
 }
 
 #[cfg(test)]
@@ -190,10 +246,46 @@ mod tests {
     }
 
     fn read(text: &str) -> Result<Vec<super::Workflow>, String> {
+        read_all(text).map(|c| c.workflows)
+    }
+
+    fn read_all(text: &str) -> Result<super::Config, String> {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("durable.toml");
         std::fs::write(&path, text).expect("write");
         super::read(&path, &base())
+    }
+
+    #[test]
+    fn queues_are_read_with_their_limits_and_bad_ones_refused() {
+        let c = read_all(
+            r#"
+            [workflows.charge]
+            component = "charge.wasm"
+            queue = "payments"
+
+            [queues.payments]
+            concurrency = 10
+            concurrency_key = "/customer"
+            per_key_concurrency = 1
+            rate = "100/1m"
+            burst = 5
+            "#,
+        )
+        .expect("a valid file");
+        assert_eq!(c.workflows[0].queue.as_deref(), Some("payments"));
+        let q = &c.queues[0];
+        assert_eq!(q.name, "payments");
+        assert_eq!(q.concurrency, Some(10));
+        assert_eq!(q.per_key_concurrency, Some(1));
+        assert_eq!(q.rate.map(|r| (r.count, r.per_ms)), Some((100, 60_000)));
+        assert_eq!(q.burst, 5);
+        let e = read_all("[queues.q]\nrate = \"fast\"\n").expect_err("bad rate");
+        assert!(e.contains("[queues.q]") && e.contains("N/INTERVAL"), "{e}");
+        let e = read_all("[queues.q]\nconcurrency = 0\n").expect_err("zero");
+        assert!(e.contains("admits nothing"), "{e}");
+        let e = read_all("[queues.q]\nconcurency = 3\n").expect_err("typo");
+        assert!(e.contains("concurency"), "{e}");
     }
 
     #[test]

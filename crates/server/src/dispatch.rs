@@ -49,6 +49,9 @@ struct Inner {
     stopped: AtomicBool,
     /// Signalled when a drive task ends.
     ended: Notify,
+    /// Signalled when a queue may admit a run now (a run was queued, a
+    /// queue changed, a run of a queue ended): the poll looks at once.
+    admit: Notify,
     /// Long polls waiting on a run, by run id, and how many wait: woken
     /// when a drive of that run by this server ends (which hands them the
     /// run as it ended), or when the look at runs driven elsewhere
@@ -94,9 +97,13 @@ struct Driving {
 }
 
 impl Driving {
-    /// The drive ended so: its waiters get the run as it left it.
+    /// The drive ended so: its waiters get the run as it left it. A run
+    /// of a queue that ended leaves a slot: the queue may admit another.
     fn ended(self, result: Result<Finished, RunError>) {
         if let Ok(f) = result {
+            if f.run.queue.is_some() && !f.run.status.is_open() {
+                self.inner.admit.notify_one();
+            }
             let _ = self.left.set(Arc::new(f.run));
         }
     }
@@ -134,6 +141,7 @@ impl Dispatcher {
                 failing: Mutex::new(HashMap::new()),
                 stopped: AtomicBool::new(false),
                 ended: Notify::new(),
+                admit: Notify::new(),
                 watchers: Mutex::new(HashMap::new()),
             }),
         };
@@ -205,6 +213,24 @@ impl Dispatcher {
         while !self.inner.stopped.load(Ordering::SeqCst) {
             // A full batch leaves more to take up at once.
             let mut more = false;
+            // Queued runs the queues' limits let in now: this host drives
+            // them (another may, should this one stop first).
+            let mut next_admission = None;
+            match self.inner.rt.store().admit(BATCH).await {
+                Ok(admission) => {
+                    more = admission.admitted.len() >= BATCH;
+                    next_admission = admission.next_at_ms;
+                    for id in admission.admitted {
+                        self.resume(id);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %durable::errors::chain(&e), "could not admit queued runs")
+                }
+            }
+            let until_admission = next_admission.map(|t| {
+                Duration::from_millis(t.saturating_sub(durable::clock::now_ms()).max(0) as u64)
+            });
             match self.inner.rt.store().runnable(BATCH).await {
                 Ok(ids) => {
                     more = ids.len() >= BATCH;
@@ -223,7 +249,12 @@ impl Dispatcher {
                 }
             }
             match &wake_ups {
-                None => tokio::time::sleep(POLL).await,
+                None => {
+                    tokio::select! {
+                        () = self.inner.admit.notified() => {}
+                        () = tokio::time::sleep(POLL) => {}
+                    }
+                }
                 Some(_) if more => {}
                 Some(woken) => {
                     let next = self.inner.rt.store().next_wake_at().await.ok().flatten();
@@ -244,8 +275,10 @@ impl Dispatcher {
                                 .clamp(POLL, SLOW_POLL),
                         },
                     };
+                    let wait = until_admission.map_or(wait, |a| wait.min(a));
                     tokio::select! {
                         () = woken.notified() => {}
+                        () = self.inner.admit.notified() => {}
                         () = tokio::time::sleep(wait) => {}
                     }
                 }
@@ -357,6 +390,22 @@ impl Dispatcher {
             }
         });
         true
+    }
+
+    /// Forgets the back-off of every run whose drives failed (something
+    /// changed that may make them work: a workflow was registered), and
+    /// looks for due runs at once.
+    pub fn forget_failures(&self) {
+        if let Ok(mut failing) = self.inner.failing.lock() {
+            failing.clear();
+        }
+        self.inner.admit.notify_one();
+    }
+
+    /// A run was queued or a queue changed: the poll admits what it can
+    /// now instead of at its next look.
+    pub fn admit_soon(&self) {
+        self.inner.admit.notify_one();
     }
 
     /// The runtime's store.

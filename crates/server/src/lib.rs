@@ -119,12 +119,29 @@ pub async fn serve(
     config.max_loaded_bytes = args.max_loaded_mb.saturating_mul(1 << 20);
     let engine = Engine::with_options(config.engine_options())
         .map_err(|e| ServeError::Engine(format!("could not start the engine: {e:#}")))?;
-    let registered = load_registered(db, &args, &engine, &mut config)?;
+    let (registered, queues) = load_registered(db, &args, &engine, &mut config)?;
     let store = args.drive.open_store(db).await?;
     for (entry, wf) in &registered {
         store
             .put_component(&wf.digest, wf.bytes.clone(), Some(&entry.name))
             .await?;
+    }
+    // durable.toml's queues are what it says on every start; a queue a
+    // workflow names may also be one defined over the API before.
+    for queue in queues {
+        store.put_queue(queue).await?;
+    }
+    let defined = store.queues().await?;
+    for (entry, _) in &registered {
+        if let Some(q) = &entry.queue
+            && !defined.iter().any(|d| &d.config.name == q)
+        {
+            return Err(ServeError::Settings(format!(
+                "[workflows.{}]: queue {q:?} is not defined: add [queues.{q}] to durable.toml \
+                 (or define it with PUT /v1/queues/{q})",
+                entry.name
+            )));
+        }
     }
     let listener = listen(args.listen)
         .map_err(|e| ServeError::Settings(format!("cannot listen on {}: {e}", args.listen)))?;
@@ -156,6 +173,7 @@ pub async fn serve(
                     digest: wf.digest.clone(),
                     schedule: entry.schedule.as_ref().map(|s| s.expression.clone()),
                     input: entry.schedule.as_ref().map(|s| s.input.clone()),
+                    queue: entry.queue.clone(),
                     from_config: true,
                 },
             );
@@ -291,13 +309,13 @@ fn load_registered(
     args: &ServeSettings,
     engine: &Engine,
     runtime: &mut RuntimeConfig,
-) -> Result<Vec<(config::Workflow, LoadedWorkflow)>, ServeError> {
+) -> Result<Registrations, ServeError> {
     let Some(path) = &args.config else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
-    let workflows = config::read(path, &args.drive).map_err(ServeError::Settings)?;
+    let config = config::read(path, &args.drive).map_err(ServeError::Settings)?;
     let mut out: Vec<(config::Workflow, LoadedWorkflow)> = Vec::new();
-    for w in workflows {
+    for w in config.workflows {
         let at = format!("{}: [workflows.{}]", path.display(), w.name);
         let refused = |e: String| ServeError::Settings(format!("{at}: {e}"));
         let own = w.drive.runtime_config(db).map_err(refused)?;
@@ -317,5 +335,11 @@ fn load_registered(
             .insert(wf.digest.clone(), (own.limits, own.grants));
         out.push((w, wf));
     }
-    Ok(out)
+    Ok((out, config.queues))
 }
+
+/// durable.toml's workflows, loaded, and its queues.
+type Registrations = (
+    Vec<(config::Workflow, LoadedWorkflow)>,
+    Vec<durable::store::QueueConfig>,
+);

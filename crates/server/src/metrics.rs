@@ -70,7 +70,14 @@ impl Metrics {
         let _ = writeln!(out, "# HELP durable_runs Runs in the database, by status.");
         let _ = writeln!(out, "# TYPE durable_runs gauge");
         let mut waiting = 0;
-        for status in ["running", "waiting", "succeeded", "failed", "cancelled"] {
+        for status in [
+            "queued",
+            "running",
+            "waiting",
+            "succeeded",
+            "failed",
+            "cancelled",
+        ] {
             let n = counts
                 .iter()
                 .find(|(s, _)| s == status)

@@ -29,6 +29,9 @@ mod sql;
 pub use db::{MIN_LEASE_MS, Store, StoreOptions};
 pub use owner::DEFAULT_LEASE_MS;
 
+pub use durable_core::queues::{
+    Admission, Held, MAX_PRIORITY, QueueConfig, QueuePosition, QueueState, QueuedStart, Rate,
+};
 pub use durable_core::records::{
     AttemptRecord, Claim, ComponentSwitch, Creation, NewRun, Outcome, OutputLine, RunEnd,
     RunRecord, RunStatus, StepCommit, StepRecord,
@@ -38,9 +41,6 @@ pub use durable_core::views::{
     EventRecord, HandleWait, HandlesParked, RunDetail, RunFilter, RunSummary, Sent, Settle,
     Settled, SleepOutcome, StoreHandle, StoreStats, StoredComponent, Superseded, SwitchRecord,
     Unfinished, Wait,
-};
-pub use durable_core::queues::{
-    Admission, Held, QueueConfig, QueuePosition, QueueState, QueuedStart, Rate,
 };
 pub use error::StoreError;
 pub use histogram::{Histogram, HistogramSnapshot};

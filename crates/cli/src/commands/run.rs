@@ -17,6 +17,14 @@ pub(crate) async fn run(db: &Location, args: RunArgs) -> ExitCode {
 }
 
 async fn run_inner(db: &Location, args: RunArgs) -> Result<ExitCode, ExitCode> {
+    if let Some(queue) = &args.queue {
+        error(format_args!(
+            "--queue {queue}: queues are a server's feature (`durable run` drives its run here, \
+             at once); start the run on `durable serve` with POST /v1/runs \
+             {{\"workflow\": ..., \"queue\": \"{queue}\"}}"
+        ));
+        return Err(ExitCode::Usage);
+    }
     if let Some(id) = &args.id
         && let Err(e) = durable::runner::validate_run_id(id)
     {

@@ -84,6 +84,22 @@ pub(crate) async fn show(db: &Location, args: ShowArgs) -> ExitCode {
             shown.parent_key.as_deref().unwrap_or("child")
         ));
     }
+    if let Some(q) = &shown.queue {
+        match &shown.queued {
+            Some(place) => text.push_str(&format!(
+                "queue      {q}: position {} (0 is next), priority {}{}, held by {}\n",
+                place.position,
+                place.priority,
+                place
+                    .key
+                    .as_deref()
+                    .map(|k| format!(", key {k:?}"))
+                    .unwrap_or_default(),
+                place.held_by
+            )),
+            None => text.push_str(&format!("queue      {q}\n")),
+        }
+    }
     text.push_str(&format!("input      {}\n", clip(&shown.input.to_string())));
     if let Some(o) = &shown.output {
         text.push_str(&format!("output     {}\n", clip(&o.to_string())));

@@ -458,6 +458,25 @@ impl Runtime {
             .map(Some)
     }
 
+    /// Starts run `run_id` queued in `start.queue`: checked like any start,
+    /// and stored; nobody drives it until the queue admits it
+    /// ([`Store::admit`](crate::store::Store::admit), which `durable serve`
+    /// does). A run that has the id is reported as it is.
+    ///
+    /// # Errors
+    /// See [`RunError`]; [`StoreError::QueueNotFound`] when the queue is
+    /// not defined.
+    pub async fn enqueue(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: &str,
+        input: &str,
+        start: crate::store::QueuedStart,
+    ) -> Result<crate::store::Creation, RunError> {
+        let new = self.new_run(workflow, run_id, input)?;
+        Ok(self.store.create_queued_run(new, start).await?)
+    }
+
     /// Checks a start's id and input and makes its record (with a fresh
     /// seed).
     fn new_run(

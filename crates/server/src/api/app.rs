@@ -43,6 +43,8 @@ pub struct Registered {
     pub schedule: Option<String>,
     /// The input of scheduled runs.
     pub input: Option<Value>,
+    /// The queue its runs are started in.
+    pub queue: Option<String>,
     /// Registered in durable.toml: the API cannot re-point it.
     pub from_config: bool,
 }

@@ -260,10 +260,12 @@ pub(super) async fn delete_component(
 pub(super) struct Register {
     name: String,
     component: String,
+    /// The queue its runs are started in.
+    queue: Option<String>,
 }
 
 pub(super) fn workflow_json(name: &str, r: &Registered) -> Value {
-    json!({"name": name, "digest": r.digest, "schedule": r.schedule, "input": r.input})
+    json!({"name": name, "digest": r.digest, "schedule": r.schedule, "input": r.input, "queue": r.queue})
 }
 
 /// `GET /v1/workflows`.
@@ -285,6 +287,9 @@ pub(super) async fn register_workflow(
 ) -> ApiResult {
     let req: Register = parse(body)?;
     durable::runner::validate_workflow_name(&req.name).map_err(ApiError::bad_request)?;
+    if let Some(q) = &req.queue {
+        super::queues::defined(&app, q).await?;
+    }
     // Known, and compiled, before the name points at it.
     let loaded = component(&app, &req.component, Some(&req.name)).await?;
     let mut workflows = app
@@ -296,6 +301,7 @@ pub(super) async fn register_workflow(
         digest: req.component.clone(),
         schedule: None,
         input: None,
+        queue: req.queue.clone(),
         from_config: false,
     };
     let status = match workflows.get(&req.name) {
@@ -316,5 +322,8 @@ pub(super) async fn register_workflow(
     // Child workflows of the name run it from now on, as new runs do.
     app.state.rt.link(&req.name, &loaded);
     workflows.insert(req.name, entry);
+    // Runs that backed off because a child of this name was unknown go
+    // on now, not after their back-off.
+    app.state.dispatcher.forget_failures();
     ok(status, shown)
 }

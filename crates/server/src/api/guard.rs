@@ -181,6 +181,18 @@ fn check(hosts: &Hosts, request: &Request) -> Result<(), ApiError> {
     if !api {
         return Ok(());
     }
+    // A NUL byte names nothing here (no id, name or filter may hold one;
+    // PostgreSQL's text cannot): refused, not carried to the database.
+    let nul = |text: &str| {
+        text.as_bytes()
+            .windows(3)
+            .any(|w| w.eq_ignore_ascii_case(b"%00"))
+    };
+    if nul(path) || request.uri().query().is_some_and(nul) {
+        return Err(ApiError::bad_request(
+            "a NUL byte (%00) is not allowed in a path or query",
+        ));
+    }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let own = origin
             .to_str()

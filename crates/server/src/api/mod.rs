@@ -20,6 +20,7 @@ mod app;
 mod components;
 mod error;
 mod guard;
+mod queues;
 mod runs;
 
 pub use app::{Registered, State, Workflows};
@@ -61,6 +62,11 @@ pub fn router(state: State) -> Router {
         .route(
             "/workflows",
             post(components::register_workflow).get(components::list_workflows),
+        )
+        .route("/queues", get(queues::list_queues))
+        .route(
+            "/queues/{name}",
+            axum::routing::put(queues::put_queue).get(queues::get_queue),
         )
         .layer(DefaultBodyLimit::max(json_limit))
         .merge(uploads)

@@ -14,7 +14,9 @@ use axum::extract::{Query, State as Extract};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use durable::json::same_json;
-use durable::store::{Cancelled, Creation, RunFilter, RunRecord, RunStatus, Sent, StoreError};
+use durable::store::{
+    Cancelled, Creation, QueuedStart, RunFilter, RunRecord, RunStatus, Sent, StoreError,
+};
 use durable_api_model as json;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -29,6 +31,13 @@ pub(super) struct StartRun {
     #[serde(default)]
     input: Value,
     id: Option<String>,
+    /// The queue to start it in (a registered workflow's own by default).
+    queue: Option<String>,
+    /// 0-9 in its queue: higher goes first.
+    priority: Option<u8>,
+    /// Its concurrency key in its queue (the queue's pointer into the
+    /// input by default).
+    key: Option<String>,
 }
 
 pub(super) fn shutting_down(app: &App) -> Result<(), ApiError> {
@@ -66,9 +75,12 @@ pub(super) async fn start_run(
 ) -> ApiResult {
     shutting_down(&app)?;
     let req: StartRun = parse(body)?;
-    let digest = match (&req.workflow, &req.component) {
-        (Some(name), None) => registered(&app, name)?.digest,
-        (None, Some(digest)) => digest.clone(),
+    let (digest, queue) = match (&req.workflow, &req.component) {
+        (Some(name), None) => {
+            let r = registered(&app, name)?;
+            (r.digest, req.queue.clone().or(r.queue))
+        }
+        (None, Some(digest)) => (digest.clone(), req.queue.clone()),
         _ => {
             return Err(ApiError::bad_request(
                 "give exactly one of `workflow` (a registered name) and `component` (a digest)",
@@ -83,6 +95,34 @@ pub(super) async fn start_run(
         .unwrap_or_else(|| durable::runner::new_run_id(&wf.name));
     durable::runner::validate_run_id(&id).map_err(ApiError::bad_request)?;
     not_a_tick_id(&app, &id)?;
+    if let Some(queue) = queue {
+        let start = QueuedStart {
+            queue,
+            key: req.key,
+            priority: req.priority.unwrap_or(0),
+        };
+        if start.priority > durable::store::MAX_PRIORITY {
+            return Err(ApiError::bad_request(format!(
+                "priority {} is out of range: 0 (the default) to {}",
+                start.priority,
+                durable::store::MAX_PRIORITY
+            )));
+        }
+        return match app.state.rt.enqueue(&wf, &id, &input, start).await {
+            Ok(Creation::Created(run)) => {
+                app.state.dispatcher.admit_soon();
+                ok(StatusCode::CREATED, summary(&run))
+            }
+            Ok(Creation::Existing(run)) => existing(&run, &id, &input),
+            Err(durable::runner::RunError::Store(e)) => Err(e.into()),
+            Err(e) => Err(ApiError::bad_request(durable::errors::chain(&e))),
+        };
+    }
+    if req.priority.is_some() || req.key.is_some() {
+        return Err(ApiError::bad_request(
+            "`priority` and `key` are a queue's: name a `queue` (or start a workflow registered with one)",
+        ));
+    }
     let (tell, told) = tokio::sync::oneshot::channel();
     if !app
         .state
@@ -170,6 +210,7 @@ pub(super) fn summary(run: &RunRecord) -> Value {
         "output": run.output.as_deref().map(json::parse_json),
         "error": run.error,
         "waiting_for": run.waiting_for,
+        "queue": run.queue,
     })
 }
 
@@ -223,7 +264,14 @@ pub(super) async fn list_runs(
         return ok(StatusCode::OK, json!({ "runs": runs, "next": next }));
     }
     let mut counts = serde_json::Map::new();
-    for s in ["running", "waiting", "succeeded", "failed", "cancelled"] {
+    for s in [
+        "queued",
+        "running",
+        "waiting",
+        "succeeded",
+        "failed",
+        "cancelled",
+    ] {
         counts.insert(s.into(), 0.into());
     }
     for (status, n) in store.count_by_status(workflow, prefix, parent).await? {

@@ -86,6 +86,10 @@ impl Store {
             } else {
                 Vec::new()
             };
+            let queued = match run.status {
+                durable_core::records::RunStatus::Queued => super::queues::position(tx, &run_id)?,
+                _ => None,
+            };
             Ok(RunDetail {
                 run,
                 steps,
@@ -96,6 +100,7 @@ impl Store {
                 drive_starts,
                 switches,
                 children,
+                queued,
             })
         })
         .await

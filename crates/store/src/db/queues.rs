@@ -404,6 +404,21 @@ impl Store {
     /// # Errors
     /// [`StoreError`] when the transaction fails (nothing is admitted).
     pub async fn admit(&self, max: usize) -> Result<Admission, StoreError> {
+        // Most looks find nothing queued: a read says so without taking
+        // the writer (a server looks every poll).
+        let any = self
+            .read(|tx| {
+                tx.opt(
+                    "looking for queued runs",
+                    "SELECT 1 FROM runs WHERE status = 'queued' LIMIT 1",
+                    args![],
+                    |_| Ok(()),
+                )
+            })
+            .await?;
+        if any.is_none() {
+            return Ok(Admission::default());
+        }
         self.writer_for("$queues")
             .transact(move |tx| {
                 let now = tx.now_ms();
@@ -432,62 +447,71 @@ impl Store {
     /// [`StoreError`] when the read fails.
     pub async fn queue_position(&self, run_id: &str) -> Result<Option<QueuePosition>, StoreError> {
         let run_id = run_id.to_string();
-        self.read(move |tx| {
-            let now = tx.now_ms();
-            type Place = (String, Option<String>, i64, i64);
-            let place: Option<Place> = tx.opt(
-                "reading the run's place",
-                "SELECT queue, queue_key, priority, queue_seq FROM runs
-                 WHERE id = ?1 AND status = 'queued' AND queue IS NOT NULL",
-                args![run_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get::<Option<i64>>(3)?.unwrap_or(0))),
-            )?;
-            let Some((queue, key, priority, seq)) = place else {
-                return Ok(None);
-            };
-            let ahead: i64 = tx.one(
-                "counting the runs ahead",
-                "SELECT count(*) FROM runs WHERE queue = ?1 AND status = 'queued'
-                   AND (priority > ?2 OR (priority = ?2 AND queue_seq < ?3))",
-                args![queue, priority, seq],
-                |r| r.get(0),
-            )?;
-            let row = tx.opt(
-                "reading the queue",
-                &format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?1"),
-                args![queue],
-                queue_row,
-            )?;
-            let held_by = match &row {
-                None => Held::Nothing,
-                Some(q) => {
-                    let full = |limit: Option<u32>, n: u64| limit.is_some_and(|l| n >= u64::from(l));
-                    if full(q.config.concurrency, active(tx, &queue)?) {
-                        Held::Concurrency
-                    } else if let (Some(_), Some(k)) = (q.config.per_key_concurrency, &key)
-                        && full(
-                            q.config.per_key_concurrency,
-                            active_by_key(tx, &queue)?.get(k).copied().unwrap_or(0),
-                        )
-                    {
-                        Held::Key
-                    } else if q.bucket(now).is_some_and(|(m, _)| m < 1000) {
-                        Held::Rate
-                    } else if ahead > 0 {
-                        Held::Behind
-                    } else {
-                        Held::Nothing
-                    }
-                }
-            };
-            Ok(Some(QueuePosition {
-                queue,
-                key,
-                priority: priority.clamp(0, 9) as u8,
-                position: ahead.max(0) as u64,
-                held_by,
-            }))
-        })
-        .await
+        self.read(move |tx| position(tx, &run_id)).await
     }
+}
+
+/// Where queued run `run_id` stands: `None` if it is not queued.
+pub(super) fn position(tx: &Tx<'_>, run_id: &str) -> Result<Option<QueuePosition>, StoreError> {
+    let now = tx.now_ms();
+    type Place = (String, Option<String>, i64, i64);
+    let place: Option<Place> = tx.opt(
+        "reading the run's place",
+        "SELECT queue, queue_key, priority, queue_seq FROM runs
+             WHERE id = ?1 AND status = 'queued' AND queue IS NOT NULL",
+        args![run_id],
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get::<Option<i64>>(3)?.unwrap_or(0),
+            ))
+        },
+    )?;
+    let Some((queue, key, priority, seq)) = place else {
+        return Ok(None);
+    };
+    let ahead: i64 = tx.one(
+        "counting the runs ahead",
+        "SELECT count(*) FROM runs WHERE queue = ?1 AND status = 'queued'
+               AND (priority > ?2 OR (priority = ?2 AND queue_seq < ?3))",
+        args![queue, priority, seq],
+        |r| r.get(0),
+    )?;
+    let row = tx.opt(
+        "reading the queue",
+        &format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?1"),
+        args![queue],
+        queue_row,
+    )?;
+    let held_by = match &row {
+        None => Held::Nothing,
+        Some(q) => {
+            let full = |limit: Option<u32>, n: u64| limit.is_some_and(|l| n >= u64::from(l));
+            if full(q.config.concurrency, active(tx, &queue)?) {
+                Held::Concurrency
+            } else if let (Some(_), Some(k)) = (q.config.per_key_concurrency, &key)
+                && full(
+                    q.config.per_key_concurrency,
+                    active_by_key(tx, &queue)?.get(k).copied().unwrap_or(0),
+                )
+            {
+                Held::Key
+            } else if q.bucket(now).is_some_and(|(m, _)| m < 1000) {
+                Held::Rate
+            } else if ahead > 0 {
+                Held::Behind
+            } else {
+                Held::Nothing
+            }
+        }
+    };
+    Ok(Some(QueuePosition {
+        queue,
+        key,
+        priority: priority.clamp(0, 9) as u8,
+        position: ahead.max(0) as u64,
+        held_by,
+    }))
 }

@@ -80,9 +80,14 @@ impl Store {
     /// # Errors
     /// [`StoreError::Owned`] when a live process drives the run.
     pub async fn claim_run(&self, new: NewRun, owner: &Owner) -> Result<Claim, StoreError> {
-        self.start(new, owner, insert_run, claim_existing_run, Claim::Created, |c| {
-            matches!(c, Claim::Created(_))
-        })
+        self.start(
+            new,
+            owner,
+            insert_run,
+            claim_existing_run,
+            Claim::Created,
+            |c| matches!(c, Claim::Created(_)),
+        )
         .await
     }
 

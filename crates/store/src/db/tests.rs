@@ -1090,7 +1090,12 @@ async fn queues_admit_under_their_limits_in_priority_then_start_order(kind: Kind
         run.input = format!("{{\"k\":\"{key}\"}}");
         run
     };
-    for (id, key, priority) in [("r1", "a", 0), ("r2", "a", 0), ("r3", "b", 0), ("r4", "c", 5)] {
+    for (id, key, priority) in [
+        ("r1", "a", 0),
+        ("r2", "a", 0),
+        ("r3", "b", 0),
+        ("r4", "c", 5),
+    ] {
         let made = store
             .create_queued_run(queued(id, key), start(priority))
             .await
@@ -1113,7 +1118,11 @@ async fn queues_admit_under_their_limits_in_priority_then_start_order(kind: Kind
     let first = store.admit(100).await.expect("admit");
     assert_eq!(first.admitted, ["r4", "r1"]);
     assert!(store.admit(100).await.expect("admit").admitted.is_empty());
-    let place = store.queue_position("r3").await.expect("read").expect("queued");
+    let place = store
+        .queue_position("r3")
+        .await
+        .expect("read")
+        .expect("queued");
     assert_eq!((place.position, place.held_by), (1, Held::Concurrency));
     assert_eq!(place.key.as_deref(), Some("b"));
     let mut admitted = runnable_ids(&store).await;
@@ -1127,7 +1136,14 @@ async fn queues_admit_under_their_limits_in_priority_then_start_order(kind: Kind
                 panic!("{id} is claimed");
             };
             store
-                .finish_run(id, me, run.drives, RunEnd::Succeeded("1".into()), None, Vec::new())
+                .finish_run(
+                    id,
+                    me,
+                    run.drives,
+                    RunEnd::Succeeded("1".into()),
+                    None,
+                    Vec::new(),
+                )
                 .await
                 .expect("finish");
         }
@@ -1135,10 +1151,18 @@ async fn queues_admit_under_their_limits_in_priority_then_start_order(kind: Kind
     // r4 ends: r2 is next in order but its key is taken by r1; r3 goes.
     end("r4").await;
     assert_eq!(store.admit(100).await.expect("admit").admitted, ["r3"]);
-    let place = store.queue_position("r2").await.expect("read").expect("queued");
+    let place = store
+        .queue_position("r2")
+        .await
+        .expect("read")
+        .expect("queued");
     assert_eq!((place.position, place.held_by), (0, Held::Concurrency));
     end("r3").await;
-    let place = store.queue_position("r2").await.expect("read").expect("queued");
+    let place = store
+        .queue_position("r2")
+        .await
+        .expect("read")
+        .expect("queued");
     assert_eq!(place.held_by, Held::Key);
     assert!(store.admit(100).await.expect("admit").admitted.is_empty());
     end("r1").await;
@@ -1152,15 +1176,25 @@ async fn queues_admit_under_their_limits_in_priority_then_start_order(kind: Kind
     for id in ["s1", "s2", "s3", "s4"] {
         let mut st = start(0);
         st.queue = "slow".into();
-        store.create_queued_run(new_run(id), st).await.expect("queued");
+        store
+            .create_queued_run(new_run(id), st)
+            .await
+            .expect("queued");
     }
     let before = now_ms();
     let admitted = store.admit(100).await.expect("admit");
     assert_eq!(admitted.admitted, ["s1", "s2"]);
     let next = admitted.next_at_ms.expect("a next token");
-    assert!(next >= before + 3_500_000 && next <= now_ms() + 3_600_000, "{next}");
+    assert!(
+        next >= before + 3_500_000 && next <= now_ms() + 3_600_000,
+        "{next}"
+    );
     assert!(store.admit(100).await.expect("admit").admitted.is_empty());
-    let place = store.queue_position("s3").await.expect("read").expect("queued");
+    let place = store
+        .queue_position("s3")
+        .await
+        .expect("read")
+        .expect("queued");
     assert_eq!(place.held_by, Held::Rate);
     // A queued run is cancelled at once (nobody drives it).
     store.cancel("s4").await.expect("cancel");

@@ -152,6 +152,9 @@ fn run(input: Input) -> Result<Value, Error> {
                 }
             })
         }
+        // One step of `delay_ms` (real time): a run that takes a while,
+        // for the queues' tests (which read its start and end).
+        "nap" => Ok(json!({ "napped": step!(nap).call(&input.delay_ms)?, "i": input.i })),
         // Three steps at once, the results in order.
         "steps" => {
             let hs: Vec<_> = (1..=3u64).map(|i| step!(double).start(&i)).collect();
