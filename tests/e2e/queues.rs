@@ -271,3 +271,66 @@ fn a_queued_run_is_not_driven_by_the_cli_and_run_refuses_queue() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("queues are a server's feature"));
 }
+
+#[test]
+fn postgres_two_hosts_share_a_queues_limit_exactly_and_a_killed_hosts_slots_come_back() {
+    const RUNS: usize = 1000;
+    let env = Env::postgres();
+    let mut a = Server::start(&env, &["--lease-ms", "3000"]);
+    let b = Server::start(&env, &["--lease-ms", "3000"]);
+    register(&a);
+    register(&b);
+    put_queue(&a, "ten", json!({"concurrency": 10}));
+    // Started through both hosts at once; each admits and drives.
+    let ids: Vec<String> = (0..RUNS).map(|i| format!("t{i}")).collect();
+    std::thread::scope(|s| {
+        for (host, half) in [(&a, 0), (&b, 1)] {
+            let ids = &ids;
+            s.spawn(move || {
+                for id in ids.iter().skip(half).step_by(2) {
+                    start(host, id, "ten", nap(100, json!({})), json!({}));
+                }
+            });
+        }
+    });
+    let spans: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            b.result(id);
+            span(&b, id)
+        })
+        .collect();
+    assert_eq!(most_at_once(&spans), 10, "{spans:?}");
+
+    // Host a drives the 3 runs a queue of 3 admits (runs of 4 s) and is
+    // killed: the runs behind them wait until b has taken a's over (after
+    // the lease) and ended them; never more than 3 at once.
+    put_queue(&a, "three", json!({"concurrency": 3}));
+    let ids: Vec<String> = (0..8).map(|i| format!("k{i}")).collect();
+    for id in &ids[..3] {
+        start(&a, id, "three", nap(4_000, json!({})), json!({}));
+    }
+    wait_until("a to drive three runs", Duration::from_secs(30), || {
+        ids[..3].iter().all(|id| {
+            let (_, run) = a.call("GET", &format!("/v1/runs/{id}"), b"");
+            run["status"] == "running" && run["drives"].as_u64() == Some(1)
+        })
+    });
+    a.kill();
+    for id in &ids[3..] {
+        start(&b, id, "three", nap(100, json!({})), json!({}));
+    }
+    let spans: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            b.result(id);
+            span(&b, id)
+        })
+        .collect();
+    assert!(most_at_once(&spans) <= 3, "{spans:?}");
+    // The killed host's runs were driven again, by b.
+    for id in &ids[..3] {
+        let (_, run) = b.call("GET", &format!("/v1/runs/{id}"), b"");
+        assert!(run["drives"].as_u64() >= Some(2), "{run}");
+    }
+}
