@@ -153,6 +153,15 @@ fn a_queue_admits_runs_under_its_limits_in_priority_then_start_order() {
         (queues["queued"].as_u64(), queues["active"].as_u64()),
         (Some(3), Some(1))
     );
+    let (_, _, metrics) = server.raw("GET", "/metrics", &[], b"");
+    for line in [
+        "durable_queue_runs{queue=\"one\",state=\"queued\"} 3",
+        "durable_queue_runs{queue=\"one\",state=\"running\"} 1",
+        "durable_queue_throttled{queue=\"one\"} 0",
+        "durable_runs{status=\"queued\"} 3",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} not in {metrics}");
+    }
     let (status, body) = server.call("POST", "/v1/runs/holder/cancel", b"");
     assert_eq!(status, 200, "{body}");
     let order: Vec<(i64, &str)> = ["low1", "low2", "high"]

@@ -87,6 +87,43 @@ impl Metrics {
             }
             let _ = writeln!(out, "durable_runs{{status=\"{status}\"}} {n}");
         }
+        let queues = store.queues().await?;
+        if !queues.is_empty() {
+            let _ = writeln!(
+                out,
+                "# HELP durable_queue_runs Runs of each queue: queued (not admitted yet) and running (admitted and not ended: running or waiting)."
+            );
+            let _ = writeln!(out, "# TYPE durable_queue_runs gauge");
+            for q in &queues {
+                let name = label(&q.config.name);
+                let _ = writeln!(
+                    out,
+                    "durable_queue_runs{{queue=\"{name}\",state=\"queued\"}} {}",
+                    q.queued
+                );
+                let _ = writeln!(
+                    out,
+                    "durable_queue_runs{{queue=\"{name}\",state=\"running\"}} {}",
+                    q.active
+                );
+            }
+            let _ = writeln!(
+                out,
+                "# HELP durable_queue_throttled Queued runs of each queue that its rate holds back now (its bucket has no whole token)."
+            );
+            let _ = writeln!(out, "# TYPE durable_queue_throttled gauge");
+            for q in &queues {
+                let throttled = match q.tokens {
+                    Some(t) if t < 1.0 => q.queued,
+                    _ => 0,
+                };
+                let _ = writeln!(
+                    out,
+                    "durable_queue_throttled{{queue=\"{}\"}} {throttled}",
+                    label(&q.config.name)
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP durable_waiting_runs Runs parked on a sleep or an event."
@@ -170,4 +207,12 @@ impl Observer for Counting {
     }
 
     fn log(&self, _: &str, _: &str, _: Level, _: &str) {}
+}
+
+/// `text` as a Prometheus label value (backslash, quote and newline
+/// escaped).
+fn label(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
