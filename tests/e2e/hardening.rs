@@ -335,6 +335,18 @@ fn ids_and_names_that_cannot_be_reached_are_refused() {
         "..",
     ]);
     out.expect_code(Some(2));
+    // A NUL byte names nothing (PostgreSQL's text cannot hold one): 400,
+    // never a database error.
+    for path in [
+        "/v1/runs?parent=%00",
+        "/v1/runs?prefix=a%00",
+        "/v1/runs/a%00b",
+        "/v1/runs/a%00b/result",
+        "/v1/queues/q%00",
+    ] {
+        let (status, body) = server.call("GET", path, b"");
+        assert_eq!(status, 400, "{path}: {body}");
+    }
     // A name so long that the run ids made from it would not fit.
     let long = "n".repeat(234);
     for name in ["nightly report", "a\tb", "x/y", "$x", "", long.as_str()] {
