@@ -160,7 +160,10 @@ fn a_queue_admits_runs_under_its_limits_in_priority_then_start_order() {
         "durable_queue_throttled{queue=\"one\"} 0",
         "durable_runs{status=\"queued\"} 3",
     ] {
-        assert!(metrics.lines().any(|l| l == line), "{line} not in {metrics}");
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in {metrics}"
+        );
     }
     let (status, body) = server.call("POST", "/v1/runs/holder/cancel", b"");
     assert_eq!(status, 200, "{body}");

@@ -777,3 +777,61 @@ fn a_child_workflows_page_links_to_its_parent_and_the_parent_lists_its_children(
         .await;
     });
 }
+
+#[test]
+fn queued_runs_are_listed_and_their_page_says_what_holds_them() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let digest = server.upload("family");
+    let (status, body) = server.json(
+        "POST",
+        "/v1/workflows",
+        &json!({"name": "family", "component": digest}),
+    );
+    assert!(status == 201 || status == 200, "{body}");
+    let (status, body) = server.json("PUT", "/v1/queues/payments", &json!({"concurrency": 1}));
+    assert_eq!(status, 201, "{body}");
+    for (id, input) in [
+        ("holder", json!({"mode": "slow"})),
+        ("charge-1", json!({"mode": "nap"})),
+        ("charge-2", json!({"mode": "nap"})),
+    ] {
+        let (status, body) = server.json(
+            "POST",
+            "/v1/runs",
+            &json!({"workflow": "family", "id": id, "queue": "payments", "input": input}),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let driver = Driver::start();
+    block_on(async {
+        let b = driver.browser(&[]).await;
+        b.goto(&format!("http://127.0.0.1:{}/?status=queued", server.port))
+            .await
+            .expect("the runs page");
+        until(
+            &b,
+            "the queued runs",
+            "document.querySelectorAll('tr[data-status=queued]').length === 2",
+        )
+        .await;
+        screenshot(&b, "queued-runs.png").await;
+        b.goto(&format!("http://127.0.0.1:{}/runs/charge-2", server.port))
+            .await
+            .expect("a queued run's page");
+        until(
+            &b,
+            "what holds the run",
+            "!!document.querySelector('[data-fk=queued] [data-held-by=concurrency]')",
+        )
+        .await;
+        let text = eval(&b, "document.querySelector('[data-fk=queued]').textContent").await;
+        assert!(
+            text.as_str().is_some_and(
+                |t| t.starts_with("payments: 1 ahead, priority 0; held by concurrency")
+            ),
+            "{text}"
+        );
+        screenshot(&b, "queued-run.png").await;
+    });
+}

@@ -24,7 +24,7 @@
 // ---------------------------------------------------------------------------
 // 1. Helpers
 
-const STATUSES = ['running', 'waiting', 'succeeded', 'failed', 'cancelled'];
+const STATUSES = ['queued', 'running', 'waiting', 'succeeded', 'failed', 'cancelled'];
 const ENDED = new Set(['succeeded', 'failed', 'cancelled']);
 const PAGE_SIZE = 50;
 const TOKEN_KEY = 'durable.token';
@@ -490,7 +490,8 @@ function runRow(r) {
     h('td', { class: 'wf' }, r.workflow),
     h('td', { class: 'id' }, h('a', { href: runHref(r.id), 'data-fk': `run:${r.id}` }, r.id),
       r.forked_from ? h('span', { class: 'tag', title: `forked from ${r.forked_from}` }, 'fork') : null,
-      r.parent ? h('span', { class: 'tag', title: `child workflow of ${r.parent}` }, 'child') : null),
+      r.parent ? h('span', { class: 'tag', title: `child workflow of ${r.parent}` }, 'child') : null,
+      r.queue ? h('span', { class: 'tag', title: `started in queue ${r.queue}` }, `queue ${r.queue}`) : null),
     h('td', { class: 'nowrap' }, timeEl(r.created_at_ms)),
     h('td', { class: 'nowrap', title: r.duration_ms == null ? `elapsed ${fmtDuration(Date.now() - r.created_at_ms)}` : null }, duration),
     h('td', { class: 'nowrap' }, `${r.steps} (${r.executed} executed, ${r.recovered} recovered)`),
@@ -708,6 +709,24 @@ function findStep(steps, key) {
   return null;
 }
 
+// Why a queued run has not started: the limit that holds it, its place.
+const HELD_BY = {
+  concurrency: 'the queue runs as many runs as its concurrency allows',
+  key: 'a run with the same key is running (per_key_concurrency)',
+  rate: "the queue's rate has no token now",
+  behind: 'runs ahead of it go first',
+  nothing: 'nothing: the server admits it at its next look',
+};
+
+function queueText(run) {
+  const q = run.queued;
+  if (!q) return run.queue;
+  const place = q.position === 0 ? 'next' : `${q.position} ahead`;
+  const key = q.key != null ? `, key ${q.key}` : '';
+  return h('span', { 'data-fk': 'queued' }, `${run.queue}: ${place}, priority ${q.priority}${key}; held by `,
+    h('strong', { 'data-held-by': q.held_by, title: HELD_BY[q.held_by] ?? '' }, q.held_by), ` (${HELD_BY[q.held_by] ?? q.held_by})`);
+}
+
 function runHeader(run) {
   const rows = [
     ['Workflow', run.workflow],
@@ -726,6 +745,7 @@ function runHeader(run) {
     rows.push(['Parent', h('a', { href, 'data-fk': 'parent' }, run.parent)]);
   }
   if (run.children?.length) rows.push(['Children', `${run.children.length} (below)`]);
+  if (run.queue) rows.push(['Queue', queueText(run)]);
   rows.push(['Created', timeEl(run.created_at_ms)], ['Finished', timeEl(run.finished_at_ms)],
     ['Duration', run.duration_ms != null ? fmtDuration(run.duration_ms) : `${run.status}…`], ['Drives', String(run.drives)]);
   if (run.waiting_for) rows.push(['Waiting for', waitingText(run.waiting_for)]);
