@@ -135,7 +135,7 @@ fn a_queue_admits_runs_under_its_limits_in_priority_then_start_order() {
     assert_eq!(low2["queue"], "one");
     assert_eq!(
         low2["queued"],
-        json!({"key": null, "priority": 0, "position": 2, "held_by": "concurrency"}),
+        json!({"key": null, "priority": 0, "position": 2, "held_by": "concurrency", "not_before_ms": null}),
         "{low2}"
     );
     let (_, listed) = server.call("GET", "/v1/runs?status=queued&counts=true", b"");
@@ -232,6 +232,51 @@ fn a_queue_admits_runs_under_its_limits_in_priority_then_start_order() {
         spread >= 1_050,
         "12 runs at 10/s started within {spread} ms: {starts:?}"
     );
+
+    // Debounce: 50 starts of one key within the window are one run, with
+    // the last input, started when the window (from the first) ends.
+    let mut pending = None;
+    let first = Instant::now();
+    for i in 0..50 {
+        let (status, answer) = server.json(
+            "POST",
+            "/v1/runs",
+            &json!({"workflow": "family", "input": {"mode": "nap", "i": i},
+                    "debounce": {"key": "cart-7", "ms": 1500}}),
+        );
+        assert_eq!(status, if i == 0 { 201 } else { 200 }, "{i}: {answer}");
+        let id = answer["id"].as_str().expect("an id").to_string();
+        assert_eq!(pending.get_or_insert_with(|| id.clone()), &id);
+    }
+    let pending = pending.expect("a run");
+    if first.elapsed() < Duration::from_millis(1400) {
+        let (_, run) = server.call("GET", &format!("/v1/runs/{pending}"), b"");
+        assert_eq!(run["status"], "queued", "{run}");
+        assert_eq!(run["queued"]["held_by"], "debounce", "{run}");
+    }
+    let ended = server.result(&pending);
+    assert_eq!(ended["output"], json!({"napped": 0, "i": 49}), "{ended}");
+    let (_, listed) = server.call("GET", "/v1/runs?workflow=family&limit=1000", b"");
+    let debounced = listed["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter(|r| {
+            r["queue"].is_null() && r["id"].as_str().is_some_and(|id| id.starts_with("family-"))
+        })
+        .count();
+    assert_eq!(debounced, 1, "{listed}");
+    // After the window, the key starts a new run; "first" keeps its input.
+    for i in 0..3 {
+        server.json(
+            "POST",
+            "/v1/runs",
+            &json!({"workflow": "family", "id": format!("f{i}"), "input": {"mode": "nap", "i": i},
+                    "debounce": {"key": "cart-7", "ms": 300, "mode": "first"}}),
+        );
+    }
+    let ended = server.result("f0");
+    assert_eq!(ended["output"], json!({"napped": 0, "i": 0}), "{ended}");
 
     // Bad queues and starts are refused, naming what is wrong.
     let (status, body) = server.json("PUT", "/v1/queues/bad", &json!({"rate": "fast"}));

@@ -177,9 +177,13 @@ pub struct ShownQueued {
     /// How many runs of the queue go before it (0: it is next).
     pub position: u64,
     /// What holds it back now: `concurrency` (the queue's limit),
-    /// `key` (its key's limit), `rate`, `behind` (runs ahead of it) or
-    /// `nothing` (a server admits it at its next look).
+    /// `key` (its key's limit), `rate`, `debounce` (its window has not
+    /// ended), `behind` (runs ahead of it) or `nothing` (a server admits
+    /// it at its next look).
     pub held_by: &'static str,
+    /// When its debounce window ends (ms since the epoch), if it was
+    /// started with one.
+    pub not_before_ms: Option<i64>,
 }
 
 /// When a drive began.

@@ -111,6 +111,7 @@ pub fn shown_run(detail: &RunDetail, logs: bool) -> ShownRun {
             priority: q.priority,
             position: q.position,
             held_by: q.held_by.as_str(),
+            not_before_ms: q.not_before_ms,
         }),
         children: detail.children.iter().map(ShownChild::new).collect(),
         cancel_requested: r.cancel_requested,

@@ -176,6 +176,19 @@ pub struct QueueState {
     pub tokens: Option<f64>,
 }
 
+/// Starts of one workflow with one key within a window make one run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Debounce {
+    /// The key: starts of the same workflow with the same key while a run
+    /// of theirs is pending are that run.
+    pub key: String,
+    /// The window, from the first start: the run is admitted when it ends.
+    pub ms: i64,
+    /// Later starts' input replaces the pending run's (`last`); `false`
+    /// keeps the first one's (`first`).
+    pub last_wins: bool,
+}
+
 /// What holds a queued run back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Held {
@@ -187,6 +200,8 @@ pub enum Held {
     Key,
     /// The queue's rate has no token now.
     Rate,
+    /// Its debounce window has not ended.
+    Debounce,
     /// Nothing: a server admits it at its next look.
     Nothing,
 }
@@ -199,6 +214,7 @@ impl Held {
             Held::Concurrency => "concurrency",
             Held::Key => "key",
             Held::Rate => "rate",
+            Held::Debounce => "debounce",
             Held::Nothing => "nothing",
         }
     }
@@ -207,8 +223,10 @@ impl Held {
 /// Where a queued run stands in its queue.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueuePosition {
-    /// The queue.
-    pub queue: String,
+    /// The queue (`None`: a debounced run in none).
+    pub queue: Option<String>,
+    /// When its debounce window ends, if it has one.
+    pub not_before_ms: Option<i64>,
     /// The run's key, if any.
     pub key: Option<String>,
     /// Its priority.

@@ -30,7 +30,8 @@ pub use db::{MIN_LEASE_MS, Store, StoreOptions};
 pub use owner::DEFAULT_LEASE_MS;
 
 pub use durable_core::queues::{
-    Admission, Held, MAX_PRIORITY, QueueConfig, QueuePosition, QueueState, QueuedStart, Rate,
+    Admission, Debounce, Held, MAX_PRIORITY, QueueConfig, QueuePosition, QueueState, QueuedStart,
+    Rate,
 };
 pub use durable_core::records::{
     AttemptRecord, Claim, ComponentSwitch, Creation, NewRun, Outcome, OutputLine, RunEnd,

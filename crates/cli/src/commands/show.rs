@@ -84,6 +84,16 @@ pub(crate) async fn show(db: &Location, args: ShowArgs) -> ExitCode {
             shown.parent_key.as_deref().unwrap_or("child")
         ));
     }
+    if let (None, Some(place)) = (&shown.queue, &shown.queued) {
+        text.push_str(&format!(
+            "queued     debounced, held by {}{}\n",
+            place.held_by,
+            place
+                .not_before_ms
+                .map(|t| format!(" until {} UTC", format_time(t)))
+                .unwrap_or_default()
+        ));
+    }
     if let Some(q) = &shown.queue {
         match &shown.queued {
             Some(place) => text.push_str(&format!(

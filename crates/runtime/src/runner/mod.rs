@@ -477,6 +477,27 @@ impl Runtime {
         Ok(self.store.create_queued_run(new, start).await?)
     }
 
+    /// Starts run `run_id` debounced (see
+    /// [`Store::create_debounced_run`](crate::store::Store::create_debounced_run)):
+    /// the workflow's pending run with the same key, if any, is the answer.
+    ///
+    /// # Errors
+    /// See [`RunError`].
+    pub async fn debounce(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: &str,
+        input: &str,
+        debounce: crate::store::Debounce,
+        start: Option<crate::store::QueuedStart>,
+    ) -> Result<crate::store::Creation, RunError> {
+        let new = self.new_run(workflow, run_id, input)?;
+        Ok(self
+            .store
+            .create_debounced_run(new, debounce, start)
+            .await?)
+    }
+
     /// Checks a start's id and input and makes its record (with a fresh
     /// seed).
     fn new_run(

@@ -38,6 +38,70 @@ pub(super) struct StartRun {
     /// Its concurrency key in its queue (the queue's pointer into the
     /// input by default).
     key: Option<String>,
+    /// Starts of the workflow with this key within `ms` are one run.
+    debounce: Option<DebounceRequest>,
+}
+
+/// `debounce` in `POST /v1/runs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct DebounceRequest {
+    key: String,
+    ms: u64,
+    #[serde(default)]
+    mode: DebounceMode,
+}
+
+/// Whose input the debounced run gets.
+#[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(super) enum DebounceMode {
+    /// The last start's.
+    #[default]
+    Last,
+    /// The first start's.
+    First,
+}
+
+/// Longest debounce window.
+const MAX_DEBOUNCE_MS: u64 = 7 * 24 * 3_600_000;
+
+/// Starts run `id` debounced: 201 with a new pending run, 200 with the
+/// pending run the start joined.
+async fn start_debounced(
+    app: &App,
+    wf: &durable::runner::LoadedWorkflow,
+    id: &str,
+    input: &str,
+    debounce: DebounceRequest,
+    start: Option<QueuedStart>,
+) -> ApiResult {
+    if debounce.key.is_empty() || debounce.key.len() > 1024 {
+        return Err(ApiError::bad_request("debounce key: 1 to 1024 bytes"));
+    }
+    if debounce.ms > MAX_DEBOUNCE_MS {
+        return Err(ApiError::bad_request(format!(
+            "debounce ms {}: at most {MAX_DEBOUNCE_MS} (7 days)",
+            debounce.ms
+        )));
+    }
+    let debounce = durable::store::Debounce {
+        key: debounce.key,
+        ms: debounce.ms as i64,
+        last_wins: debounce.mode == DebounceMode::Last,
+    };
+    match app.state.rt.debounce(wf, id, input, debounce, start).await {
+        Ok(Creation::Created(run)) => {
+            app.state.dispatcher.admit_soon();
+            ok(StatusCode::CREATED, summary(&run))
+        }
+        // A run had the id this start asked for.
+        Ok(Creation::Existing(run)) if run.id == id => existing(&run, id, input),
+        // The pending run of the key.
+        Ok(Creation::Existing(run)) => ok(StatusCode::OK, summary(&run)),
+        Err(durable::runner::RunError::Store(e)) => Err(e.into()),
+        Err(e) => Err(ApiError::bad_request(durable::errors::chain(&e))),
+    }
 }
 
 pub(super) fn shutting_down(app: &App) -> Result<(), ApiError> {
@@ -95,19 +159,29 @@ pub(super) async fn start_run(
         .unwrap_or_else(|| durable::runner::new_run_id(&wf.name));
     durable::runner::validate_run_id(&id).map_err(ApiError::bad_request)?;
     not_a_tick_id(&app, &id)?;
-    if let Some(queue) = queue {
-        let start = QueuedStart {
-            queue,
-            key: req.key,
-            priority: req.priority.unwrap_or(0),
-        };
-        if start.priority > durable::store::MAX_PRIORITY {
-            return Err(ApiError::bad_request(format!(
-                "priority {} is out of range: 0 (the default) to {}",
-                start.priority,
-                durable::store::MAX_PRIORITY
-            )));
-        }
+    if queue.is_none() && (req.priority.is_some() || req.key.is_some()) {
+        return Err(ApiError::bad_request(
+            "`priority` and `key` are a queue's: name a `queue` (or start a workflow registered with one)",
+        ));
+    }
+    let start = queue.map(|queue| QueuedStart {
+        queue,
+        key: req.key,
+        priority: req.priority.unwrap_or(0),
+    });
+    if let Some(start) = &start
+        && start.priority > durable::store::MAX_PRIORITY
+    {
+        return Err(ApiError::bad_request(format!(
+            "priority {} is out of range: 0 (the default) to {}",
+            start.priority,
+            durable::store::MAX_PRIORITY
+        )));
+    }
+    if let Some(debounce) = req.debounce {
+        return start_debounced(&app, &wf, &id, &input, debounce, start).await;
+    }
+    if let Some(start) = start {
         return match app.state.rt.enqueue(&wf, &id, &input, start).await {
             Ok(Creation::Created(run)) => {
                 app.state.dispatcher.admit_soon();
@@ -117,11 +191,6 @@ pub(super) async fn start_run(
             Err(durable::runner::RunError::Store(e)) => Err(e.into()),
             Err(e) => Err(ApiError::bad_request(durable::errors::chain(&e))),
         };
-    }
-    if req.priority.is_some() || req.key.is_some() {
-        return Err(ApiError::bad_request(
-            "`priority` and `key` are a queue's: name a `queue` (or start a workflow registered with one)",
-        ));
     }
     let (tell, told) = tokio::sync::oneshot::channel();
     if !app

@@ -190,6 +190,10 @@ ALTER TABLE runs ADD COLUMN queue TEXT COLLATE "C";
 ALTER TABLE runs ADD COLUMN queue_key TEXT COLLATE "C";
 ALTER TABLE runs ADD COLUMN priority BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN queue_seq BIGINT;
+ALTER TABLE runs ADD COLUMN debounce_key TEXT COLLATE "C";
+ALTER TABLE runs ADD COLUMN not_before_ms BIGINT;
+CREATE UNIQUE INDEX runs_debouncing ON runs(workflow, debounce_key)
+    WHERE status = 'queued' AND debounce_key IS NOT NULL;
 CREATE INDEX runs_queued ON runs(queue, priority DESC, queue_seq) WHERE status = 'queued';
 CREATE INDEX runs_by_queue ON runs(queue, status, queue_key) WHERE queue IS NOT NULL;
 CREATE TABLE queues (

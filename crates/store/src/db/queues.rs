@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use durable_core::queues::{
-    Admission, Held, QueueConfig, QueuePosition, QueueState, QueuedStart, Rate,
+    Admission, Debounce, Held, QueueConfig, QueuePosition, QueueState, QueuedStart, Rate,
 };
 
 use super::rows::{ComponentToStore, insert_component, read_run};
@@ -132,27 +132,33 @@ fn active_by_key(tx: &Tx<'_>, queue: &str) -> Result<HashMap<String, u64>, Store
         .collect())
 }
 
-/// Inserts run `new` queued in `start.queue` (which must exist): its key,
-/// priority and place in start order are fixed now.
+/// Inserts run `new` queued: in `start.queue` (which must exist; its key,
+/// priority and place in start order are fixed now), and/or held until
+/// `debounce`'s window ends. With a debounce, `None` when the workflow has
+/// a pending run with that key already (nothing is inserted).
 fn insert_queued_run(
     tx: &Tx<'_>,
     new: &NewRun,
-    start: &QueuedStart,
+    start: Option<&QueuedStart>,
+    debounce: Option<&Debounce>,
     component: ComponentToStore,
     now: i64,
-) -> Result<RunRecord, StoreError> {
-    let queue = lock_queue(tx, &start.queue)?
-        .ok_or_else(|| StoreError::QueueNotFound(start.queue.clone()))?;
-    let key = start
-        .key
-        .clone()
-        .or_else(|| queue.config.key_of(&new.input));
-    let seq: i64 = tx.one(
-        "taking a place in the queue",
-        "UPDATE queues SET next_seq = next_seq + 1 WHERE name = ?1 RETURNING next_seq",
-        args![start.queue],
-        |r| r.get(0),
-    )?;
+) -> Result<Option<RunRecord>, StoreError> {
+    let (mut key, mut seq) = (None, None);
+    if let Some(start) = start {
+        let queue = lock_queue(tx, &start.queue)?
+            .ok_or_else(|| StoreError::QueueNotFound(start.queue.clone()))?;
+        key = start
+            .key
+            .clone()
+            .or_else(|| queue.config.key_of(&new.input));
+        seq = Some(tx.one(
+            "taking a place in the queue",
+            "UPDATE queues SET next_seq = next_seq + 1 WHERE name = ?1 RETURNING next_seq",
+            args![start.queue],
+            |r| r.get::<i64>(0),
+        )?);
+    }
     if component == ComponentToStore::Unknown {
         insert_component(
             tx,
@@ -162,11 +168,14 @@ fn insert_queued_run(
             now,
         )?;
     }
-    tx.exec(
+    let inserted = tx.exec(
         "creating the queued run",
         "INSERT INTO runs (id, workflow, component_digest, input, status, seed, created_at_ms,
-                           clock_ms, drives, queue, queue_key, priority, queue_seq)
-         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?6, 0, ?7, ?8, ?9, ?10)",
+                           clock_ms, drives, queue, queue_key, priority, queue_seq,
+                           debounce_key, not_before_ms)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12)
+         ON CONFLICT (workflow, debounce_key)
+             WHERE status = 'queued' AND debounce_key IS NOT NULL DO NOTHING",
         args![
             new.id,
             new.workflow,
@@ -174,13 +183,48 @@ fn insert_queued_run(
             new.input,
             new.seed as i64,
             now,
-            start.queue,
+            start.map(|s| s.queue.clone()),
             key,
-            i64::from(start.priority),
-            seq
+            start.map_or(0, |s| i64::from(s.priority)),
+            seq,
+            debounce.map(|d| d.key.clone()),
+            debounce.map(|d| now + d.ms)
         ],
     )?;
-    read_run(tx, &new.id)?.ok_or_else(|| StoreError::Corrupt(format!("run {} vanished", new.id)))
+    if inserted == 0 {
+        return Ok(None);
+    }
+    read_run(tx, &new.id)?
+        .map(Some)
+        .ok_or_else(|| StoreError::Corrupt(format!("run {} vanished", new.id)))
+}
+
+/// The pending run of `workflow` with debounce key `key`, locked; its
+/// input replaced by `input` when `last_wins`.
+fn debounced(
+    tx: &Tx<'_>,
+    workflow: &str,
+    debounce: &Debounce,
+    input: &str,
+) -> Result<Option<RunRecord>, StoreError> {
+    let pending: Option<String> = tx.opt(
+        "finding the pending run",
+        "SELECT id FROM runs WHERE workflow = ?1 AND debounce_key = ?2 AND status = 'queued'
+         /*FOR UPDATE*/",
+        args![workflow, debounce.key],
+        |r| r.get(0),
+    )?;
+    let Some(id) = pending else {
+        return Ok(None);
+    };
+    if debounce.last_wins {
+        tx.exec(
+            "replacing the pending run's input",
+            "UPDATE runs SET input = ?2 WHERE id = ?1",
+            args![id, input],
+        )?;
+    }
+    read_run(tx, &id)
 }
 
 /// Admits at most `max` runs of queue `name`; adds them to `out`.
@@ -225,8 +269,9 @@ fn admit_from(
     let candidates = tx.all(
         "listing the queue's runs",
         "SELECT id, queue_key FROM runs WHERE queue = ?1 AND status = 'queued'
+           AND (not_before_ms IS NULL OR not_before_ms <= ?3)
          ORDER BY priority DESC, queue_seq LIMIT ?2",
-        args![name, scan as i64],
+        args![name, scan as i64, now],
         |r| Ok((r.get::<String>(0)?, r.get::<Option<String>>(1)?)),
     )?;
     let mut admitted = 0u64;
@@ -386,13 +431,77 @@ impl Store {
             new,
             &owner,
             move |tx, new, component, _owner, now, _lease| {
-                insert_queued_run(tx, new, &start, component, now)
+                insert_queued_run(tx, new, Some(&start), None, component, now)?
+                    .ok_or_else(|| StoreError::Corrupt("a queued run was not inserted".into()))
             },
             |_, run, _, _, _| Ok(Creation::Existing(run)),
             Creation::Created,
             |c| matches!(c, Creation::Created(_)),
         )
         .await
+    }
+
+    /// Starts run `new.id` debounced: if `new.workflow` has a pending run
+    /// with `debounce.key`, that run is the answer (`Existing`; its input
+    /// replaced when the last start wins); otherwise `new` is created
+    /// queued (in `start.queue`, if given) and held until `debounce.ms`
+    /// have passed.
+    ///
+    /// # Errors
+    /// [`StoreError::QueueNotFound`]; [`StoreError`] when the transaction
+    /// fails.
+    pub async fn create_debounced_run(
+        &self,
+        new: NewRun,
+        debounce: Debounce,
+        start: Option<QueuedStart>,
+    ) -> Result<Creation, StoreError> {
+        if debounce.ms < 0 {
+            return Err(StoreError::Config(format!(
+                "debounce ms {} is negative",
+                debounce.ms
+            )));
+        }
+        let workflow = new.workflow.clone();
+        let input = new.input.clone();
+        let id = new.id.clone();
+        let owner = Owner::current();
+        let made = self
+            .start(
+                new,
+                &owner,
+                move |tx, new, component, _owner, now, _lease| {
+                    // Two starts at once on two hosts: one inserts, the other
+                    // finds its run (the unique index makes it wait for it).
+                    for _ in 0..2 {
+                        if let Some(run) = debounced(tx, &workflow, &debounce, &input)? {
+                            return Ok(run);
+                        }
+                        if let Some(run) = insert_queued_run(
+                            tx,
+                            new,
+                            start.as_ref(),
+                            Some(&debounce),
+                            component,
+                            now,
+                        )? {
+                            return Ok(run);
+                        }
+                    }
+                    Err(StoreError::Transient(
+                        "the pending debounced run changed while starting; try again".into(),
+                    ))
+                },
+                |_, run, _, _, _| Ok(Creation::Existing(run)),
+                Creation::Created,
+                |c| matches!(c, Creation::Created(_)),
+            )
+            .await?;
+        // The pending run the start joined is not one it created.
+        Ok(match made {
+            Creation::Created(run) if run.id != id => Creation::Existing(run),
+            other => other,
+        })
     }
 
     /// Admits what the queues' limits allow now, at most `max` runs, in
@@ -436,6 +545,34 @@ impl Store {
                     }
                     admit_from(tx, &name, left, now, &mut out)?;
                 }
+                // Debounced runs in no queue: admitted when their window ends.
+                let left = max.saturating_sub(out.admitted.len());
+                let due = tx.all(
+                    "listing the debounced runs that are due",
+                    "SELECT id FROM runs WHERE status = 'queued' AND queue IS NULL
+                       AND not_before_ms <= ?1 ORDER BY not_before_ms LIMIT ?2",
+                    args![now, left as i64],
+                    |r| r.get::<String>(0),
+                )?;
+                for id in due {
+                    tx.exec(
+                        "admitting the run",
+                        "UPDATE runs SET status = 'running', owner = NULL, lease_until_ms = NULL
+                         WHERE id = ?1 AND status = 'queued'",
+                        args![id],
+                    )?;
+                    out.admitted.push(id);
+                }
+                let next: Option<i64> = tx
+                    .opt(
+                        "finding the next debounce window's end",
+                        "SELECT min(not_before_ms) FROM runs WHERE status = 'queued'
+                           AND not_before_ms > ?1",
+                        args![now],
+                        |r| r.get::<Option<i64>>(0),
+                    )?
+                    .flatten();
+                note_next(&mut out, next);
                 Ok(out)
             })
             .await
@@ -454,11 +591,11 @@ impl Store {
 /// Where queued run `run_id` stands: `None` if it is not queued.
 pub(super) fn position(tx: &Tx<'_>, run_id: &str) -> Result<Option<QueuePosition>, StoreError> {
     let now = tx.now_ms();
-    type Place = (String, Option<String>, i64, i64);
+    type Place = (Option<String>, Option<String>, i64, i64, Option<i64>);
     let place: Option<Place> = tx.opt(
         "reading the run's place",
-        "SELECT queue, queue_key, priority, queue_seq FROM runs
-             WHERE id = ?1 AND status = 'queued' AND queue IS NOT NULL",
+        "SELECT queue, queue_key, priority, queue_seq, not_before_ms FROM runs
+         WHERE id = ?1 AND status = 'queued'",
         args![run_id],
         |r| {
             Ok((
@@ -466,35 +603,52 @@ pub(super) fn position(tx: &Tx<'_>, run_id: &str) -> Result<Option<QueuePosition
                 r.get(1)?,
                 r.get(2)?,
                 r.get::<Option<i64>>(3)?.unwrap_or(0),
+                r.get(4)?,
             ))
         },
     )?;
-    let Some((queue, key, priority, seq)) = place else {
+    let Some((queue, key, priority, seq, not_before_ms)) = place else {
         return Ok(None);
+    };
+    let debouncing = not_before_ms.is_some_and(|t| t > now);
+    let Some(name) = queue.clone() else {
+        return Ok(Some(QueuePosition {
+            queue,
+            not_before_ms,
+            key,
+            priority: 0,
+            position: 0,
+            held_by: if debouncing {
+                Held::Debounce
+            } else {
+                Held::Nothing
+            },
+        }));
     };
     let ahead: i64 = tx.one(
         "counting the runs ahead",
         "SELECT count(*) FROM runs WHERE queue = ?1 AND status = 'queued'
-               AND (priority > ?2 OR (priority = ?2 AND queue_seq < ?3))",
-        args![queue, priority, seq],
+           AND (priority > ?2 OR (priority = ?2 AND queue_seq < ?3))",
+        args![name, priority, seq],
         |r| r.get(0),
     )?;
     let row = tx.opt(
         "reading the queue",
         &format!("SELECT {QUEUE_COLUMNS} FROM queues WHERE name = ?1"),
-        args![queue],
+        args![name],
         queue_row,
     )?;
     let held_by = match &row {
+        _ if debouncing => Held::Debounce,
         None => Held::Nothing,
         Some(q) => {
             let full = |limit: Option<u32>, n: u64| limit.is_some_and(|l| n >= u64::from(l));
-            if full(q.config.concurrency, active(tx, &queue)?) {
+            if full(q.config.concurrency, active(tx, &name)?) {
                 Held::Concurrency
             } else if let (Some(_), Some(k)) = (q.config.per_key_concurrency, &key)
                 && full(
                     q.config.per_key_concurrency,
-                    active_by_key(tx, &queue)?.get(k).copied().unwrap_or(0),
+                    active_by_key(tx, &name)?.get(k).copied().unwrap_or(0),
                 )
             {
                 Held::Key
@@ -509,6 +663,7 @@ pub(super) fn position(tx: &Tx<'_>, run_id: &str) -> Result<Option<QueuePosition
     };
     Ok(Some(QueuePosition {
         queue,
+        not_before_ms,
         key,
         priority: priority.clamp(0, 9) as u8,
         position: ahead.max(0) as u64,

@@ -307,8 +307,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "#,
     // 11: flow control. A run may be `queued` (started in a queue, not
     // admitted yet: a new status, so the table is made again with its
-    // check); it knows its queue, key, priority and place in start order;
-    // the queues keep their limits, their rate's bucket and the next place.
+    // check); it knows its queue, key, priority and place in start order,
+    // and, started with a debounce, its key and the end of its window (one
+    // pending run per workflow and key); the queues keep their limits,
+    // their rate's bucket and the next place.
     r#"
     CREATE TABLE runs_v11 (
         id                     TEXT PRIMARY KEY,
@@ -336,13 +338,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         queue                  TEXT,
         queue_key              TEXT,
         priority               INTEGER NOT NULL DEFAULT 0,
-        queue_seq              INTEGER
+        queue_seq              INTEGER,
+        debounce_key           TEXT,
+        not_before_ms          INTEGER
     ) STRICT;
     INSERT INTO runs_v11
         SELECT id, workflow, component_digest, input, status, output, error, seed,
                created_at_ms, finished_at_ms, owner, lease_until_ms, clock_ms, drives,
                cancel_requested_at_ms, forked_from, waiting_for, wake_at_ms, wait_event,
-               parent_id, parent_key, NULL, NULL, 0, NULL
+               parent_id, parent_key, NULL, NULL, 0, NULL, NULL, NULL
         FROM runs;
     DROP TABLE runs;
     ALTER TABLE runs_v11 RENAME TO runs;
@@ -353,6 +357,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     CREATE INDEX runs_by_parent ON runs(parent_id, created_at_ms) WHERE parent_id IS NOT NULL;
     CREATE INDEX runs_queued ON runs(queue, priority DESC, queue_seq) WHERE status = 'queued';
     CREATE INDEX runs_by_queue ON runs(queue, status, queue_key) WHERE queue IS NOT NULL;
+    CREATE UNIQUE INDEX runs_debouncing ON runs(workflow, debounce_key)
+        WHERE status = 'queued' AND debounce_key IS NOT NULL;
 
     CREATE TABLE queues (
         name                TEXT PRIMARY KEY,

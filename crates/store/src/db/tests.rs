@@ -728,6 +728,9 @@ async fn version_6(kind: Kind) -> Fresh {
             client
                 .batch_execute(
                     "DROP TABLE queues;
+                     DROP INDEX runs_debouncing;
+                     ALTER TABLE runs DROP COLUMN debounce_key;
+                     ALTER TABLE runs DROP COLUMN not_before_ms;
                      DROP INDEX runs_queued;
                      DROP INDEX runs_by_queue;
                      ALTER TABLE runs DROP COLUMN queue;
@@ -1207,5 +1210,59 @@ async fn queues_admit_under_their_limits_in_priority_then_start_order(kind: Kind
         .map(|q| (q.config.name.as_str(), q.queued, q.active))
         .collect();
     assert_eq!(counts, [("q", 0, 1), ("slow", 1, 2)]);
+
+    // Debounced starts of one workflow and key within the window are one
+    // run: the last input wins (or the first), admitted when it ends.
+    use crate::Debounce;
+    let debounce = |ms: i64, last_wins: bool| Debounce {
+        key: "k".into(),
+        ms,
+        last_wins,
+    };
+    let with_input = |id: &str, n: u32| {
+        let mut run = new_run(id);
+        run.input = format!("{{\"n\":{n}}}");
+        run
+    };
+    let made = store
+        .create_debounced_run(with_input("d1", 1), debounce(3_600_000, true), None)
+        .await
+        .expect("debounced");
+    assert!(matches!(&made, Creation::Created(r) if r.id == "d1" && r.status == RunStatus::Queued));
+    let joined = store
+        .create_debounced_run(with_input("d2", 2), debounce(3_600_000, true), None)
+        .await
+        .expect("debounced");
+    assert!(matches!(&joined, Creation::Existing(r) if r.id == "d1" && r.input == "{\"n\":2}"));
+    let kept = store
+        .create_debounced_run(with_input("d3", 3), debounce(3_600_000, false), None)
+        .await
+        .expect("debounced");
+    assert!(matches!(&kept, Creation::Existing(r) if r.id == "d1" && r.input == "{\"n\":2}"));
+    assert!(store.run("d2").await.expect("read").is_none());
+    let place = store
+        .queue_position("d1")
+        .await
+        .expect("read")
+        .expect("queued");
+    assert_eq!(
+        (place.queue.as_deref(), place.held_by),
+        (None, Held::Debounce)
+    );
+    let admission = store.admit(100).await.expect("admit");
+    assert!(admission.admitted.is_empty());
+    assert!(
+        admission
+            .next_at_ms
+            .is_some_and(|t| t > now_ms() + 3_000_000)
+    );
+    // A window of 0 ends at once; another key is another run.
+    let mut other = debounce(0, true);
+    other.key = "other".into();
+    store
+        .create_debounced_run(with_input("e1", 1), other, None)
+        .await
+        .expect("debounced");
+    assert_eq!(store.admit(100).await.expect("admit").admitted, ["e1"]);
     store.close().await;
 }
