@@ -279,6 +279,39 @@ fn a_queue_admits_runs_under_its_limits_in_priority_then_start_order() {
     assert_eq!(ended["output"], json!({"napped": 0, "i": 0}), "{ended}");
 
     // Bad queues and starts are refused, naming what is wrong.
+    let long = "k".repeat(5000);
+    for bad in [
+        json!({"workflow": "family", "queue": "one", "key": long, "input": {}}),
+        json!({"workflow": "family", "queue": "one", "key": "a\u{0}b", "input": {}}),
+        json!({"workflow": "family", "input": {}, "debounce": {"key": long, "ms": 10}}),
+    ] {
+        let (status, body) = server.json("POST", "/v1/runs", &bad);
+        assert_eq!(status, 400, "{body}");
+    }
+    put_queue(
+        &server,
+        "by-name",
+        json!({"concurrency": 1, "concurrency_key": "/name"}),
+    );
+    let (status, body) = server.json(
+        "POST",
+        "/v1/runs",
+        &json!({"workflow": "family", "queue": "by-name", "input": {"name": long}}),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, _, body) = server.raw(
+        "PUT",
+        "/v1/queues/plain",
+        &["content-type: text/plain"],
+        br#"{"concurrency": 1}"#,
+    );
+    assert_eq!(status, 415, "{body}");
+    let (status, body) = server.json(
+        "PUT",
+        "/v1/queues/huge",
+        &json!({"rate": "1/106751991167d"}),
+    );
+    assert_eq!(status, 400, "{body}");
     let (status, body) = server.json("PUT", "/v1/queues/bad", &json!({"rate": "fast"}));
     assert_eq!(status, 400, "{body}");
     let (status, body) = server.json("PUT", "/v1/queues/bad", &json!({"concurrency": 0}));
@@ -390,4 +423,32 @@ fn postgres_two_hosts_share_a_queues_limit_exactly_and_a_killed_hosts_slots_come
         let (_, run) = b.call("GET", &format!("/v1/runs/{id}"), b"");
         assert!(run["drives"].as_u64() >= Some(2), "{run}");
     }
+}
+
+#[test]
+fn a_scheduled_workflow_with_a_queue_waits_its_turn_there() {
+    let env = Env::new();
+    let family = crate::util::guest("family");
+    let toml = format!(
+        "[workflows.ticking]\ncomponent = {:?}\nschedule = \"* * * * * *\"\n\
+         input = {{ mode = \"slow\" }}\nqueue = \"one\"\n\n[queues.one]\nconcurrency = 1\n",
+        family.display().to_string()
+    );
+    let path = env.dir.path().join("durable.toml");
+    std::fs::write(&path, toml).expect("write the config");
+    let server = Server::start(&env, &["--config", path.to_str().expect("utf-8")]);
+    // Every tick is a run of the queue; one runs (it waits for ever), the
+    // others are queued behind it.
+    wait_until("three ticks", Duration::from_secs(30), || {
+        let (_, listed) = server.call("GET", "/v1/runs?workflow=ticking&counts=true", b"");
+        listed["counts"]["queued"].as_u64().is_some_and(|n| n >= 2)
+    });
+    let (_, listed) = server.call("GET", "/v1/runs?workflow=ticking&limit=1000", b"");
+    let runs = listed["runs"].as_array().expect("runs");
+    assert!(runs.iter().all(|r| r["queue"] == "one"), "{listed}");
+    let open = runs
+        .iter()
+        .filter(|r| r["status"] == "running" || r["status"] == "waiting")
+        .count();
+    assert_eq!(open, 1, "{listed}");
 }

@@ -10,6 +10,33 @@ use std::fmt;
 /// Highest priority a start may carry (0 is the default and the lowest).
 pub const MAX_PRIORITY: u8 = 9;
 
+/// Longest rate interval (366 days).
+pub const MAX_RATE_INTERVAL_MS: i64 = 366 * 86_400_000;
+
+/// Most admissions per rate interval.
+pub const MAX_RATE_COUNT: u32 = 1_000_000;
+
+/// Longest concurrency or debounce key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Checks a concurrency or debounce key: 1 to [`MAX_KEY_BYTES`] bytes, no
+/// NUL (PostgreSQL's text cannot hold one).
+///
+/// # Errors
+/// A message naming `what` and what is wrong.
+pub fn validate_key(what: &str, key: &str) -> Result<(), String> {
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(format!(
+            "{what}: 1 to {MAX_KEY_BYTES} bytes, not {}",
+            key.len()
+        ));
+    }
+    if key.contains('\0') {
+        return Err(format!("{what}: a NUL byte is not allowed"));
+    }
+    Ok(())
+}
+
 /// At most `count` admissions per `per_ms`, as a token bucket of `burst`
 /// tokens that refills continuously.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +79,12 @@ impl Rate {
         if count == 0 || per_ms <= 0 {
             return Err(format!(
                 "rate {text:?} admits nothing: give at least 1 per interval of at least 1 ms"
+            ));
+        }
+        if per_ms > MAX_RATE_INTERVAL_MS || count > MAX_RATE_COUNT {
+            return Err(format!(
+                "rate {text:?} is out of range: at most {MAX_RATE_COUNT} per interval, \
+                 intervals of at most 366 days"
             ));
         }
         Ok(Rate { count, per_ms })
@@ -116,6 +149,12 @@ impl QueueConfig {
         let name = &self.name;
         crate::names::validate_step_name(name)
             .map_err(|e| format!("invalid queue name {name:?}: {}", e.reason))?;
+        if name == "." || name == ".." {
+            return Err(format!("invalid queue name {name:?}: it is a path segment"));
+        }
+        if self.burst > MAX_RATE_COUNT {
+            return Err(format!("queue {name:?}: burst is at most {MAX_RATE_COUNT}"));
+        }
         if self.concurrency == Some(0) || self.per_key_concurrency == Some(0) {
             return Err(format!(
                 "queue {name:?}: a concurrency of 0 admits nothing (leave it out for no limit)"
@@ -124,13 +163,17 @@ impl QueueConfig {
         if self.burst == 0 {
             return Err(format!("queue {name:?}: burst must be at least 1"));
         }
-        if let Some(p) = &self.concurrency_key
-            && !p.is_empty()
-            && !p.starts_with('/')
-        {
-            return Err(format!(
-                "queue {name:?}: concurrency_key {p:?} is not a JSON pointer (such as \"/customer\")"
-            ));
+        if let Some(p) = &self.concurrency_key {
+            if !p.is_empty() && !p.starts_with('/') {
+                return Err(format!(
+                    "queue {name:?}: concurrency_key {p:?} is not a JSON pointer (such as \"/customer\")"
+                ));
+            }
+            if p.len() > MAX_KEY_BYTES || p.contains('\0') {
+                return Err(format!(
+                    "queue {name:?}: concurrency_key is at most {MAX_KEY_BYTES} bytes, without NUL"
+                ));
+            }
         }
         Ok(())
     }
@@ -264,7 +307,20 @@ mod tests {
             assert_eq!((r.count, r.per_ms), (count, per_ms), "{text}");
             assert_eq!(r.to_string(), shown);
         }
-        for bad in ["", "10", "10/", "x/1s", "10/1y", "0/1s", "10/0s", "-1/1s"] {
+        for bad in [
+            "",
+            "10",
+            "10/",
+            "x/1s",
+            "10/1y",
+            "0/1s",
+            "10/0s",
+            "-1/1s",
+            "1/106751991167d",
+            "1/9223372036854775807ms",
+            "1/367d",
+            "2000000/1s",
+        ] {
             assert!(Rate::parse(bad).is_err(), "{bad:?} parsed");
         }
     }

@@ -402,6 +402,20 @@ impl Dispatcher {
         self.inner.admit.notify_one();
     }
 
+    /// Starts run `id` queued (see [`Runtime::enqueue`]).
+    ///
+    /// # Errors
+    /// As [`Runtime::enqueue`].
+    pub async fn enqueue(
+        &self,
+        workflow: &LoadedWorkflow,
+        id: &str,
+        input: &str,
+        start: durable::store::QueuedStart,
+    ) -> Result<Creation, RunError> {
+        self.inner.rt.enqueue(workflow, id, input, start).await
+    }
+
     /// A run was queued or a queue changed: the poll admits what it can
     /// now instead of at its next look.
     pub fn admit_soon(&self) {

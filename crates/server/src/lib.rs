@@ -181,7 +181,7 @@ pub async fn serve(
     }
     for (entry, wf) in registered {
         if let Some(s) = entry.schedule {
-            schedule::spawn(dispatcher.clone(), wf, s);
+            schedule::spawn(dispatcher.clone(), wf, s, entry.queue);
         }
     }
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));

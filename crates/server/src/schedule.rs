@@ -25,13 +25,22 @@ fn tick_of(name: &str, id: &str) -> Option<DateTime<Utc>> {
 /// Starts the runs of `workflow`'s schedule, from now until the server
 /// stops; first the ticks missed since the last scheduled run, if
 /// `missed` says so.
-pub fn spawn(dispatcher: Dispatcher, workflow: LoadedWorkflow, schedule: Schedule) {
+pub fn spawn(
+    dispatcher: Dispatcher,
+    workflow: LoadedWorkflow,
+    schedule: Schedule,
+    queue: Option<String>,
+) {
     tokio::spawn(async move {
         let name = workflow.name.clone();
         let input = schedule.input.to_string();
         let start = |at: DateTime<Utc>| {
-            let (dispatcher, workflow, input) =
-                (dispatcher.clone(), workflow.clone(), input.clone());
+            let (dispatcher, workflow, input, queue) = (
+                dispatcher.clone(),
+                workflow.clone(),
+                input.clone(),
+                queue.clone(),
+            );
             let id = run_id(&name, at);
             async move {
                 // A run with this id that is not of this component is not
@@ -50,6 +59,21 @@ pub fn spawn(dispatcher: Dispatcher, workflow: LoadedWorkflow, schedule: Schedul
                     }
                 }
                 tracing::info!(run = %id, "scheduled run");
+                // A workflow with a queue waits its turn there, ticks too.
+                if let Some(queue) = queue {
+                    let start = durable::store::QueuedStart {
+                        queue,
+                        key: None,
+                        priority: 0,
+                    };
+                    match dispatcher.enqueue(&workflow, &id, &input, start).await {
+                        Ok(_) => dispatcher.admit_soon(),
+                        Err(e) => {
+                            tracing::warn!(run = %id, error = %durable::errors::chain(&e), "tick skipped")
+                        }
+                    }
+                    return;
+                }
                 // Whether the tick created it is only for the log: the id
                 // makes a tick's run unique.
                 let (created, _) = tokio::sync::oneshot::channel();

@@ -31,7 +31,7 @@ pub use owner::DEFAULT_LEASE_MS;
 
 pub use durable_core::queues::{
     Admission, Debounce, Held, MAX_PRIORITY, QueueConfig, QueuePosition, QueueState, QueuedStart,
-    Rate,
+    Rate, validate_key,
 };
 pub use durable_core::records::{
     AttemptRecord, Claim, ComponentSwitch, Creation, NewRun, Outcome, OutputLine, RunEnd,

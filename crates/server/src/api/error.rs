@@ -66,6 +66,7 @@ impl From<StoreError> for ApiError {
             | StoreError::StepNotFound { .. }
             | StoreError::ComponentNotFound(_)
             | StoreError::QueueNotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            StoreError::Config(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             StoreError::AlreadyFinished { .. }
             | StoreError::RunExists(_)
             | StoreError::Queued { .. }

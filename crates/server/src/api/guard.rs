@@ -216,7 +216,7 @@ fn check(hosts: &Hosts, request: &Request) -> Result<(), ApiError> {
     {
         return Err(cross_origin());
     }
-    if request.method() == Method::POST {
+    if request.method() == Method::POST || request.method() == Method::PUT {
         content_type(path, headers)?;
     }
     Ok(())

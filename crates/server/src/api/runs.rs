@@ -76,9 +76,7 @@ async fn start_debounced(
     debounce: DebounceRequest,
     start: Option<QueuedStart>,
 ) -> ApiResult {
-    if debounce.key.is_empty() || debounce.key.len() > 1024 {
-        return Err(ApiError::bad_request("debounce key: 1 to 1024 bytes"));
-    }
+    durable::store::validate_key("debounce key", &debounce.key).map_err(ApiError::bad_request)?;
     if debounce.ms > MAX_DEBOUNCE_MS {
         return Err(ApiError::bad_request(format!(
             "debounce ms {}: at most {MAX_DEBOUNCE_MS} (7 days)",
@@ -169,6 +167,9 @@ pub(super) async fn start_run(
         key: req.key,
         priority: req.priority.unwrap_or(0),
     });
+    if let Some(k) = start.as_ref().and_then(|s| s.key.as_deref()) {
+        durable::store::validate_key("key", k).map_err(ApiError::bad_request)?;
+    }
     if let Some(start) = &start
         && start.priority > durable::store::MAX_PRIORITY
     {

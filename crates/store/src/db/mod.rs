@@ -21,6 +21,7 @@ mod rows;
 mod server;
 pub(crate) mod sqlite;
 mod starts;
+mod step_slots;
 use sqlite as schema;
 mod waits;
 mod writer;

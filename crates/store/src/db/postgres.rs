@@ -208,6 +208,18 @@ CREATE TABLE queues (
     refilled_at_ms      BIGINT,
     next_seq            BIGINT NOT NULL DEFAULT 0,
     updated_at_ms       BIGINT NOT NULL
+);
+CREATE TABLE step_limits (
+    name        TEXT COLLATE "C" PRIMARY KEY,
+    concurrency BIGINT NOT NULL
+);
+CREATE TABLE step_slots (
+    name     TEXT COLLATE "C" NOT NULL,
+    run_id   TEXT COLLATE "C" NOT NULL,
+    key      TEXT COLLATE "C" NOT NULL,
+    owner    TEXT COLLATE "C" NOT NULL,
+    since_ms BIGINT NOT NULL,
+    PRIMARY KEY (name, run_id, key)
 )
 "#,
 ];

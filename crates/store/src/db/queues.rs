@@ -67,7 +67,7 @@ impl QueueRow {
         let missing = i128::from((1000 - milli).max(0));
         let per = i128::from(rate.count) * 1000;
         let ms = (missing * rate.per_ms as i128 + per - 1) / per;
-        Some(at + ms as i64)
+        Some(at.saturating_add(ms.min(i128::from(i64::MAX)) as i64))
     }
 }
 
@@ -152,6 +152,10 @@ fn insert_queued_run(
             .key
             .clone()
             .or_else(|| queue.config.key_of(&new.input));
+        if let Some(k) = &key {
+            durable_core::queues::validate_key("the run's concurrency key", k)
+                .map_err(StoreError::Config)?;
+        }
         seq = Some(tx.one(
             "taking a place in the queue",
             "UPDATE queues SET next_seq = next_seq + 1 WHERE name = ?1 RETURNING next_seq",
@@ -266,12 +270,19 @@ fn admit_from(
     } else {
         room
     };
+    // Runs whose key is full now are left out by the query (one key's
+    // backlog never hides another key's runs); those whose key fills up
+    // within this admission are passed over below.
     let candidates = tx.all(
         "listing the queue's runs",
         "SELECT id, queue_key FROM runs WHERE queue = ?1 AND status = 'queued'
            AND (not_before_ms IS NULL OR not_before_ms <= ?3)
+           AND (CAST(?4 AS BIGINT) IS NULL OR queue_key IS NULL OR queue_key NOT IN (
+                 SELECT queue_key FROM runs
+                 WHERE queue = ?1 AND status IN ('running', 'waiting') AND queue_key IS NOT NULL
+                 GROUP BY queue_key HAVING count(*) >= CAST(?4 AS BIGINT)))
          ORDER BY priority DESC, queue_seq LIMIT ?2",
-        args![name, scan as i64, now],
+        args![name, scan as i64, now, per_key.map(i64::from)],
         |r| Ok((r.get::<String>(0)?, r.get::<Option<String>>(1)?)),
     )?;
     let mut admitted = 0u64;

@@ -373,6 +373,19 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         next_seq            INTEGER NOT NULL DEFAULT 0,
         updated_at_ms       INTEGER NOT NULL
     ) STRICT;
+
+    CREATE TABLE step_limits (
+        name        TEXT PRIMARY KEY,
+        concurrency INTEGER NOT NULL
+    ) STRICT;
+    CREATE TABLE step_slots (
+        name     TEXT NOT NULL,
+        run_id   TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        owner    TEXT NOT NULL,
+        since_ms INTEGER NOT NULL,
+        PRIMARY KEY (name, run_id, key)
+    ) STRICT, WITHOUT ROWID;
     "#,
 ];
 

@@ -92,7 +92,8 @@ on_both!(
     a_start_stores_its_component_once_and_again_if_another_host_deleted_it,
     children_start_once_wake_their_parent_and_end_with_it,
     handles_settle_in_one_transaction_and_an_event_wakes_a_run_parked_on_them,
-    queues_admit_under_their_limits_in_priority_then_start_order
+    queues_admit_under_their_limits_in_priority_then_start_order,
+    step_slots_hold_a_limit_and_come_back_with_the_lease
 );
 
 /// The name a component is stored with, if it is stored.
@@ -728,6 +729,8 @@ async fn version_6(kind: Kind) -> Fresh {
             client
                 .batch_execute(
                     "DROP TABLE queues;
+                     DROP TABLE step_limits;
+                     DROP TABLE step_slots;
                      DROP INDEX runs_debouncing;
                      ALTER TABLE runs DROP COLUMN debounce_key;
                      ALTER TABLE runs DROP COLUMN not_before_ms;
@@ -1170,6 +1173,19 @@ async fn queues_admit_under_their_limits_in_priority_then_start_order(kind: Kind
     assert!(store.admit(100).await.expect("admit").admitted.is_empty());
     end("r1").await;
     assert_eq!(store.admit(100).await.expect("admit").admitted, ["r2"]);
+    // A long backlog of one key (its run holding the key) does not hide a
+    // run of another key behind it.
+    for i in 0..150 {
+        store
+            .create_queued_run(queued(&format!("a{i}"), "a"), start(0))
+            .await
+            .expect("queued");
+    }
+    store
+        .create_queued_run(queued("b-last", "b"), start(0))
+        .await
+        .expect("queued");
+    assert_eq!(store.admit(100).await.expect("admit").admitted, ["b-last"]);
 
     // A rate of 1 an hour with a burst of 2: two now, the third in an hour.
     let mut slow = QueueConfig::unlimited("slow");
@@ -1209,7 +1225,7 @@ async fn queues_admit_under_their_limits_in_priority_then_start_order(kind: Kind
         .iter()
         .map(|q| (q.config.name.as_str(), q.queued, q.active))
         .collect();
-    assert_eq!(counts, [("q", 0, 1), ("slow", 1, 2)]);
+    assert_eq!(counts, [("q", 150, 2), ("slow", 1, 2)]);
 
     // Debounced starts of one workflow and key within the window are one
     // run: the last input wins (or the first), admitted when it ends.
@@ -1264,5 +1280,44 @@ async fn queues_admit_under_their_limits_in_priority_then_start_order(kind: Kind
         .await
         .expect("debounced");
     assert_eq!(store.admit(100).await.expect("admit").admitted, ["e1"]);
+    store.close().await;
+}
+
+/// At most `limit` attempts of a step hold a slot at once; a slot given
+/// back, or held by a process whose lease ran out, is free again.
+async fn step_slots_hold_a_limit_and_come_back_with_the_lease(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    for id in ["s1", "s2", "s3"] {
+        store.claim_run(new_run(id), &me).await.expect("claim");
+    }
+    let take = |run: &'static str, key: &'static str| {
+        let (store, me) = (&store, &me);
+        async move {
+            store
+                .take_step_slot("charge", 2, run, key, me)
+                .await
+                .expect("take")
+        }
+    };
+    assert!(take("s1", "charge#1").await);
+    assert!(take("s2", "charge#1").await);
+    assert!(!take("s3", "charge#1").await, "a third slot of two");
+    store
+        .give_back_step_slot("charge", "s1", "charge#1")
+        .await
+        .expect("give back");
+    assert!(take("s3", "charge#1").await);
+    // Another step's limit is its own.
+    assert!(
+        store
+            .take_step_slot("other", 1, "s1", "other#1", &me)
+            .await
+            .expect("take")
+    );
+    // s2's owner dies (its lease runs out): its slot stops counting.
+    store.release("s2", &me).await.expect("release");
+    assert!(take("s1", "charge#2").await);
     store.close().await;
 }

@@ -186,7 +186,20 @@ impl Writer {
         let mut tx = Some(tx);
         let job: Job = Box::new(move |txn, last| {
             let out = match txn {
-                Ok(txn) => f(txn),
+                // A job that panics fails alone (its savepoint is rolled
+                // back): the writer, and the other jobs of its batch, go
+                // on.
+                Ok(txn) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(txn)))
+                    .unwrap_or_else(|panic| {
+                        let why = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_else(|| "a panic".into());
+                        Err(StoreError::Shared(format!(
+                            "a database transaction failed in the host: {why}"
+                        )))
+                    }),
                 Err(e) => Err(e.duplicate()),
             };
             // Rolled back to its savepoint, it is tried again once this
