@@ -452,3 +452,42 @@ fn a_scheduled_workflow_with_a_queue_waits_its_turn_there() {
         .count();
     assert_eq!(open, 1, "{listed}");
 }
+
+/// 100 runs whose one step is limited to 3 at once (`--step-limit`): from
+/// the step records, never 4 at once, and 3 at some point; on `hosts`
+/// servers of one database, runs started through each in turn.
+fn step_limit_holds(env: &Env, hosts: usize, runs: usize) {
+    let servers: Vec<Server> = (0..hosts)
+        .map(|_| Server::start(env, &["--step-limit", "nap=3", "--lease-ms", "3000"]))
+        .collect();
+    for s in &servers {
+        register(s);
+    }
+    let ids: Vec<String> = (0..runs).map(|i| format!("l{i}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let (status, body) = servers[i % hosts].json(
+            "POST",
+            "/v1/runs",
+            &json!({"workflow": "family", "id": id, "input": nap(60, json!({}))}),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let spans: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            servers[0].result(id);
+            span(&servers[0], id)
+        })
+        .collect();
+    assert_eq!(most_at_once(&spans), 3, "{spans:?}");
+}
+
+#[test]
+fn a_step_limit_of_three_never_runs_four_attempts_at_once() {
+    step_limit_holds(&Env::new(), 1, 100);
+}
+
+#[test]
+fn postgres_a_step_limit_holds_across_two_hosts() {
+    step_limit_holds(&Env::postgres(), 2, 100);
+}

@@ -566,6 +566,32 @@ pub struct DriveArgs {
         default_value_t = defaults().lease_ms
     )]
     pub lease_ms: u64,
+
+    /// At most N attempts of step NAME at once, across every run and every
+    /// process on the database (repeatable): what protects a downstream
+    /// service. Attempts beyond it wait, holding no instance.
+    #[arg(
+        long = "step-limit",
+        value_name = "NAME=N",
+        value_parser = parse_step_limit,
+        help_heading = "Limits"
+    )]
+    pub step_limits: Vec<(String, u32)>,
+}
+
+/// `--step-limit NAME=N`.
+fn parse_step_limit(s: &str) -> Result<(String, u32), String> {
+    let (name, n) = s
+        .rsplit_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=N"))?;
+    durable::runner::validate_step_name(name).map_err(|e| e.to_string())?;
+    let n: u32 = n
+        .parse()
+        .map_err(|_| format!("{s:?}: N must be a whole number from 1"))?;
+    if n == 0 {
+        return Err(format!("{s:?}: a limit of 0 would run nothing"));
+    }
+    Ok((name.to_string(), n))
 }
 
 impl DriveArgs {
@@ -594,6 +620,7 @@ impl DriveArgs {
             http_first_byte_timeout_ms: self.http_first_byte_timeout_ms,
             lock_wait_ms: self.lock_wait_ms,
             lease_ms: self.lease_ms,
+            step_limits: self.step_limits.clone(),
         }
     }
 }

@@ -64,6 +64,9 @@ pub struct DriveSettings {
     pub lock_wait_ms: u64,
     /// How long a run's lease lasts without renewal, in ms.
     pub lease_ms: u64,
+    /// Most attempts of a step name running at once, across every run and
+    /// every process on the database: `(name, limit)`.
+    pub step_limits: Vec<(String, u32)>,
 }
 
 impl Default for DriveSettings {
@@ -92,6 +95,7 @@ impl Default for DriveSettings {
             http_first_byte_timeout_ms: None,
             lock_wait_ms: 120_000,
             lease_ms: crate::store::DEFAULT_LEASE_MS as u64,
+            step_limits: Vec::new(),
         }
     }
 }
@@ -137,6 +141,7 @@ impl DriveSettings {
             limits: self.limits(),
             grants,
             cache_dir,
+            step_limits: self.step_limits.iter().cloned().collect(),
             ..RuntimeConfig::default()
         })
     }

@@ -23,6 +23,9 @@
 //! per_key_concurrency = 1                # one run per customer at a time
 //! rate = "100/1m"                        # admissions, as a token bucket
 //! burst = 10                             # of 10 (1 unless given)
+//!
+//! [limits.steps.charge]
+//! concurrency = 5                        # attempts of step `charge` at once, all hosts
 //! ```
 
 use std::collections::BTreeMap;
@@ -42,6 +45,23 @@ struct File {
     workflows: BTreeMap<String, Entry>,
     #[serde(default)]
     queues: BTreeMap<String, QueueEntry>,
+    #[serde(default)]
+    limits: LimitsEntry,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsEntry {
+    #[serde(default)]
+    steps: BTreeMap<String, StepLimitEntry>,
+}
+
+/// One `[limits.steps.NAME]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StepLimitEntry {
+    concurrency: u32,
 }
 
 /// One `[queues.NAME]` table.
@@ -62,6 +82,8 @@ pub struct Config {
     pub workflows: Vec<Workflow>,
     /// The queues (set in the database on every start).
     pub queues: Vec<QueueConfig>,
+    /// Most attempts of a step name at once, across every host.
+    pub step_limits: Vec<(String, u32)>,
 }
 
 /// One `[workflows.NAME]` table.
@@ -159,6 +181,15 @@ pub fn read(path: &Path, base: &DriveSettings) -> Result<Config, String> {
         config.validate().map_err(at)?;
         queues.push(config);
     }
+    let mut step_limits = Vec::new();
+    for (name, l) in file.limits.steps {
+        let at = |what: String| format!("{}: [limits.steps.{name}]: {what}", path.display());
+        durable::runner::validate_step_name(&name).map_err(|e| at(e.to_string()))?;
+        if l.concurrency == 0 {
+            return Err(at("a concurrency of 0 would run nothing".into()));
+        }
+        step_limits.push((name, l.concurrency));
+    }
     let mut out = Vec::new();
     for (name, e) in file.workflows {
         let at = |what: String| format!("{}: [workflows.{name}]: {what}", path.display());
@@ -236,6 +267,7 @@ pub fn read(path: &Path, base: &DriveSettings) -> Result<Config, String> {
     Ok(Config {
         workflows: out,
         queues,
+        step_limits,
     })
 }
 
@@ -280,6 +312,10 @@ mod tests {
         assert_eq!(q.per_key_concurrency, Some(1));
         assert_eq!(q.rate.map(|r| (r.count, r.per_ms)), Some((100, 60_000)));
         assert_eq!(q.burst, 5);
+        let c = read_all("[limits.steps.charge]\nconcurrency = 3\n").expect("a step limit");
+        assert_eq!(c.step_limits, [("charge".to_string(), 3)]);
+        let e = read_all("[limits.steps.charge]\nconcurrency = 0\n").expect_err("zero");
+        assert!(e.contains("[limits.steps.charge]"), "{e}");
         let e = read_all("[queues.q]\nrate = \"fast\"\n").expect_err("bad rate");
         assert!(e.contains("[queues.q]") && e.contains("N/INTERVAL"), "{e}");
         let e = read_all("[queues.q]\nconcurrency = 0\n").expect_err("zero");

@@ -335,6 +335,8 @@ fn load_registered(
             .insert(wf.digest.clone(), (own.limits, own.grants));
         out.push((w, wf));
     }
+    // Step limits hold for every workflow's steps.
+    runtime.step_limits.extend(config.step_limits);
     Ok((out, config.queues))
 }
 

@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-pub use crate::names::validate_workflow_name;
+pub use crate::names::{validate_step_name, validate_workflow_name};
 pub use crate::observer::{Level, Observer, Silent, Source, Tee, Waiting};
 pub use drive::human;
 pub use engine::{Engine, LoadedWorkflow};
@@ -97,6 +97,11 @@ pub struct RuntimeConfig {
     /// a server's registered workflows. Otherwise an unlinked name runs the
     /// parent's own component (`durable run`).
     pub links_only: bool,
+    /// Most attempts of a step name running at once, across every run and
+    /// every process on the database (the store keeps the slots): what
+    /// protects a downstream service. A step waiting for a slot holds no
+    /// instance.
+    pub step_limits: HashMap<String, u32>,
 }
 
 impl RuntimeConfig {
@@ -125,6 +130,7 @@ impl Default for RuntimeConfig {
             per_component: HashMap::new(),
             max_loaded_bytes: 128 << 20,
             links_only: false,
+            step_limits: HashMap::new(),
         }
     }
 }
@@ -165,6 +171,8 @@ pub struct Runtime {
     loaded: loaded::Loaded,
     /// Child workflows: components by name, who drives them.
     family: Arc<family::Family>,
+    /// Step names with a concurrency limit across every host.
+    step_limits: Arc<HashMap<String, u32>>,
 }
 
 /// Marks a run as driven by this process while alive.
@@ -262,6 +270,7 @@ impl Runtime {
             limits: config.limits,
             grants: Arc::new(config.grants),
             loaded: loaded::Loaded::new(config.max_loaded_bytes),
+            step_limits: Arc::new(config.step_limits),
         }
     }
 
@@ -743,6 +752,7 @@ impl Runtime {
             number: run.drives,
             family: self.family.clone(),
             component: workflow.as_child(&run.workflow),
+            step_limits: self.step_limits.clone(),
         }));
         tracing::debug!(run = %run.id, drive = run.drives, "drive starts");
         let lease = tokio::spawn(renew_lease(drive.clone()));

@@ -134,6 +134,7 @@ impl Runtime {
             number: run.drives,
             family: self.family.clone(),
             component: workflow.as_child(&run.workflow),
+            step_limits: Arc::default(),
         }));
         let (outcome, _) = run_workflow(&drive, &workflow.pre, &run).await;
         let made = |n: u32| Progress {

@@ -22,6 +22,7 @@ use super::slots::{AttemptClock, InstanceSlots};
 use crate::observer::{Observer, Source};
 
 mod messages;
+mod step_limit;
 mod waits;
 use crate::clock::now_ms;
 use crate::history::{History, Planned};
@@ -76,6 +77,8 @@ pub(crate) struct Drive {
     pub(crate) family: Arc<Family>,
     /// The run's own component, which children run unless linked otherwise.
     pub(crate) component: ChildComponent,
+    /// Step names with a concurrency limit across every host.
+    step_limits: Arc<HashMap<String, u32>>,
 }
 
 /// What the runtime hands a new drive.
@@ -99,6 +102,7 @@ pub(crate) struct DriveSetup {
     pub(crate) number: u32,
     pub(crate) family: Arc<Family>,
     pub(crate) component: ChildComponent,
+    pub(crate) step_limits: Arc<HashMap<String, u32>>,
 }
 
 /// What a step attempt's instance did: its result (`None` when the
@@ -158,6 +162,7 @@ impl Drive {
             switch: Mutex::new(s.switch),
             family: s.family,
             component: s.component,
+            step_limits: s.step_limits,
         }
     }
 
@@ -402,10 +407,16 @@ impl Drive {
         let mut attempt = self.prior_attempts.get(&call.key).copied().unwrap_or(0);
         loop {
             attempt += 1;
+            // A limited step's slot first: waiting for it holds nothing
+            // else, and the attempt's record starts once it has one.
+            let limited = self.step_slot(&call).await?;
             let started_at = now_ms();
             let started = Instant::now();
             let (Attempt { outcome, retryable }, output, calls) =
                 self.attempt(&call, &input, policy.timeout, attempt).await?;
+            if let Some(slot) = limited {
+                slot.give_back().await;
+            }
             let elapsed = started.elapsed();
             let failed = (!matches!(outcome, Outcome::Ok(_))).then(|| AttemptRecord {
                 key: call.key.clone(),
