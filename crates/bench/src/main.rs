@@ -50,8 +50,8 @@ struct Args {
     /// scripts/with-postgres.sh sets it].
     #[arg(long, value_name = "URL", env = "DURABLE_TEST_POSTGRES")]
     postgres: Option<String>,
-    /// Only these sections (comma-separated): w1w4, w2, w5, w3, w6, serve,
-    /// node, cold [default: all]. The fsync bound is always measured.
+    /// Only these sections (comma-separated): w1w4, w2, w5, w3, w6, queue,
+    /// serve, node, cold [default: all]. The fsync bound is always measured.
     #[arg(long, value_name = "SECTIONS", value_delimiter = ',')]
     only: Vec<String>,
     /// Internal: run one workload in this process and print its metrics.
@@ -123,6 +123,7 @@ struct Sizes {
     w5_parked: u32,
     w5_woken: u32,
     w6_children: u32,
+    rated_runs: u32,
     fsync_ops: u32,
     serve_runs: u32,
     serve_parked: u32,
@@ -142,6 +143,7 @@ impl Sizes {
                 w5_parked: 50,
                 w5_woken: 20,
                 w6_children: 20,
+                rated_runs: 10,
                 fsync_ops: 100,
                 serve_runs: 20,
                 serve_parked: 50,
@@ -158,6 +160,7 @@ impl Sizes {
                 w5_parked: 10_000,
                 w5_woken: 1000,
                 w6_children: 1000,
+                rated_runs: 200,
                 fsync_ops: 2000,
                 serve_runs: 1000,
                 serve_parked: 100_000,
@@ -511,6 +514,55 @@ impl Bench {
                 &Summary::of(&http),
                 &Summary::of(&http_rss),
                 s.w6_children,
+            );
+        }
+        if self.wants("queue") {
+            // Queues over HTTP: W4 started plainly and into a queue of
+            // concurrency 64 (throughput, the server's CPU per run: the
+            // admission's cost), and runs admitted at 20/s.
+            let (mut plain, mut queued, mut plain_cpu, mut queued_cpu, mut rated) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let runs = s.serve_runs;
+            for r in 0..self.repeats {
+                for (into, cpu, extra) in [
+                    (&mut plain, &mut plain_cpu, serde_json::json!({})),
+                    (
+                        &mut queued,
+                        &mut queued_cpu,
+                        serde_json::json!({"queue": "q64"}),
+                    ),
+                ] {
+                    let dir = self.fresh(&format!("queue-{r}"))?;
+                    measure::link_cache(&warm, &dir)?;
+                    let server = serve::Server::start(&self.durable, &dir)?;
+                    let digest = serve::upload(&server, &self.guest)?;
+                    let mut client = server.client()?;
+                    let (status, body) = client.json(
+                        "PUT",
+                        "/v1/queues/q64",
+                        &serde_json::json!({"concurrency": 64}),
+                    )?;
+                    anyhow::ensure!(status == 201, "queue: {status} {body}");
+                    let before = server.cpu_seconds()?;
+                    into.push(serve::w4_http_with(&server, &digest, runs, 32, &extra)?);
+                    cpu.push((server.cpu_seconds()? - before) * 1000.0 / f64::from(runs));
+                }
+                let dir = self.fresh(&format!("queue-rated-{r}"))?;
+                measure::link_cache(&warm, &dir)?;
+                let server = serve::Server::start(&self.durable, &dir)?;
+                let digest = serve::upload(&server, &self.guest)?;
+                rated.push(serve::rated(&server, &digest, s.rated_runs, "20/1s")?);
+            }
+            report.add_queue(
+                [
+                    &Summary::of(&plain),
+                    &Summary::of(&queued),
+                    &Summary::of(&plain_cpu),
+                    &Summary::of(&queued_cpu),
+                    &Summary::of(&rated),
+                ],
+                runs,
+                s.rated_runs,
             );
         }
         if self.wants("w3") {

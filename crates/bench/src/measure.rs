@@ -308,6 +308,41 @@ impl Report {
         );
     }
 
+    /// Queues: `[plain wf/s, queued wf/s, plain CPU ms/run, queued CPU
+    /// ms/run, seconds for the rated runs]`.
+    pub fn add_queue(&mut self, s: [&Summary; 5], runs: u32, rated: u32) {
+        self.row(
+            format!("queue: W4 over HTTP, {runs} runs, no queue"),
+            *s[0],
+            "wf/s",
+            "32 keep-alive clients",
+        );
+        self.row(
+            format!("queue: W4 over HTTP, {runs} runs, queue of concurrency 64"),
+            *s[1],
+            "wf/s",
+            "the same, every run admitted by the queue",
+        );
+        self.row(
+            "queue: server CPU per run, no queue".to_string(),
+            *s[2],
+            "ms",
+            "user + system, /proc",
+        );
+        self.row(
+            "queue: server CPU per run, queued".to_string(),
+            *s[3],
+            "ms",
+            "the difference is admission's cost",
+        );
+        self.row(
+            format!("queue: {rated} runs at rate 20/1s"),
+            *s[4],
+            "s",
+            "first start to last result (ideal: (n-1)/20)",
+        );
+    }
+
     pub fn add_serve(
         &mut self,
         w4: &Summary,

@@ -215,6 +215,40 @@ pub fn w4_http(server: &Server, digest: &str, runs: u32, clients: u32) -> anyhow
     w4_http_over(&[server], digest, runs, clients)
 }
 
+/// [`w4_http`] with `extra` fields in every start (a queue, say).
+pub fn w4_http_with(
+    server: &Server,
+    digest: &str,
+    runs: u32,
+    clients: u32,
+    extra: &Value,
+) -> anyhow::Result<f64> {
+    w4_http_starting(&[server], digest, runs, clients, extra)
+}
+
+/// Queues: `runs` runs of one step (the `seq` mode with n = 1) started at
+/// once into a queue of `rate` (`"20/1s"`), each awaited: seconds from
+/// the first start to the last result.
+pub fn rated(server: &Server, digest: &str, runs: u32, rate: &str) -> anyhow::Result<f64> {
+    let mut client = server.client()?;
+    let (status, body) = client.json("PUT", "/v1/queues/rated", &json!({"rate": rate}))?;
+    anyhow::ensure!(status == 201 || status == 200, "queue: {status} {body}");
+    let started = Instant::now();
+    for i in 0..runs {
+        let (status, body) = client.json(
+            "POST",
+            "/v1/runs",
+            &json!({"component": digest, "input": {"mode": "seq", "n": 1}, "id": format!("r{i}"), "queue": "rated"}),
+        )?;
+        anyhow::ensure!(status == 201, "start: {status} {body}");
+    }
+    for i in 0..runs {
+        let (_, body) = client.call("GET", &format!("/v1/runs/r{i}/result?wait=120s"), b"")?;
+        anyhow::ensure!(body["status"] == "succeeded", "r{i}: {body}");
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
 /// [`w4_http`] over several servers of one database: client `c` talks to
 /// server `c % servers.len()`.
 pub fn w4_http_over(
@@ -222,6 +256,16 @@ pub fn w4_http_over(
     digest: &str,
     runs: u32,
     clients: u32,
+) -> anyhow::Result<f64> {
+    w4_http_starting(servers, digest, runs, clients, &json!({}))
+}
+
+fn w4_http_starting(
+    servers: &[&Server],
+    digest: &str,
+    runs: u32,
+    clients: u32,
+    extra: &Value,
 ) -> anyhow::Result<f64> {
     let started = Instant::now();
     std::thread::scope(|s| -> anyhow::Result<()> {
@@ -232,11 +276,11 @@ pub fn w4_http_over(
                 let mut client = server.client()?;
                 let mine: Vec<u32> = (0..runs).filter(|i| i % clients == c).collect();
                 for i in &mine {
-                    let (status, body) = client.json(
-                        "POST",
-                        "/v1/runs",
-                        &json!({"component": digest, "input": {"mode": "onboarding", "n": i}, "id": format!("h{i}")}),
-                    )?;
+                    let mut start = json!({"component": digest, "input": {"mode": "onboarding", "n": i}, "id": format!("h{i}")});
+                    if let (Some(s), Some(e)) = (start.as_object_mut(), extra.as_object()) {
+                        s.extend(e.clone());
+                    }
+                    let (status, body) = client.json("POST", "/v1/runs", &start)?;
                     anyhow::ensure!(status == 201, "start: {status} {body}");
                 }
                 for i in &mine {

@@ -192,7 +192,7 @@ pub struct EventArgs {
 /// Arguments of `durable list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Only runs with this status (running, waiting, succeeded, failed,
+    /// Only runs with this status (queued, running, waiting, succeeded, failed,
     /// cancelled).
     #[arg(long, value_name = "STATUS")]
     pub status: Option<String>,

@@ -250,9 +250,13 @@ impl Dispatcher {
             }
             match &wake_ups {
                 None => {
+                    // A rate's next token may come before the next poll:
+                    // waking then keeps the rate (a bucket of 1 loses what
+                    // comes while it is full).
+                    let wait = until_admission.map_or(POLL, |a| POLL.min(a));
                     tokio::select! {
                         () = self.inner.admit.notified() => {}
-                        () = tokio::time::sleep(POLL) => {}
+                        () = tokio::time::sleep(wait) => {}
                     }
                 }
                 Some(_) if more => {}

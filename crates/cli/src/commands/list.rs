@@ -16,7 +16,7 @@ pub(crate) async fn list(db: &Location, args: ListArgs) -> ExitCode {
     {
         Some(Err(s)) => {
             eprintln!(
-                "durable: --status {s}: expected running, waiting, succeeded, failed or cancelled"
+                "durable: --status {s}: expected queued, running, waiting, succeeded, failed or cancelled"
             );
             return ExitCode::Usage;
         }

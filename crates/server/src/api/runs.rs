@@ -311,7 +311,7 @@ pub(super) async fn list_runs(
         None => None,
         Some(s) => Some(RunStatus::parse_name(s).ok_or_else(|| {
             ApiError::bad_request(format!(
-                "status {s:?}: expected running, waiting, succeeded, failed or cancelled"
+                "status {s:?}: expected queued, running, waiting, succeeded, failed or cancelled"
             ))
         })?),
     };
