@@ -459,7 +459,7 @@ fn fork_and_paging_over_http() {
     assert_eq!(ids, ["p0-again", "p0"]);
     assert_eq!(
         page["counts"],
-        json!({"running": 0, "waiting": 0, "succeeded": 2, "failed": 0, "cancelled": 0})
+        json!({"queued": 0, "running": 0, "waiting": 0, "succeeded": 2, "failed": 0, "cancelled": 0})
     );
     let (_, all) = server.call("GET", "/v1/runs?counts=true&limit=1", b"");
     assert_eq!(all["counts"]["succeeded"], 6, "{all}");

@@ -414,9 +414,6 @@ impl Drive {
             let started = Instant::now();
             let (Attempt { outcome, retryable }, output, calls) =
                 self.attempt(&call, &input, policy.timeout, attempt).await?;
-            if let Some(slot) = limited {
-                slot.give_back().await;
-            }
             let elapsed = started.elapsed();
             let failed = (!matches!(outcome, Outcome::Ok(_))).then(|| AttemptRecord {
                 key: call.key.clone(),
@@ -440,6 +437,11 @@ impl Drive {
                 self.supersede(&call.key, calls).await?;
                 self.commit(&call, outcome.clone(), attempt, started_at, failed, output)
                     .await?;
+                // A limited step holds its slot until its record is
+                // committed: the records never show more than the limit.
+                if let Some(slot) = limited {
+                    slot.give_back().await;
+                }
                 self.observer
                     .step(&self.run_id, &call.key, Source::Executed, &outcome, elapsed);
                 self.crash_if_asked(&call.key);
@@ -457,6 +459,10 @@ impl Drive {
                 .commit_attempt(&self.run_id, &self.owner, self.number, failed, output)
                 .await?;
             self.note_cancel(cancel);
+            // Not held through the back-off.
+            if let Some(slot) = limited {
+                slot.give_back().await;
+            }
             self.observer
                 .attempt_failed(&self.run_id, &call.key, attempt, &outcome, wait);
             // The wait ends early when the run may not go on: a cancelled,
