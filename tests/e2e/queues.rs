@@ -283,6 +283,7 @@ fn a_queue_admits_runs_under_its_limits_in_priority_then_start_order() {
     for bad in [
         json!({"workflow": "family", "queue": "one", "key": long, "input": {}}),
         json!({"workflow": "family", "queue": "one", "key": "a\u{0}b", "input": {}}),
+        json!({"workflow": "family", "queue": "k\u{0}", "input": {}}),
         json!({"workflow": "family", "input": {}, "debounce": {"key": long, "ms": 10}}),
     ] {
         let (status, body) = server.json("POST", "/v1/runs", &bad);

@@ -167,6 +167,12 @@ pub(super) async fn start_run(
         key: req.key,
         priority: req.priority.unwrap_or(0),
     });
+    if let Some(q) = start.as_ref().map(|s| &s.queue) {
+        // Not a name any queue can have (a NUL, a '/'): 400 before the
+        // database sees it.
+        durable::runner::validate_step_name(q)
+            .map_err(|e| ApiError::bad_request(format!("queue {q:?}: {}", e.reason)))?;
+    }
     if let Some(k) = start.as_ref().and_then(|s| s.key.as_deref()) {
         durable::store::validate_key("key", k).map_err(ApiError::bad_request)?;
     }
