@@ -88,6 +88,14 @@ fn postgres_events_are_delivered_once_in_order_across_a_kill() {
             .expect_code(Some(0));
     }
     wait_for("the third wait", || {
+        // A drive that ended early says why (else this would only time out).
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("durable run exited ({status}) before the third wait:\n{err}");
+        }
         let run = shown(&env, "e");
         run["status"] == "waiting"
             && keys(&run)
