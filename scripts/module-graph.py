@@ -29,6 +29,7 @@ LAYERS = {
     "durable-store": 1,
     "durable-http": 1,
     "durable-api-model": 1,
+    "durable-kit": 1,
     "durable": 2,  # the runtime
     "durable-server": 3,
     "durable-cli": 4,
@@ -37,7 +38,7 @@ LAYERS = {
 }
 
 CRATE_DIRS = ["crates/core", "crates/store", "crates/http", "crates/api-model",
-              "crates/runtime", "crates/server", "crates/cli", "crates/bench",
+              "crates/runtime", "crates/server", "crates/kit", "crates/cli", "crates/bench",
               "tests/e2e"]
 
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the tools that build Python and JavaScript guests, into the
-# project: componentize-py into ./.venv, componentize-js and rolldown into
+# project: componentize-py and pytest into ./.venv, componentize-js and rolldown into
 # ./node_modules (versions pinned in guest-sdk/python/requirements.txt and
 # package-lock.json); and cargo-component (pinned below) into ~/.cargo/bin.
 # Quick when they are already there.
@@ -17,11 +17,15 @@ if [ "$(cargo component --version 2>/dev/null)" != "cargo-component-component $C
     env -u CARGO_TARGET_DIR cargo install --quiet --locked cargo-component --version "$CARGO_COMPONENT_VERSION"
 fi
 
-if [ ! -x .venv/bin/componentize-py ]; then
-    python3 -m venv .venv
+# componentize-py builds Python guests; pytest runs their tests (and the
+# SDK's) against durable_sdk.testing.
+if [ ! -x .venv/bin/componentize-py ] || ! .venv/bin/python -c 'import pytest' 2>/dev/null; then
+    [ -x .venv/bin/python ] || python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check -r guest-sdk/python/requirements.txt
 fi
+# node_modules/durable-sdk links guest-sdk/js (the JS examples import it as
+# "durable-sdk"): a tree installed before it was listed lacks it.
 if [ ! -x node_modules/.bin/componentize-js ] || [ ! -x node_modules/.bin/rolldown ] \
-    || [ ! -d node_modules/@bytecodealliance/preview2-shim ]; then
+    || [ ! -d node_modules/@bytecodealliance/preview2-shim ] || [ ! -e node_modules/durable-sdk/package.json ]; then
     npm ci --silent --no-audit --no-fund
 fi

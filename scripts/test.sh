@@ -13,6 +13,9 @@ python3 scripts/module-graph.py
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || rustup target add wasm32-wasip2
 # The UI tests drive a real headless Chromium.
 ./scripts/setup-browser.sh
+# The Rust SDK's fake host and the examples' own tests (step bodies, and
+# workflows against recorded answers) run natively, as an author's do.
+cargo test --locked -p durable-sdk -p hello-example -p onboarding -p approval
 # The PostgreSQL tests get a throwaway server (installed if missing); the
 # SQLite ones alone: cargo test -- --skip postgres
 ./scripts/with-postgres.sh cargo test --locked "$@"

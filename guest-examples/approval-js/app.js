@@ -13,9 +13,9 @@
 // While it waits (for the event or the sleep) the run holds nothing: kill the
 // process, send the event, `durable resume` it, and it goes on.
 
-import { WaitError, WaitTimedOut, awaitEvent, idempotencyKey, sleep, step, workflow } from "../../guest-sdk/js/durable.js";
+import { WaitError, WaitTimedOut, awaitEvent, idempotencyKey, sleep, step, workflow } from "durable-sdk";
 
-export { run, steps } from "../../guest-sdk/js/durable.js";
+export { run, steps } from "durable-sdk";
 
 const say = (line) => console.error(line);
 
@@ -27,27 +27,27 @@ const reportOf = (v) => ({
   pay_delay_ms: v.pay_delay_ms ?? 0,
 });
 
-const submit = step("submit", (r) => {
+export const submit = step("submit", (r) => {
   say(`submitting ${r.report} for ${r.amount} (key ${idempotencyKey()})`);
   return { ticket: `T-${r.report}` };
 });
 
-const pay = step("pay", (r) => {
+export const pay = step("pay", (r) => {
   say(`paying ${r.amount} to the employee (key ${idempotencyKey()})`);
   return { paid: r.amount };
 });
 
-const notifyRejected = step("notify_rejected", (r) => {
+export const notifyRejected = step("notify_rejected", (r) => {
   say(`telling the employee that ${r.report} was rejected (key ${idempotencyKey()})`);
   return { notified: true };
 });
 
-const escalate = step("escalate", (r) => {
+export const escalate = step("escalate", (r) => {
   say(`no answer on ${r.report}: escalating to the finance team (key ${idempotencyKey()})`);
   return { escalated_to: "finance" };
 });
 
-workflow((value) => {
+export const approval = workflow((value) => {
   const r = reportOf(value);
   const ticket = submit(r);
   let decision;

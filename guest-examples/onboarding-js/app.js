@@ -7,9 +7,11 @@
 // to `{hr_url}/access`, with the step's Idempotency-Key. Any 2xx means done; a
 // 4xx fails the step for good; a 5xx or a connection failure is retried.
 
-import { Permanent, checkStatus, fetch, parallel, step, workflow } from "../../guest-sdk/js/durable.js";
+import { Permanent, checkStatus, fetch, parallel, step, workflow } from "durable-sdk";
 
-export { run, steps } from "../../guest-sdk/js/durable.js";
+// The component's exports: the host calls `run` for the workflow and `steps`
+// for each step body.
+export { run, steps } from "durable-sdk";
 
 const say = (line) => console.error(line);
 const now = () => Date.now();
@@ -43,7 +45,7 @@ async function tellHr(value, path) {
   await response.arrayBuffer(); // not needed, but read to its end
 }
 
-const createRecord = step("create_record", async (hire) => {
+export const createRecord = step("create_record", async (hire) => {
   if (!hire.email.includes("@")) throw new Permanent(`${JSON.stringify(hire.email)} is not an e-mail address`);
   await tellHr(hire, "employees");
   const record = {
@@ -57,7 +59,7 @@ const createRecord = step("create_record", async (hire) => {
   return record;
 });
 
-const provisionLaptop = step("provision_laptop", async (record) => {
+export const provisionLaptop = step("provision_laptop", async (record) => {
   const start = now();
   await tellHr(record, "laptops");
   work(300);
@@ -69,7 +71,7 @@ const provisionLaptop = step("provision_laptop", async (record) => {
   return laptop;
 });
 
-const grantAccess = step("grant_access", async (record) => {
+export const grantAccess = step("grant_access", async (record) => {
   const start = now();
   await tellHr(record, "access");
   work(300);
@@ -78,7 +80,7 @@ const grantAccess = step("grant_access", async (record) => {
   return { groups };
 });
 
-workflow((hire) => {
+export const onboarding = workflow((hire) => {
   const record = createRecord(hire);
   const [laptop, access] = parallel([provisionLaptop.using(record), grantAccess.using(record)]);
   return {

@@ -11,28 +11,28 @@
 // - no approval in time: cancels the payment and releases the stock (step
 //   `release_stock`); output {"status": "expired", ...}.
 
-import { HandleError, any, event, idempotencyKey, startWorkflow, step, timer, workflow } from "../../guest-sdk/js/durable.js";
+import { HandleError, any, event, idempotencyKey, startWorkflow, step, timer, workflow } from "durable-sdk";
 
-export { run, steps } from "../../guest-sdk/js/durable.js";
+export { run, steps } from "durable-sdk";
 
 const say = (line) => console.error(line);
 
-const reserveStock = step("reserve_stock", (s) => {
+export const reserveStock = step("reserve_stock", (s) => {
   say(`reserving ${s.items} items for ${s.order_id} (key ${idempotencyKey()})`);
   return { reservation: `RES-${s.order_id}`, items: s.items };
 });
 
-const releaseStock = step("release_stock", (s) => {
+export const releaseStock = step("release_stock", (s) => {
   say(`releasing the stock of ${s.order_id} (key ${idempotencyKey()})`);
   return { released: s.items };
 });
 
-const ship = step("ship", (orderId) => {
+export const ship = step("ship", (orderId) => {
   say(`shipping ${orderId} (key ${idempotencyKey()})`);
   return `TRACK-${orderId}`;
 });
 
-workflow((o) => {
+export const order = workflow((o) => {
   const stock = { order_id: o.order_id, items: o.items };
   const payment = startWorkflow("payment", { order_id: o.order_id, amount_cents: o.items * 1250 });
   const reserved = reserveStock.start(stock);

@@ -5,12 +5,17 @@
 // step runs it durably: the host answers from the run's history when the
 // step has already committed, and otherwise runs it in a fresh instance and
 // commits its result before returning it. The app module re-exports `run`
-// and `steps` from here; `scripts/build-guests.sh` bundles and builds it.
+// and `steps` from here (the component's exports); `durable build` bundles
+// and builds it.
 //
-//   import { step, workflow, parallel, Permanent } from "../../guest-sdk/js/durable.js";
-//   const createRecord = step("create_record", (hire) => ({ id: hire.email }));
-//   workflow((hire) => { const record = createRecord(hire); return { record }; });
-//   export { run, steps } from "../../guest-sdk/js/durable.js";
+//   import { step, workflow, parallel, Permanent } from "durable-sdk";
+//   export { run, steps } from "durable-sdk";
+//   export const createRecord = step("create_record", (hire) => ({ id: hire.email }));
+//   export const onboarding = workflow((hire) => ({ record: createRecord(hire) }));
+//
+// `createRecord.body` is the function given to `step()` (call it in a unit
+// test); `workflow(fn)` returns `fn`, which `FakeDurable.run` of
+// durable-sdk/testing runs in plain Node against recorded answers.
 //
 // Rules for the workflow function: make the same durable calls in the same
 // order for the same input and step results; read time and randomness with
@@ -52,7 +57,10 @@
 // an input that does not parse: another attempt would not change it. A step
 // or workflow that returns `undefined` gives `null`.
 
-import * as durable from "durable:workflow/durable@0.2.0";
+// The host's interface: durable:workflow/durable@0.2.0 inside a component
+// (./host.js), the active fake of durable-sdk/testing in Node
+// (./host-node.js); package.json's "imports" picks one by condition.
+import { checkFetch, durable } from "#host";
 
 const registry = new Map();
 let entry = null;
@@ -94,7 +102,12 @@ const isThenable = (v) =>
 
 const describe = (e) => (e && e.message ? (e.name ? `${e.name}: ${e.message}` : e.message) : String(e));
 
+// An error of the fake of durable-sdk/testing (an answer missing or used
+// up...): not the workflow's to handle as a step's failure.
+const FAKE_ERROR = Symbol.for("durable-sdk.fake-error");
+
 function stepError(e) {
+  if (e && e[FAKE_ERROR] === true) return e;
   // A failed `step` call throws a ComponentError whose payload is the WIT
   // `step-error` variant ({ tag, val }).
   const v = e && e.payload !== undefined ? e.payload : e;
@@ -118,6 +131,8 @@ export function step(name, fn, options) {
   call.withOptions = ({ retry, timeoutMs } = {}) =>
     step(name, fn, { retry: retry ?? undefined, timeoutMs: timeoutMs === undefined ? undefined : BigInt(timeoutMs) });
   call.stepName = name;
+  /** The function given to `step()`, to call directly in a test. */
+  call.body = fn;
   return call;
 }
 
@@ -131,9 +146,11 @@ export function retry(attempts, initialBackoffMs = 100, backoffFactor = 2, maxBa
   };
 }
 
-/** Declares the workflow's entry point. */
+/** Declares the workflow's entry point; returns `fn` (to export, and to
+ * run in a test with durable-sdk/testing's FakeDurable). */
 export function workflow(fn) {
   entry = fn;
+  return fn;
 }
 
 /**
@@ -361,7 +378,13 @@ const shownUrl = (url) => {
  * request: retryable, as any error but Permanent. A response is returned
  * whatever its status: pass it to `checkStatus`.
  */
-export async function fetch(input, init) {
+export function fetch(input, init) {
+  // Under the fake of durable-sdk/testing: refused (no request is sent).
+  checkFetch(input);
+  return fetchFollowing(input, init);
+}
+
+async function fetchFollowing(input, init) {
   const { idempotencyKey: key = true, redirect = "follow", ...options } = init ?? {};
   const fromRequest = typeof Request !== "undefined" && input instanceof Request;
   let url = fromRequest ? input.url : String(input);
@@ -522,3 +545,6 @@ export const steps = {
     return encode(result);
   },
 };
+
+/** For durable-sdk/testing only: the names of the declared steps. */
+export const __testing = Object.freeze({ stepNames: () => [...registry.keys()] });

@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 
 wit_bindgen::generate!({
     world: "workflow",
-    path: "../wit",
+    path: "wit",
     pub_export_macro: true,
     export_macro_name: "__export_workflow",
     default_bindings_module: "durable_sdk::__internal",

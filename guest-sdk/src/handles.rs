@@ -31,8 +31,12 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::__internal::durable::workflow::{durable as host, types};
+#[cfg(target_arch = "wasm32")]
+use crate::__internal::durable::workflow::durable as host;
+use crate::__internal::durable::workflow::types;
 use crate::Step;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::testing::host;
 
 /// Why a handle produced no value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -50,10 +50,16 @@ use serde::de::DeserializeOwned;
 pub mod __internal;
 mod handles;
 pub mod http;
+pub mod testing;
 
 pub use handles::{Awaitable, Child, Handle, HandleError, all, any, event, map_limit, timer};
 
-use __internal::durable::workflow::{durable as host, types};
+use __internal::durable::workflow::types;
+// Inside the host the WIT imports; elsewhere (`cargo test`) the fake.
+#[cfg(target_arch = "wasm32")]
+use __internal::durable::workflow::durable as host;
+#[cfg(not(target_arch = "wasm32"))]
+use testing::host;
 
 /// Why a step gave no value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +91,7 @@ impl std::error::Error for StepError {}
 
 /// A step body's error. Any `Display` error a step returns is retryable;
 /// return `Failure::permanent(..)` for one that no retry can fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     message: String,
     retryable: bool,
@@ -105,6 +112,16 @@ impl Failure {
             message: message.to_string(),
             retryable: true,
         }
+    }
+
+    /// What went wrong.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether another attempt may fix it (in tests of step bodies).
+    pub fn is_retryable(&self) -> bool {
+        self.retryable
     }
 }
 
@@ -540,5 +557,11 @@ macro_rules! workflow {
         }
 
         $crate::__internal::__export_workflow!(__DurableWorkflow with_types_in $crate::__internal);
+
+        /// This workflow's steps by name, for `durable_sdk::testing::Fake::new`.
+        #[allow(dead_code)]
+        pub(crate) const DURABLE_STEPS: $crate::testing::StepTable = &[$(
+            (::core::stringify!($step), |input: &str| $crate::__internal::invoke_step(input, $step)),
+        )*];
     };
 }

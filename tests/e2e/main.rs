@@ -14,6 +14,7 @@ mod family;
 mod guarantees;
 mod hardening;
 mod http;
+mod kit;
 mod limits;
 mod operate;
 mod polyglot;

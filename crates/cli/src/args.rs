@@ -81,6 +81,18 @@ pub enum Command {
     /// run uses.
     #[command(subcommand)]
     Components(ComponentsCommand),
+    /// Write the WIT package this durable implements (durable:workflow and
+    /// its deps/) into a folder, for guest tools and bindings.
+    Wit(WitArgs),
+    /// Create a workflow project that builds and runs as it is: Rust,
+    /// Python or JavaScript, from a template, with this durable's SDK
+    /// vendored in vendor/durable-sdk and a test you can run.
+    New(NewArgs),
+    /// Build a project folder into build/NAME.wasm with its language's tool
+    /// (cargo, componentize-py, rolldown + componentize-js) and this
+    /// durable's WIT. Installs nothing: a missing tool is named with the
+    /// command that installs it. Prints the component's path on stdout.
+    Build(BuildArgs),
     #[cfg(feature = "serve")]
     /// Serve an HTTP API and own every run in the database: resume the
     /// interrupted ones, drive new ones, wake sleeping runs at their time
@@ -111,7 +123,8 @@ pub enum ComponentsCommand {
 /// Arguments of `durable check`.
 #[derive(Debug, Args)]
 pub struct CheckArgs {
-    /// The workflow component (.wasm).
+    /// The workflow component (.wasm), or a project folder that `durable
+    /// build` built (its build/NAME.wasm).
     #[arg(value_name = "COMPONENT")]
     pub component: PathBuf,
 
@@ -163,6 +176,40 @@ pub struct UpgradeCheckArgs {
     /// Directory of compiled components [default: as for run].
     #[arg(long, value_name = "PATH")]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// Arguments of `durable wit`.
+#[derive(Debug, Args)]
+pub struct WitArgs {
+    /// The folder to write durable.wit and deps/ into.
+    #[arg(long, value_name = "DIR", default_value = "wit")]
+    pub out: PathBuf,
+}
+
+/// Arguments of `durable new`.
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The project's folder; its last part is the project's name
+    /// (lowercase letters, digits, '-' and '_').
+    #[arg(value_name = "NAME")]
+    pub name: PathBuf,
+
+    /// The language: rust, python or js.
+    #[arg(long, value_name = "LANG")]
+    pub lang: durable_kit::Lang,
+
+    /// What the workflow starts as: hello (two steps), onboarding (steps
+    /// in parallel) or approval (waits for an event, with a timeout).
+    #[arg(long, value_name = "TEMPLATE", default_value = "hello")]
+    pub template: durable_kit::scaffold::Template,
+}
+
+/// Arguments of `durable build`.
+#[derive(Debug, Args)]
+pub struct BuildArgs {
+    /// The project folder.
+    #[arg(value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
 }
 
 /// Arguments of `durable event`.

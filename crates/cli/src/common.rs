@@ -35,6 +35,13 @@ pub(crate) fn print(text: &str) {
 /// Reads and loads the component at `path` (a bad one is bad usage).
 /// Compiling takes seconds for a large guest: off the async workers.
 pub(crate) fn load(engine: &Engine, path: &Path) -> Result<LoadedWorkflow, ExitCode> {
+    let component;
+    let path = if path.is_dir() {
+        component = project_component(path)?;
+        component.as_path()
+    } else {
+        path
+    };
     let bytes = std::fs::read(path).map_err(|e| {
         error(format_args!("cannot read {}: {e}", path.display()));
         ExitCode::Usage
@@ -44,6 +51,28 @@ pub(crate) fn load(engine: &Engine, path: &Path) -> Result<LoadedWorkflow, ExitC
         error(chain(&e));
         ExitCode::Usage
     })
+}
+
+/// The component `durable build` left in project folder `dir`; warns when
+/// a source changed after that build.
+fn project_component(dir: &Path) -> Result<std::path::PathBuf, ExitCode> {
+    let project = durable_kit::project::Project::open(dir).map_err(|e| {
+        error(&e);
+        ExitCode::Usage
+    })?;
+    let component = project.built_component().map_err(|e| {
+        error(&e);
+        ExitCode::Usage
+    })?;
+    if let Some(changed) = project.changed_since_build() {
+        eprintln!(
+            "durable: warning: {} changed after the last build; running {} (durable build {} builds it again)",
+            changed.display(),
+            component.display(),
+            dir.display()
+        );
+    }
+    Ok(component)
 }
 
 /// Loads the components of `--link NAME=PATH`, to link into the runtime.

@@ -45,6 +45,21 @@ pub enum LoadError {
         #[source]
         source: wasmtime::Error,
     },
+    /// The component was built against a version of the WIT package
+    /// `durable:workflow` that this host does not implement (a newer one).
+    #[error(
+        "{name} was built against durable:workflow@{found}, but this durable implements \
+         {supported}: upgrade durable, or build the guest with the SDK and WIT of this \
+         durable (`durable wit`)"
+    )]
+    Version {
+        /// What was loaded.
+        name: String,
+        /// The version the component imports or exports.
+        found: String,
+        /// The versions this host implements, comma separated.
+        supported: String,
+    },
     /// The component is not of world `durable:workflow/workflow`.
     #[error("{name} is not a durable workflow component (world durable:workflow/workflow)")]
     World {

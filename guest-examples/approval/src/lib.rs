@@ -98,3 +98,47 @@ fn approval(r: Report) -> Result<Value, Error> {
 }
 
 durable_sdk::workflow!(run: approval, steps: [submit, pay, notify_rejected, escalate]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use durable_sdk::testing::Fake;
+
+    fn report() -> Report {
+        Report {
+            report: "R-1".into(),
+            amount: 120,
+            approval_timeout_ms: 60_000,
+            pay_delay_ms: 1_000,
+        }
+    }
+
+    #[test]
+    fn a_step_body_is_a_plain_function() {
+        assert_eq!(
+            notify_rejected(report()).unwrap(),
+            json!({ "notified": true })
+        );
+    }
+
+    #[test]
+    fn an_approved_report_is_paid_after_the_cooling_off() {
+        let mut fake =
+            Fake::new(DURABLE_STEPS).event("approval", json!({"approved": true, "by": "Grace"}));
+        let start = fake.clock();
+        let out = fake.run(|| approval(report())).unwrap();
+        assert_eq!(out["status"], "paid");
+        assert_eq!(out["by"], "Grace");
+        assert_eq!(fake.calls_of("step"), ["submit", "pay"]);
+        assert_eq!(fake.clock() - start, 1_000, "slept pay_delay_ms");
+    }
+
+    #[test]
+    fn no_answer_in_time_escalates() {
+        let mut fake = Fake::new(DURABLE_STEPS);
+        let out = fake.run(|| approval(report())).unwrap();
+        assert_eq!(out["status"], "escalated");
+        assert_eq!(out["after_ms"], 60_000);
+        assert_eq!(fake.calls_of("step"), ["submit", "escalate"]);
+    }
+}

@@ -146,7 +146,6 @@ fn provision_laptop(record: Record) -> Result<Laptop, Failure> {
     Ok(laptop)
 }
 
-#[cfg_attr(feature = "changed", allow(dead_code))]
 fn grant_access(record: Record) -> Result<Access, Failure> {
     let start = now_ms();
     tell_hr(record.hr_url.as_deref(), "/access", &record)?;
@@ -167,19 +166,12 @@ fn grant_access(record: Record) -> Result<Access, Failure> {
     Ok(access)
 }
 
-/// The same body under another name: the "changed" build calls this one.
-#[cfg(feature = "changed")]
-fn grant_access_v2(record: Record) -> Result<Access, Failure> {
-    grant_access(record)
-}
-
 fn onboarding(hire: NewHire) -> Result<Summary, Error> {
     let record = step!(create_record).call(&hire)?;
-    #[cfg(not(feature = "changed"))]
-    let grant = step!(grant_access);
-    #[cfg(feature = "changed")]
-    let grant = step!(grant_access_v2);
-    let (laptop, access) = parallel!(step!(provision_laptop).with(&record), grant.with(&record));
+    let (laptop, access) = parallel!(
+        step!(provision_laptop).with(&record),
+        step!(grant_access).with(&record)
+    );
     let (laptop, access) = (laptop?, access?);
     Ok(Summary {
         employee_id: record.employee_id,
@@ -190,7 +182,56 @@ fn onboarding(hire: NewHire) -> Result<Summary, Error> {
     })
 }
 
-#[cfg(not(feature = "changed"))]
 durable_sdk::workflow!(run: onboarding, steps: [create_record, provision_laptop, grant_access]);
-#[cfg(feature = "changed")]
-durable_sdk::workflow!(run: onboarding, steps: [create_record, provision_laptop, grant_access_v2]);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use durable_sdk::testing::Fake;
+
+    fn ada() -> NewHire {
+        NewHire {
+            name: "Ada".into(),
+            email: "ada@example.com".into(),
+            team: "design".into(),
+            hr_url: None,
+        }
+    }
+
+    #[test]
+    fn a_step_body_is_a_plain_function() {
+        let record = create_record(ada()).unwrap();
+        assert_eq!(record.employee_id, employee_id("ada@example.com"));
+        let bad = NewHire {
+            email: "nobody".into(),
+            ..ada()
+        };
+        assert!(!create_record(bad).unwrap_err().is_retryable());
+    }
+
+    #[test]
+    fn the_workflow_against_recorded_answers() {
+        // The laptop and access steps are recorded (no waiting on vendors);
+        // create_record runs its body.
+        let mut fake = Fake::new(DURABLE_STEPS)
+            .answer(
+                "provision_laptop",
+                serde_json::json!({"asset_tag": "LT-1", "model": "M"}),
+            )
+            .answer("grant_access", serde_json::json!({"groups": ["all-staff"]}));
+        let summary = fake.run(|| onboarding(ada())).unwrap();
+        assert_eq!(summary.status, "onboarded");
+        assert_eq!(summary.laptop, "M (LT-1)");
+        assert_eq!(
+            fake.calls_of("step"),
+            ["create_record", "provision_laptop", "grant_access"]
+        );
+    }
+
+    #[test]
+    fn a_failed_step_fails_the_run() {
+        let mut fake = Fake::new(DURABLE_STEPS).fail("grant_access", "directory down");
+        let err = fake.run(|| onboarding(ada())).unwrap_err();
+        assert!(err.to_string().contains("directory down"), "{err}");
+    }
+}

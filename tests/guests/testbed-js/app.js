@@ -4,9 +4,9 @@
 // Every step body that runs prints `EXEC <idempotency-key>` on stderr, which
 // is how the tests see, from outside the engine, which bodies ran.
 
-import { Permanent, checkStatus, fetch, idempotencyKey, retry, step, workflow } from "../../../guest-sdk/js/durable.js";
+import { Permanent, checkStatus, fetch, idempotencyKey, retry, step, workflow } from "durable-sdk";
 
-export { run, steps } from "../../../guest-sdk/js/durable.js";
+export { run, steps } from "durable-sdk";
 
 const mark = () => console.error(`EXEC ${idempotencyKey()}`);
 const tick = (ms) => new Promise((resolve) => setTimeout(resolve, ms));

@@ -7,6 +7,7 @@ mod check;
 mod components;
 mod event;
 mod fork;
+mod guest;
 mod list;
 mod resume;
 mod run;
@@ -25,13 +26,21 @@ use crate::exit::ExitCode;
 
 /// Runs the parsed command line.
 pub async fn main(cli: Cli) -> ExitCode {
+    // The guest author's verbs touch no database.
+    let command = match cli.command {
+        Command::Wit(args) => return guest::wit(args),
+        Command::New(args) => return guest::new(args),
+        Command::Build(args) => return guest::build(args),
+        command => command,
+    };
     let db = cli.db.unwrap_or_else(|| PathBuf::from("durable.db"));
     if let Err(e) = check_db(&db) {
         eprintln!("durable: --db: {e}");
         return ExitCode::Usage;
     }
     let db = Location::parse(&db);
-    match cli.command {
+    match command {
+        Command::Wit(_) | Command::New(_) | Command::Build(_) => unreachable!("handled above"),
         Command::Run(args) => run::run(&db, args).await,
         Command::Resume(args) => resume::resume(&db, args).await,
         Command::List(args) => list::list(&db, args).await,

@@ -169,6 +169,9 @@ impl Engine {
         Compiler::default_cache_dir()
     }
 
+    /// The versions of `durable:workflow` this host implements, oldest first.
+    pub const WIT_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
+
     /// Loads a component from `bytes`, named `name` in messages: compiled
     /// (or taken from the cache) and linked.
     ///
@@ -176,6 +179,7 @@ impl Engine {
     /// See [`LoadError`].
     pub fn load(&self, name: &str, bytes: Arc<Vec<u8>>) -> Result<LoadedWorkflow, LoadError> {
         let compiled = self.compiler.compile(name, bytes)?;
+        check_version(name, &compiled.component, self.compiler.wasmtime())?;
         let world = |source| LoadError::World {
             name: name.to_string(),
             source,
@@ -206,4 +210,38 @@ impl Engine {
             pre,
         })
     }
+}
+
+/// Fails with [`LoadError::Version`] when `component` imports or exports an
+/// interface of `durable:workflow` at a version this host does not
+/// implement: otherwise linking would only say that an import is missing.
+fn check_version(
+    name: &str,
+    component: &wasmtime::component::Component,
+    engine: &wasmtime::Engine,
+) -> Result<(), LoadError> {
+    let ty = component.component_type();
+    let names = ty
+        .imports(engine)
+        .map(|(n, _)| n)
+        .chain(ty.exports(engine).map(|(n, _)| n));
+    for item in names {
+        let Some(version) = durable_version(item) else {
+            continue;
+        };
+        if !Engine::WIT_VERSIONS.contains(&version) {
+            return Err(LoadError::Version {
+                name: name.to_string(),
+                found: version.to_string(),
+                supported: Engine::WIT_VERSIONS.join(" and "),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `X` of an item named `durable:workflow/INTERFACE@X`.
+fn durable_version(item: &str) -> Option<&str> {
+    let rest = item.strip_prefix("durable:workflow/")?;
+    rest.split_once('@').map(|(_, version)| version)
 }

@@ -4,7 +4,8 @@ Steps are plain functions from one JSON value to another, declared with
 ``@step``; the workflow is a function declared with ``@workflow``. Calling a
 step runs it durably: the host answers from the run's history when the step
 has already committed, and otherwise runs it in a fresh instance and commits
-its result before returning it. Build with ``scripts/build-guests.sh``.
+its result before returning it. Build with ``durable build`` (in this
+repository, ``scripts/build-guests.sh``).
 
     from durable_sdk import step, workflow, parallel, Permanent
 
@@ -58,7 +59,7 @@ cancelled. ``call_workflow(name, value)`` starts a child and waits for it.
 Under ``durable serve`` a child's name is a registered workflow's; under
 ``durable run``, the same component runs it unless ``--link NAME=PATH``.
 
-HTTP from steps, steps only (``durable_http.py``; the host must allow the
+HTTP from steps, steps only (``durable_sdk.http``; the host must allow the
 service with ``--allow-http``):
 
     from durable_sdk import http      # or: from durable_sdk.http import post
@@ -72,6 +73,13 @@ Every request carries ``Idempotency-Key: <idempotency_key()>``;
 ``raise_for_status()`` makes a 4xx (but 408 and 429) a ``Permanent`` failure
 and any other non-2xx status a retryable ``http.HttpError``.
 
+Tests run in plain CPython, without the host: ``charge.body(order)`` calls a
+step's own function, and ``durable_sdk.testing.FakeDurable`` runs the
+workflow in process against recorded answers (see that module)::
+
+    fake = FakeDurable(steps={"charge": {"receipt": "R-1"}}, events={"approved": [True]})
+    assert fake.run(checkout, order)["receipt"] == {"receipt": "R-1"}
+
 Steps and the workflow are plain functions: a component has no event loop,
 so an ``async def`` step (or one that returns any awaitable) fails at once,
 permanently, saying so; such a workflow fails the run. A step's result that
@@ -80,15 +88,13 @@ input that does not decode: another attempt would not change it.
 """
 
 import json
-import sys
 
-import wit_world
-from componentize_py_types import Err
-from wit_world import exports
-from wit_world.imports import durable
-# The world also imports wasi:http/types, so componentize-py names this
-# package's `types` interface in full.
-from wit_world.imports import durable_workflow_types as types
+from . import _host
+# Inside a component: the generated bindings; in plain Python: stand-ins, and
+# `durable` sends each call to the running durable_sdk.testing.FakeDurable.
+from ._host import Err, durable, types
+
+__version__ = "0.2.0"
 
 _steps = {}
 _workflow = None
@@ -280,6 +286,12 @@ class Step:
         self.name = name
         self.options = options
 
+    @property
+    def body(self):
+        """The undecorated function: ``charge.body(order)`` runs the step's
+        code directly, in this process, not durably (for tests)."""
+        return self.fn
+
     def __call__(self, value):
         try:
             return json.loads(durable.step(self.name, json.dumps(value), self.options))
@@ -445,7 +457,7 @@ def _refuse_awaitable(value, what):
     )
 
 
-class WitWorld(wit_world.WitWorld):
+class WitWorld(_host.WitWorldBase):
     """The component's `run` export: import it into the app module."""
 
     def run(self, input):
@@ -470,7 +482,7 @@ class WitWorld(wit_world.WitWorld):
             raise Err(f"cannot encode the result: {e}")
 
 
-class Steps(exports.Steps):
+class Steps(_host.StepsBase):
     """The component's `run-step` export: import it into the app module."""
 
     def run_step(self, name, input):
@@ -499,7 +511,5 @@ class Steps(exports.Steps):
 
 
 # `from durable_sdk import http` (and `from durable_sdk.http import post`):
-# last, since durable_http uses what is defined above.
-import durable_http as http  # noqa: E402
-
-sys.modules[__name__ + ".http"] = http
+# last, since durable_sdk.http uses what is defined above.
+from . import http  # noqa: E402

@@ -39,6 +39,10 @@ Redirects (301, 302, 303, 307, 308) are followed, at most 5 in a row, unless
 HEAD, go on as a GET without a body; 307 and 308 keep the method and body.
 Each hop is a request of its own, which the host checks against the same
 patterns, so a redirect to a host that is not allowed is refused.
+
+Outside a component (plain Python, tests) a request raises ``RuntimeError``:
+record the answer of the step that makes it, with
+``durable_sdk.testing.FakeDurable(steps={...})``.
 """
 
 import base64
@@ -47,9 +51,18 @@ import re
 from urllib.parse import unquote, urljoin, urlsplit
 
 import durable_sdk as _sdk
-from componentize_py_types import Err, Ok
-from wit_world.imports import outgoing_handler, streams
-from wit_world.imports import wasi_http_types as wasi
+
+from . import _host
+
+if _host.IN_COMPONENT:
+    from componentize_py_types import Err, Ok
+    from wit_world.imports import outgoing_handler, streams
+    from wit_world.imports import wasi_http_types as wasi
+
+NO_HOST = (
+    "durable_sdk.http sends requests through the durable host only; in a test, record "
+    "the answer of the step that makes the request instead (FakeDurable(steps={name: answer}))"
+)
 
 __all__ = ["HttpError", "Response", "request", "get", "post", "put", "patch", "delete", "head"]
 
@@ -145,6 +158,8 @@ def request(method, url, *, headers=None, body=None, json=None, idempotency_key=
     Steps only: from workflow code the host refuses the request and fails the
     run.
     """
+    if not _host.IN_COMPONENT:
+        raise RuntimeError(NO_HOST)
     if body is not None and json is not None:
         raise _sdk.Permanent("give a request body or json, not both")
     method = str(method).upper()
@@ -218,7 +233,7 @@ _METHODS = {
     "GET": wasi.Method_Get, "HEAD": wasi.Method_Head, "POST": wasi.Method_Post,
     "PUT": wasi.Method_Put, "DELETE": wasi.Method_Delete, "CONNECT": wasi.Method_Connect,
     "OPTIONS": wasi.Method_Options, "TRACE": wasi.Method_Trace, "PATCH": wasi.Method_Patch,
-}
+} if _host.IN_COMPONENT else {}
 
 
 def _fields(headers):

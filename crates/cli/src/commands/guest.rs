@@ -1,0 +1,84 @@
+//! `durable wit`, `durable new` and `durable build`: the guest author's
+//! verbs, thin over `durable_kit`.
+
+use durable_kit::{KitError, Lang, build, project::Project, scaffold, wit};
+
+use crate::args::{BuildArgs, NewArgs, WitArgs};
+use crate::common::error;
+use crate::exit::ExitCode;
+
+fn fail(e: &KitError) -> ExitCode {
+    error(e);
+    match e {
+        KitError::ToolFailed { .. } => ExitCode::RunFailed,
+        KitError::Io { .. } => ExitCode::Failure,
+        KitError::Usage(_) | KitError::Project(_) | KitError::MissingTool { .. } => ExitCode::Usage,
+    }
+}
+
+/// `durable wit --out DIR`.
+pub fn wit(args: WitArgs) -> ExitCode {
+    match wit::write(&args.out) {
+        Ok(files) => {
+            eprintln!(
+                "wrote {}@{} and its deps to {} ({} files)",
+                wit::PACKAGE,
+                wit::VERSION,
+                args.out.display(),
+                files.len()
+            );
+            ExitCode::Success
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `durable new NAME --lang L --template T`.
+pub fn new(args: NewArgs) -> ExitCode {
+    let Some(name) = args.name.file_name().and_then(|n| n.to_str()) else {
+        error(format_args!(
+            "{} cannot name a project",
+            args.name.display()
+        ));
+        return ExitCode::Usage;
+    };
+    let parent = match args.name.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if let Err(e) = scaffold::create(&parent, name, args.lang, args.template) {
+        return fail(&e);
+    }
+    let (setup, test) = match args.lang {
+        Lang::Rust => ("rustup target add wasm32-wasip2", "cargo test"),
+        Lang::Python => (
+            "python3 -m pip install componentize-py==0.25.1 pytest",
+            "pytest",
+        ),
+        Lang::Js => ("npm install", "node --test"),
+    };
+    let shown = args.name.display();
+    eprintln!(
+        "created {shown} ({} workflow, {} template); next:\n  cd {shown}\n  {setup}   # once: the build tools\n  \
+         durable build .\n  durable run . --input '{}'\n  {test}",
+        args.lang,
+        args.template,
+        args.template.example_input()
+    );
+    ExitCode::Success
+}
+
+/// `durable build [DIR]`.
+pub fn build(args: BuildArgs) -> ExitCode {
+    if let Ok(project) = Project::open(&args.dir) {
+        eprintln!("building {} ({})", project.name, project.lang);
+    }
+    match build::build(&args.dir) {
+        Ok(built) => {
+            eprintln!("built with {}", built.tool);
+            println!("{}", built.component.display());
+            ExitCode::Success
+        }
+        Err(e) => fail(&e),
+    }
+}

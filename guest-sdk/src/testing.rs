@@ -1,0 +1,545 @@
+//! Test workflows without a host: step bodies are plain functions (call
+//! them in `#[test]`s), and [`Fake`] runs a workflow function in process
+//! against recorded answers, so that its orchestration (which steps it calls
+//! with what, how it handles a failure, a timeout, a race) is tested with
+//! `cargo test` on the build machine.
+//!
+//! ```ignore
+//! use durable_sdk::testing::Fake;
+//!
+//! #[test]
+//! fn an_approved_report_is_paid() {
+//!     let mut fake = Fake::new(DURABLE_STEPS)      // the steps workflow! registered
+//!         .answer("submit", "S-1")                 // recorded: the body does not run
+//!         .event("approval", serde_json::json!({"approved": true}));
+//!     let out = fake.run(|| approval(report())).unwrap();
+//!     assert_eq!(out.status, "paid");
+//!     assert_eq!(fake.calls_of("step"), ["submit", "pay"]); // `pay` ran its body
+//! }
+//! ```
+//!
+//! What the fake does, call by call (the Python and JavaScript SDKs' fakes
+//! do the same):
+//! - a step with a recorded answer gets it (one per call from
+//!   [`Fake::answers`], else the one of [`Fake::answer`] or [`Fake::fail`]);
+//!   any other step runs its body in process, its input and output going
+//!   through JSON as with the host; an `Err` is a failed step (no retries),
+//!   a panic a trapped one;
+//! - a child workflow must have a recorded answer ([`Fake::child`]);
+//! - events are consumed first in, first out; a wait with none left times
+//!   out if it has a timeout, and panics (the test fails) if it has none;
+//! - time is virtual: [`crate::now_ms`] starts at [`Fake::now_ms`], sleeps
+//!   and timers advance it; steps, children and available events complete
+//!   at once, a timer at its time, an event wait without an event at its
+//!   timeout (or never). [`crate::any`] takes the earliest (the first in
+//!   list order on a tie) and moves the clock there;
+//! - randomness comes from [`Fake::seed`]; logs are kept ([`Fake::logs`]).
+//!
+//! On a wasm32 target (inside the host) the fake is never consulted.
+
+// Inside the host (wasm32) the SDK calls the WIT imports and none of this.
+#![cfg_attr(target_arch = "wasm32", allow(dead_code))]
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+
+use serde::Serialize;
+
+use crate::__internal::StepFailure;
+use crate::__internal::durable::workflow::types;
+
+/// The steps a workflow registered, by name: `workflow!` defines
+/// `DURABLE_STEPS` of this type next to the workflow.
+pub type StepTable = &'static [(&'static str, fn(&str) -> Result<String, StepFailure>)];
+
+/// One durable call the workflow made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FakeCall {
+    /// `step`, `child`, `event`, `sleep` or `timer`.
+    pub kind: &'static str,
+    /// The step, child workflow or event name (empty for sleeps and timers).
+    pub name: String,
+    /// The input (a step's or child's), the timeout (an event's, or null),
+    /// or the duration in ms (sleeps and timers).
+    pub input: serde_json::Value,
+}
+
+/// Recorded answers for one step or child workflow name.
+#[derive(Debug, Default, Clone)]
+struct Answers {
+    queue: VecDeque<Result<String, String>>,
+    every: Option<Result<String, String>>,
+}
+
+impl Answers {
+    fn next(&mut self) -> Option<Result<String, String>> {
+        self.queue.pop_front().or_else(|| self.every.clone())
+    }
+}
+
+/// A workflow run in process against recorded answers: see the module.
+#[derive(Debug, Clone)]
+pub struct Fake {
+    steps: StepTable,
+    answers: HashMap<String, Answers>,
+    children: HashMap<String, Answers>,
+    events: HashMap<String, VecDeque<String>>,
+    now: u64,
+    random: u64,
+    keys: u64,
+    handles: Vec<Pending>,
+    calls: Vec<FakeCall>,
+    logs: Vec<String>,
+}
+
+/// A started handle: when it completes (None: never) and with what.
+#[derive(Debug, Clone)]
+struct Pending {
+    at: Option<u64>,
+    outcome: Result<String, types::HandleError>,
+}
+
+thread_local! {
+    static ACTIVE: RefCell<Option<Fake>> = const { RefCell::new(None) };
+}
+
+fn to_json<T: Serialize>(value: T) -> String {
+    serde_json::to_string(&value).expect("a recorded answer serializes to JSON")
+}
+
+impl Fake {
+    /// A fake that runs the bodies of `steps` (the workflow's
+    /// `DURABLE_STEPS`) for steps without a recorded answer.
+    pub fn new(steps: StepTable) -> Fake {
+        Fake {
+            steps,
+            answers: HashMap::new(),
+            children: HashMap::new(),
+            events: HashMap::new(),
+            now: 1_700_000_000_000,
+            random: 0,
+            keys: 0,
+            handles: Vec::new(),
+            calls: Vec::new(),
+            logs: Vec::new(),
+        }
+    }
+
+    /// Every call of step `name` returns `value` (its body does not run).
+    pub fn answer<T: Serialize>(mut self, name: &str, value: T) -> Fake {
+        self.answers.entry(name.into()).or_default().every = Some(Ok(to_json(value)));
+        self
+    }
+
+    /// The next calls of step `name` return `values`, one per call, in order.
+    pub fn answers<T: Serialize>(
+        mut self,
+        name: &str,
+        values: impl IntoIterator<Item = T>,
+    ) -> Fake {
+        let entry = self.answers.entry(name.into()).or_default();
+        entry
+            .queue
+            .extend(values.into_iter().map(|v| Ok(to_json(v))));
+        self
+    }
+
+    /// Every call of step `name` fails with `message` (after its last
+    /// attempt, as the host reports it).
+    pub fn fail(mut self, name: &str, message: &str) -> Fake {
+        self.answers.entry(name.into()).or_default().every = Some(Err(message.into()));
+        self
+    }
+
+    /// Every child workflow named `name` ends with output `value`.
+    pub fn child<T: Serialize>(mut self, name: &str, value: T) -> Fake {
+        self.children.entry(name.into()).or_default().every = Some(Ok(to_json(value)));
+        self
+    }
+
+    /// Every child workflow named `name` fails with `message`.
+    pub fn child_fails(mut self, name: &str, message: &str) -> Fake {
+        self.children.entry(name.into()).or_default().every = Some(Err(message.into()));
+        self
+    }
+
+    /// Queues an event named `name` with `payload` (first in, first out).
+    pub fn event<T: Serialize>(mut self, name: &str, payload: T) -> Fake {
+        self.events
+            .entry(name.into())
+            .or_default()
+            .push_back(to_json(payload));
+        self
+    }
+
+    /// The virtual clock's start (ms since the Unix epoch).
+    pub fn now_ms(mut self, ms: u64) -> Fake {
+        self.now = ms;
+        self
+    }
+
+    /// The seed of `random_u64`.
+    pub fn seed(mut self, seed: u64) -> Fake {
+        self.random = seed;
+        self
+    }
+
+    /// Runs `workflow` (usually a closure calling the workflow function)
+    /// with this fake as its host and returns what it returns.
+    ///
+    /// # Panics
+    /// When `workflow` panics, or waits for something that never comes.
+    pub fn run<R>(&mut self, workflow: impl FnOnce() -> R) -> R {
+        let previous = ACTIVE.with(|a| a.replace(Some(self.clone())));
+        struct Restore(Option<Option<Fake>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                if let Some(previous) = self.0.take() {
+                    ACTIVE.with(|a| *a.borrow_mut() = previous);
+                }
+            }
+        }
+        let mut restore = Restore(Some(previous));
+        let result = workflow();
+        let finished = ACTIVE.with(|a| a.borrow_mut().take());
+        ACTIVE.with(|a| *a.borrow_mut() = restore.0.take().flatten());
+        if let Some(finished) = finished {
+            *self = finished;
+        }
+        result
+    }
+
+    /// Every durable call the workflow made, in order.
+    pub fn calls(&self) -> &[FakeCall] {
+        &self.calls
+    }
+
+    /// The names of the calls of `kind` (`step`, `child`, `event`), in order.
+    pub fn calls_of(&self, kind: &str) -> Vec<&str> {
+        self.calls
+            .iter()
+            .filter(|c| c.kind == kind)
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+
+    /// The lines the workflow and its steps logged (`LEVEL message`).
+    pub fn logs(&self) -> &[String] {
+        &self.logs
+    }
+
+    /// The virtual clock now (ms since the Unix epoch).
+    pub fn clock(&self) -> u64 {
+        self.now
+    }
+}
+
+/// Runs `f` on the active fake. The borrow ends before `f`'s caller runs
+/// step bodies, which may make durable calls themselves.
+fn with<R>(f: impl FnOnce(&mut Fake) -> R) -> R {
+    ACTIVE.with(|a| {
+        let mut active = a.borrow_mut();
+        let fake = active.as_mut().unwrap_or_else(|| {
+            panic!(
+                "a durable call outside the durable host: run the workflow with \
+                 durable_sdk::testing::Fake, or call the step body directly"
+            )
+        });
+        f(fake)
+    })
+}
+
+fn record(kind: &'static str, name: &str, input: &str) {
+    let input = serde_json::from_str(input).unwrap_or(serde_json::Value::Null);
+    with(|f| {
+        f.calls.push(FakeCall {
+            kind,
+            name: name.into(),
+            input,
+        })
+    });
+}
+
+/// A step's outcome: the recorded answer, else its body run here.
+fn step_outcome(name: &str, input: &str) -> Result<String, types::StepError> {
+    record("step", name, input);
+    let (answer, body) = with(|f| {
+        let answer = f.answers.get_mut(name).and_then(Answers::next);
+        let body = f.steps.iter().find(|(n, _)| *n == name).map(|(_, b)| *b);
+        (answer, body)
+    });
+    if let Some(answer) = answer {
+        return answer.map_err(types::StepError::Failed);
+    }
+    let Some(body) = body else {
+        return Err(types::StepError::Failed(format!(
+            "this workflow has no step named {name:?} and the fake has no answer for it"
+        )));
+    };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(input))) {
+        Ok(Ok(output)) => Ok(output),
+        Ok(Err(failure)) => Err(types::StepError::Failed(failure.message)),
+        Err(panic) => Err(types::StepError::Trapped(panic_message(&panic))),
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "the step body panicked".into())
+}
+
+fn started(at: Option<u64>, outcome: Result<String, types::HandleError>) -> u32 {
+    with(|f| {
+        f.handles.push(Pending { at, outcome });
+        (f.handles.len() - 1) as u32
+    })
+}
+
+fn event_outcome(name: &str, timeout_ms: Option<u64>) -> (Option<u64>, Result<String, u64>) {
+    let input = timeout_ms.map_or(serde_json::Value::Null, serde_json::Value::from);
+    with(|f| {
+        f.calls.push(FakeCall {
+            kind: "event",
+            name: name.into(),
+            input,
+        });
+        match f.events.get_mut(name).and_then(VecDeque::pop_front) {
+            Some(payload) => (Some(f.now), Ok(payload)),
+            None => (
+                timeout_ms.map(|t| f.now.saturating_add(t)),
+                Err(timeout_ms.unwrap_or(0)),
+            ),
+        }
+    })
+}
+
+/// The functions the SDK calls instead of the host's off wasm32: the same
+/// signatures as the WIT bindings.
+pub(crate) mod host {
+    use super::*;
+
+    pub fn step(
+        name: &str,
+        input: &str,
+        _options: Option<types::StepOptions>,
+    ) -> Result<String, types::StepError> {
+        step_outcome(name, input)
+    }
+
+    pub fn parallel(calls: &[types::Call]) -> Vec<Result<String, types::StepError>> {
+        calls
+            .iter()
+            .map(|c| step_outcome(&c.name, &c.input))
+            .collect()
+    }
+
+    pub fn now_ms() -> u64 {
+        with(|f| f.now)
+    }
+
+    pub fn random_u64() -> u64 {
+        // splitmix64: a fixed sequence per seed.
+        with(|f| {
+            f.random = f.random.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = f.random;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+    }
+
+    pub fn idempotency_key() -> String {
+        with(|f| {
+            f.keys += 1;
+            format!("fake-idempotency-key-{}", f.keys)
+        })
+    }
+
+    pub fn log(level: types::LogLevel, message: &str) {
+        with(|f| f.logs.push(format!("{level:?} {message}").to_lowercase()));
+    }
+
+    pub fn sleep(duration_ms: u64) {
+        record("sleep", "", &duration_ms.to_string());
+        with(|f| f.now = f.now.saturating_add(duration_ms));
+    }
+
+    pub fn sleep_until(epoch_ms: u64) {
+        let now = now_ms();
+        sleep(epoch_ms.saturating_sub(now));
+    }
+
+    pub fn await_event(name: &str, timeout_ms: Option<u64>) -> Result<String, types::WaitError> {
+        match event_outcome(name, timeout_ms) {
+            (_, Ok(payload)) => Ok(payload),
+            (Some(at), Err(timeout)) => {
+                with(|f| f.now = at);
+                Err(types::WaitError::TimedOut(timeout))
+            }
+            (None, Err(_)) => panic!(
+                "the workflow would wait for event {name:?} forever: give the fake one with .event()"
+            ),
+        }
+    }
+
+    pub fn start_step(name: &str, input: &str, options: Option<types::StepOptions>) -> u32 {
+        let outcome = step(name, input, options).map_err(|e| match e {
+            types::StepError::Failed(m) => types::HandleError::Failed(m),
+            types::StepError::Trapped(m) => types::HandleError::Trapped(m),
+            types::StepError::TimedOut(ms) => types::HandleError::TimedOut(ms),
+        });
+        started(Some(now_ms()), outcome)
+    }
+
+    pub fn start_child(workflow: &str, input: &str, _options: Option<&types::ChildOptions>) -> u32 {
+        record("child", workflow, input);
+        let answer = with(|f| f.children.get_mut(workflow).and_then(Answers::next));
+        let outcome = match answer {
+            Some(answer) => answer.map_err(types::HandleError::Failed),
+            None => panic!(
+                "the fake has no answer for child workflow {workflow:?}: give it one with .child()"
+            ),
+        };
+        started(Some(now_ms()), outcome)
+    }
+
+    pub fn start_timer(duration_ms: u64) -> u32 {
+        record("timer", "", &duration_ms.to_string());
+        let at = now_ms().saturating_add(duration_ms);
+        started(Some(at), Ok(at.to_string()))
+    }
+
+    pub fn start_event(name: &str, timeout_ms: Option<u64>) -> u32 {
+        let (at, outcome) = event_outcome(name, timeout_ms);
+        started(at, outcome.map_err(types::HandleError::TimedOut))
+    }
+
+    fn pending(id: u32) -> Pending {
+        with(|f| f.handles.get(id as usize).cloned())
+            .unwrap_or_else(|| panic!("handle {id} was not started by this fake"))
+    }
+
+    pub fn await_any(handles: &[u32]) -> (u32, Result<String, types::HandleError>) {
+        let winner = handles
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| pending(*id).at.map(|at| (at, i)))
+            .min()
+            .unwrap_or_else(|| {
+                panic!("await-any would wait forever: none of its handles can complete in the fake")
+            });
+        let (at, index) = winner;
+        with(|f| f.now = f.now.max(at));
+        (index as u32, pending(handles[index]).outcome)
+    }
+
+    pub fn await_all(handles: &[u32]) -> Vec<Result<String, types::HandleError>> {
+        handles
+            .iter()
+            .map(|id| {
+                let p = pending(*id);
+                let at = p.at.unwrap_or_else(|| {
+                    panic!("await-all would wait forever for handle {id} in the fake")
+                });
+                with(|f| f.now = f.now.max(at));
+                p.outcome
+            })
+            .collect()
+    }
+
+    pub fn cancel(handle: u32) {
+        with(|f| {
+            if let Some(p) = f.handles.get_mut(handle as usize) {
+                p.at = Some(f.now);
+                p.outcome = Err(types::HandleError::Cancelled(
+                    "cancelled by the workflow".into(),
+                ));
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::{
+        Child, HandleError, Step, StepError, any, await_event, event, now_ms, sleep, timer,
+    };
+
+    fn double(x: u32) -> Result<u32, String> {
+        if x == 0 {
+            Err("zero".into())
+        } else {
+            Ok(x * 2)
+        }
+    }
+
+    const STEPS: StepTable = &[("double", |input: &str| {
+        crate::__internal::invoke_step(input, double)
+    })];
+    const DOUBLE: Step<u32, u32> = Step::named("double");
+
+    #[test]
+    fn unrecorded_steps_run_their_body_and_recorded_ones_do_not() {
+        let mut fake = Fake::new(STEPS);
+        assert_eq!(fake.run(|| DOUBLE.call(&21)), Ok(42));
+        assert_eq!(
+            fake.run(|| DOUBLE.call(&0)),
+            Err(StepError::Failed("zero".into()))
+        );
+        let mut fake = Fake::new(STEPS)
+            .answers("double", [1, 2])
+            .fail("double", "down");
+        let got: Vec<_> = (0..3).map(|_| fake.run(|| DOUBLE.call(&5))).collect();
+        assert_eq!(got, [Ok(1), Ok(2), Err(StepError::Failed("down".into()))]);
+        assert_eq!(fake.calls_of("step"), ["double"; 3]);
+        assert_eq!(fake.calls()[0].input, serde_json::json!(5));
+    }
+
+    #[test]
+    fn time_is_virtual_and_a_race_takes_the_earliest() {
+        let mut fake = Fake::new(STEPS).now_ms(1_000);
+        let (winner, clock) = fake.run(|| {
+            sleep(Duration::from_millis(500));
+            let t = timer(Duration::from_secs(60));
+            let e = event::<bool>("approved", None);
+            (any(&[&e, &t]), now_ms())
+        });
+        assert_eq!((winner, clock), (1, 61_500));
+        let mut fake = Fake::new(STEPS).event("approved", true);
+        let winner = fake.run(|| {
+            let t = timer(Duration::from_secs(60));
+            let e = event::<bool>("approved", None);
+            let i = any(&[&t, &e]);
+            assert_eq!(e.wait(), Ok(true));
+            i
+        });
+        assert_eq!(winner, 1);
+    }
+
+    #[test]
+    fn waits_without_an_event_time_out_and_children_take_their_answer() {
+        let mut fake = Fake::new(STEPS).child("payment", "paid");
+        let (wait, child) = fake.run(|| {
+            let wait = await_event::<bool>("approved", Some(Duration::from_secs(5)));
+            let child = Child::<u32, String>::named("payment").call(&7);
+            (wait.is_err(), child)
+        });
+        assert!(wait);
+        assert_eq!(child, Ok("paid".to_string()));
+        let mut fake = Fake::new(STEPS).child_fails("payment", "declined");
+        let child = fake.run(|| Child::<u32, String>::named("payment").call(&7));
+        assert_eq!(child, Err(HandleError::Failed("declined".into())));
+    }
+
+    #[test]
+    #[should_panic(expected = "outside the durable host")]
+    fn a_durable_call_outside_the_fake_says_what_to_do() {
+        let _ = DOUBLE.call(&1);
+    }
+}
