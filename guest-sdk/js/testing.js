@@ -65,7 +65,7 @@
 //   (`startWorkflow`, `callWorkflow`);
 // - { kind: "event", name, input: timeoutMs }: an event awaited
 //   (`awaitEvent`) or started (`event()`); timeoutMs is null without one;
-// - { kind: "sleep", name: null, input: durationMs }, { kind: "sleepUntil",
+// - { kind: "sleep", name: null, input: durationMs }, { kind: "sleep_until",
 //   name: null, input: epochMs }, { kind: "timer", name: null, input: durationMs };
 // - { kind: "cancel", name, input: null }: a handle cancelled; name is its
 //   step's, child's or event's (null for a timer).
@@ -325,7 +325,7 @@ class Host {
     const f = this.#f;
     f.workflowOnly("sleepUntil");
     const t = Number(epochMs);
-    f.calls.push({ kind: "sleepUntil", name: null, input: t });
+    f.calls.push({ kind: "sleep_until", name: null, input: t });
     f.now = Math.max(f.now, t);
   }
 

@@ -21,19 +21,26 @@
 //! What the fake does, call by call (the Python and JavaScript SDKs' fakes
 //! do the same):
 //! - a step with a recorded answer gets it (one per call from
-//!   [`Fake::answers`], else the one of [`Fake::answer`] or [`Fake::fail`]);
-//!   any other step runs its body in process, its input and output going
+//!   [`Fake::answers`] and [`Fake::fail_once`], a call after the last being
+//!   an error; else the one of [`Fake::answer`] or [`Fake::fail`]); any
+//!   other step runs its body in process, its input and output going
 //!   through JSON as with the host; an `Err` is a failed step (no retries),
-//!   a panic a trapped one;
-//! - a child workflow must have a recorded answer ([`Fake::child`]);
+//!   a panic a trapped one; answers for a step the workflow does not
+//!   declare are an error (a typo would run the real body);
+//! - a child workflow needs a recorded answer ([`Fake::child`]) once its
+//!   value is awaited (one cancelled first needs none);
 //! - events are consumed first in, first out; a wait with none left times
 //!   out if it has a timeout, and panics (the test fails) if it has none;
 //! - time is virtual: [`crate::now_ms`] starts at [`Fake::now_ms`], sleeps
 //!   and timers advance it; steps, children and available events complete
 //!   at once, a timer at its time, an event wait without an event at its
-//!   timeout (or never). [`crate::any`] takes the earliest (the first in
-//!   list order on a tie) and moves the clock there;
-//! - randomness comes from [`Fake::seed`]; logs are kept ([`Fake::logs`]).
+//!   timeout (or never). [`crate::any`] takes the earliest (of those
+//!   already complete, the first in list order) and moves the clock there;
+//!   a cancelled event wait gives its event back;
+//! - randomness comes from [`Fake::seed`] (SplitMix64); `idempotency_key()`
+//!   is `fake-run` in workflow code and `fake-run/<step key>` in a body;
+//!   logs are kept ([`Fake::logs`]); [`Fake::calls`] records steps,
+//!   children, events, sleeps (`sleep`, `sleep_until`), timers and cancels.
 //!
 //! On a wasm32 target (inside the host) the fake is never consulted.
 
@@ -69,11 +76,20 @@ pub struct FakeCall {
 struct Answers {
     queue: VecDeque<Result<String, String>>,
     every: Option<Result<String, String>>,
+    /// Given one per call ([`Fake::answers`]): a call after the last is an
+    /// error of the test, not a reason to run the body.
+    sequence: bool,
 }
 
 impl Answers {
-    fn next(&mut self) -> Option<Result<String, String>> {
-        self.queue.pop_front().or_else(|| self.every.clone())
+    fn next(&mut self, what: &str) -> Option<Result<String, String>> {
+        if let Some(answer) = self.queue.pop_front().or_else(|| self.every.clone()) {
+            return Some(answer);
+        }
+        if self.sequence {
+            panic!("{what} was called more times than the fake has answers for it");
+        }
+        None
     }
 }
 
@@ -86,8 +102,11 @@ pub struct Fake {
     events: HashMap<String, VecDeque<String>>,
     now: u64,
     random: u64,
-    keys: u64,
     handles: Vec<Pending>,
+    /// Keys of the step bodies running (nested calls), for idempotency keys.
+    running: Vec<String>,
+    /// Calls so far per parent key and step name, for step keys.
+    counts: HashMap<String, u32>,
     calls: Vec<FakeCall>,
     logs: Vec<String>,
 }
@@ -95,8 +114,16 @@ pub struct Fake {
 /// A started handle: when it completes (None: never) and with what.
 #[derive(Debug, Clone)]
 struct Pending {
+    /// The step, child or event name ("" for a timer).
+    name: String,
     at: Option<u64>,
     outcome: Result<String, types::HandleError>,
+    /// A child without a recorded answer: an error once its value is needed.
+    missing: bool,
+    /// An event payload it took, given back if it is cancelled unawaited.
+    taken: Option<String>,
+    /// An await returned its value: a cancel changes nothing.
+    observed: bool,
 }
 
 thread_local! {
@@ -118,8 +145,9 @@ impl Fake {
             events: HashMap::new(),
             now: 1_700_000_000_000,
             random: 0,
-            keys: 0,
             handles: Vec::new(),
+            running: Vec::new(),
+            counts: HashMap::new(),
             calls: Vec::new(),
             logs: Vec::new(),
         }
@@ -131,7 +159,8 @@ impl Fake {
         self
     }
 
-    /// The next calls of step `name` return `values`, one per call, in order.
+    /// The next calls of step `name` return `values`, one per call, in
+    /// order; a call after the last is an error of the test (a panic).
     pub fn answers<T: Serialize>(
         mut self,
         name: &str,
@@ -141,6 +170,16 @@ impl Fake {
         entry
             .queue
             .extend(values.into_iter().map(|v| Ok(to_json(v))));
+        entry.sequence = true;
+        self
+    }
+
+    /// The next call of step `name` (after those already queued with
+    /// [`Fake::answers`] or `fail_once`) fails with `message`.
+    pub fn fail_once(mut self, name: &str, message: &str) -> Fake {
+        let entry = self.answers.entry(name.into()).or_default();
+        entry.queue.push_back(Err(message.into()));
+        entry.sequence = true;
         self
     }
 
@@ -190,6 +229,14 @@ impl Fake {
     /// # Panics
     /// When `workflow` panics, or waits for something that never comes.
     pub fn run<R>(&mut self, workflow: impl FnOnce() -> R) -> R {
+        // A typo in a recorded name would silently run the real body.
+        for name in self.answers.keys() {
+            assert!(
+                self.steps.iter().any(|(n, _)| n == name),
+                "the fake has answers for step {name:?}, which the workflow does not declare (steps: {:?})",
+                self.steps.iter().map(|(n, _)| *n).collect::<Vec<_>>()
+            );
+        }
         let previous = ACTIVE.with(|a| a.replace(Some(self.clone())));
         struct Restore(Option<Option<Fake>>);
         impl Drop for Restore {
@@ -264,7 +311,10 @@ fn record(kind: &'static str, name: &str, input: &str) {
 fn step_outcome(name: &str, input: &str) -> Result<String, types::StepError> {
     record("step", name, input);
     let (answer, body) = with(|f| {
-        let answer = f.answers.get_mut(name).and_then(Answers::next);
+        let answer = f
+            .answers
+            .get_mut(name)
+            .and_then(|a| a.next(&format!("step {name:?}")));
         let body = f.steps.iter().find(|(n, _)| *n == name).map(|(_, b)| *b);
         (answer, body)
     });
@@ -276,7 +326,16 @@ fn step_outcome(name: &str, input: &str) -> Result<String, types::StepError> {
             "this workflow has no step named {name:?} and the fake has no answer for it"
         )));
     };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(input))) {
+    with(|f| {
+        let parent = f.running.join("/");
+        let n = f.counts.entry(format!("{parent}/{name}")).or_insert(0);
+        *n += 1;
+        let key = format!("{name}#{n}");
+        f.running.push(key);
+    });
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body(input)));
+    with(|f| f.running.pop());
+    match ran {
         Ok(Ok(output)) => Ok(output),
         Ok(Err(failure)) => Err(types::StepError::Failed(failure.message)),
         Err(panic) => Err(types::StepError::Trapped(panic_message(&panic))),
@@ -291,9 +350,20 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "the step body panicked".into())
 }
 
-fn started(at: Option<u64>, outcome: Result<String, types::HandleError>) -> u32 {
+fn started(name: &str, at: Option<u64>, outcome: Result<String, types::HandleError>) -> u32 {
+    start(Pending {
+        name: name.into(),
+        at,
+        outcome,
+        missing: false,
+        taken: None,
+        observed: false,
+    })
+}
+
+fn start(pending: Pending) -> u32 {
     with(|f| {
-        f.handles.push(Pending { at, outcome });
+        f.handles.push(pending);
         (f.handles.len() - 1) as u32
     })
 }
@@ -353,8 +423,11 @@ pub(crate) mod host {
 
     pub fn idempotency_key() -> String {
         with(|f| {
-            f.keys += 1;
-            format!("fake-idempotency-key-{}", f.keys)
+            if f.running.is_empty() {
+                "fake-run".to_string()
+            } else {
+                format!("fake-run/{}", f.running.join("/"))
+            }
         })
     }
 
@@ -368,8 +441,8 @@ pub(crate) mod host {
     }
 
     pub fn sleep_until(epoch_ms: u64) {
-        let now = now_ms();
-        sleep(epoch_ms.saturating_sub(now));
+        record("sleep_until", "", &epoch_ms.to_string());
+        with(|f| f.now = f.now.max(epoch_ms));
     }
 
     pub fn await_event(name: &str, timeout_ms: Option<u64>) -> Result<String, types::WaitError> {
@@ -391,30 +464,46 @@ pub(crate) mod host {
             types::StepError::Trapped(m) => types::HandleError::Trapped(m),
             types::StepError::TimedOut(ms) => types::HandleError::TimedOut(ms),
         });
-        started(Some(now_ms()), outcome)
+        started(name, Some(now_ms()), outcome)
     }
 
     pub fn start_child(workflow: &str, input: &str, _options: Option<&types::ChildOptions>) -> u32 {
         record("child", workflow, input);
-        let answer = with(|f| f.children.get_mut(workflow).and_then(Answers::next));
-        let outcome = match answer {
-            Some(answer) => answer.map_err(types::HandleError::Failed),
-            None => panic!(
-                "the fake has no answer for child workflow {workflow:?}: give it one with .child()"
-            ),
-        };
-        started(Some(now_ms()), outcome)
+        let answer = with(|f| {
+            f.children
+                .get_mut(workflow)
+                .and_then(|a| a.next(&format!("child workflow {workflow:?}")))
+        });
+        // No answer is an error only once its value is needed: a child
+        // cancelled first needs none.
+        start(Pending {
+            name: workflow.into(),
+            at: Some(now_ms()),
+            missing: answer.is_none(),
+            outcome: answer
+                .unwrap_or(Ok("null".into()))
+                .map_err(types::HandleError::Failed),
+            taken: None,
+            observed: false,
+        })
     }
 
     pub fn start_timer(duration_ms: u64) -> u32 {
         record("timer", "", &duration_ms.to_string());
         let at = now_ms().saturating_add(duration_ms);
-        started(Some(at), Ok(at.to_string()))
+        started("", Some(at), Ok(at.to_string()))
     }
 
     pub fn start_event(name: &str, timeout_ms: Option<u64>) -> u32 {
         let (at, outcome) = event_outcome(name, timeout_ms);
-        started(at, outcome.map_err(types::HandleError::TimedOut))
+        start(Pending {
+            name: name.into(),
+            at,
+            taken: outcome.as_ref().ok().cloned(),
+            outcome: outcome.map_err(types::HandleError::TimedOut),
+            missing: false,
+            observed: false,
+        })
     }
 
     fn pending(id: u32) -> Pending {
@@ -422,18 +511,37 @@ pub(crate) mod host {
             .unwrap_or_else(|| panic!("handle {id} was not started by this fake"))
     }
 
+    /// Its value, now that an await returns it.
+    fn observe(id: u32) -> Result<String, types::HandleError> {
+        let p = pending(id);
+        if p.missing {
+            panic!(
+                "the fake has no answer for child workflow {:?}: give it one with .child()",
+                p.name
+            );
+        }
+        with(|f| {
+            if let Some(h) = f.handles.get_mut(id as usize) {
+                h.observed = true;
+            }
+        });
+        p.outcome
+    }
+
     pub fn await_any(handles: &[u32]) -> (u32, Result<String, types::HandleError>) {
         let winner = handles
             .iter()
             .enumerate()
-            .filter_map(|(i, id)| pending(*id).at.map(|at| (at, i)))
+            // Whatever has completed by now did so "now": of those, the
+            // first in list order wins, as with the host.
+            .filter_map(|(i, id)| pending(*id).at.map(|at| (at.max(now_ms()), i)))
             .min()
             .unwrap_or_else(|| {
                 panic!("await-any would wait forever: none of its handles can complete in the fake")
             });
         let (at, index) = winner;
         with(|f| f.now = f.now.max(at));
-        (index as u32, pending(handles[index]).outcome)
+        (index as u32, observe(handles[index]))
     }
 
     pub fn await_all(handles: &[u32]) -> Vec<Result<String, types::HandleError>> {
@@ -445,19 +553,34 @@ pub(crate) mod host {
                     panic!("await-all would wait forever for handle {id} in the fake")
                 });
                 with(|f| f.now = f.now.max(at));
-                p.outcome
+                observe(*id)
             })
             .collect()
     }
 
     pub fn cancel(handle: u32) {
+        let name = pending(handle).name;
+        record("cancel", &name, "null");
         with(|f| {
-            if let Some(p) = f.handles.get_mut(handle as usize) {
-                p.at = Some(f.now);
-                p.outcome = Err(types::HandleError::Cancelled(
-                    "cancelled by the workflow".into(),
-                ));
+            let now = f.now;
+            let Some(p) = f.handles.get_mut(handle as usize) else {
+                return;
+            };
+            if p.observed {
+                return;
             }
+            // An event wait consumes nothing when cancelled.
+            if let Some(payload) = p.taken.take() {
+                f.events
+                    .entry(p.name.clone())
+                    .or_default()
+                    .push_front(payload);
+            }
+            p.at = Some(now);
+            p.missing = false;
+            p.outcome = Err(types::HandleError::Cancelled(
+                "cancelled by the workflow".into(),
+            ));
         });
     }
 }
@@ -535,6 +658,56 @@ mod tests {
         let mut fake = Fake::new(STEPS).child_fails("payment", "declined");
         let child = fake.run(|| Child::<u32, String>::named("payment").call(&7));
         assert_eq!(child, Err(HandleError::Failed("declined".into())));
+    }
+
+    #[test]
+    fn sequences_may_fail_and_are_used_up() {
+        let mut fake = Fake::new(STEPS)
+            .answers("double", [1])
+            .fail_once("double", "x");
+        assert_eq!(fake.run(|| DOUBLE.call(&5)), Ok(1));
+        assert_eq!(
+            fake.run(|| DOUBLE.call(&5)),
+            Err(StepError::Failed("x".into()))
+        );
+        let third = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            fake.run(|| DOUBLE.call(&5))
+        }));
+        assert!(third.is_err(), "a call after the last answer is an error");
+    }
+
+    #[test]
+    #[should_panic(expected = "does not declare")]
+    fn answers_for_an_undeclared_step_are_refused() {
+        let mut fake = Fake::new(STEPS).answer("dubble", 1);
+        let _ = fake.run(|| DOUBLE.call(&1));
+    }
+
+    #[test]
+    fn a_cancelled_child_needs_no_answer_and_a_cancelled_wait_gives_its_event_back() {
+        let mut fake = Fake::new(STEPS).event("approved", true);
+        let (again, calls) = fake.run(|| {
+            let child = Child::<u32, String>::named("payment").start(&1);
+            child.cancel();
+            let wait = event::<bool>("approved", None);
+            wait.cancel();
+            (await_event::<bool>("approved", None), child.wait())
+        });
+        assert_eq!(again, Ok(true));
+        assert!(matches!(calls, Err(HandleError::Cancelled(_))));
+        assert_eq!(fake.calls_of("cancel"), ["payment", "approved"]);
+    }
+
+    #[test]
+    fn of_handles_already_complete_the_first_in_list_order_wins() {
+        let mut fake = Fake::new(STEPS).event("ok", true);
+        let winner = fake.run(|| {
+            let s = DOUBLE.start(&1);
+            sleep(Duration::from_millis(5));
+            let e = event::<bool>("ok", None);
+            any(&[&e, &s])
+        });
+        assert_eq!(winner, 0);
     }
 
     #[test]

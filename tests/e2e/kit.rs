@@ -227,10 +227,33 @@ fn a_missing_tool_is_named_with_the_command_that_installs_it() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("componentize-py is not installed")
-            && err.contains("pip install componentize-py"),
+        err.contains("componentize-py: not found") && err.contains("pip install componentize-py"),
         "{err}"
     );
+
+    // A tool that exits 0 but writes nothing (as componentize-py does when
+    // it prints its usage): not a successful build.
+    let fake_tool = home.join("fake-tools");
+    std::fs::create_dir(&fake_tool).unwrap();
+    std::fs::write(fake_tool.join("componentize-py"), "#!/bin/sh\nexit 0\n").unwrap();
+    let chmod = Command::new("chmod")
+        .arg("+x")
+        .arg(fake_tool.join("componentize-py"))
+        .status()
+        .unwrap();
+    assert!(chmod.success());
+    let quiet_tool = [("PATH", fake_tool.to_str().unwrap())];
+    let out = durable(home, &["build", "py"], &quiet_tool)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("wrote no new"));
+    assert!(out.stdout.is_empty(), "no component path printed");
 
     ok(
         durable(home, &["new", "js", "--lang", "js"], &[]),

@@ -14,7 +14,8 @@ use crate::exit::ExitCode;
 
 /// Prints `durable: <message>` on stderr.
 pub(crate) fn error(message: impl std::fmt::Display) {
-    eprintln!("durable: {message}");
+    // Not eprintln!: a closed stderr must not turn an error into a panic.
+    let _ = writeln!(std::io::stderr(), "durable: {message}");
 }
 
 /// Prints a line on stdout. A closed stdout (`| head`) is not an error

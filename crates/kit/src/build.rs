@@ -33,15 +33,30 @@ pub fn build(dir: &Path) -> Result<Built, KitError> {
     let project = Project::open(dir)?;
     let out = project.dir.join(BUILD_DIR);
     std::fs::create_dir_all(&out).map_err(|e| KitError::io(&out, e))?;
+    let before = modified(&project.component());
     let tool = match project.lang {
         Lang::Rust => rust(&project)?,
         Lang::Python => python(&project)?,
         Lang::Js => js(&project)?,
     };
+    // A tool can exit 0 without writing anything (a usage message): the
+    // component must exist and be new, or the build did not happen.
+    let after = modified(&project.component());
+    if after.is_none() || after == before {
+        return Err(KitError::ToolFailed {
+            tool: tool.to_string(),
+            status: format!("it wrote no new {}", project.component().display()),
+        });
+    }
     Ok(Built {
         component: project.component(),
         tool,
     })
+}
+
+/// When `path` was last written, if it exists.
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
 /// A scratch folder inside `build/`, emptied first: the WIT and copies of
@@ -235,13 +250,25 @@ fn python_module(project: &Project) -> Result<String, KitError> {
     let text = std::fs::read_to_string(&path).map_err(|e| KitError::io(&path, e))?;
     let doc: toml::Table =
         toml::from_str(&text).map_err(|e| KitError::Project(format!("{}: {e}", path.display())))?;
-    Ok(doc
+    let module = doc
         .get("tool")
         .and_then(|t| t.get("durable"))
         .and_then(|t| t.get("module"))
         .and_then(|m| m.as_str())
-        .unwrap_or("app")
-        .to_string())
+        .unwrap_or("app");
+    // A dotted Python name, never something a tool could read as an option.
+    let identifier = |part: &str| {
+        part.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    };
+    if module.split('.').all(identifier) {
+        Ok(module.to_string())
+    } else {
+        Err(KitError::Project(format!(
+            "{}: [tool.durable] module = {module:?} is not a Python module name",
+            path.display()
+        )))
+    }
 }
 
 /// Copies the project's Python modules and packages (not its tests, its
@@ -294,7 +321,8 @@ fn js(project: &Project) -> Result<&'static str, KitError> {
         return Err(KitError::MissingTool {
             tool: "node".into(),
             what,
-            install: "install Node.js 20 or newer (https://nodejs.org), e.g. apt-get install -y nodejs npm".into(),
+            install: "Node.js 20 or newer from https://nodejs.org (Debian: apt-get install -y nodejs npm)"
+                .into(),
         });
     }
     let bin = project.dir.join("node_modules/.bin");
@@ -303,7 +331,7 @@ fn js(project: &Project) -> Result<&'static str, KitError> {
         find_tool("componentize-js", std::slice::from_ref(&bin)),
     ) else {
         return Err(KitError::MissingTool {
-            tool: "rolldown and componentize-js (the project's devDependencies)".into(),
+            tool: "the bundler and componentize-js (the project's devDependencies)".into(),
             what,
             install: format!("npm install --prefix {}", project.dir.display()),
         });
@@ -336,7 +364,30 @@ fn js_entry(project: &Project) -> Result<String, KitError> {
     let text = std::fs::read_to_string(&path).map_err(|e| KitError::io(&path, e))?;
     let doc: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| KitError::Project(format!("{}: {e}", path.display())))?;
-    Ok(doc["main"].as_str().unwrap_or("app.js").to_string())
+    let main = doc["main"].as_str().unwrap_or("app.js");
+    // The entry is a file of the project: no absolute path, no `..`, and
+    // never something the bundler could read as an option.
+    let inside = Path::new(main).components().all(|c| {
+        matches!(
+            c,
+            std::path::Component::Normal(_) | std::path::Component::CurDir
+        )
+    });
+    if main.is_empty() || main.starts_with('-') || !inside {
+        return Err(KitError::Project(format!(
+            "{}: \"main\": {main:?} must be a file inside the project (a relative path without ..)",
+            path.display()
+        )));
+    }
+    let entry = project.dir.join(main);
+    if !entry.is_file() {
+        return Err(KitError::Project(format!(
+            "{}: \"main\" names {}, which does not exist",
+            path.display(),
+            entry.display()
+        )));
+    }
+    Ok(format!("./{}", main.trim_start_matches("./")))
 }
 
 fn relative(path: &Path, base: &Path) -> PathBuf {
@@ -366,6 +417,38 @@ mod tests {
             Some(PathBuf::from("/t/x.wasm"))
         );
         assert_eq!(cdylib_artifact(b"", &manifest), None);
+    }
+
+    #[test]
+    fn entries_and_modules_never_leave_the_project_or_become_options() {
+        use crate::scaffold::{Template, create};
+        let parent = tempfile::tempdir().unwrap();
+        let js =
+            Project::open(&create(parent.path(), "j", Lang::Js, Template::Hello).unwrap()).unwrap();
+        assert_eq!(js_entry(&js).unwrap(), "./app.js");
+        let manifest = js.dir.join("package.json");
+        let original = std::fs::read_to_string(&manifest).unwrap();
+        for bad in [
+            "--config=evil.mjs",
+            "../outside.js",
+            "/etc/passwd",
+            "",
+            "missing.js",
+        ] {
+            let text = original.replace("\"main\": \"app.js\"", &format!("\"main\": {bad:?}"));
+            std::fs::write(&manifest, text).unwrap();
+            assert!(js_entry(&js).is_err(), "{bad:?} was accepted");
+        }
+        let py = Project::open(&create(parent.path(), "p", Lang::Python, Template::Hello).unwrap())
+            .unwrap();
+        assert_eq!(python_module(&py).unwrap(), "app");
+        let manifest = py.dir.join("pyproject.toml");
+        let original = std::fs::read_to_string(&manifest).unwrap();
+        for bad in ["--help", "../x", "a-b", "1app", ""] {
+            let text = original.replace("module = \"app\"", &format!("module = {bad:?}"));
+            std::fs::write(&manifest, text).unwrap();
+            assert!(python_module(&py).is_err(), "{bad:?} was accepted");
+        }
     }
 
     #[test]

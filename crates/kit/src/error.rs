@@ -23,7 +23,7 @@ pub enum KitError {
     Project(String),
     /// A tool the build needs is not installed. Nothing is installed
     /// silently: the message names the command that installs it.
-    #[error("{tool} is not installed (needed to build {what}); install it with:\n    {install}")]
+    #[error("{tool}: not found (needed to build {what}); to install:\n    {install}")]
     MissingTool {
         /// The tool.
         tool: String,

@@ -19,6 +19,9 @@ const NOT_SOURCES: &[&str] = &[
     ".git",
 ];
 
+/// Files that are not sources: databases and their journals, components.
+const NOT_SOURCE_FILES: &[&str] = &[".db", ".db-wal", ".db-shm", ".db-journal", ".wasm"];
+
 /// A guest project folder.
 #[derive(Debug, Clone)]
 pub struct Project {
@@ -37,6 +40,12 @@ impl Project {
     /// # Errors
     /// When `dir` has none of them, or the manifest has no name.
     pub fn open(dir: &Path) -> Result<Project, KitError> {
+        if !dir.is_dir() {
+            return Err(KitError::Project(format!(
+                "{} is not a folder",
+                dir.display()
+            )));
+        }
         let Some(lang) = Lang::ALL
             .into_iter()
             .find(|l| dir.join(l.manifest()).is_file())
@@ -53,7 +62,7 @@ impl Project {
             .map_err(|why| KitError::Project(format!("{}: {why}", manifest.display())))?;
         // Absolute: the tools run in the project folder, and the paths
         // given to them must not depend on where `durable` was started.
-        let dir = std::path::absolute(dir).map_err(|e| KitError::io(dir, e))?;
+        let dir = dir.canonicalize().map_err(|e| KitError::io(dir, e))?;
         Ok(Project { dir, lang, name })
     }
 
@@ -105,10 +114,16 @@ fn newest_source(dir: &Path) -> Option<(PathBuf, SystemTime)> {
                 continue;
             };
             let name = entry.file_name();
+            let name = name.to_string_lossy();
+            // Hidden entries (.pytest_cache, .git), outputs and the default
+            // database a run leaves in the folder are not sources.
+            if name.starts_with('.') || NOT_SOURCES.contains(&name.as_ref()) {
+                continue;
+            }
             if kind.is_dir() {
-                if !NOT_SOURCES.iter().any(|n| name == *n) {
-                    todo.push(entry.path());
-                }
+                todo.push(entry.path());
+            } else if NOT_SOURCE_FILES.iter().any(|suffix| name.ends_with(suffix)) {
+                continue;
             } else if let Ok(time) = entry.metadata().and_then(|m| m.modified())
                 && newest.as_ref().is_none_or(|(_, t)| time > *t)
             {
@@ -171,6 +186,26 @@ mod tests {
         );
         assert!(manifest_name(Lang::Js, r#"{"version": "1"}"#).is_err());
         assert!(manifest_name(Lang::Rust, "[package\n").is_err());
+    }
+
+    #[test]
+    fn only_a_newer_source_makes_a_build_stale() {
+        use crate::scaffold::{Template, create};
+        let parent = tempfile::tempdir().unwrap();
+        let dir = create(parent.path(), "s", Lang::Js, Template::Hello).unwrap();
+        let project = Project::open(&dir).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::fs::create_dir_all(dir.join("build")).unwrap();
+        std::fs::write(project.component(), b"\0asm").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // What running and testing leave in the folder.
+        std::fs::write(dir.join("durable.db"), b"").unwrap();
+        std::fs::write(dir.join("durable.db-wal"), b"").unwrap();
+        std::fs::create_dir_all(dir.join(".pytest_cache/v")).unwrap();
+        std::fs::write(dir.join(".pytest_cache/v/x"), b"").unwrap();
+        assert_eq!(project.changed_since_build(), None);
+        std::fs::write(dir.join("app.js"), b"// edited").unwrap();
+        assert_eq!(project.changed_since_build(), Some(dir.join("app.js")));
     }
 
     #[test]

@@ -88,6 +88,15 @@ pub fn create(
 ) -> Result<PathBuf, KitError> {
     check_name(name)?;
     let dir = parent.join(name);
+    // Not through a link, not over a file: only a missing or empty folder.
+    if let Ok(meta) = std::fs::symlink_metadata(&dir)
+        && !meta.is_dir()
+    {
+        return Err(KitError::Usage(format!(
+            "{} exists and is not a folder: pick another name",
+            dir.display()
+        )));
+    }
     let existed = dir.exists();
     if existed
         && std::fs::read_dir(&dir)
@@ -266,14 +275,20 @@ fn readme(name: &str, lang: Lang, template: Template) -> String {
         Lang::Js => ("JavaScript", "app.js", "npm install", "node --test"),
     };
     let input = template.example_input();
+    let event = if template == Template::Approval {
+        "durable event RUN_ID approval --data '{\"approved\":true}'   # the run waits for it\n"
+    } else {
+        ""
+    };
     format!(
         "# {name}\n\n\
          A durable workflow in {language} ({template} template), made by `durable new`.\n\n\
          ```sh\n\
-         {setup:<40}# once: the build tools\n\
-         durable build .                         # -> build/{name}.wasm\n\
+         {setup}   # once: the build tools\n\
+         durable build .   # -> build/{name}.wasm\n\
          durable run . --input '{input}'\n\
-         {test:<40}# step bodies, and the workflow against a fake host\n\
+         {event}\
+         {test}   # the step bodies, and the workflow against a fake host\n\
          ```\n\n\
          The workflow is in `{file}`; `{VENDORED_SDK}` is the SDK of the durable that made\n\
          this project (durable:workflow@{VERSION}); `durable wit` writes the contract itself.\n"

@@ -272,7 +272,7 @@ test("the clock: sleep, sleepUntil, timers; random and log", async () => {
   assert.deepEqual(fake.logs, [{ level: "warn", message: "done" }, { level: "info", message: "twice" }]);
   assert.deepEqual(
     fake.calls.map((c) => [c.kind, c.input]),
-    [["sleep", 1500], ["sleepUntil", START - 98500], ["sleepUntil", START + 2000], ["timer", 250]],
+    [["sleep", 1500], ["sleep_until", START - 98500], ["sleep_until", START + 2000], ["timer", 250]],
   );
   const other = new FakeDurable({ seed: 42n });
   assert.deepEqual(await other.run(() => String(randomU64())), await new FakeDurable({ seed: 42 }).run(() => String(randomU64())));

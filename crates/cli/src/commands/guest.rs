@@ -4,8 +4,17 @@
 use durable_kit::{KitError, Lang, build, project::Project, scaffold, wit};
 
 use crate::args::{BuildArgs, NewArgs, WitArgs};
-use crate::common::error;
+use crate::common::{error, print_stdout};
 use crate::exit::ExitCode;
+
+/// `eprintln!` that does not panic when stderr is closed (`| true`): the
+/// message is a courtesy, the exit code is what counts.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 fn fail(e: &KitError) -> ExitCode {
     error(e);
@@ -20,7 +29,7 @@ fn fail(e: &KitError) -> ExitCode {
 pub fn wit(args: WitArgs) -> ExitCode {
     match wit::write(&args.out) {
         Ok(files) => {
-            eprintln!(
+            say!(
                 "wrote {}@{} and its deps to {} ({} files)",
                 wit::PACKAGE,
                 wit::VERSION,
@@ -58,7 +67,7 @@ pub fn new(args: NewArgs) -> ExitCode {
         Lang::Js => ("npm install", "node --test"),
     };
     let shown = args.name.display();
-    eprintln!(
+    say!(
         "created {shown} ({} workflow, {} template); next:\n  cd {shown}\n  {setup}   # once: the build tools\n  \
          durable build .\n  durable run . --input '{}'\n  {test}",
         args.lang,
@@ -71,12 +80,12 @@ pub fn new(args: NewArgs) -> ExitCode {
 /// `durable build [DIR]`.
 pub fn build(args: BuildArgs) -> ExitCode {
     if let Ok(project) = Project::open(&args.dir) {
-        eprintln!("building {} ({})", project.name, project.lang);
+        say!("building {} ({})", project.name, project.lang);
     }
     match build::build(&args.dir) {
         Ok(built) => {
-            eprintln!("built with {}", built.tool);
-            println!("{}", built.component.display());
+            say!("built with {}", built.tool);
+            print_stdout(&built.component.display().to_string());
             ExitCode::Success
         }
         Err(e) => fail(&e),
