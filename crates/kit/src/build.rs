@@ -31,8 +31,6 @@ pub struct Built {
 /// tool that failed.
 pub fn build(dir: &Path) -> Result<Built, KitError> {
     let project = Project::open(dir)?;
-    let out = project.dir.join(BUILD_DIR);
-    std::fs::create_dir_all(&out).map_err(|e| KitError::io(&out, e))?;
     let before = modified(&project.component());
     let tool = match project.lang {
         Lang::Rust => rust(&project)?,
@@ -74,6 +72,8 @@ fn work_dir(project: &Project) -> Result<PathBuf, KitError> {
 /// component's path alone); fails unless it exits 0.
 fn run(mut cmd: Command, tool: &str) -> Result<(), KitError> {
     let status = cmd
+        // componentize-py is Rust inside: its backtraces are not the author's.
+        .env_remove("RUST_BACKTRACE")
         .stdin(Stdio::null())
         .stdout(std::io::stderr())
         .stderr(Stdio::inherit())
@@ -165,6 +165,8 @@ fn rust(project: &Project) -> Result<&'static str, KitError> {
             ))
         })?;
     let dest = project.component();
+    let out = project.dir.join(BUILD_DIR);
+    std::fs::create_dir_all(&out).map_err(|e| KitError::io(&out, e))?;
     std::fs::copy(&built, &dest).map_err(|e| KitError::io(&dest, e))?;
     Ok(tool)
 }

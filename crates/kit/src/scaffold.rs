@@ -258,40 +258,48 @@ fn js_manifest(name: &str) -> String {
     text
 }
 
-fn readme(name: &str, lang: Lang, template: Template) -> String {
-    let (language, file, setup, test) = match lang {
-        Lang::Rust => (
-            "Rust",
-            "src/lib.rs",
-            "rustup target add wasm32-wasip2",
-            "cargo test",
-        ),
+/// The commands that take a new project from its folder to a run and its
+/// tests, each with what it does: the README's block and `durable new`'s
+/// "next" list.
+pub fn next_steps(name: &str, lang: Lang, template: Template) -> String {
+    let (setup, test) = match lang {
+        Lang::Rust => ("rustup target add wasm32-wasip2", "cargo test"),
         Lang::Python => (
-            "Python",
-            "app.py",
             "python3 -m pip install componentize-py==0.25.1 pytest",
             "pytest",
         ),
-        Lang::Js => ("JavaScript", "app.js", "npm install", "node --test"),
+        Lang::Js => ("npm install", "node --test"),
     };
-    let input = template.example_input();
-    let event = if template == Template::Approval {
-        "durable event RUN_ID approval --data '{\"approved\":true}'   # the run waits for it\n"
-    } else {
-        ""
+    let mut steps = format!(
+        "{setup}   # once: the build tools\n\
+         durable build .   # -> build/{name}.wasm\n\
+         durable run . --input '{}'\n",
+        template.example_input()
+    );
+    if template == Template::Approval {
+        steps.push_str(
+            "durable event RUN_ID approval --data '{\"approved\":true}'   # the run waits for it\n",
+        );
+    }
+    steps.push_str(&format!(
+        "{test}   # the step bodies, and the workflow against a fake host\n"
+    ));
+    steps
+}
+
+fn readme(name: &str, lang: Lang, template: Template) -> String {
+    let (language, file) = match lang {
+        Lang::Rust => ("Rust", "src/lib.rs"),
+        Lang::Python => ("Python", "app.py"),
+        Lang::Js => ("JavaScript", "app.js"),
     };
     format!(
         "# {name}\n\n\
          A durable workflow in {language} ({template} template), made by `durable new`.\n\n\
-         ```sh\n\
-         {setup}   # once: the build tools\n\
-         durable build .   # -> build/{name}.wasm\n\
-         durable run . --input '{input}'\n\
-         {event}\
-         {test}   # the step bodies, and the workflow against a fake host\n\
-         ```\n\n\
+         ```sh\n{}```\n\n\
          The workflow is in `{file}`; `{VENDORED_SDK}` is the SDK of the durable that made\n\
-         this project (durable:workflow@{VERSION}); `durable wit` writes the contract itself.\n"
+         this project (durable:workflow@{VERSION}); `durable wit` writes the contract itself.\n",
+        next_steps(name, lang, template)
     )
 }
 

@@ -1,7 +1,7 @@
 //! `durable wit`, `durable new` and `durable build`: the guest author's
 //! verbs, thin over `durable_kit`.
 
-use durable_kit::{KitError, Lang, build, project::Project, scaffold, wit};
+use durable_kit::{KitError, build, project::Project, scaffold, wit};
 
 use crate::args::{BuildArgs, NewArgs, WitArgs};
 use crate::common::{error, print_stdout};
@@ -58,21 +58,17 @@ pub fn new(args: NewArgs) -> ExitCode {
     if let Err(e) = scaffold::create(&parent, name, args.lang, args.template) {
         return fail(&e);
     }
-    let (setup, test) = match args.lang {
-        Lang::Rust => ("rustup target add wasm32-wasip2", "cargo test"),
-        Lang::Python => (
-            "python3 -m pip install componentize-py==0.25.1 pytest",
-            "pytest",
-        ),
-        Lang::Js => ("npm install", "node --test"),
-    };
     let shown = args.name.display();
+    let steps = scaffold::next_steps(name, args.lang, args.template);
     say!(
-        "created {shown} ({} workflow, {} template); next:\n  cd {shown}\n  {setup}   # once: the build tools\n  \
-         durable build .\n  durable run . --input '{}'\n  {test}",
+        "created {shown} ({} workflow, {} template); next:\n  cd {shown}\n{}",
         args.lang,
         args.template,
-        args.template.example_input()
+        steps
+            .lines()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
     ExitCode::Success
 }
