@@ -5,6 +5,7 @@
 
 mod util;
 
+mod backup;
 mod bench;
 mod check;
 mod cli;

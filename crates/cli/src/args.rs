@@ -81,6 +81,9 @@ pub enum Command {
     /// run uses.
     #[command(subcommand)]
     Components(ComponentsCommand),
+    /// Copy the SQLite database to a new file, online: a consistent
+    /// snapshot while runs go on, synced before this exits 0.
+    Backup(BackupArgs),
     /// Write the WIT package this durable implements (durable:workflow and
     /// its deps/) into a folder, for guest tools and bindings.
     Wit(WitArgs),
@@ -176,6 +179,14 @@ pub struct UpgradeCheckArgs {
     /// Directory of compiled components [default: as for run].
     #[arg(long, value_name = "PATH")]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// Arguments of `durable backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The copy to write (a new file).
+    #[arg(value_name = "PATH")]
+    pub dest: PathBuf,
 }
 
 /// Arguments of `durable wit`.

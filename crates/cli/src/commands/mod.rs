@@ -2,6 +2,7 @@
 //! exit code; what verbs share is in `common` (messages, the database,
 //! loading) and `driving` (how runs are driven and reported).
 
+mod backup;
 mod cancel;
 mod check;
 mod components;
@@ -41,6 +42,7 @@ pub async fn main(cli: Cli) -> ExitCode {
     let db = Location::parse(&db);
     match command {
         Command::Wit(_) | Command::New(_) | Command::Build(_) => unreachable!("handled above"),
+        Command::Backup(args) => backup::backup(&db, args).await,
         Command::Run(args) => run::run(&db, args).await,
         Command::Resume(args) => resume::resume(&db, args).await,
         Command::List(args) => list::list(&db, args).await,

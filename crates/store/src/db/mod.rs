@@ -9,6 +9,7 @@
 //! `(run_id, key)` primary key makes a second commit of the same key an
 //! error instead of an overwrite.
 
+mod backup;
 mod components;
 mod handles;
 mod inspect;

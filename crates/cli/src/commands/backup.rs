@@ -1,0 +1,34 @@
+//! `durable backup PATH`: an online, synced copy of a SQLite database.
+
+use durable::store::Location;
+
+use crate::args::BackupArgs;
+use crate::common::{chain, error, open_existing};
+use crate::exit::ExitCode;
+
+/// Copies the database to `args.dest`.
+pub async fn backup(db: &Location, args: BackupArgs) -> ExitCode {
+    let store = match open_existing(db).await {
+        Ok(Some(store)) => store,
+        Ok(None) => {
+            error(format_args!("{db}: no such database"));
+            return ExitCode::Usage;
+        }
+        Err(code) => return code,
+    };
+    let copied = store.backup_to(&args.dest).await;
+    store.close().await;
+    match copied {
+        Ok(()) => {
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("backed up {db} to {}\n", args.dest.display()),
+            );
+            ExitCode::Success
+        }
+        Err(e) => {
+            error(chain(&e));
+            ExitCode::of_store(&e)
+        }
+    }
+}
