@@ -5,7 +5,6 @@
 
 mod util;
 
-mod backup;
 mod bench;
 mod check;
 mod cli;
@@ -23,6 +22,7 @@ mod postgres;
 mod postgres_hosts;
 mod queues;
 mod replay;
+mod retention;
 mod sandbox;
 mod serve;
 mod server;

@@ -223,6 +223,14 @@ impl Env {
     }
 
     /// The rows `sql` selects, each column as text.
+    /// `sql`'s rows as text, on whichever database this test uses.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        match &self.postgres {
+            Some(url) => postgres_rows(url, sql),
+            None => self.query(sql),
+        }
+    }
+
     pub fn query(&self, sql: &str) -> Vec<Vec<String>> {
         // Never create the file: the tests look at what durable wrote.
         let conn = rusqlite::Connection::open_with_flags(

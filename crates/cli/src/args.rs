@@ -81,6 +81,10 @@ pub enum Command {
     /// run uses.
     #[command(subcommand)]
     Components(ComponentsCommand),
+    /// Delete finished runs older than a duration, with everything they
+    /// recorded (steps, attempts, output, events), in small transactions
+    /// that let running drives commit in between.
+    Prune(PruneArgs),
     /// Copy the SQLite database to a new file, online: a consistent
     /// snapshot while runs go on, synced before this exits 0.
     Backup(BackupArgs),
@@ -179,6 +183,21 @@ pub struct UpgradeCheckArgs {
     /// Directory of compiled components [default: as for run].
     #[arg(long, value_name = "PATH")]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// Arguments of `durable prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Runs that finished more than this long ago: a whole number and a
+    /// unit (ms, s, m, h, d): 30d, 12h, 0s.
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: String,
+    /// Only runs that ended so: succeeded, failed or cancelled.
+    #[arg(long, value_name = "STATUS")]
+    pub status: Option<String>,
+    /// Count what would be deleted; delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Arguments of `durable backup`.

@@ -94,6 +94,18 @@ pub(crate) async fn open(db: &Location, drive: &DriveArgs) -> Result<Store, Exit
     })
 }
 
+/// Opens a database that must exist (a verb that acts on one creates
+/// none): a missing one is a usage error.
+pub(crate) async fn open_required(db: &Location) -> Result<Store, ExitCode> {
+    match open_existing(db).await? {
+        Some(store) => Ok(store),
+        None => {
+            error(format_args!("{db}: no such database"));
+            Err(ExitCode::Usage)
+        }
+    }
+}
+
 /// Opens an existing database; reading never creates one.
 pub(crate) async fn open_existing(db: &Location) -> Result<Option<Store>, ExitCode> {
     if !db.may_exist() {

@@ -58,24 +58,13 @@ impl Rate {
         let (count, interval) = text.trim().split_once('/').ok_or_else(bad)?;
         let count: u32 = count.trim().parse().map_err(|_| bad())?;
         let interval = interval.trim();
-        let digits = interval
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(bad)?;
-        let (n, unit) = interval.split_at(digits);
-        let n: i64 = if n.is_empty() {
-            1
+        // An interval without a number is one of its unit: "20/s".
+        let interval = if interval.starts_with(|c: char| c.is_ascii_digit()) {
+            interval.to_string()
         } else {
-            n.parse().map_err(|_| bad())?
+            format!("1{interval}")
         };
-        let unit_ms = match unit {
-            "ms" => 1,
-            "s" => 1_000,
-            "m" => 60_000,
-            "h" => 3_600_000,
-            "d" => 86_400_000,
-            _ => return Err(bad()),
-        };
-        let per_ms = n.checked_mul(unit_ms).ok_or_else(bad)?;
+        let per_ms = crate::clock::parse_duration_ms(&interval).ok_or_else(bad)?;
         if count == 0 || per_ms <= 0 {
             return Err(format!(
                 "rate {text:?} admits nothing: give at least 1 per interval of at least 1 ms"

@@ -26,7 +26,7 @@ mod pg_tls;
 mod schema;
 mod sql;
 
-pub use db::{MIN_LEASE_MS, Store, StoreOptions};
+pub use db::{MIN_LEASE_MS, PRUNE_BATCH, PruneFilter, Store, StoreOptions};
 pub use owner::DEFAULT_LEASE_MS;
 
 pub use durable_core::queues::{

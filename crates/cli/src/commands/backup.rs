@@ -3,17 +3,13 @@
 use durable::store::Location;
 
 use crate::args::BackupArgs;
-use crate::common::{chain, error, open_existing};
+use crate::common::{chain, error, open_required};
 use crate::exit::ExitCode;
 
 /// Copies the database to `args.dest`.
 pub async fn backup(db: &Location, args: BackupArgs) -> ExitCode {
-    let store = match open_existing(db).await {
-        Ok(Some(store)) => store,
-        Ok(None) => {
-            error(format_args!("{db}: no such database"));
-            return ExitCode::Usage;
-        }
+    let store = match open_required(db).await {
+        Ok(store) => store,
         Err(code) => return code,
     };
     let copied = store.backup_to(&args.dest).await;

@@ -10,6 +10,7 @@ mod event;
 mod fork;
 mod guest;
 mod list;
+mod prune;
 mod resume;
 mod run;
 #[cfg(feature = "serve")]
@@ -43,6 +44,7 @@ pub async fn main(cli: Cli) -> ExitCode {
     match command {
         Command::Wit(_) | Command::New(_) | Command::Build(_) => unreachable!("handled above"),
         Command::Backup(args) => backup::backup(&db, args).await,
+        Command::Prune(args) => prune::prune(&db, args).await,
         Command::Run(args) => run::run(&db, args).await,
         Command::Resume(args) => resume::resume(&db, args).await,
         Command::List(args) => list::list(&db, args).await,

@@ -10,6 +10,8 @@
 //! error instead of an overwrite.
 
 mod backup;
+mod prune;
+pub use prune::{PRUNE_BATCH, PruneFilter};
 mod components;
 mod handles;
 mod inspect;

@@ -93,8 +93,79 @@ on_both!(
     children_start_once_wake_their_parent_and_end_with_it,
     handles_settle_in_one_transaction_and_an_event_wakes_a_run_parked_on_them,
     queues_admit_under_their_limits_in_priority_then_start_order,
-    step_slots_hold_a_limit_and_come_back_with_the_lease
+    step_slots_hold_a_limit_and_come_back_with_the_lease,
+    prune_deletes_old_finished_runs_in_batches_and_keeps_open_families
 );
+
+/// More runs than a batch are pruned in several transactions; a finished
+/// child of an open parent, open runs and recent ones stay.
+async fn prune_deletes_old_finished_runs_in_batches_and_keeps_open_families(kind: Kind) {
+    let db = fresh(kind).await;
+    let store = Store::open(&db.location).await.expect("open");
+    let me = Owner::current();
+    let old = PRUNE_BATCH as usize * 2 + 17;
+    for i in 0..old {
+        store
+            .create_run(new_run(&format!("old-{i}")), &me)
+            .await
+            .expect("create");
+    }
+    for id in ["parent", "child", "recent", "open"] {
+        store.create_run(new_run(id), &me).await.expect("create");
+    }
+    let sql = |sql: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .writer()
+                .transact(move |tx| tx.exec("test setup", sql, args![]))
+                .await
+                .expect("setup")
+        }
+    };
+    sql("UPDATE runs SET status = 'succeeded', finished_at_ms = 1000 WHERE id LIKE 'old-%' OR id = 'child'").await;
+    sql("UPDATE runs SET parent_id = 'parent' WHERE id = 'child'").await;
+    sql("UPDATE runs SET status = 'failed', finished_at_ms = 5000 WHERE id = 'recent'").await;
+    let filter = |before: i64, status: Option<RunStatus>| PruneFilter {
+        finished_before_ms: before,
+        status,
+    };
+    assert_eq!(
+        store.prune_count(filter(2000, None)).await.unwrap(),
+        old as u64
+    );
+    assert_eq!(
+        store
+            .prune(filter(2000, Some(RunStatus::Failed)))
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(store.prune(filter(2000, None)).await.unwrap(), old as u64);
+    let left: Vec<String> = store
+        .list(RunFilter::default())
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.run.id)
+        .collect();
+    let mut left_sorted = left.clone();
+    left_sorted.sort();
+    assert_eq!(
+        left_sorted,
+        ["child", "open", "parent", "recent"],
+        "the open parent keeps its child"
+    );
+    // The parent ends: its child goes with the next prune.
+    sql("UPDATE runs SET status = 'succeeded', finished_at_ms = 1500 WHERE id = 'parent'").await;
+    assert_eq!(store.prune(filter(2000, None)).await.unwrap(), 2);
+    assert_eq!(
+        store.prune(filter(6000, None)).await.unwrap(),
+        1,
+        "recent, once old enough"
+    );
+    assert!(store.run("open").await.expect("read").is_some());
+}
 
 /// The name a component is stored with, if it is stored.
 async fn stored_component(store: &Store, digest: &str) -> Option<Option<String>> {

@@ -1,0 +1,103 @@
+//! Retention: deleting finished runs with everything they recorded, in
+//! small transactions so that no drive waits long for the write lock.
+
+use crate::sql::{Tx, args};
+
+use super::{RunStatus, Store, StoreError};
+
+/// Runs per transaction: small enough that a drive's commit waits for at
+/// most one batch (a few milliseconds on SQLite), large enough to move.
+pub const PRUNE_BATCH: u32 = 200;
+
+/// The tables that hold a run's records, children of `runs`: deleted first.
+const RUN_TABLES: &[&str] = &[
+    "output",
+    "attempts",
+    "superseded_attempts",
+    "superseded_steps",
+    "steps",
+    "events",
+    "waits",
+    "drive_starts",
+    "component_switches",
+    "step_slots",
+];
+
+/// Which finished runs to delete.
+#[derive(Debug, Clone)]
+pub struct PruneFilter {
+    /// Runs that finished before this time (ms since the Unix epoch).
+    pub finished_before_ms: i64,
+    /// Only runs that ended with this status (succeeded, failed or
+    /// cancelled); any finished run when `None`.
+    pub status: Option<RunStatus>,
+}
+
+impl Store {
+    /// How many runs [`Store::prune`] would delete now.
+    pub async fn prune_count(&self, filter: PruneFilter) -> Result<u64, StoreError> {
+        self.read(move |tx| {
+            let n: i64 = tx.one(
+                "counting the runs to prune",
+                &format!("SELECT count(*) FROM runs r WHERE {PRUNABLE}"),
+                args![filter.finished_before_ms, filter.status.map(|s| s.as_str())],
+                |r| r.get(0),
+            )?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    /// Deletes the finished runs `filter` selects (oldest first) with their
+    /// steps, attempts, output, events and waits, [`PRUNE_BATCH`] runs per
+    /// transaction; returns how many. A run whose parent is still open is
+    /// kept (the parent's page lists it).
+    pub async fn prune(&self, filter: PruneFilter) -> Result<u64, StoreError> {
+        let mut total = 0;
+        loop {
+            let filter = filter.clone();
+            let deleted = self
+                .writer()
+                .transact(move |tx| prune_batch(tx, &filter))
+                .await?;
+            total += deleted;
+            if deleted < u64::from(PRUNE_BATCH) {
+                return Ok(total);
+            }
+        }
+    }
+}
+
+/// The condition on `runs r` (?1: finished before, ?2: status or NULL).
+const PRUNABLE: &str = "r.status IN ('succeeded', 'failed', 'cancelled')
+    AND r.finished_at_ms < ?1
+    AND (CAST(?2 AS TEXT) IS NULL OR r.status = CAST(?2 AS TEXT))
+    AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.id = r.parent_id
+                    AND p.status IN ('queued', 'running', 'waiting'))";
+
+fn prune_batch(tx: &Tx<'_>, filter: &PruneFilter) -> Result<u64, StoreError> {
+    let ids: Vec<String> = tx.all(
+        "choosing runs to prune",
+        &format!(
+            "SELECT r.id FROM runs r WHERE {PRUNABLE}
+             ORDER BY r.finished_at_ms, r.id LIMIT ?3 /*FOR UPDATE*/"
+        ),
+        args![
+            filter.finished_before_ms,
+            filter.status.map(|s| s.as_str()),
+            i64::from(PRUNE_BATCH)
+        ],
+        |r| r.get(0),
+    )?;
+    for id in &ids {
+        for table in RUN_TABLES {
+            tx.exec(
+                "pruning a run's records",
+                &format!("DELETE FROM {table} WHERE run_id = ?1"),
+                args![id],
+            )?;
+        }
+        tx.exec("pruning a run", "DELETE FROM runs WHERE id = ?1", args![id])?;
+    }
+    Ok(ids.len() as u64)
+}
