@@ -37,6 +37,10 @@
 // `awaitEvent` returns the parsed JSON payload of the next event of that name
 // (`durable event RUN NAME --data JSON`), consumed first in, first out.
 //
+// Tags, workflow code only: `setTag("customer", String(order.customer))` lets
+// `durable list --tag customer=42` find the run (an invalid tag, a 17th key
+// or a call from a step body throws an Error).
+//
 // HTTP from steps, steps only (the host must allow the service with
 // `--allow-http`): `fetch` is the global fetch plus an `Idempotency-Key:
 // <idempotencyKey()>` header; `checkStatus` makes a 4xx (but 408 and 429) a
@@ -340,6 +344,31 @@ export function awaitEvent(name, { timeoutMs } = {}) {
 }
 
 export const log = (message, level = "info") => durable.log(level, message);
+
+/**
+ * Sets this run's tag `key` to `value` (replacing an earlier value of that
+ * key), so that the run can be found by it: `durable list --tag KEY=VALUE`,
+ * `GET /v1/runs?tag=KEY:VALUE`. Recorded and replayed like any durable call.
+ * A key is 1 to 64 characters of `a-z A-Z 0-9 _ . -`, a value at most 256
+ * bytes (UTF-8), and a workflow sets at most 16 keys on its run (setting a
+ * key again does not count). Workflow code only: an invalid tag, a 17th key
+ * or a call from a step body throws an Error with the host's message, and
+ * sets nothing.
+ */
+export function setTag(key, value) {
+  if (typeof key !== "string" || typeof value !== "string") {
+    throw new TypeError(`setTag takes a key and a value as strings, not ${typeof key} and ${typeof value}`);
+  }
+  try {
+    durable.setTag(key, value);
+  } catch (e) {
+    if (e && e[FAKE_ERROR] === true) throw e;
+    // The err case throws a ComponentError whose payload is the host's
+    // message (a string).
+    const message = e && e.payload !== undefined ? e.payload : e && e.message ? e.message : e;
+    throw new Error(String(message));
+  }
+}
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;

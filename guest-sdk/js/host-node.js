@@ -40,6 +40,7 @@ export const durable = Object.freeze({
   randomU64: () => current("randomU64").randomU64(),
   idempotencyKey: () => current("idempotencyKey").idempotencyKey(),
   log: (level, message) => current("log").log(level, message),
+  setTag: (key, value) => current("setTag").setTag(key, value),
   sleep: (durationMs) => current("sleep").sleep(durationMs),
   sleepUntil: (epochMs) => current("sleepUntil").sleepUntil(epochMs),
   awaitEvent: (name, timeoutMs) => current("awaitEvent").awaitEvent(name, timeoutMs),

@@ -68,7 +68,13 @@
 // - { kind: "sleep", name: null, input: durationMs }, { kind: "sleep_until",
 //   name: null, input: epochMs }, { kind: "timer", name: null, input: durationMs };
 // - { kind: "cancel", name, input: null }: a handle cancelled; name is its
-//   step's, child's or event's (null for a timer).
+//   step's, child's or event's (null for a timer);
+// - { kind: "tag", name: key, input: value }: a tag set (`setTag`).
+//
+// `setTag` checks its key, its value and the number of keys as the host does,
+// and throws an Error with the host's message for an invalid tag, a 17th key
+// or a call from a step body (such a call sets and records nothing).
+// `fake.tags` is an object of the tags set, key -> last value.
 //
 // `fake.logs` holds the `log()` lines as `{ level, message }`. A fake is one
 // run's world: its answers, events and clock are used up as the run goes, so
@@ -83,6 +89,11 @@ import { active } from "./host-node.js";
 
 const FAKE_ERROR = Symbol.for("durable-sdk.fake-error");
 const U64 = (1n << 64n) - 1n;
+
+// The host's limits on tags.
+const TAG_KEY = /^[A-Za-z0-9_.-]{1,64}$/;
+const TAG_VALUE_BYTES = 256;
+const TAGS = 16;
 
 /** The fake cannot go on: an answer is missing or used up, or the workflow
  * waits for something that never comes. */
@@ -114,10 +125,11 @@ export const fail = (message) => new Fail(message);
 /** Answers consumed one per call, in order: `answers({ ok: 1 }, fail("down"), { ok: 2 })`. */
 export const answers = (...values) => new Answers(values);
 
-// What componentize-js throws for the `err` case of a WIT `result`.
+// What componentize-js throws for the `err` case of a WIT `result`: a
+// string payload is its message.
 class ComponentError extends Error {
   constructor(payload) {
-    super(`${payload.tag}: ${payload.val}`);
+    super(typeof payload === "string" ? payload : `${payload.tag}: ${payload.val}`);
     this.name = "ComponentError";
     this.payload = payload;
   }
@@ -366,6 +378,26 @@ class Host {
     this.#f.logs.push({ level, message });
   }
 
+  setTag(key, value) {
+    const f = this.#f;
+    if (f.context.length > 0) throw new ComponentError("set-tag is a workflow call: a step body cannot set tags");
+    if (!TAG_KEY.test(key)) {
+      throw new ComponentError(`tag key "${key}" must be 1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'`);
+    }
+    const bytes = new TextEncoder().encode(value).length;
+    if (bytes > TAG_VALUE_BYTES) {
+      throw new ComponentError(`tag "${key}": value is ${bytes} bytes, more than ${TAG_VALUE_BYTES}`);
+    }
+    if (!Object.hasOwn(f.tags, key) && Object.keys(f.tags).length >= TAGS) {
+      throw new ComponentError(
+        `a workflow sets at most ${TAGS} tag keys on its run; "${key}" would be the ${TAGS + 1}th`,
+      );
+    }
+    f.calls.push({ kind: "tag", name: key, input: value });
+    // Defined, not assigned: a key "__proto__" is a tag like any other.
+    Object.defineProperty(f.tags, key, { value, enumerable: true, writable: true, configurable: true });
+  }
+
   /** The error that the SDK's fetch throws under the fake. */
   refuseFetch(input) {
     const f = this.#f;
@@ -437,6 +469,8 @@ export class FakeDurable {
     this.calls = [];
     /** The `log()` lines: `{ level, message }`. */
     this.logs = [];
+    /** The tags `setTag` set: key -> last value. */
+    this.tags = {};
     this.ops = [];
     this.counters = new Map();
     this.context = []; // the keys of the step bodies running, innermost last

@@ -498,6 +498,21 @@ pub fn idempotency_key() -> String {
     host::idempotency_key()
 }
 
+/// Sets this run's tag `key` to `value` (replacing an earlier value of that
+/// key), so that the run can be found by it: `durable list --tag KEY=VALUE`,
+/// `GET /v1/runs?tag=KEY:VALUE`. Recorded and replayed like any durable
+/// call. A key is 1 to 64 characters of `a-z A-Z 0-9 _ . -`, a value at most
+/// 256 bytes, and a workflow sets at most 16 keys on its run (setting a key
+/// again does not count). Workflow code only: an invalid tag, a 17th key or
+/// a call from a step body returns the host's error and sets nothing.
+///
+/// ```ignore
+/// durable_sdk::set_tag("customer", &order.customer_id.to_string())?;
+/// ```
+pub fn set_tag(key: &str, value: &str) -> Result<(), String> {
+    host::set_tag(key, value)
+}
+
 /// Log lines, shown by the host with the run and step they came from.
 pub mod log {
     use super::types::LogLevel;

@@ -40,7 +40,12 @@
 //! - randomness comes from [`Fake::seed`] (SplitMix64); `idempotency_key()`
 //!   is `fake-run` in workflow code and `fake-run/<step key>` in a body;
 //!   logs are kept ([`Fake::logs`]); [`Fake::calls`] records steps,
-//!   children, events, sleeps (`sleep`, `sleep_until`), timers and cancels.
+//!   children, events, sleeps (`sleep`, `sleep_until`), timers, cancels and
+//!   tags;
+//! - [`crate::set_tag`] checks its key, its value and the number of keys as
+//!   the host does, with the host's error texts, and is an error in a step
+//!   body; the tags set are in [`Fake::tags`] (a refused call sets and
+//!   records nothing, as with the host).
 //!
 //! On a wasm32 target (inside the host) the fake is never consulted.
 
@@ -48,7 +53,7 @@
 #![cfg_attr(target_arch = "wasm32", allow(dead_code))]
 
 use std::cell::RefCell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::Serialize;
 
@@ -62,12 +67,14 @@ pub type StepTable = &'static [(&'static str, fn(&str) -> Result<String, StepFai
 /// One durable call the workflow made.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FakeCall {
-    /// `step`, `child`, `event`, `sleep` or `timer`.
+    /// `step`, `child`, `event`, `sleep`, `sleep_until`, `timer`, `cancel`
+    /// or `tag`.
     pub kind: &'static str,
-    /// The step, child workflow or event name (empty for sleeps and timers).
+    /// The step, child workflow or event name, or the tag's key (empty for
+    /// sleeps and timers).
     pub name: String,
     /// The input (a step's or child's), the timeout (an event's, or null),
-    /// or the duration in ms (sleeps and timers).
+    /// the duration in ms (sleeps and timers), or the tag's value (a string).
     pub input: serde_json::Value,
 }
 
@@ -109,6 +116,7 @@ pub struct Fake {
     counts: HashMap<String, u32>,
     calls: Vec<FakeCall>,
     logs: Vec<String>,
+    tags: BTreeMap<String, String>,
 }
 
 /// A started handle: when it completes (None: never) and with what.
@@ -150,6 +158,7 @@ impl Fake {
             counts: HashMap::new(),
             calls: Vec::new(),
             logs: Vec::new(),
+            tags: BTreeMap::new(),
         }
     }
 
@@ -275,6 +284,12 @@ impl Fake {
         &self.logs
     }
 
+    /// The tags the workflow set on its run ([`crate::set_tag`]), by key:
+    /// the last value of each.
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        &self.tags
+    }
+
     /// The virtual clock now (ms since the Unix epoch).
     pub fn clock(&self) -> u64 {
         self.now
@@ -386,6 +401,38 @@ fn event_outcome(name: &str, timeout_ms: Option<u64>) -> (Option<u64>, Result<St
     })
 }
 
+/// The host's limits on tags and its errors for them.
+const MAX_TAG_KEY: usize = 64;
+const MAX_TAG_VALUE: usize = 256;
+const MAX_TAGS: usize = 16;
+
+/// Why the host refuses to set tag `key` to `value` on a run that has
+/// `tags` (set by the workflow), if it does.
+fn tag_refusal(tags: &BTreeMap<String, String>, key: &str, value: &str) -> Option<String> {
+    let key_ok = (1..=MAX_TAG_KEY).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if !key_ok {
+        return Some(format!(
+            "tag key \"{key}\" must be 1 to {MAX_TAG_KEY} characters of a-z, A-Z, 0-9, '_', '.', '-'"
+        ));
+    }
+    if value.len() > MAX_TAG_VALUE {
+        return Some(format!(
+            "tag \"{key}\": value is {} bytes, more than {MAX_TAG_VALUE}",
+            value.len()
+        ));
+    }
+    if !tags.contains_key(key) && tags.len() >= MAX_TAGS {
+        return Some(format!(
+            "a workflow sets at most {MAX_TAGS} tag keys on its run; \"{key}\" would be the {}th",
+            MAX_TAGS + 1
+        ));
+    }
+    None
+}
+
 /// The functions the SDK calls instead of the host's off wasm32: the same
 /// signatures as the WIT bindings.
 pub(crate) mod host {
@@ -433,6 +480,24 @@ pub(crate) mod host {
 
     pub fn log(level: types::LogLevel, message: &str) {
         with(|f| f.logs.push(format!("{level:?} {message}").to_lowercase()));
+    }
+
+    pub fn set_tag(key: &str, value: &str) -> Result<(), String> {
+        with(|f| {
+            if !f.running.is_empty() {
+                return Err("set-tag is a workflow call: a step body cannot set tags".to_string());
+            }
+            if let Some(refusal) = tag_refusal(&f.tags, key, value) {
+                return Err(refusal);
+            }
+            f.calls.push(FakeCall {
+                kind: "tag",
+                name: key.into(),
+                input: serde_json::Value::String(value.into()),
+            });
+            f.tags.insert(key.into(), value.into());
+            Ok(())
+        })
     }
 
     pub fn sleep(duration_ms: u64) {
@@ -708,6 +773,106 @@ mod tests {
             any(&[&e, &s])
         });
         assert_eq!(winner, 0);
+    }
+
+    fn tagger(key: String) -> Result<u32, String> {
+        crate::set_tag(&key, "from a step")?;
+        Ok(1)
+    }
+
+    #[test]
+    fn tags_are_set_replaced_and_recorded() {
+        let mut fake = Fake::new(STEPS);
+        let set = fake.run(|| -> Result<(), String> {
+            crate::set_tag("customer", "42")?;
+            crate::set_tag("region.eu-west_1", "")?;
+            crate::set_tag("customer", "43")
+        });
+        assert_eq!(set, Ok(()));
+        let want: BTreeMap<String, String> = [("customer", "43"), ("region.eu-west_1", "")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(fake.tags(), &want);
+        assert_eq!(
+            fake.calls_of("tag"),
+            ["customer", "region.eu-west_1", "customer"]
+        );
+        assert_eq!(fake.calls()[2].input, serde_json::json!("43"));
+    }
+
+    #[test]
+    fn invalid_tags_get_the_hosts_errors_and_set_nothing() {
+        let mut fake = Fake::new(STEPS);
+        let long_key = "k".repeat(65);
+        let errors = fake.run(|| {
+            [
+                crate::set_tag("", "v"),
+                crate::set_tag("has space", "v"),
+                crate::set_tag("naïve", "v"),
+                crate::set_tag(&long_key, "v"),
+                crate::set_tag("note", &"é".repeat(129)),
+            ]
+        });
+        let key_error = |k: &str| -> Result<(), String> {
+            Err(format!(
+                "tag key \"{k}\" must be 1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'"
+            ))
+        };
+        assert_eq!(
+            errors,
+            [
+                key_error(""),
+                key_error("has space"),
+                key_error("naïve"),
+                key_error(&long_key),
+                Err("tag \"note\": value is 258 bytes, more than 256".to_string()),
+            ]
+        );
+        assert!(fake.tags().is_empty());
+        assert!(fake.calls().is_empty());
+        // The limits themselves are allowed.
+        let ok = fake.run(|| crate::set_tag(&"k".repeat(64), &"v".repeat(256)));
+        assert_eq!(ok, Ok(()));
+    }
+
+    #[test]
+    fn a_workflow_sets_at_most_16_keys_and_may_set_them_again() {
+        let mut fake = Fake::new(STEPS);
+        let (again, seventeenth) = fake.run(|| {
+            for i in 0..16 {
+                crate::set_tag(&format!("k{i}"), "v").unwrap();
+            }
+            (crate::set_tag("k3", "w"), crate::set_tag("k16", "v"))
+        });
+        assert_eq!(again, Ok(()));
+        assert_eq!(
+            seventeenth,
+            Err(
+                "a workflow sets at most 16 tag keys on its run; \"k16\" would be the 17th"
+                    .to_string()
+            )
+        );
+        assert_eq!(fake.tags().len(), 16);
+        assert_eq!(fake.tags()["k3"], "w");
+        assert!(!fake.tags().contains_key("k16"));
+    }
+
+    #[test]
+    fn a_step_body_cannot_set_tags() {
+        const TAG_STEPS: StepTable = &[("tagger", |input: &str| {
+            crate::__internal::invoke_step(input, tagger)
+        })];
+        let mut fake = Fake::new(TAG_STEPS);
+        let got = fake.run(|| Step::<String, u32>::named("tagger").call(&"customer".to_string()));
+        assert_eq!(
+            got,
+            Err(StepError::Failed(
+                "set-tag is a workflow call: a step body cannot set tags".into()
+            ))
+        );
+        assert!(fake.tags().is_empty());
+        assert_eq!(fake.calls_of("tag"), Vec::<&str>::new());
     }
 
     #[test]

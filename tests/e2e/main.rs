@@ -27,6 +27,7 @@ mod sandbox;
 mod serve;
 mod server;
 mod stub;
+mod tags;
 mod torture;
 mod ui;
 mod ui_attack;

@@ -720,6 +720,70 @@ fn the_workflow_filter_lists_names_and_filters_the_runs() {
     });
 }
 
+/// Tags: the list's tag filter shows only the runs with that tag, a run's
+/// page shows its tags, and a tag there links to the runs that share it.
+#[test]
+fn the_tag_filter_finds_runs_and_a_runs_tags_link_to_their_list() {
+    let env = Env::new();
+    let server = Server::start(&env, &[]);
+    let digest = server.upload("testbed");
+    for (id, customer) in [("t1", "42"), ("t2", "42"), ("t3", "7")] {
+        let (status, body) = server.json(
+            "POST",
+            "/v1/runs",
+            &json!({"component": digest, "id": id, "tags": {"customer": customer},
+                    "input": {"mode": "tag", "value": {"plan": "pro"}}}),
+        );
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(server.result(id)["status"], "succeeded");
+    }
+    let ids =
+        "[...document.querySelectorAll('#runs tr[data-run-id]')].map(r => r.dataset.runId).join()";
+    let driver = Driver::start();
+    block_on(async {
+        let b = driver.browser(&[]).await;
+        let base = format!("http://127.0.0.1:{}", server.port);
+        b.goto(&base).await.expect("the runs list");
+        until(&b, "three runs", &format!("{ids} === 't3,t2,t1'")).await;
+        // Not applied until it is KEY:VALUE.
+        type_into(&b, "#tag-filter", "customer").await;
+        until(
+            &b,
+            "the field marked invalid",
+            "document.querySelector('#tag-filter').getAttribute('aria-invalid') === 'true'",
+        )
+        .await;
+        type_into(&b, "#tag-filter", "customer:42").await;
+        until(&b, "the tagged runs", &format!("{ids} === 't2,t1'")).await;
+        assert_eq!(
+            eval(&b, "location.search").await,
+            json!("?tag=customer%3A42")
+        );
+        screenshot(&b, "tag-filter.png").await;
+
+        b.goto(&format!("{base}/runs/t3"))
+            .await
+            .expect("a run page");
+        until(
+            &b,
+            "its tags",
+            "[...document.querySelectorAll('[data-fk=tags] a')].map(a => a.textContent).join() === 'customer=7,plan=pro'",
+        )
+        .await;
+        click(&b, "[data-fk=tags] a[data-tag=plan]").await;
+        until(
+            &b,
+            "the runs with plan:pro",
+            &format!("{ids} === 't3,t2,t1'"),
+        )
+        .await;
+        assert_eq!(
+            eval(&b, "document.querySelector('#tag-filter').value").await,
+            json!("plan:pro")
+        );
+    });
+}
+
 #[test]
 fn a_child_workflows_page_links_to_its_parent_and_the_parent_lists_its_children() {
     let env = Env::new();

@@ -141,6 +141,8 @@ pub struct ShownRun {
     pub queue: Option<String>,
     /// Where it stands in its queue, while it is queued.
     pub queued: Option<ShownQueued>,
+    /// Its tags (given at its start or set by `set-tag`), by key.
+    pub tags: std::collections::BTreeMap<String, String>,
     /// The child workflows it started, oldest first (also under the step
     /// that recorded each one's end, once recorded).
     pub children: Vec<ShownChild>,

@@ -113,6 +113,7 @@ pub fn shown_run(detail: &RunDetail, logs: bool) -> ShownRun {
             held_by: q.held_by.as_str(),
             not_before_ms: q.not_before_ms,
         }),
+        tags: detail.tags.clone(),
         children: detail.children.iter().map(ShownChild::new).collect(),
         cancel_requested: r.cancel_requested,
         waiting_for: r.waiting_for.clone(),

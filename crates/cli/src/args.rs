@@ -282,6 +282,9 @@ pub struct ListArgs {
     /// Only the child workflows of this run.
     #[arg(long, value_name = "RUN_ID")]
     pub parent: Option<String>,
+    /// Only runs with this tag (repeatable: all of them).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
     /// At most this many runs (0: all).
     #[arg(long, value_name = "NUM", default_value_t = 50)]
     pub limit: usize,
@@ -358,6 +361,10 @@ pub struct RunArgs {
     /// of a name not linked runs COMPONENT itself.
     #[arg(long = "link", value_name = "NAME=PATH", value_parser = parse_link)]
     pub links: Vec<(String, PathBuf)>,
+
+    /// Tags the run starts with, to find it by (`list --tag`; repeatable).
+    #[arg(long = "tag", value_name = "KEY=VALUE", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
 
     /// Refused: queues are a server's (a run started here is driven here,
     /// at once). Start queued runs with `POST /v1/runs {"queue": ...}` on
@@ -753,6 +760,11 @@ impl From<DurabilityArg> for durable::store::Durability {
 
 /// `--link NAME=PATH`: a workflow name (as a child is started by) and a
 /// component file.
+/// `--tag KEY=VALUE`.
+fn parse_tag(s: &str) -> Result<(String, String), String> {
+    durable::tags::parse(s, '=')
+}
+
 fn parse_link(s: &str) -> Result<(String, PathBuf), String> {
     let (name, path) = s
         .split_once('=')

@@ -32,6 +32,9 @@ pub const CHILD_PREFIX: &str = "$child:";
 pub const SELECT: &str = "$select";
 /// Reserved name under which `cancel` of a handle is recorded.
 pub const CANCEL: &str = "$cancel";
+/// Prefix of the reserved names under which `set-tag` is recorded
+/// (`$tag:<key>`).
+pub const TAG_PREFIX: &str = "$tag:";
 
 /// How a child workflow ended, as its parent records it (the value of its
 /// `$child:<workflow>#n` record: `{"status": ..., "output": ...}` or

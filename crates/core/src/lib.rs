@@ -17,6 +17,7 @@ pub mod json;
 pub mod names;
 pub mod queues;
 pub mod records;
+pub mod tags;
 pub mod views;
 
 pub use clock::now_ms;

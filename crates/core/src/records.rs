@@ -240,6 +240,8 @@ pub struct NewRun {
     pub input: String,
     /// Seed for the workflow instance's WASI random.
     pub seed: u64,
+    /// Tags the start gives the run (checked by the caller).
+    pub tags: crate::tags::Tags,
 }
 
 /// What claiming a run found.
@@ -304,6 +306,8 @@ pub struct StepCommit {
     pub output: Vec<OutputLine>,
     /// A new component for the run, switched with this first new commit.
     pub switch: Option<ComponentSwitch>,
+    /// A tag the record sets on the run (`set-tag`), stored with it.
+    pub tag: Option<(String, String)>,
 }
 
 /// How a run ended.

@@ -88,6 +88,8 @@ pub struct RunFilter {
     pub prefix: Option<String>,
     /// Only the child workflows of this run.
     pub parent: Option<String>,
+    /// Only runs with all these tags (key, value).
+    pub tags: Vec<(String, String)>,
 }
 
 /// A run with counts of its steps.
@@ -129,6 +131,8 @@ pub struct RunDetail {
     pub children: Vec<RunRecord>,
     /// Where it stands in its queue, while it is queued.
     pub queued: Option<crate::queues::QueuePosition>,
+    /// Its tags.
+    pub tags: crate::tags::Tags,
 }
 
 /// An event sent to a run.

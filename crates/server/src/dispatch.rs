@@ -375,6 +375,7 @@ impl Dispatcher {
         workflow: LoadedWorkflow,
         id: String,
         input: String,
+        tags: durable::tags::Tags,
         told: tokio::sync::oneshot::Sender<Creation>,
     ) -> bool {
         let Some(guard) = self.claim(&id) else {
@@ -384,7 +385,7 @@ impl Dispatcher {
         tokio::spawn(async move {
             // `None`: the id was taken, nothing was driven.
             if let Some(result) = rt
-                .start_new(&workflow, &guard.id, &input, told)
+                .start_new(&workflow, &guard.id, &input, &tags, told)
                 .await
                 .transpose()
             {
@@ -415,9 +416,13 @@ impl Dispatcher {
         workflow: &LoadedWorkflow,
         id: &str,
         input: &str,
+        tags: &durable::tags::Tags,
         start: durable::store::QueuedStart,
     ) -> Result<Creation, RunError> {
-        self.inner.rt.enqueue(workflow, id, input, start).await
+        self.inner
+            .rt
+            .enqueue(workflow, id, input, tags, start)
+            .await
     }
 
     /// A run was queued or a queue changed: the poll admits what it can

@@ -66,7 +66,7 @@ impl Metrics {
         );
         let _ = writeln!(out, "# TYPE durable_loaded_component_bytes gauge");
         let _ = writeln!(out, "durable_loaded_component_bytes {loaded_bytes}");
-        let counts = store.count_by_status(None, None, None).await?;
+        let counts = store.count_by_status(None, None, None, None).await?;
         let _ = writeln!(out, "# HELP durable_runs Runs in the database, by status.");
         let _ = writeln!(out, "# TYPE durable_runs gauge");
         let mut waiting = 0;

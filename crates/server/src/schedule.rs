@@ -66,7 +66,10 @@ pub fn spawn(
                         key: None,
                         priority: 0,
                     };
-                    match dispatcher.enqueue(&workflow, &id, &input, start).await {
+                    match dispatcher
+                        .enqueue(&workflow, &id, &input, &Default::default(), start)
+                        .await
+                    {
                         Ok(_) => dispatcher.admit_soon(),
                         Err(e) => {
                             tracing::warn!(run = %id, error = %durable::errors::chain(&e), "tick skipped")
@@ -77,7 +80,7 @@ pub fn spawn(
                 // Whether the tick created it is only for the log: the id
                 // makes a tick's run unique.
                 let (created, _) = tokio::sync::oneshot::channel();
-                dispatcher.start_run(workflow, id, input, created);
+                dispatcher.start_run(workflow, id, input, Default::default(), created);
             }
         };
         let now = Utc::now();

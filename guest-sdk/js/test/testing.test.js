@@ -24,6 +24,7 @@ import {
   nowMs,
   parallel,
   randomU64,
+  setTag,
   sleep,
   sleepUntil,
   startWorkflow,
@@ -60,6 +61,10 @@ const sleepy = step("sleepy", () => {
 const fetcher = step("fetcher", () => {
   fetch("https://example.com/charges?secret=1");
   return "sent";
+});
+const tagsItself = step("tags_itself", (v) => {
+  setTag("customer", v);
+  return v;
 });
 
 test("workflow() returns its function and step() gives the body", () => {
@@ -276,6 +281,90 @@ test("the clock: sleep, sleepUntil, timers; random and log", async () => {
   );
   const other = new FakeDurable({ seed: 42n });
   assert.deepEqual(await other.run(() => String(randomU64())), await new FakeDurable({ seed: 42 }).run(() => String(randomU64())));
+});
+
+// --- tags
+
+const keyError = (key) => `tag key "${key}" must be 1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'`;
+
+test("setTag: set, replaced and recorded", async () => {
+  const fake = new FakeDurable();
+  await fake.run((v) => {
+    setTag("customer", v);
+    setTag("region.eu-west_1", "");
+    setTag("customer", "43");
+    setTag("__proto__", "a tag like any other");
+  }, "42");
+  assert.deepEqual(fake.tags, { customer: "43", "region.eu-west_1": "", ["__proto__"]: "a tag like any other" });
+  assert.equal(Object.getPrototypeOf(fake.tags), Object.prototype);
+  assert.deepEqual(
+    fake.calls.filter((c) => c.kind === "tag"),
+    [
+      { kind: "tag", name: "customer", input: "42" },
+      { kind: "tag", name: "region.eu-west_1", input: "" },
+      { kind: "tag", name: "customer", input: "43" },
+      { kind: "tag", name: "__proto__", input: "a tag like any other" },
+    ],
+  );
+});
+
+test("setTag: invalid tags throw the host's errors and set nothing", async () => {
+  const attempt = (key, value) => {
+    try {
+      setTag(key, value);
+      return null;
+    } catch (e) {
+      assert.equal(Object.getPrototypeOf(e), Error.prototype);
+      return e.message;
+    }
+  };
+  const fake = new FakeDurable();
+  const got = await fake.run(() => [
+    attempt("", "v"),
+    attempt("has space", "v"),
+    attempt("naïve", "v"),
+    attempt("line\n", "v"),
+    attempt("k".repeat(65), "v"),
+    attempt("note", "é".repeat(129)),
+    attempt("k".repeat(64), "v".repeat(256)), // the limits themselves are allowed
+  ]);
+  assert.deepEqual(got, [
+    keyError(""),
+    keyError("has space"),
+    keyError("naïve"),
+    keyError("line\n"),
+    keyError("k".repeat(65)),
+    'tag "note": value is 258 bytes, more than 256',
+    null,
+  ]);
+  assert.deepEqual(fake.tags, { ["k".repeat(64)]: "v".repeat(256) });
+  assert.deepEqual(fake.calls.map((c) => c.kind), ["tag"]);
+  assert.throws(() => fake.activate(() => setTag("customer", 42)), { name: "TypeError", message: /as strings/ });
+});
+
+test("setTag: at most 16 keys, and a key set again does not count", async () => {
+  const fake = new FakeDurable();
+  await assert.rejects(
+    fake.run(() => {
+      for (let i = 0; i < 16; i++) setTag(`k${i}`, "v");
+      setTag("k3", "w");
+      setTag("k16", "v");
+    }),
+    { message: 'a workflow sets at most 16 tag keys on its run; "k16" would be the 17th' },
+  );
+  assert.equal(Object.keys(fake.tags).length, 16);
+  assert.equal(fake.tags.k3, "w");
+  assert.equal("k16" in fake.tags, false);
+});
+
+test("setTag from a step body fails the step", async () => {
+  const fake = new FakeDurable();
+  await assert.rejects(
+    fake.run(() => tagsItself("42")),
+    isStepError("failed", "Error: set-tag is a workflow call: a step body cannot set tags"),
+  );
+  assert.deepEqual(fake.tags, {});
+  assert.deepEqual(fake.calls.map((c) => c.kind), ["step"]);
 });
 
 test("any: the earliest completion wins (ties: the first), and the clock moves to it", async () => {

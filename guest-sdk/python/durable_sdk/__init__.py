@@ -40,6 +40,10 @@ permanently):
 ``await_event`` returns the decoded JSON payload of the next event of that
 name (``durable event RUN NAME --data JSON``), consumed first in, first out.
 
+Tags, workflow code only: ``set_tag("customer", str(order["customer"]))``
+lets ``durable list --tag customer=42`` find the run (an invalid tag, a 17th
+key or a call from a step body raises ``ValueError``).
+
 Handles: steps, child workflows, timers and events that run while the
 workflow goes on, awaited later (workflow code; steps may start steps)::
 
@@ -429,6 +433,25 @@ def await_event(name, timeout=None):
 def idempotency_key():
     """The same on every attempt and replay of the current step."""
     return durable.idempotency_key()
+
+
+def set_tag(key, value):
+    """Sets this run's tag ``key`` to ``value`` (replacing an earlier value
+    of that key), so that the run can be found by it: ``durable list --tag
+    KEY=VALUE``, ``GET /v1/runs?tag=KEY:VALUE``. Recorded and replayed like
+    any durable call. A key is 1 to 64 characters of ``a-z A-Z 0-9 _ . -``,
+    a value at most 256 bytes (UTF-8), and a workflow sets at most 16 keys on
+    its run (setting a key again does not count). Workflow code only: an
+    invalid tag, a 17th key or a call from a step body raises ``ValueError``
+    with the host's message, and sets nothing."""
+    if not isinstance(key, str) or not isinstance(value, str):
+        raise TypeError(
+            f"set_tag takes a key and a value as strings, not {type(key).__name__} and {type(value).__name__}"
+        )
+    try:
+        durable.set_tag(key, value)
+    except Err as e:
+        raise ValueError(str(e.value)) from None
 
 
 def log(message, level="info"):

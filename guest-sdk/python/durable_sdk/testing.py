@@ -62,7 +62,13 @@ name, input)`` (named tuples: they compare equal to plain tuples):
 - ``("sleep", None, duration_ms)``, ``("sleep_until", None, epoch_ms)``,
   ``("timer", None, duration_ms)``;
 - ``("cancel", name, None)``: a handle cancelled; ``name`` is its step's,
-  child's or event's (None for a timer).
+  child's or event's (None for a timer);
+- ``("tag", key, value)``: a tag set (``set_tag``).
+
+``set_tag`` checks its key, its value and the number of keys as the host
+does, and raises ``ValueError`` with the host's message for an invalid tag, a
+17th key or a call from a step body (such a call sets and records nothing).
+``fake.tags`` is the dict of the tags set, key -> last value.
 
 ``fake.logs`` holds the ``log()`` lines as ``(level, message)``. A fake is
 one run's world: its answers, events and clock are used up as the run goes,
@@ -74,6 +80,7 @@ workflow caught it.
 """
 
 import json
+import re
 from typing import Any, NamedTuple, Optional
 
 import durable_sdk as _sdk
@@ -84,6 +91,11 @@ from ._host import Err, Ok, types
 __all__ = ["Answers", "CallRecord", "FakeDurable", "FakeDurableError", "Fail", "fail"]
 
 _U64 = (1 << 64) - 1
+
+# The host's limits on tags.
+_TAG_KEY = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_TAG_VALUE_BYTES = 256
+_TAGS = 16
 
 
 class FakeDurableError(RuntimeError):
@@ -342,6 +354,20 @@ class _Api:
     def log(self, level, message):
         self._fake.logs.append((level.name.lower(), message))
 
+    def set_tag(self, key, value):
+        f = self._fake
+        if f._context:
+            raise Err("set-tag is a workflow call: a step body cannot set tags")
+        if not _TAG_KEY.fullmatch(key):
+            raise Err(f"tag key \"{key}\" must be 1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'")
+        n = len(value.encode("utf-8", "surrogatepass"))
+        if n > _TAG_VALUE_BYTES:
+            raise Err(f"tag \"{key}\": value is {n} bytes, more than {_TAG_VALUE_BYTES}")
+        if key not in f.tags and len(f.tags) >= _TAGS:
+            raise Err(f"a workflow sets at most {_TAGS} tag keys on its run; \"{key}\" would be the {_TAGS + 1}th")
+        f.calls.append(CallRecord("tag", key, value))
+        f.tags[key] = value
+
 
 class FakeDurable:
     """A fake durable host for tests: see the module's documentation.
@@ -375,6 +401,7 @@ class FakeDurable:
         self._rng = int(seed) & _U64
         self.calls = []
         self.logs = []
+        self.tags = {}  # key -> value, set by set_tag
         self._ops = []
         self._counters = {}
         self._context = []  # the keys of the step bodies running, innermost last

@@ -24,6 +24,7 @@ from durable_sdk import (
     now_ms,
     parallel,
     random_u64,
+    set_tag,
     sleep,
     sleep_until,
     start_workflow,
@@ -84,6 +85,12 @@ def outer(v):
 @step
 def sleeps(v):
     sleep(1)
+    return v
+
+
+@step
+def tags_itself(v):
+    set_tag("customer", v)
     return v
 
 
@@ -525,6 +532,86 @@ def test_logs():
     fake = FakeDurable()
     assert fake.run(wf, None) is None
     assert fake.logs == [("info", "hello"), ("warn", "careful")]
+
+
+def test_tags_are_set_replaced_and_recorded():
+    def wf(v):
+        set_tag("customer", v)
+        set_tag("region.eu-west_1", "")
+        set_tag("customer", "43")
+
+    fake = FakeDurable()
+    fake.run(wf, "42")
+    assert fake.tags == {"customer": "43", "region.eu-west_1": ""}
+    assert [c for c in fake.calls if c.kind == "tag"] == [
+        ("tag", "customer", "42"),
+        ("tag", "region.eu-west_1", ""),
+        ("tag", "customer", "43"),
+    ]
+
+
+def key_error(key):
+    return f"tag key \"{key}\" must be 1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'"
+
+
+def test_invalid_tags_get_the_hosts_errors_and_set_nothing():
+    def attempt(key, value):
+        try:
+            set_tag(key, value)
+        except ValueError as e:
+            return str(e)
+
+    def wf(v):
+        return [
+            attempt("", "v"),
+            attempt("has space", "v"),
+            attempt("naïve", "v"),
+            attempt("line\n", "v"),
+            attempt("k" * 65, "v"),
+            attempt("note", "é" * 129),
+            attempt("k" * 64, "v" * 256),  # the limits themselves are allowed
+        ]
+
+    fake = FakeDurable()
+    assert fake.run(wf, None) == [
+        key_error(""),
+        key_error("has space"),
+        key_error("naïve"),
+        key_error("line\n"),
+        key_error("k" * 65),
+        'tag "note": value is 258 bytes, more than 256',
+        None,
+    ]
+    assert fake.tags == {"k" * 64: "v" * 256}
+    assert [c.kind for c in fake.calls] == ["tag"]
+    with FakeDurable():
+        with pytest.raises(TypeError, match="as strings"):
+            set_tag("customer", 42)
+
+
+def test_a_workflow_sets_at_most_16_tag_keys_and_may_set_them_again():
+    def wf(v):
+        for i in range(16):
+            set_tag(f"k{i}", "v")
+        set_tag("k3", "w")
+        set_tag("k16", "v")
+
+    fake = FakeDurable()
+    with pytest.raises(ValueError) as e:
+        fake.run(wf, None)
+    assert str(e.value) == 'a workflow sets at most 16 tag keys on its run; "k16" would be the 17th'
+    assert len(fake.tags) == 16 and fake.tags["k3"] == "w" and "k16" not in fake.tags
+
+
+def test_a_step_body_cannot_set_tags():
+    def wf(v):
+        return tags_itself(v)
+
+    fake = FakeDurable()
+    with pytest.raises(StepError, match="set-tag is a workflow call: a step body cannot set tags"):
+        fake.run(wf, "42")
+    assert fake.tags == {}
+    assert [c.kind for c in fake.calls] == ["step"]
 
 
 def test_run_round_trips_input_and_result():

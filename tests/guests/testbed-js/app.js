@@ -4,7 +4,7 @@
 // Every step body that runs prints `EXEC <idempotency-key>` on stderr, which
 // is how the tests see, from outside the engine, which bodies ran.
 
-import { Permanent, checkStatus, fetch, idempotencyKey, retry, step, workflow } from "durable-sdk";
+import { Permanent, checkStatus, fetch, idempotencyKey, retry, setTag, step, workflow } from "durable-sdk";
 
 export { run, steps } from "durable-sdk";
 
@@ -62,6 +62,11 @@ const fetchStep = step("fetch", async (v) => {
   return { status: r.status, body: await r.text() };
 });
 
+const echoStep = step("echo", (v) => {
+  mark();
+  return { echo: v };
+});
+
 const modes = {
   // An async workflow awaiting an async step.
   async: async (v) => {
@@ -75,6 +80,19 @@ const modes = {
   cyclic: (v) => cyclic(v),
   fetch: (v) => fetchStep(v),
   // Workflow code may not send requests: the host refuses and fails the run.
+  // Sets each tag of v (an object of strings); the host's refusals are
+  // returned.
+  tag: (v) => {
+    const refused = [];
+    for (const [key, value] of Object.entries(v)) {
+      try {
+        setTag(key, value);
+      } catch (e) {
+        refused.push(e.message);
+      }
+    }
+    return { refused, after: echoStep("tagged") };
+  },
   fetch_in_workflow: async (v) => {
     const r = await fetch(v.url);
     return { status: r.status };

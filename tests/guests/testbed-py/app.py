@@ -9,7 +9,7 @@ import json
 import sys
 
 from componentize_py_types import Err
-from durable_sdk import StepError, Steps, WitWorld, http, idempotency_key, step, workflow  # noqa: F401
+from durable_sdk import StepError, Steps, WitWorld, http, idempotency_key, set_tag, step, workflow  # noqa: F401
 from wit_world.imports import durable
 
 
@@ -84,6 +84,18 @@ def fetch_in_workflow(v):
     return {"status": r.status}
 
 
+def tag(v):
+    # Sets each tag of v (an object of strings); the host's refusals are
+    # returned.
+    refused = []
+    for key, value in v.items():
+        try:
+            set_tag(key, value)
+        except ValueError as e:
+            refused.append(str(e))
+    return {"refused": refused, "after": echo("tagged")}
+
+
 MODES = {
     "echo": echo,
     "async_step": async_step,
@@ -94,6 +106,7 @@ MODES = {
     "async_workflow": async_workflow,
     "fetch": fetch,
     "fetch_in_workflow": fetch_in_workflow,
+    "tag": tag,
 }
 
 

@@ -38,6 +38,7 @@ pub(crate) async fn list(db: &Location, args: ListArgs) -> ExitCode {
         after: None,
         prefix: args.prefix.clone(),
         parent: args.parent.clone(),
+        tags: args.tags.clone(),
     };
     let runs = match store.list(filter).await {
         Ok(r) => r,

@@ -50,7 +50,15 @@ async fn run_inner(db: &Location, args: RunArgs) -> Result<ExitCode, ExitCode> {
     if args.id.is_none() {
         eprintln!("run {run_id}");
     }
-    let work = async { to_end(&rt, &run_id, rt.start(&workflow, &run_id, &input).await).await };
+    let tags: durable::tags::Tags = args.tags.iter().cloned().collect();
+    if let Err(e) = durable::tags::validate_start(&tags) {
+        eprintln!("durable: --tag: {e}");
+        return Err(ExitCode::Usage);
+    }
+    let work = async {
+        let started = rt.start_tagged(&workflow, &run_id, &input, &tags).await;
+        to_end(&rt, &run_id, started).await
+    };
     let code = match interruptible(&rt, work).await {
         Some(result) => report_one(&run_id, result),
         None => abandoned(std::slice::from_ref(&run_id)),

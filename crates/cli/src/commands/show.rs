@@ -110,6 +110,10 @@ pub(crate) async fn show(db: &Location, args: ShowArgs) -> ExitCode {
             None => text.push_str(&format!("queue      {q}\n")),
         }
     }
+    if !shown.tags.is_empty() {
+        let tags: Vec<String> = shown.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        text.push_str(&format!("tags       {}\n", clip(&tags.join(" "))));
+    }
     text.push_str(&format!("input      {}\n", clip(&shown.input.to_string())));
     if let Some(o) = &shown.output {
         text.push_str(&format!("output     {}\n", clip(&o.to_string())));

@@ -388,6 +388,7 @@ impl Handles {
                 component: component.bytes.clone(),
                 input: input.to_string(),
                 seed: u64::from_le_bytes(seed) >> 1,
+                tags: Default::default(),
             },
             parent_key: call.key.clone(),
             switch: drive.take_switch(),

@@ -54,6 +54,7 @@ use crate::store::{
     StoreError,
 };
 use drive::{Drive, DriveSetup, cap_message};
+use durable_core::tags::Tags;
 use lease::renew_lease;
 use workflow::{WorkflowFailure, end_of, run_workflow};
 
@@ -402,7 +403,23 @@ impl Runtime {
         run_id: &str,
         input: &str,
     ) -> Result<Finished, RunError> {
-        let new = self.new_run(workflow, run_id, input)?;
+        self.start_tagged(workflow, run_id, input, &Tags::new())
+            .await
+    }
+
+    /// [`Runtime::start`] of a run with tags (they are set when the run is
+    /// created; a run that exists keeps its own).
+    ///
+    /// # Errors
+    /// See [`RunError`]; [`RunError::BadInput`] for invalid tags.
+    pub async fn start_tagged(
+        &self,
+        workflow: &LoadedWorkflow,
+        run_id: &str,
+        input: &str,
+        tags: &Tags,
+    ) -> Result<Finished, RunError> {
+        let new = self.new_run(workflow, run_id, input, tags)?;
         let _slot = self.workflow_slot().await?;
         let _active = self.activate(run_id)?;
         match self.store.claim_run(new, &self.owner).await? {
@@ -452,9 +469,10 @@ impl Runtime {
         workflow: &LoadedWorkflow,
         run_id: &str,
         input: &str,
+        tags: &Tags,
         told: tokio::sync::oneshot::Sender<Creation>,
     ) -> Result<Option<Finished>, RunError> {
-        let new = self.new_run(workflow, run_id, input)?;
+        let new = self.new_run(workflow, run_id, input, tags)?;
         let _active = self.activate(run_id)?;
         let creation = self.store.create_run(new, &self.owner).await?;
         let _ = told.send(creation.clone());
@@ -480,9 +498,10 @@ impl Runtime {
         workflow: &LoadedWorkflow,
         run_id: &str,
         input: &str,
+        tags: &Tags,
         start: crate::store::QueuedStart,
     ) -> Result<crate::store::Creation, RunError> {
-        let new = self.new_run(workflow, run_id, input)?;
+        let new = self.new_run(workflow, run_id, input, tags)?;
         Ok(self.store.create_queued_run(new, start).await?)
     }
 
@@ -497,10 +516,11 @@ impl Runtime {
         workflow: &LoadedWorkflow,
         run_id: &str,
         input: &str,
+        tags: &Tags,
         debounce: crate::store::Debounce,
         start: Option<crate::store::QueuedStart>,
     ) -> Result<crate::store::Creation, RunError> {
-        let new = self.new_run(workflow, run_id, input)?;
+        let new = self.new_run(workflow, run_id, input, tags)?;
         Ok(self
             .store
             .create_debounced_run(new, debounce, start)
@@ -514,8 +534,10 @@ impl Runtime {
         workflow: &LoadedWorkflow,
         run_id: &str,
         input: &str,
+        tags: &Tags,
     ) -> Result<NewRun, RunError> {
         validate_run_id(run_id)?;
+        durable_core::tags::validate_start(tags).map_err(RunError::BadInput)?;
         if input.len() > self.limits.max_input_bytes {
             return Err(RunError::InputTooLarge {
                 bytes: input.len(),
@@ -538,6 +560,7 @@ impl Runtime {
             component: workflow.bytes.clone(),
             input: input.to_string(),
             seed,
+            tags: tags.clone(),
         })
     }
 

@@ -25,6 +25,7 @@ use crate::http::{Caller, HttpHooks};
 use crate::observer::Level;
 use crate::sandbox;
 use crate::store::Outcome;
+use durable_core::tags;
 
 /// The data of one wasmtime store: one workflow or step instance.
 pub struct HostState {
@@ -52,6 +53,9 @@ pub struct HostState {
     http: HttpHooks,
     /// The handles this context started (WIT 0.2.0), and `parallel`'s.
     handles: Handles,
+    /// The tag keys the workflow set so far in this drive (replayed calls
+    /// included), for the limit of [`tags::MAX_KEYS`].
+    tag_keys: std::collections::BTreeSet<String>,
 }
 
 impl HostState {
@@ -79,6 +83,7 @@ impl HostState {
             busy_since: Instant::now(),
             refusal: None,
             handles: Handles::new(false),
+            tag_keys: Default::default(),
         }
     }
 
@@ -177,6 +182,7 @@ impl HostState {
             busy_since: Instant::now(),
             refusal: None,
             handles: Handles::new(true),
+            tag_keys: Default::default(),
         })
     }
 
@@ -524,6 +530,48 @@ impl HostState {
             .await
     }
 
+    /// `set-tag`: refused (nothing recorded) from a step body, for an
+    /// invalid tag or a key beyond the limit; else recorded under
+    /// `$tag:<key>` with the value as input (a replay with another value
+    /// diverges) and stored with its record.
+    async fn do_set_tag(
+        &mut self,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        self.drive.check_cancel()?;
+        if self.nested() || self.clock.is_some() {
+            return Ok(Err(
+                "set-tag is a workflow call: a step body cannot set tags".into(),
+            ));
+        }
+        if let Err(e) = tags::validate(&key, &value) {
+            return Ok(Err(e));
+        }
+        if !self.tag_keys.contains(&key) && self.tag_keys.len() >= tags::MAX_KEYS {
+            return Ok(Err(tags::too_many(&key)));
+        }
+        let call = self
+            .context
+            .plan(&format!("{}{key}", history::TAG_PREFIX), &value);
+        let drive = self.drive.clone();
+        match drive.lookup(&call) {
+            // Recorded: the tag was stored with the record.
+            Ok(Some(_)) => {}
+            Ok(None) if drive.replay_only => {
+                return Err(drive.replay_end(&call).unwrap_or_else(stopped));
+            }
+            Ok(None) => {
+                if let Err(e) = drive.record_tag(&call, key.clone(), value).await {
+                    return Err(drive.stop(e));
+                }
+            }
+            Err(e) => return Err(drive.stop(e)),
+        }
+        self.tag_keys.insert(key);
+        Ok(Ok(()))
+    }
+
     async fn do_random_u64(&mut self) -> wasmtime::Result<u64> {
         self.recorded_u64(history::RANDOM, || {
             let mut b = [0u8; 8];
@@ -814,6 +862,16 @@ impl durable::Host for HostState {
 
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
         let r = self.do_now_ms().await;
+        self.busy_since = Instant::now();
+        r
+    }
+
+    async fn set_tag(
+        &mut self,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let r = self.do_set_tag(key, value).await;
         self.busy_since = Instant::now();
         r
     }

@@ -17,6 +17,7 @@ use durable::json::same_json;
 use durable::store::{
     Cancelled, Creation, QueuedStart, RunFilter, RunRecord, RunStatus, Sent, StoreError,
 };
+use durable::tags::Tags;
 use durable_api_model as json;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -40,6 +41,9 @@ pub(super) struct StartRun {
     key: Option<String>,
     /// Starts of the workflow with this key within `ms` are one run.
     debounce: Option<DebounceRequest>,
+    /// Tags to find the run by (`GET /v1/runs?tag=KEY:VALUE`).
+    #[serde(default)]
+    tags: Tags,
 }
 
 /// `debounce` in `POST /v1/runs`.
@@ -73,6 +77,7 @@ async fn start_debounced(
     wf: &durable::runner::LoadedWorkflow,
     id: &str,
     input: &str,
+    tags: &Tags,
     debounce: DebounceRequest,
     start: Option<QueuedStart>,
 ) -> ApiResult {
@@ -88,7 +93,12 @@ async fn start_debounced(
         ms: debounce.ms as i64,
         last_wins: debounce.mode == DebounceMode::Last,
     };
-    match app.state.rt.debounce(wf, id, input, debounce, start).await {
+    match app
+        .state
+        .rt
+        .debounce(wf, id, input, tags, debounce, start)
+        .await
+    {
         Ok(Creation::Created(run)) => {
             app.state.dispatcher.admit_soon();
             ok(StatusCode::CREATED, summary(&run))
@@ -151,6 +161,7 @@ pub(super) async fn start_run(
     };
     let input = req.input.to_string();
     within_input_limit(&app, "the run input", &input)?;
+    durable::tags::validate_start(&req.tags).map_err(ApiError::bad_request)?;
     let wf = component(&app, &digest, req.workflow.as_deref()).await?;
     let id = req
         .id
@@ -186,10 +197,15 @@ pub(super) async fn start_run(
         )));
     }
     if let Some(debounce) = req.debounce {
-        return start_debounced(&app, &wf, &id, &input, debounce, start).await;
+        return start_debounced(&app, &wf, &id, &input, &req.tags, debounce, start).await;
     }
     if let Some(start) = start {
-        return match app.state.rt.enqueue(&wf, &id, &input, start).await {
+        return match app
+            .state
+            .rt
+            .enqueue(&wf, &id, &input, &req.tags, start)
+            .await
+        {
             Ok(Creation::Created(run)) => {
                 app.state.dispatcher.admit_soon();
                 ok(StatusCode::CREATED, summary(&run))
@@ -203,7 +219,7 @@ pub(super) async fn start_run(
     if !app
         .state
         .dispatcher
-        .start_run(wf, id.clone(), input.clone(), tell)
+        .start_run(wf, id.clone(), input.clone(), req.tags, tell)
     {
         // A task of this server holds a run with this id: it exists, or
         // another request's start is about to commit it.
@@ -300,12 +316,14 @@ pub(super) struct ListQuery {
     prefix: Option<String>,
     /// Only the child workflows of this run.
     parent: Option<String>,
+    /// Only runs with this tag, `KEY:VALUE`.
+    tag: Option<String>,
     #[serde(default)]
     counts: bool,
 }
 
-/// `GET /v1/runs?status=&workflow=&prefix=&parent=&limit=&after=&counts=`: newest
-/// first. An empty parameter is no filter (what a form sends).
+/// `GET /v1/runs?status=&workflow=&prefix=&parent=&tag=&limit=&after=&counts=`:
+/// newest first. An empty parameter is no filter (what a form sends).
 pub(super) async fn list_runs(
     Extract(app): Extract<App>,
     q: Result<Query<ListQuery>, QueryRejection>,
@@ -322,6 +340,10 @@ pub(super) async fn list_runs(
         })?),
     };
     let limit = page_size(q.limit.as_deref())?;
+    let tags = match given(q.tag) {
+        None => Vec::new(),
+        Some(t) => vec![durable::tags::parse(&t, ':').map_err(ApiError::bad_request)?],
+    };
     let store = app.state.rt.store();
     let runs = store
         .list(RunFilter {
@@ -331,6 +353,7 @@ pub(super) async fn list_runs(
             after: given(q.after),
             prefix: prefix.clone(),
             parent: parent.clone(),
+            tags: tags.clone(),
         })
         .await?;
     // One more than asked says whether there is a next page.
@@ -350,7 +373,10 @@ pub(super) async fn list_runs(
     ] {
         counts.insert(s.into(), 0.into());
     }
-    for (status, n) in store.count_by_status(workflow, prefix, parent).await? {
+    for (status, n) in store
+        .count_by_status(workflow, prefix, parent, tags.into_iter().next())
+        .await?
+    {
         counts.insert(status, n.into());
     }
     ok(

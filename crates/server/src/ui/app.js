@@ -374,6 +374,7 @@ function listPage() {
     status: STATUSES.includes(query.get('status')) ? query.get('status') : '',
     workflow: query.get('workflow') ?? '',
     prefix: query.get('prefix') ?? '',
+    tag: query.get('tag') ?? '',
   };
   const cursors = []; // the `after` of each newer page, for "← Newer"
   let after = null; // this page's `after` (null: the newest page)
@@ -396,6 +397,22 @@ function listPage() {
     id: 'search', type: 'search', value: filters.prefix, placeholder: 'Run id starts with…', autocomplete: 'off', spellcheck: 'false',
     oninput: searched, onchange: searched,
   });
+  // A tag is KEY:VALUE; until the colon is typed the field is not applied.
+  let tagTimer = 0;
+  const tagged = () => {
+    clearTimeout(tagTimer);
+    tagTimer = setTimeout(() => {
+      const v = tagInput.value.trim();
+      const ok = v === '' || v.indexOf(':') > 0;
+      tagInput.setAttribute('aria-invalid', String(!ok));
+      if (ok && v !== filters.tag) { filters.tag = v; changed(); }
+    }, 250);
+  };
+  const tagInput = h('input', {
+    id: 'tag-filter', type: 'search', value: filters.tag, placeholder: 'key:value', autocomplete: 'off', spellcheck: 'false',
+    title: 'Only runs with this tag (set by the workflow with set-tag, or given at the start)',
+    oninput: tagged, onchange: tagged,
+  });
   const tbody = h('tbody');
   const newer = h('button', { id: 'page-newer', type: 'button', disabled: true, onclick: () => { after = cursors.pop() ?? null; paged(); } }, '← Newer');
   const older = h('button', { id: 'page-older', type: 'button', disabled: true, onclick: () => { cursors.push(after); after = older.dataset.next; paged(); } }, 'Older →');
@@ -409,7 +426,8 @@ function listPage() {
         h('div', { class: 'filters' }, tabs.el,
           h('div', { class: 'filter-fields' },
             h('label', { for: 'workflow-filter' }, 'Workflow'), wfSelect,
-            h('label', { for: 'search' }, 'Run id'), search)),
+            h('label', { for: 'search' }, 'Run id'), search,
+            h('label', { for: 'tag-filter' }, 'Tag'), tagInput)),
         h('div', { class: 'table-wrap', 'data-sk': 'runs' }, h('table', { id: 'runs', class: 'runs' },
           h('thead', {}, h('tr', {}, ['Status', 'Workflow', 'Run id', 'Started', 'Duration', 'Steps', 'Drives', 'Waiting for']
             .map((t) => h('th', { scope: 'col' }, t)))),
@@ -746,6 +764,12 @@ function runHeader(run) {
   }
   if (run.children?.length) rows.push(['Children', `${run.children.length} (below)`]);
   if (run.queue) rows.push(['Queue', queueText(run)]);
+  const tags = Object.entries(run.tags ?? {});
+  if (tags.length) {
+    // Each tag links to the runs that share it.
+    rows.push(['Tags', h('span', { 'data-fk': 'tags' }, tags.map(([k, v]) =>
+      h('a', { class: 'tag', href: `/?${new URLSearchParams({ tag: `${k}:${v}` })}`, 'data-tag': k }, `${k}=${v}`)))]);
+  }
   rows.push(['Created', timeEl(run.created_at_ms)], ['Finished', timeEl(run.finished_at_ms)],
     ['Duration', run.duration_ms != null ? fmtDuration(run.duration_ms) : `${run.status}…`], ['Drives', String(run.drives)]);
   if (run.waiting_for) rows.push(['Waiting for', waitingText(run.waiting_for)]);

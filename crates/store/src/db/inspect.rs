@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::sql::{Tx, args};
+use crate::sql::{Arg, Tx, args};
 
 use super::rows::{
     RUN_COLUMN_COUNT, RUN_COLUMNS, insert_step, mark_cancelled, owner_is_gone, read_history,
@@ -19,6 +19,23 @@ impl Store {
         self
             .read(move |tx| {
                 let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
+                // One EXISTS per tag, each answered by the index on
+                // (key, value, run_id).
+                let status = filter.status.map(|s| s.as_str());
+                let mut params: Vec<&dyn Arg> =
+                    vec![&status, &filter.workflow, &limit, &filter.after, &filter.prefix, &filter.parent];
+                let mut tagged = String::new();
+                for (key, value) in &filter.tags {
+                    let n = params.len();
+                    tagged.push_str(&format!(
+                        " AND EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id
+                                      AND t.key = CAST(?{} AS TEXT) AND t.value = CAST(?{} AS TEXT))",
+                        n + 1,
+                        n + 2
+                    ));
+                    params.push(key);
+                    params.push(value);
+                }
                 let rows = tx.all(
                     "listing runs",
                     &format!(
@@ -34,9 +51,10 @@ impl Store {
                            AND (CAST(?5 AS TEXT) IS NULL
                                 OR substr(id, 1, length(CAST(?5 AS TEXT))) = CAST(?5 AS TEXT))
                            AND (CAST(?6 AS TEXT) IS NULL OR parent_id = CAST(?6 AS TEXT))
+                           {tagged}
                          ORDER BY created_at_ms DESC, id DESC LIMIT ?3"
                     ),
-                    args![filter.status.map(|s| s.as_str()), filter.workflow, limit, filter.after, filter.prefix, filter.parent],
+                    &params,
                     |r| Ok((run_from_row(r)?, r.get::<u32>(RUN_COLUMN_COUNT)?, r.get::<u32>(RUN_COLUMN_COUNT + 1)?)),
                 )?;
                 let mut out = Vec::new();
@@ -90,6 +108,7 @@ impl Store {
                 durable_core::records::RunStatus::Queued => super::queues::position(tx, &run_id)?,
                 _ => None,
             };
+            let tags = super::rows::read_tags(tx, &run_id)?;
             Ok(RunDetail {
                 run,
                 steps,
@@ -101,6 +120,7 @@ impl Store {
                 switches,
                 children,
                 queued,
+                tags,
             })
         })
         .await
@@ -188,6 +208,10 @@ impl Store {
                         format!("{run_id}/{from_key}")
                     ],
                 )?;
+                // The fork is found by its source's tags; a `set-tag` it
+                // executes again replaces a value.
+                let tags = super::rows::read_tags(tx, &run_id)?;
+                super::rows::set_tags(tx, &new_id, &tags)?;
                 for mut step in keep {
                     // Drive 0: committed before the fork's first drive.
                     step.drive = 0;

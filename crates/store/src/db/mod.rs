@@ -415,6 +415,9 @@ impl Store {
                 }
                 insert_step(tx, &run_id, &commit.record)?;
                 insert_output(tx, &run_id, &commit.output)?;
+                if let Some((key, value)) = &commit.tag {
+                    rows::set_tags(tx, &run_id, [(key, value)])?;
+                }
                 Ok(cancel)
             })
             .await

@@ -1,6 +1,6 @@
 //! The PostgreSQL database: its schema, created and checked on open.
 //!
-//! The tables are SQLite's (`sqlite.rs`, schema version 11) in PostgreSQL's
+//! The tables are SQLite's (`sqlite.rs`, schema version 12) in PostgreSQL's
 //! types: integers are `BIGINT`, text keys compare byte-wise (`COLLATE
 //! "C"`, as SQLite does), and the row ids SQLite gives `events.seq` and
 //! `output.id` are identity columns. The version is kept in
@@ -221,6 +221,15 @@ CREATE TABLE step_slots (
     since_ms BIGINT NOT NULL,
     PRIMARY KEY (name, run_id, key)
 )
+"#,
+    r#"
+CREATE TABLE run_tags (
+    run_id TEXT COLLATE "C" NOT NULL,
+    key    TEXT COLLATE "C" NOT NULL,
+    value  TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX run_tags_by_value ON run_tags(key, value, run_id)
 "#,
 ];
 

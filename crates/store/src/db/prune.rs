@@ -25,6 +25,7 @@ const RUN_TABLES: &[&str] = &[
     "drive_starts",
     "component_switches",
     "step_slots",
+    "run_tags",
 ];
 
 /// Which finished runs to delete.

@@ -198,6 +198,7 @@ fn insert_queued_run(
     if inserted == 0 {
         return Ok(None);
     }
+    super::rows::set_tags(tx, &new.id, &new.tags)?;
     read_run(tx, &new.id)?
         .map(Some)
         .ok_or_else(|| StoreError::Corrupt(format!("run {} vanished", new.id)))

@@ -169,7 +169,38 @@ pub(super) fn insert_run(
             now + lease_ms
         ],
     )?;
+    set_tags(tx, &new.id, &new.tags)?;
     read_run(tx, &new.id)?.ok_or_else(|| StoreError::Corrupt(format!("run {} vanished", new.id)))
+}
+
+/// Sets tags of run `run_id`, each replacing the key's earlier value.
+pub(super) fn set_tags<'a>(
+    tx: &Tx<'_>,
+    run_id: &str,
+    tags: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> Result<(), StoreError> {
+    for (key, value) in tags {
+        tx.exec(
+            "tagging the run",
+            "INSERT INTO run_tags (run_id, key, value) VALUES (?1, ?2, ?3)
+             ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value",
+            args![run_id, key, value],
+        )?;
+    }
+    Ok(())
+}
+
+/// The tags of run `run_id`.
+pub(super) fn read_tags(tx: &Tx<'_>, run_id: &str) -> Result<durable_core::tags::Tags, StoreError> {
+    Ok(tx
+        .all(
+            "reading the run's tags",
+            "SELECT key, value FROM run_tags WHERE run_id = ?1",
+            args![run_id],
+            |r| Ok((r.get::<String>(0)?, r.get::<String>(1)?)),
+        )?
+        .into_iter()
+        .collect())
 }
 
 /// Ends run `run_id` with `status` and its output or error; releases it.

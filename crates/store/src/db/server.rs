@@ -139,7 +139,9 @@ impl Store {
         workflow: Option<String>,
         prefix: Option<String>,
         parent: Option<String>,
+        tag: Option<(String, String)>,
     ) -> Result<Vec<(String, u64)>, StoreError> {
+        let (tag_key, tag_value) = tag.unzip();
         self.read(move |tx| {
             let rows = tx.all(
                 "counting runs",
@@ -148,8 +150,11 @@ impl Store {
                    AND (CAST(?2 AS TEXT) IS NULL
                         OR substr(id, 1, length(CAST(?2 AS TEXT))) = CAST(?2 AS TEXT))
                    AND (CAST(?3 AS TEXT) IS NULL OR parent_id = CAST(?3 AS TEXT))
+                   AND (CAST(?4 AS TEXT) IS NULL OR EXISTS (
+                        SELECT 1 FROM run_tags t WHERE t.run_id = runs.id
+                           AND t.key = CAST(?4 AS TEXT) AND t.value = CAST(?5 AS TEXT)))
                  GROUP BY status",
-                args![workflow, prefix, parent],
+                args![workflow, prefix, parent, tag_key, tag_value],
                 |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
             )?;
             Ok(rows

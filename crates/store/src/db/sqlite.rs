@@ -387,6 +387,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (name, run_id, key)
     ) STRICT, WITHOUT ROWID;
     "#,
+    // 12: tags, to find runs by (`set-tag`, a start's tags).
+    r#"
+    CREATE TABLE run_tags (
+        run_id TEXT NOT NULL,
+        key    TEXT NOT NULL,
+        value  TEXT NOT NULL,
+        PRIMARY KEY (run_id, key)
+    ) STRICT, WITHOUT ROWID;
+    CREATE INDEX run_tags_by_value ON run_tags(key, value, run_id);
+    "#,
 ];
 
 /// Opens a read-only connection to a database that [`open`] prepared.

@@ -80,6 +80,8 @@ macro_rules! on_both {
     )*};
 }
 
+mod tags;
+
 on_both!(
     concurrent_commits_are_all_durable_and_visible_to_another_connection,
     a_committed_step_cannot_be_overwritten,
@@ -320,6 +322,7 @@ pub(super) fn new_run(id: &str) -> NewRun {
         component: Arc::new(b"\0asm".to_vec()),
         input: "{}".into(),
         seed: 7,
+        tags: Default::default(),
     }
 }
 
@@ -329,6 +332,7 @@ fn only(record: StepRecord) -> StepCommit {
         last_attempt: None,
         output: Vec::new(),
         switch: None,
+        tag: None,
     }
 }
 
@@ -477,7 +481,7 @@ async fn runs_are_listed_cancelled_forked_and_counted(kind: Kind) {
         .expect("list");
     assert_eq!(ids(a), ["a2"]);
     let mut counts = store
-        .count_by_status(None, Some("a".into()), None)
+        .count_by_status(None, Some("a".into()), None, None)
         .await
         .expect("count");
     counts.sort();
@@ -799,7 +803,8 @@ async fn version_6(kind: Kind) -> Fresh {
             tokio::spawn(connection);
             client
                 .batch_execute(
-                    "DROP TABLE queues;
+                    "DROP TABLE run_tags;
+                     DROP TABLE queues;
                      DROP TABLE step_limits;
                      DROP TABLE step_slots;
                      DROP INDEX runs_debouncing;
@@ -930,7 +935,7 @@ async fn children_start_once_wake_their_parent_and_end_with_it(kind: Kind) {
         .expect("list");
     assert_eq!(listed.len(), 1);
     let counted = store
-        .count_by_status(None, None, Some("p".into()))
+        .count_by_status(None, None, Some("p".into()), None)
         .await
         .expect("count");
     assert_eq!(counted, [("waiting".to_string(), 1)]);

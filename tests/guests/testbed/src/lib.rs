@@ -554,6 +554,18 @@ fn run(input: Input) -> Result<Value, Error> {
             let stamped = step!(stamp_parent).call(&json!(null))?;
             Ok(json!({ "first": first, "stamped": stamped }))
         }
+        // Sets each tag of `value` (an object of strings); the host's
+        // refusals are returned.
+        "tag" => {
+            let mut refused = Vec::new();
+            for (key, value) in input.value.as_object().into_iter().flatten() {
+                if let Err(e) = durable_sdk::set_tag(key, value.as_str().unwrap_or_default()) {
+                    refused.push(e);
+                }
+            }
+            let after = step!(echo).call(&json!("tagged"))?;
+            Ok(json!({ "refused": refused, "after": after }))
+        }
         other => Err(Error(format!("unknown mode {other:?}"))),
     }
 }

@@ -282,6 +282,7 @@ impl Setup {
                         component: self.workflow.bytes.clone(),
                         input: self.input.clone(),
                         seed: self.seed,
+                        tags: Default::default(),
                     },
                     &owner,
                 )

@@ -654,11 +654,40 @@ impl Drive {
         )?;
         let record = self.record_for(call, outcome, attempts, started_at_ms);
         let commit = StepCommit {
-            record: record.clone(),
+            record,
             last_attempt,
             output,
             switch: self.take_switch(),
+            tag: None,
         };
+        self.send(commit).await
+    }
+
+    /// Records `set-tag`'s call: its record and the tag, in one commit.
+    pub(crate) async fn record_tag(
+        &self,
+        call: &Planned,
+        key: String,
+        value: String,
+    ) -> Result<(), RunError> {
+        let outcome = Outcome::Ok("null".into());
+        self.count_bytes(&call.key, outcome.size() + key.len() + value.len())?;
+        let commit = StepCommit {
+            record: self.record_for(call, outcome, 1, now_ms()),
+            last_attempt: None,
+            output: Vec::new(),
+            switch: self.take_switch(),
+            tag: Some((key, value)),
+        };
+        self.send(commit).await?;
+        self.crash_if_asked(&call.key);
+        Ok(())
+    }
+
+    /// Commits `commit` through the store and keeps what this drive must
+    /// remember of it.
+    async fn send(&self, commit: StepCommit) -> Result<(), RunError> {
+        let record = commit.record.clone();
         let cancel = self
             .store
             .commit_step(&self.run_id, &self.owner, self.number, commit)
