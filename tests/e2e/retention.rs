@@ -1,11 +1,13 @@
 //! Retention and backups: `durable prune` deletes old finished runs with
-//! their records and nothing else; `durable backup` is an online copy of a
-//! SQLite database, taken while another process drives a run, consistent
-//! and usable on its own.
+//! their records and nothing else (and unused components); a server
+//! deletes them by its retention settings; `durable backup` is an online
+//! copy of a SQLite database, taken while another process drives a run,
+//! consistent and usable on its own.
 
 use std::time::{Duration, Instant};
 
-use crate::util::{Env, wasm};
+use crate::server::Server;
+use crate::util::{Env, guest, wasm};
 
 const REPORT: &str =
     r#"{"report":"R-7","amount":70,"approval_timeout_ms":600000,"pay_delay_ms":0}"#;
@@ -119,9 +121,27 @@ fn prune_keeps_what_is_open(env: &Env) {
     };
     assert_eq!(pruned(&["--older-than", "1d"]), 0, "nothing is a day old");
     assert_eq!(pruned(&["--older-than", "0s", "--status", "failed"]), 0);
+    assert_eq!(pruned(&["--older-than", "0s", "--workflow", "other"]), 0);
     assert_eq!(runs(env), 3, "a dry run and the filters deleted nothing");
-    assert_eq!(pruned(&["--older-than", "0s"]), 3);
+    // A component no run uses is deleted with --components; approval's
+    // stays (the open run uses it).
+    env.run(&[
+        "run",
+        &wasm("testbed"),
+        "--input",
+        r#"{"mode":"repeat"}"#,
+        "--id",
+        "h",
+    ])
+    .expect_code(Some(0));
+    let out = env.run(&["prune", "--older-than", "0s", "--components"]);
+    let v = out.success();
+    assert_eq!(v["runs"], 4, "{v}");
+    assert_eq!(v["components"], 1, "{v}");
     assert_eq!(runs(env), 0);
+    let components = env.run(&["components", "list", "--json"]).stdout();
+    assert!(components.contains("approval"), "{components}");
+    assert!(!components.contains("testbed"), "{components}");
     for table in [
         "steps",
         "attempts",
@@ -166,4 +186,91 @@ fn prune_deletes_old_finished_runs_with_their_records_and_keeps_open_ones() {
 #[test]
 fn postgres_prune_deletes_old_finished_runs_with_their_records_and_keeps_open_ones() {
     prune_keeps_what_is_open(&Env::postgres());
+}
+
+/// `durable serve` with a durable.toml that keeps one workflow's runs 1 s
+/// and the others a year: the server's own passes delete the first ones
+/// (with their records) and keep the rest; open runs are never touched.
+fn serve_prunes_by_retention(env: &Env) {
+    let toml = format!(
+        "retention = \"365d\"\n\n[workflows.brief]\ncomponent = {:?}\nretention = \"1s\"\n\n\
+         [workflows.kept]\ncomponent = {:?}\n",
+        guest("testbed").display().to_string(),
+        guest("approval").display().to_string(),
+    );
+    let path = env.dir.path().join("durable.toml");
+    std::fs::write(&path, toml).expect("write the config");
+    let server = Server::start(
+        env,
+        &[
+            "--config",
+            path.to_str().expect("utf-8"),
+            "--retention-every",
+            "1s",
+        ],
+    );
+    let start = |workflow: &str, id: &str, input: serde_json::Value| {
+        let (status, body) = server.json(
+            "POST",
+            "/v1/runs",
+            &serde_json::json!({"workflow": workflow, "id": id, "input": input}),
+        );
+        assert_eq!(status, 201, "{body}");
+    };
+    start("brief", "b1", serde_json::json!({"mode": "repeat"}));
+    start("brief", "b2", serde_json::json!({"mode": "repeat"}));
+    start(
+        "kept",
+        "k1",
+        serde_json::json!({"report":"R","amount":1,"approval_timeout_ms":1}),
+    );
+    start(
+        "kept",
+        "k-open",
+        serde_json::json!({"report":"R","amount":1,"approval_timeout_ms":600000}),
+    );
+    for id in ["b1", "b2", "k1"] {
+        server.result(id);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let gone = ["b1", "b2"]
+            .iter()
+            .all(|id| server.call("GET", &format!("/v1/runs/{id}"), b"").0 == 404);
+        if gone {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the brief runs were not pruned");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(server.call("GET", "/v1/runs/k1", b"").0, 200);
+    assert_eq!(server.call("GET", "/v1/runs/k-open", b"").0, 200);
+    let left = env.rows("SELECT count(*) FROM steps WHERE run_id IN ('b1', 'b2')");
+    assert_eq!(left[0][0], "0");
+}
+
+#[test]
+fn serve_deletes_runs_by_each_workflows_retention() {
+    serve_prunes_by_retention(&Env::new());
+}
+
+#[test]
+fn postgres_serve_deletes_runs_by_each_workflows_retention() {
+    serve_prunes_by_retention(&Env::postgres());
+}
+
+#[test]
+fn serve_refuses_a_bad_retention() {
+    let env = Env::new();
+    let path = env.dir.path().join("durable.toml");
+    std::fs::write(&path, "retention = \"30\"\n").expect("write the config");
+    let run = env.run(&["serve", "--config", path.to_str().expect("utf-8")]);
+    run.expect_code(Some(2));
+    assert!(
+        run.stderr().contains("retention \"30\""),
+        "{}",
+        run.stderr()
+    );
+    env.run(&["serve", "--retention", "0s"])
+        .expect_code(Some(2));
 }

@@ -195,6 +195,12 @@ pub struct PruneArgs {
     /// Only runs that ended so: succeeded, failed or cancelled.
     #[arg(long, value_name = "STATUS")]
     pub status: Option<String>,
+    /// Only runs of this workflow.
+    #[arg(long, value_name = "NAME")]
+    pub workflow: Option<String>,
+    /// Then delete the components no run uses any longer.
+    #[arg(long)]
+    pub components: bool,
     /// Count what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -479,6 +485,16 @@ pub struct ServeArgs {
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
+    /// Delete finished runs older than this (30d, 12h), unless their
+    /// workflow has its own `retention` in durable.toml; wins over the
+    /// file's top-level `retention` [default: kept for ever].
+    #[arg(long, value_name = "DURATION", value_parser = parse_retention)]
+    pub retention: Option<i64>,
+
+    /// How often retention looks for runs to delete.
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_every)]
+    pub retention_every: i64,
+
     #[command(flatten)]
     pub drive: DriveArgs,
 }
@@ -760,6 +776,19 @@ impl From<DurabilityArg> for durable::store::Durability {
 
 /// `--link NAME=PATH`: a workflow name (as a child is started by) and a
 /// component file.
+/// `--retention DURATION`, in ms.
+fn parse_retention(s: &str) -> Result<i64, String> {
+    durable_server::parse_retention(s)
+}
+
+/// `--retention-every DURATION`, in ms (at least 1 s).
+fn parse_every(s: &str) -> Result<i64, String> {
+    match durable::clock::parse_duration_ms(s) {
+        Some(ms) if ms >= 1000 => Ok(ms),
+        _ => Err(format!("{s:?}: a duration of at least 1s, such as 10m")),
+    }
+}
+
 /// `--tag KEY=VALUE`.
 fn parse_tag(s: &str) -> Result<(String, String), String> {
     durable::tags::parse(s, '=')

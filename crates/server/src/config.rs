@@ -27,6 +27,10 @@
 //! [limits.steps.charge]
 //! concurrency = 5                        # attempts of step `charge` at once, all hosts
 //! ```
+//!
+//! Retention: a top-level `retention = "90d"` (before the first table) is
+//! the default for every workflow's finished runs; `retention = "30d"` in a
+//! `[workflows.NAME]` table is that workflow's own.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +45,8 @@ use durable::store::{QueueConfig, Rate};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
+    /// How long finished runs are kept, unless their workflow says.
+    retention: Option<String>,
     #[serde(default)]
     workflows: BTreeMap<String, Entry>,
     #[serde(default)]
@@ -84,6 +90,8 @@ pub struct Config {
     pub queues: Vec<QueueConfig>,
     /// Most attempts of a step name at once, across every host.
     pub step_limits: Vec<(String, u32)>,
+    /// The default retention of finished runs, in ms.
+    pub retention_ms: Option<i64>,
 }
 
 /// One `[workflows.NAME]` table.
@@ -119,6 +127,8 @@ pub struct Entry {
     missed: Missed,
     /// The queue every run of the workflow is started in.
     queue: Option<String>,
+    /// How long its finished runs are kept (`30d`).
+    retention: Option<String>,
 }
 
 /// Ticks missed while no server ran.
@@ -146,6 +156,8 @@ pub struct Workflow {
     pub schedule: Option<Schedule>,
     /// The queue its runs are started in.
     pub queue: Option<String>,
+    /// How long its finished runs are kept, in ms.
+    pub retention_ms: Option<i64>,
 }
 
 /// A workflow's schedule.
@@ -158,6 +170,22 @@ pub struct Schedule {
     pub missed: Missed,
 }
 
+/// Parses a retention (`30d`, `12h`): a duration of at least a second.
+///
+/// # Errors
+/// A message naming the value.
+pub fn parse_retention(text: &str) -> Result<i64, String> {
+    match durable::clock::parse_duration_ms(text) {
+        Some(ms) if ms >= 1000 => Ok(ms),
+        Some(_) => Err(format!(
+            "retention {text:?}: at least 1s (runs are pruned by the second)"
+        )),
+        None => Err(format!(
+            "retention {text:?}: a whole number and a unit (ms, s, m, h, d), such as 30d"
+        )),
+    }
+}
+
 /// Reads `path`; `base` is the command line's options.
 ///
 /// # Errors
@@ -167,6 +195,11 @@ pub fn read(path: &Path, base: &DriveSettings) -> Result<Config, String> {
         std::fs::read_to_string(path).map_err(|e| format!("--config {}: {e}", path.display()))?;
     let file: File = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
+    let retention_ms = file
+        .retention
+        .as_deref()
+        .map(|r| parse_retention(r).map_err(|e| format!("{}: {e}", path.display())))
+        .transpose()?;
     let mut queues = Vec::new();
     for (name, q) in file.queues {
         let at = |what: String| format!("{}: [queues.{name}]: {what}", path.display());
@@ -194,6 +227,12 @@ pub fn read(path: &Path, base: &DriveSettings) -> Result<Config, String> {
     for (name, e) in file.workflows {
         let at = |what: String| format!("{}: [workflows.{name}]: {what}", path.display());
         durable::runner::validate_workflow_name(&name).map_err(at)?;
+        let retention_ms = e
+            .retention
+            .as_deref()
+            .map(parse_retention)
+            .transpose()
+            .map_err(at)?;
         let mut drive = base.clone();
         drive.allow_env.extend(e.allow_env);
         // Host paths are relative to the file, as `component` is.
@@ -262,12 +301,14 @@ pub fn read(path: &Path, base: &DriveSettings) -> Result<Config, String> {
             drive,
             schedule,
             queue: e.queue,
+            retention_ms,
         });
     }
     Ok(Config {
         workflows: out,
         queues,
         step_limits,
+        retention_ms,
     })
 }
 

@@ -14,8 +14,11 @@
 
 mod api;
 mod config;
+
+pub use config::parse_retention;
 mod dispatch;
 mod metrics;
+mod retention;
 mod schedule;
 mod ui;
 
@@ -60,6 +63,12 @@ pub struct ServeSettings {
     pub shutdown_grace_ms: u64,
     /// `durable.toml`: the registered workflows.
     pub config: Option<PathBuf>,
+    /// How long finished runs are kept, in ms, unless their workflow's
+    /// `retention` in durable.toml says (this wins over the file's
+    /// default). `None`: kept for ever.
+    pub retention_ms: Option<i64>,
+    /// How often retention looks for runs to delete.
+    pub retention_every: Duration,
     /// The grants and limits of drives (each registered workflow adjusts
     /// a copy).
     pub drive: DriveSettings,
@@ -119,7 +128,15 @@ pub async fn serve(
     config.max_loaded_bytes = args.max_loaded_mb.saturating_mul(1 << 20);
     let engine = Engine::with_options(config.engine_options())
         .map_err(|e| ServeError::Engine(format!("could not start the engine: {e:#}")))?;
-    let (registered, queues) = load_registered(db, &args, &engine, &mut config)?;
+    let (registered, queues, default_retention) = load_registered(db, &args, &engine, &mut config)?;
+    let retention = retention::Policy {
+        default_ms: args.retention_ms.or(default_retention),
+        workflows: registered
+            .iter()
+            .filter_map(|(entry, _)| Some((entry.name.clone(), entry.retention_ms?)))
+            .collect(),
+        every: args.retention_every,
+    };
     let store = args.drive.open_store(db).await?;
     for (entry, wf) in &registered {
         store
@@ -184,6 +201,7 @@ pub async fn serve(
             schedule::spawn(dispatcher.clone(), wf, s, entry.queue);
         }
     }
+    let pruning = retention::spawn(store.clone(), retention);
     let stopping = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let app = api::router(api::State {
         rt: rt.clone(),
@@ -219,6 +237,10 @@ pub async fn serve(
     stopping.store(true, std::sync::atomic::Ordering::SeqCst);
     let _ = stop_tx.send(true);
     dispatcher.stop();
+    if let Some(pruning) = pruning {
+        // Between two batches or in one: a batch is one transaction.
+        pruning.abort();
+    }
     rt.interrupt();
     // Requests in flight (a long poll) and drives get the same grace.
     let deadline = tokio::time::Instant::now() + grace;
@@ -311,7 +333,7 @@ fn load_registered(
     runtime: &mut RuntimeConfig,
 ) -> Result<Registrations, ServeError> {
     let Some(path) = &args.config else {
-        return Ok((Vec::new(), Vec::new()));
+        return Ok((Vec::new(), Vec::new(), None));
     };
     let config = config::read(path, &args.drive).map_err(ServeError::Settings)?;
     let mut out: Vec<(config::Workflow, LoadedWorkflow)> = Vec::new();
@@ -337,11 +359,12 @@ fn load_registered(
     }
     // Step limits hold for every workflow's steps.
     runtime.step_limits.extend(config.step_limits);
-    Ok((out, config.queues))
+    Ok((out, config.queues, config.retention_ms))
 }
 
-/// durable.toml's workflows, loaded, and its queues.
+/// durable.toml's workflows, loaded, its queues and its default retention.
 type Registrations = (
     Vec<(config::Workflow, LoadedWorkflow)>,
     Vec<durable::store::QueueConfig>,
+    Option<i64>,
 );

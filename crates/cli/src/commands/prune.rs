@@ -1,4 +1,5 @@
-//! `durable prune --older-than DURATION [--status S] [--dry-run]`.
+//! `durable prune --older-than DURATION [--status S] [--workflow NAME]
+//! [--components] [--dry-run]`.
 
 use durable::clock::{now_ms, parse_duration_ms};
 use durable::store::{Location, PruneFilter, RunStatus};
@@ -34,18 +35,30 @@ pub async fn prune(db: &Location, args: PruneArgs) -> ExitCode {
         Err(code) => return code,
     };
     let filter = PruneFilter {
-        finished_before_ms: now_ms().saturating_sub(age_ms),
         status,
+        workflow: args.workflow.clone(),
+        ..PruneFilter::finished_before(now_ms().saturating_sub(age_ms))
     };
-    let done = if args.dry_run {
-        store.prune_count(filter).await
-    } else {
-        store.prune(filter).await
-    };
+    let done = async {
+        if args.dry_run {
+            return Ok((store.prune_count(filter).await?, 0));
+        }
+        let runs = store.prune(filter).await?;
+        let components = match args.components {
+            true => store.prune_components().await?.len(),
+            false => 0,
+        };
+        Ok::<_, durable::store::StoreError>((runs, components))
+    }
+    .await;
     store.close().await;
     match done {
-        Ok(runs) => {
-            print_stdout(&serde_json::json!({ "runs": runs, "dry_run": args.dry_run }).to_string());
+        Ok((runs, components)) => {
+            let mut out = serde_json::json!({ "runs": runs, "dry_run": args.dry_run });
+            if args.components && !args.dry_run {
+                out["components"] = components.into();
+            }
+            print_stdout(&out.to_string());
             ExitCode::Success
         }
         Err(e) => {

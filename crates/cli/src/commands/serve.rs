@@ -24,6 +24,8 @@ pub(crate) async fn serve(db: &Location, args: ServeArgs) -> ExitCode {
         max_long_polls: args.max_long_polls,
         shutdown_grace_ms: args.shutdown_grace_ms,
         config: args.config,
+        retention_ms: args.retention,
+        retention_every: std::time::Duration::from_millis(args.retention_every.max(1000) as u64),
         drive: args.drive.settings(),
     };
     match durable_server::serve(db, settings, observer(true), signalled()).await {

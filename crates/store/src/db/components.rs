@@ -100,6 +100,40 @@ impl Store {
         .await
     }
 
+    /// Deletes every component no run refers to; returns their digests.
+    /// A start that stored one of them a moment ago on another host finds
+    /// it gone and stores it again (see `starts.rs`).
+    ///
+    /// # Errors
+    /// [`StoreError`] when the transaction fails.
+    pub async fn prune_components(&self) -> Result<Vec<String>, StoreError> {
+        let unused = self
+            .writer()
+            .transact(|tx| {
+                let unused: Vec<String> = tx.all(
+                    "choosing unused components",
+                    "SELECT c.digest FROM components c
+                     WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.component_digest = c.digest)",
+                    args![],
+                    |r| r.get(0),
+                )?;
+                for digest in &unused {
+                    tx.exec(
+                        "deleting an unused component",
+                        "DELETE FROM components WHERE digest = ?1
+                         AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.component_digest = ?1)",
+                        args![digest],
+                    )?;
+                }
+                Ok(unused)
+            })
+            .await?;
+        for digest in &unused {
+            self.named_components.forget(digest);
+        }
+        Ok(unused)
+    }
+
     /// Deletes a component no run refers to.
     ///
     /// # Errors

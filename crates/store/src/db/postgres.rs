@@ -229,7 +229,8 @@ CREATE TABLE run_tags (
     value  TEXT COLLATE "C" NOT NULL,
     PRIMARY KEY (run_id, key)
 );
-CREATE INDEX run_tags_by_value ON run_tags(key, value, run_id)
+CREATE INDEX run_tags_by_value ON run_tags(key, value, run_id);
+CREATE INDEX runs_by_finished ON runs(finished_at_ms) WHERE finished_at_ms IS NOT NULL
 "#,
 ];
 

@@ -2,7 +2,7 @@
 //! small transactions so that no drive waits long for the write lock.
 
 use crate::location::Location;
-use crate::sql::{Tx, args};
+use crate::sql::{Arg, Tx, args};
 
 use super::{RunStatus, Store, StoreError};
 
@@ -36,16 +36,58 @@ pub struct PruneFilter {
     /// Only runs that ended with this status (succeeded, failed or
     /// cancelled); any finished run when `None`.
     pub status: Option<RunStatus>,
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Not the runs of these workflows (a server's default retention
+    /// leaves out the workflows that have their own).
+    pub except_workflows: Vec<String>,
+}
+
+impl PruneFilter {
+    /// Runs that finished before `finished_before_ms`, whatever their
+    /// status or workflow.
+    pub fn finished_before(finished_before_ms: i64) -> PruneFilter {
+        PruneFilter {
+            finished_before_ms,
+            status: None,
+            workflow: None,
+            except_workflows: Vec::new(),
+        }
+    }
+
+    /// The condition on `runs r` and its arguments (`status` is
+    /// `self.status`'s name, kept by the caller).
+    fn condition<'a>(&'a self, status: &'a Option<&'static str>) -> (String, Vec<&'a dyn Arg>) {
+        let mut sql = String::from(
+            "r.status IN ('succeeded', 'failed', 'cancelled')
+             AND r.finished_at_ms < ?1
+             AND (CAST(?2 AS TEXT) IS NULL OR r.status = CAST(?2 AS TEXT))
+             AND (CAST(?3 AS TEXT) IS NULL OR r.workflow = CAST(?3 AS TEXT))
+             AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.id = r.parent_id
+                             AND p.status IN ('queued', 'running', 'waiting'))",
+        );
+        let mut params: Vec<&dyn Arg> = vec![&self.finished_before_ms, status, &self.workflow];
+        for name in &self.except_workflows {
+            params.push(name);
+            sql.push_str(&format!(
+                " AND r.workflow <> CAST(?{} AS TEXT)",
+                params.len()
+            ));
+        }
+        (sql, params)
+    }
 }
 
 impl Store {
     /// How many runs [`Store::prune`] would delete now.
     pub async fn prune_count(&self, filter: PruneFilter) -> Result<u64, StoreError> {
         self.read(move |tx| {
+            let status = filter.status.map(|s| s.as_str());
+            let (condition, params) = filter.condition(&status);
             let n: i64 = tx.one(
                 "counting the runs to prune",
-                &format!("SELECT count(*) FROM runs r WHERE {PRUNABLE}"),
-                args![filter.finished_before_ms, filter.status.map(|s| s.as_str())],
+                &format!("SELECT count(*) FROM runs r WHERE {condition}"),
+                &params,
                 |r| r.get(0),
             )?;
             Ok(n as u64)
@@ -82,25 +124,17 @@ impl Store {
     }
 }
 
-/// The condition on `runs r` (?1: finished before, ?2: status or NULL).
-const PRUNABLE: &str = "r.status IN ('succeeded', 'failed', 'cancelled')
-    AND r.finished_at_ms < ?1
-    AND (CAST(?2 AS TEXT) IS NULL OR r.status = CAST(?2 AS TEXT))
-    AND NOT EXISTS (SELECT 1 FROM runs p WHERE p.id = r.parent_id
-                    AND p.status IN ('queued', 'running', 'waiting'))";
-
 fn prune_batch(tx: &Tx<'_>, filter: &PruneFilter) -> Result<u64, StoreError> {
+    let status = filter.status.map(|s| s.as_str());
+    let (condition, params) = filter.condition(&status);
+    // Oldest first, through the index on finished runs' end times.
     let ids: Vec<String> = tx.all(
         "choosing runs to prune",
         &format!(
-            "SELECT r.id FROM runs r WHERE {PRUNABLE}
-             ORDER BY r.finished_at_ms, r.id LIMIT ?3 /*FOR UPDATE*/"
+            "SELECT r.id FROM runs r WHERE {condition}
+             ORDER BY r.finished_at_ms, r.id LIMIT {PRUNE_BATCH} /*FOR UPDATE*/"
         ),
-        args![
-            filter.finished_before_ms,
-            filter.status.map(|s| s.as_str()),
-            i64::from(PRUNE_BATCH)
-        ],
+        &params,
         |r| r.get(0),
     )?;
     for id in &ids {

@@ -387,7 +387,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (name, run_id, key)
     ) STRICT, WITHOUT ROWID;
     "#,
-    // 12: tags, to find runs by (`set-tag`, a start's tags).
+    // 12: tags, to find runs by (`set-tag`, a start's tags), and finished
+    // runs by their end (retention).
     r#"
     CREATE TABLE run_tags (
         run_id TEXT NOT NULL,
@@ -396,6 +397,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, key)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX run_tags_by_value ON run_tags(key, value, run_id);
+    -- Retention takes finished runs oldest first.
+    CREATE INDEX runs_by_finished ON runs(finished_at_ms) WHERE finished_at_ms IS NOT NULL;
     "#,
 ];
 

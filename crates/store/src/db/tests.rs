@@ -80,6 +80,7 @@ macro_rules! on_both {
     )*};
 }
 
+mod retention;
 mod tags;
 
 on_both!(
@@ -129,8 +130,8 @@ async fn prune_deletes_old_finished_runs_in_batches_and_keeps_open_families(kind
     sql("UPDATE runs SET parent_id = 'parent' WHERE id = 'child'").await;
     sql("UPDATE runs SET status = 'failed', finished_at_ms = 5000 WHERE id = 'recent'").await;
     let filter = |before: i64, status: Option<RunStatus>| PruneFilter {
-        finished_before_ms: before,
         status,
+        ..PruneFilter::finished_before(before)
     };
     assert_eq!(
         store.prune_count(filter(2000, None)).await.unwrap(),
@@ -804,6 +805,7 @@ async fn version_6(kind: Kind) -> Fresh {
             client
                 .batch_execute(
                     "DROP TABLE run_tags;
+                     DROP INDEX runs_by_finished;
                      DROP TABLE queues;
                      DROP TABLE step_limits;
                      DROP TABLE step_slots;

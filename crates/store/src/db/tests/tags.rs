@@ -85,10 +85,7 @@ async fn tags_are_set_at_start_and_by_records_and_find_their_runs(kind: Kind) {
         .await
         .expect("setup");
     let pruned = store
-        .prune(PruneFilter {
-            finished_before_ms: 2000,
-            status: None,
-        })
+        .prune(PruneFilter::finished_before(2000))
         .await
         .expect("prune");
     assert_eq!(pruned, 1);
