@@ -10,6 +10,7 @@ mod check;
 mod cli;
 mod compat;
 mod crash;
+mod export;
 mod family;
 mod guarantees;
 mod hardening;

@@ -88,6 +88,12 @@ pub enum Command {
     /// Copy the SQLite database to a new file, online: a consistent
     /// snapshot while runs go on, synced before this exits 0.
     Backup(BackupArgs),
+    /// Write runs with their whole history (and their components) as JSON
+    /// lines on stdout, for `durable import` (docs/export.md).
+    Export(ExportArgs),
+    /// Load runs written by `durable export` into this database (SQLite or
+    /// PostgreSQL); runs it has already are skipped.
+    Import(ImportArgs),
     /// Write the WIT package this durable implements (durable:workflow and
     /// its deps/) into a folder, for guest tools and bindings.
     Wit(WitArgs),
@@ -204,6 +210,28 @@ pub struct PruneArgs {
     /// Count what would be deleted; delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// Arguments of `durable export`.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The runs to export.
+    #[arg(value_name = "RUN_ID", required_unless_present = "all")]
+    pub ids: Vec<String>,
+    /// Every run of the database, oldest first.
+    #[arg(long, conflicts_with = "ids")]
+    pub all: bool,
+    /// Leave the components out (the database that imports has them).
+    #[arg(long)]
+    pub no_components: bool,
+}
+
+/// Arguments of `durable import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The file `durable export` wrote ("-" for stdin).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }
 
 /// Arguments of `durable backup`.

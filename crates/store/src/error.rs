@@ -60,6 +60,9 @@ pub enum StoreError {
     /// No run has this id.
     #[error("no run with id {0:?}")]
     RunNotFound(String),
+    /// An exported run or component could not be imported.
+    #[error("cannot import: {0}")]
+    Import(String),
     /// Another live process drives the run.
     #[error(
         "run {run:?} is being driven by another process (pid {pid} on {host}); \

@@ -26,6 +26,7 @@ mod pg_tls;
 mod schema;
 mod sql;
 
+pub use db::transfer;
 pub use db::{MIN_LEASE_MS, PRUNE_BATCH, PruneFilter, Store, StoreOptions};
 pub use owner::DEFAULT_LEASE_MS;
 

@@ -7,8 +7,10 @@ mod cancel;
 mod check;
 mod components;
 mod event;
+mod export;
 mod fork;
 mod guest;
+mod import;
 mod list;
 mod prune;
 mod resume;
@@ -16,6 +18,7 @@ mod run;
 #[cfg(feature = "serve")]
 mod serve;
 mod show;
+mod transfer_format;
 mod upgrade;
 
 use std::path::PathBuf;
@@ -45,6 +48,8 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Wit(_) | Command::New(_) | Command::Build(_) => unreachable!("handled above"),
         Command::Backup(args) => backup::backup(&db, args).await,
         Command::Prune(args) => prune::prune(&db, args).await,
+        Command::Export(args) => export::export(&db, args).await,
+        Command::Import(args) => import::import(&db, args).await,
         Command::Run(args) => run::run(&db, args).await,
         Command::Resume(args) => resume::resume(&db, args).await,
         Command::List(args) => list::list(&db, args).await,

@@ -25,6 +25,7 @@ mod server;
 pub(crate) mod sqlite;
 mod starts;
 mod step_slots;
+pub mod transfer;
 use sqlite as schema;
 mod waits;
 mod writer;

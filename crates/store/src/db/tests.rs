@@ -82,6 +82,7 @@ macro_rules! on_both {
 
 mod retention;
 mod tags;
+mod transfer;
 
 on_both!(
     concurrent_commits_are_all_durable_and_visible_to_another_connection,

@@ -19,8 +19,8 @@ mod value;
 
 #[cfg(feature = "postgres")]
 pub(crate) use pg::{PgConn, PgTx};
-pub(crate) use value::Arg;
 use value::bind;
+pub(crate) use value::{Arg, Value};
 
 use crate::StoreError;
 
