@@ -28,6 +28,7 @@ LAYERS = {
     "durable-core": 0,
     "durable-store": 1,
     "durable-http": 1,
+    "durable-otlp": 1,
     "durable-api-model": 1,
     "durable-kit": 1,
     "durable": 2,  # the runtime
@@ -37,7 +38,7 @@ LAYERS = {
     "durable-e2e": 5,
 }
 
-CRATE_DIRS = ["crates/core", "crates/store", "crates/http", "crates/api-model",
+CRATE_DIRS = ["crates/core", "crates/store", "crates/http", "crates/otlp", "crates/api-model",
               "crates/runtime", "crates/server", "crates/kit", "crates/cli", "crates/bench",
               "tests/e2e"]
 

@@ -30,6 +30,7 @@ mod server;
 mod stub;
 mod tags;
 mod torture;
+mod tracing;
 mod ui;
 mod ui_attack;
 mod upgrade;

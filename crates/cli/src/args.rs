@@ -695,6 +695,14 @@ pub struct DriveArgs {
     )]
     pub lease_ms: u64,
 
+    /// Export spans of every drive, step attempt, wait and step HTTP
+    /// request to this OpenTelemetry collector (OTLP over HTTP/protobuf, a
+    /// base URL such as http://localhost:4318; `/v1/traces` is added).
+    /// Also OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as it is) [default:
+    /// none, no spans are made].
+    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
     /// At most N attempts of step NAME at once, across every run and every
     /// process on the database (repeatable): what protects a downstream
     /// service. Attempts beyond it wait, holding no instance.

@@ -41,6 +41,7 @@ pub(crate) fn config(
         skip_sleeps: faults.skip_sleeps,
     };
     config.observer = trace::wrap(observer(many_runs), faults.trace_file.as_deref())?;
+    config.spans = crate::otlp::start(drive)?;
     Ok(config)
 }
 

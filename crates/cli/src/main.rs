@@ -12,6 +12,7 @@ mod commands;
 mod common;
 mod driving;
 mod exit;
+mod otlp;
 mod output;
 mod trace;
 
@@ -52,7 +53,12 @@ fn main() -> std::process::ExitCode {
             return exit::ExitCode::Failure.into();
         }
     };
-    let code = runtime.block_on(commands::main(cli));
+    let code = runtime.block_on(async {
+        let code = commands::main(cli).await;
+        // Spans of what the command drove go out before it exits.
+        otlp::finish().await;
+        code
+    });
     // Everything the command did is committed by now. A step's file call
     // stuck in the kernel (an open of a FIFO nobody reads) still holds a
     // thread of the blocking pool, which dropping the runtime would wait for

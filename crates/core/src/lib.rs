@@ -18,6 +18,7 @@ pub mod names;
 pub mod queues;
 pub mod records;
 pub mod tags;
+pub mod trace;
 pub mod views;
 
 pub use clock::now_ms;

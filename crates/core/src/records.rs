@@ -111,6 +111,8 @@ pub struct RunRecord {
     pub parent_key: Option<String>,
     /// The queue it was started in (flow control), if any.
     pub queue: Option<String>,
+    /// The W3C `traceparent` its drives' spans are children of.
+    pub trace_parent: Option<String>,
 }
 
 /// What a step produced: the value the workflow sees, forever.
@@ -242,6 +244,19 @@ pub struct NewRun {
     pub seed: u64,
     /// Tags the start gives the run (checked by the caller).
     pub tags: crate::tags::Tags,
+    /// The W3C `traceparent` its drives' spans are children of (checked
+    /// by the caller).
+    pub trace_parent: Option<String>,
+}
+
+/// What a start gives a new run beyond its input.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StartOptions {
+    /// Tags to find it by.
+    pub tags: crate::tags::Tags,
+    /// A W3C `traceparent` its drives' spans are children of (a valid one:
+    /// see [`crate::trace::TraceContext::parse`]).
+    pub trace_parent: Option<String>,
 }
 
 /// What claiming a run found.

@@ -32,6 +32,9 @@
 mod allow;
 mod config;
 mod send;
+mod trace;
+
+pub use trace::RequestTrace;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -158,6 +161,9 @@ pub enum Caller {
         attempt: u32,
         /// Its attempt's remaining time.
         remaining: Remaining,
+        /// The attempt's span, when spans are exported: each request gets
+        /// a span under it and sends its `traceparent`.
+        trace: Option<RequestTrace>,
     },
 }
 
@@ -168,6 +174,8 @@ pub struct HttpHooks {
     sink: LineSink,
     state: Arc<Mutex<Findings>>,
     logs: Vec<Arc<RequestLog>>,
+    /// Requests sent so far (their spans' ids are derived from it).
+    sent: u32,
 }
 
 impl HttpHooks {
@@ -179,6 +187,7 @@ impl HttpHooks {
             sink,
             state: Arc::default(),
             logs: Vec::new(),
+            sent: 0,
         }
     }
 
@@ -316,7 +325,20 @@ impl WasiHttpHooks for HttpHooks {
             between_bytes: options.and_then(|o| o.between_bytes_timeout),
         };
         self.logs.push(log.clone());
-        Box::new(send::send(
+        let mut request = request;
+        self.sent += 1;
+        let span = match &self.caller {
+            Caller::Step {
+                trace: Some(trace), ..
+            } => Some(trace::RequestSpan::start(
+                trace,
+                self.sent,
+                &mut request,
+                &target.display,
+            )),
+            _ => None,
+        };
+        let sending = send::send(
             send::Connection {
                 target,
                 tls,
@@ -325,6 +347,19 @@ impl WasiHttpHooks for HttpHooks {
             },
             request,
             log,
-        ))
+        );
+        match span {
+            None => Box::new(sending),
+            Some(span) => Box::new(async move {
+                let result = sending.await;
+                span.end(
+                    result
+                        .as_ref()
+                        .map(|(r, _)| r.status().as_u16())
+                        .map_err(|e| e.to_string()),
+                );
+                result
+            }),
+        }
     }
 }

@@ -24,7 +24,7 @@ pub mod runner;
 pub mod sandbox;
 pub mod settings;
 
-pub use durable_core::{clock, errors, hash, history, json, names, tags};
+pub use durable_core::{clock, errors, hash, history, json, names, tags, trace};
 pub use durable_http as http;
 pub use durable_store as store;
 pub use durable_store::owner;

@@ -28,6 +28,9 @@
 //! concurrency = 5                        # attempts of step `charge` at once, all hosts
 //! ```
 //!
+//! Tracing: a top-level `otlp_endpoint = "http://localhost:4318"` sends
+//! spans there (`--otlp-endpoint` wins).
+//!
 //! Retention: a top-level `retention = "90d"` (before the first table) is
 //! the default for every workflow's finished runs; `retention = "30d"` in a
 //! `[workflows.NAME]` table is that workflow's own.
@@ -47,6 +50,8 @@ use durable::store::{QueueConfig, Rate};
 struct File {
     /// How long finished runs are kept, unless their workflow says.
     retention: Option<String>,
+    /// Where spans go (an OTLP/HTTP base URL), unless the command line says.
+    otlp_endpoint: Option<String>,
     #[serde(default)]
     workflows: BTreeMap<String, Entry>,
     #[serde(default)]
@@ -92,6 +97,8 @@ pub struct Config {
     pub step_limits: Vec<(String, u32)>,
     /// The default retention of finished runs, in ms.
     pub retention_ms: Option<i64>,
+    /// Where spans go.
+    pub otlp_endpoint: Option<durable_otlp::Endpoint>,
 }
 
 /// One `[workflows.NAME]` table.
@@ -199,6 +206,11 @@ pub fn read(path: &Path, base: &DriveSettings) -> Result<Config, String> {
         .retention
         .as_deref()
         .map(|r| parse_retention(r).map_err(|e| format!("{}: {e}", path.display())))
+        .transpose()?;
+    let otlp_endpoint = file
+        .otlp_endpoint
+        .as_deref()
+        .map(|u| durable_otlp::Endpoint::parse(u).map_err(|e| format!("{}: {e}", path.display())))
         .transpose()?;
     let mut queues = Vec::new();
     for (name, q) in file.queues {
@@ -309,6 +321,7 @@ pub fn read(path: &Path, base: &DriveSettings) -> Result<Config, String> {
         queues,
         step_limits,
         retention_ms,
+        otlp_endpoint,
     })
 }
 

@@ -375,7 +375,7 @@ impl Dispatcher {
         workflow: LoadedWorkflow,
         id: String,
         input: String,
-        tags: durable::tags::Tags,
+        start_options: durable::store::StartOptions,
         told: tokio::sync::oneshot::Sender<Creation>,
     ) -> bool {
         let Some(guard) = self.claim(&id) else {
@@ -385,7 +385,7 @@ impl Dispatcher {
         tokio::spawn(async move {
             // `None`: the id was taken, nothing was driven.
             if let Some(result) = rt
-                .start_new(&workflow, &guard.id, &input, &tags, told)
+                .start_new(&workflow, &guard.id, &input, &start_options, told)
                 .await
                 .transpose()
             {
@@ -416,12 +416,12 @@ impl Dispatcher {
         workflow: &LoadedWorkflow,
         id: &str,
         input: &str,
-        tags: &durable::tags::Tags,
+        start_options: &durable::store::StartOptions,
         start: durable::store::QueuedStart,
     ) -> Result<Creation, RunError> {
         self.inner
             .rt
-            .enqueue(workflow, id, input, tags, start)
+            .enqueue(workflow, id, input, start_options, start)
             .await
     }
 

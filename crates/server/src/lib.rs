@@ -69,6 +69,9 @@ pub struct ServeSettings {
     pub retention_ms: Option<i64>,
     /// How often retention looks for runs to delete.
     pub retention_every: Duration,
+    /// Where spans go (`--otlp-endpoint`, else durable.toml's
+    /// `otlp_endpoint`), with the exporter's `service.name`.
+    pub otlp: Option<durable_otlp::Config>,
     /// The grants and limits of drives (each registered workflow adjusts
     /// a copy).
     pub drive: DriveSettings,
@@ -128,7 +131,21 @@ pub async fn serve(
     config.max_loaded_bytes = args.max_loaded_mb.saturating_mul(1 << 20);
     let engine = Engine::with_options(config.engine_options())
         .map_err(|e| ServeError::Engine(format!("could not start the engine: {e:#}")))?;
-    let (registered, queues, default_retention) = load_registered(db, &args, &engine, &mut config)?;
+    let (registered, queues, default_retention, file_otlp) =
+        load_registered(db, &args, &engine, &mut config)?;
+    let otlp = match (&args.otlp, file_otlp) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(endpoint)) => Some(durable_otlp::Config {
+            endpoint,
+            service_name: "durable".into(),
+            service_version: env!("CARGO_PKG_VERSION").into(),
+        }),
+        (None, None) => None,
+    };
+    let exporter = otlp.map(durable_otlp::Exporter::start);
+    config.spans = exporter
+        .clone()
+        .map(|e| e as Arc<dyn durable::trace::SpanSink>);
     let retention = retention::Policy {
         default_ms: args.retention_ms.or(default_retention),
         workflows: registered
@@ -164,7 +181,7 @@ pub async fn serve(
         .map_err(|e| ServeError::Settings(format!("cannot listen on {}: {e}", args.listen)))?;
     let address = listener.local_addr().map_or(args.listen, |a| a);
     let hosts = api::Hosts::new(address, &args.allow_hosts).map_err(ServeError::Settings)?;
-    let metrics = Arc::new(metrics::Metrics::default());
+    let metrics = Arc::new(metrics::Metrics::with_exporter(exporter.clone()));
     config.observer = Arc::new(durable::runner::Tee(
         config.observer.clone(),
         Arc::new(metrics::Counting {
@@ -257,6 +274,9 @@ pub async fn serve(
         rt.release(&left).await;
     }
     let _ = tokio::time::timeout_at(deadline, server).await;
+    if let Some(exporter) = &exporter {
+        exporter.shutdown(Duration::from_secs(5)).await;
+    }
     drop(rt);
     store.close().await;
     error("stopped");
@@ -333,7 +353,7 @@ fn load_registered(
     runtime: &mut RuntimeConfig,
 ) -> Result<Registrations, ServeError> {
     let Some(path) = &args.config else {
-        return Ok((Vec::new(), Vec::new(), None));
+        return Ok((Vec::new(), Vec::new(), None, None));
     };
     let config = config::read(path, &args.drive).map_err(ServeError::Settings)?;
     let mut out: Vec<(config::Workflow, LoadedWorkflow)> = Vec::new();
@@ -359,12 +379,19 @@ fn load_registered(
     }
     // Step limits hold for every workflow's steps.
     runtime.step_limits.extend(config.step_limits);
-    Ok((out, config.queues, config.retention_ms))
+    Ok((
+        out,
+        config.queues,
+        config.retention_ms,
+        config.otlp_endpoint,
+    ))
 }
 
-/// durable.toml's workflows, loaded, its queues and its default retention.
+/// durable.toml's workflows, loaded, its queues, its default retention and
+/// its OTLP endpoint.
 type Registrations = (
     Vec<(config::Workflow, LoadedWorkflow)>,
     Vec<durable::store::QueueConfig>,
     Option<i64>,
+    Option<durable_otlp::Endpoint>,
 );

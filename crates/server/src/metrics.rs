@@ -20,6 +20,8 @@ pub struct Metrics {
     wakeup_lag: Histogram,
     /// Requests by route template and status.
     http: Mutex<BTreeMap<(String, u16), u64>>,
+    /// The span exporter, when there is one.
+    otlp: Option<Arc<durable_otlp::Exporter>>,
 }
 
 impl Default for Metrics {
@@ -29,11 +31,20 @@ impl Default for Metrics {
             recovered: AtomicU64::new(0),
             wakeup_lag: Histogram::new(&LAG_BOUNDS),
             http: Mutex::new(BTreeMap::new()),
+            otlp: None,
         }
     }
 }
 
 impl Metrics {
+    /// Metrics that also count `exporter`'s spans.
+    pub fn with_exporter(exporter: Option<Arc<durable_otlp::Exporter>>) -> Metrics {
+        Metrics {
+            otlp: exporter,
+            ..Metrics::default()
+        }
+    }
+
     /// A due run was taken up `lag` after its time.
     pub fn woke(&self, lag: Duration) {
         self.wakeup_lag.observe(lag.as_secs_f64());
@@ -145,6 +156,23 @@ impl Metrics {
             "durable_steps_total{{source=\"recovered\"}} {}",
             self.recovered.load(Ordering::Relaxed)
         );
+        if let Some(e) = &self.otlp {
+            let _ = writeln!(
+                out,
+                "# HELP durable_otlp_spans_total Spans sent to the OTLP collector, or dropped (queue full, collector down)."
+            );
+            let _ = writeln!(out, "# TYPE durable_otlp_spans_total counter");
+            let _ = writeln!(
+                out,
+                "durable_otlp_spans_total{{result=\"exported\"}} {}",
+                e.exported()
+            );
+            let _ = writeln!(
+                out,
+                "durable_otlp_spans_total{{result=\"dropped\"}} {}",
+                e.dropped()
+            );
+        }
         let (commit, batch) = store.commit_histograms();
         histogram(
             &mut out,

@@ -36,7 +36,7 @@ pub use durable_core::queues::{
 };
 pub use durable_core::records::{
     AttemptRecord, Claim, ComponentSwitch, Creation, NewRun, Outcome, OutputLine, RunEnd,
-    RunRecord, RunStatus, StepCommit, StepRecord,
+    RunRecord, RunStatus, StartOptions, StepCommit, StepRecord,
 };
 pub use durable_core::views::{
     AwaitCall, AwaitOutcome, Busy, Cancelled, ChildStart, ChildStarted, DriveStart, Durability,

@@ -56,7 +56,11 @@ async fn run_inner(db: &Location, args: RunArgs) -> Result<ExitCode, ExitCode> {
         return Err(ExitCode::Usage);
     }
     let work = async {
-        let started = rt.start_tagged(&workflow, &run_id, &input, &tags).await;
+        let options = durable::store::StartOptions {
+            tags: tags.clone(),
+            trace_parent: None,
+        };
+        let started = rt.start_with(&workflow, &run_id, &input, &options).await;
         to_end(&rt, &run_id, started).await
     };
     let code = match interruptible(&rt, work).await {

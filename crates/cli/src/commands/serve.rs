@@ -25,6 +25,10 @@ pub(crate) async fn serve(db: &Location, args: ServeArgs) -> ExitCode {
         shutdown_grace_ms: args.shutdown_grace_ms,
         config: args.config,
         retention_ms: args.retention,
+        otlp: match crate::otlp::endpoint(args.drive.otlp_endpoint.as_deref()) {
+            Ok(e) => e.map(crate::otlp::config),
+            Err(code) => return code,
+        },
         retention_every: std::time::Duration::from_millis(args.retention_every.max(1000) as u64),
         drive: args.drive.settings(),
     };

@@ -389,6 +389,7 @@ impl Handles {
                 input: input.to_string(),
                 seed: u64::from_le_bytes(seed) >> 1,
                 tags: Default::default(),
+                trace_parent: drive.trace_parent_for_children(),
             },
             parent_key: call.key.clone(),
             switch: drive.take_switch(),

@@ -54,7 +54,7 @@ use crate::store::{
     StoreError,
 };
 use drive::{Drive, DriveSetup, cap_message};
-use durable_core::tags::Tags;
+use durable_core::records::StartOptions;
 use lease::renew_lease;
 use workflow::{WorkflowFailure, end_of, run_workflow};
 
@@ -103,6 +103,9 @@ pub struct RuntimeConfig {
     /// protects a downstream service. A step waiting for a slot holds no
     /// instance.
     pub step_limits: HashMap<String, u32>,
+    /// Where the spans of drives go (`--otlp-endpoint`); `None`: no spans
+    /// are made at all.
+    pub spans: Option<Arc<dyn durable_core::trace::SpanSink>>,
 }
 
 impl RuntimeConfig {
@@ -132,6 +135,7 @@ impl Default for RuntimeConfig {
             max_loaded_bytes: 128 << 20,
             links_only: false,
             step_limits: HashMap::new(),
+            spans: None,
         }
     }
 }
@@ -174,6 +178,7 @@ pub struct Runtime {
     family: Arc<family::Family>,
     /// Step names with a concurrency limit across every host.
     step_limits: Arc<HashMap<String, u32>>,
+    spans: Option<Arc<dyn durable_core::trace::SpanSink>>,
 }
 
 /// Marks a run as driven by this process while alive.
@@ -272,6 +277,7 @@ impl Runtime {
             grants: Arc::new(config.grants),
             loaded: loaded::Loaded::new(config.max_loaded_bytes),
             step_limits: Arc::new(config.step_limits),
+            spans: config.spans,
         }
     }
 
@@ -403,23 +409,23 @@ impl Runtime {
         run_id: &str,
         input: &str,
     ) -> Result<Finished, RunError> {
-        self.start_tagged(workflow, run_id, input, &Tags::new())
+        self.start_with(workflow, run_id, input, &StartOptions::default())
             .await
     }
 
-    /// [`Runtime::start`] of a run with tags (they are set when the run is
-    /// created; a run that exists keeps its own).
+    /// [`Runtime::start`] of a run with tags or a trace parent (set when
+    /// the run is created; a run that exists keeps its own).
     ///
     /// # Errors
     /// See [`RunError`]; [`RunError::BadInput`] for invalid tags.
-    pub async fn start_tagged(
+    pub async fn start_with(
         &self,
         workflow: &LoadedWorkflow,
         run_id: &str,
         input: &str,
-        tags: &Tags,
+        start_options: &StartOptions,
     ) -> Result<Finished, RunError> {
-        let new = self.new_run(workflow, run_id, input, tags)?;
+        let new = self.new_run(workflow, run_id, input, start_options)?;
         let _slot = self.workflow_slot().await?;
         let _active = self.activate(run_id)?;
         match self.store.claim_run(new, &self.owner).await? {
@@ -469,10 +475,10 @@ impl Runtime {
         workflow: &LoadedWorkflow,
         run_id: &str,
         input: &str,
-        tags: &Tags,
+        start_options: &StartOptions,
         told: tokio::sync::oneshot::Sender<Creation>,
     ) -> Result<Option<Finished>, RunError> {
-        let new = self.new_run(workflow, run_id, input, tags)?;
+        let new = self.new_run(workflow, run_id, input, start_options)?;
         let _active = self.activate(run_id)?;
         let creation = self.store.create_run(new, &self.owner).await?;
         let _ = told.send(creation.clone());
@@ -498,10 +504,10 @@ impl Runtime {
         workflow: &LoadedWorkflow,
         run_id: &str,
         input: &str,
-        tags: &Tags,
+        start_options: &StartOptions,
         start: crate::store::QueuedStart,
     ) -> Result<crate::store::Creation, RunError> {
-        let new = self.new_run(workflow, run_id, input, tags)?;
+        let new = self.new_run(workflow, run_id, input, start_options)?;
         Ok(self.store.create_queued_run(new, start).await?)
     }
 
@@ -516,11 +522,11 @@ impl Runtime {
         workflow: &LoadedWorkflow,
         run_id: &str,
         input: &str,
-        tags: &Tags,
+        start_options: &StartOptions,
         debounce: crate::store::Debounce,
         start: Option<crate::store::QueuedStart>,
     ) -> Result<crate::store::Creation, RunError> {
-        let new = self.new_run(workflow, run_id, input, tags)?;
+        let new = self.new_run(workflow, run_id, input, start_options)?;
         Ok(self
             .store
             .create_debounced_run(new, debounce, start)
@@ -534,10 +540,17 @@ impl Runtime {
         workflow: &LoadedWorkflow,
         run_id: &str,
         input: &str,
-        tags: &Tags,
+        start_options: &StartOptions,
     ) -> Result<NewRun, RunError> {
         validate_run_id(run_id)?;
-        durable_core::tags::validate_start(tags).map_err(RunError::BadInput)?;
+        durable_core::tags::validate_start(&start_options.tags).map_err(RunError::BadInput)?;
+        if let Some(t) = &start_options.trace_parent
+            && durable_core::trace::TraceContext::parse(t).is_none()
+        {
+            return Err(RunError::BadInput(format!(
+                "traceparent {t:?} is not a W3C traceparent"
+            )));
+        }
         if input.len() > self.limits.max_input_bytes {
             return Err(RunError::InputTooLarge {
                 bytes: input.len(),
@@ -560,7 +573,8 @@ impl Runtime {
             component: workflow.bytes.clone(),
             input: input.to_string(),
             seed,
-            tags: tags.clone(),
+            tags: start_options.tags.clone(),
+            trace_parent: start_options.trace_parent.clone(),
         })
     }
 
@@ -728,10 +742,20 @@ impl Runtime {
     ) -> Result<Finished, RunError> {
         let run_id = run.id.clone();
         let span = tracing::info_span!("run", run = %run_id, drive = run.drives);
+        let trace = self
+            .spans
+            .as_ref()
+            .map(|sink| Arc::new(drive::spans::DriveTrace::start(sink.clone(), &run)));
         let result = self
-            .drive_owned(run, workflow, switch, start)
+            .drive_owned(run, workflow, switch, start, trace.clone())
             .instrument(span)
             .await;
+        if let Some(trace) = trace {
+            match &result {
+                Ok(done) => trace.end(done.run.status.as_str(), done.run.error.clone()),
+                Err(e) => trace.end("error", Some(crate::errors::chain(e))),
+            }
+        }
         if result.is_err() {
             // Leave the run for `resume` at once rather than when the lease
             // lapses. A failure to release only delays that.
@@ -746,6 +770,7 @@ impl Runtime {
         workflow: &LoadedWorkflow,
         switch: Option<ComponentSwitch>,
         start: Option<DriveStart>,
+        trace: Option<Arc<drive::spans::DriveTrace>>,
     ) -> Result<Finished, RunError> {
         let start = match start {
             Some(s) => s,
@@ -776,6 +801,7 @@ impl Runtime {
             family: self.family.clone(),
             component: workflow.as_child(&run.workflow),
             step_limits: self.step_limits.clone(),
+            trace,
         }));
         tracing::debug!(run = %run.id, drive = run.drives, "drive starts");
         let lease = tokio::spawn(renew_lease(drive.clone()));

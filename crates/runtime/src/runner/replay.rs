@@ -135,6 +135,8 @@ impl Runtime {
             family: self.family.clone(),
             component: workflow.as_child(&run.workflow),
             step_limits: Arc::default(),
+            // A replay reads; it is nobody's trace.
+            trace: None,
         }));
         let (outcome, _) = run_workflow(&drive, &workflow.pre, &run).await;
         let made = |n: u32| Progress {

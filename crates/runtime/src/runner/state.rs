@@ -163,10 +163,12 @@ impl HostState {
             let clock = clock.clone();
             Arc::new(move || clock.remaining(timeout))
         };
+        let trace = drive.trace.as_ref().map(|t| t.request_trace(key, attempt));
         let caller = Caller::Step {
             key: key.to_string(),
             attempt,
             remaining,
+            trace,
         };
         Ok(HostState {
             wasi: sandbox::step_ctx(&drive.grants, output)?,
@@ -530,6 +532,32 @@ impl HostState {
             .await
     }
 
+    /// When a wait of the workflow began, if its drive makes spans.
+    fn wait_started(&self) -> Option<(u64, Instant)> {
+        self.drive
+            .trace
+            .as_ref()
+            .map(|_| (durable_core::trace::now_ns(), Instant::now()))
+    }
+
+    /// A wait that began at `started` ended (`failed`: it returned an
+    /// error, which is how a park unwinds): a span, unless it was answered
+    /// at once from the record.
+    fn wait_ended(
+        &self,
+        started: Option<(u64, Instant)>,
+        what: impl FnOnce() -> String,
+        failed: bool,
+    ) {
+        let (Some((start_ns, at)), Some(trace)) = (started, &self.drive.trace) else {
+            return;
+        };
+        let parked = failed && self.drive.is_parking();
+        if parked || at.elapsed() >= std::time::Duration::from_millis(1) {
+            trace.wait(&what(), start_ns, parked);
+        }
+    }
+
     /// `set-tag`: refused (nothing recorded) from a step body, for an
     /// invalid tag or a key beyond the limit; else recorded under
     /// `$tag:<key>` with the value as input (a replay with another value
@@ -820,7 +848,10 @@ impl durable::Host for HostState {
         &mut self,
         handles: Vec<u32>,
     ) -> wasmtime::Result<(u32, Result<String, HandleError>)> {
+        let waiting = self.wait_started();
+        let n = handles.len();
         let r = self.do_await_any(handles).await;
+        self.wait_ended(waiting, || format!("await-any of {n}"), r.is_err());
         self.busy_since = Instant::now();
         r
     }
@@ -829,7 +860,10 @@ impl durable::Host for HostState {
         &mut self,
         handles: Vec<u32>,
     ) -> wasmtime::Result<Vec<Result<String, HandleError>>> {
+        let waiting = self.wait_started();
+        let n = handles.len();
         let r = self.do_await_all(handles).await;
+        self.wait_ended(waiting, || format!("await-all of {n}"), r.is_err());
         self.busy_since = Instant::now();
         r
     }
@@ -883,20 +917,24 @@ impl durable::Host for HostState {
     }
 
     async fn sleep(&mut self, duration_ms: u64) -> wasmtime::Result<()> {
+        let waiting = self.wait_started();
         let r = self
             .sleep_until_ms(format!("for {duration_ms}"), || {
                 crate::clock::now_ms().saturating_add(duration_ms.min(i64::MAX as u64) as i64)
             })
             .await;
+        self.wait_ended(waiting, || format!("sleep {duration_ms} ms"), r.is_err());
         self.busy_since = Instant::now();
         r
     }
 
     async fn sleep_until(&mut self, epoch_ms: u64) -> wasmtime::Result<()> {
         let until = epoch_ms.min(i64::MAX as u64) as i64;
+        let waiting = self.wait_started();
         let r = self
             .sleep_until_ms(format!("until {until}"), || until)
             .await;
+        self.wait_ended(waiting, || format!("sleep until {until}"), r.is_err());
         self.busy_since = Instant::now();
         r
     }
@@ -906,7 +944,10 @@ impl durable::Host for HostState {
         name: String,
         timeout_ms: Option<u64>,
     ) -> wasmtime::Result<Result<String, WaitError>> {
+        let waiting = self.wait_started();
+        let what = format!("event {name}");
         let r = self.do_await_event(name, timeout_ms).await;
+        self.wait_ended(waiting, || what, r.is_err());
         self.busy_since = Instant::now();
         r
     }

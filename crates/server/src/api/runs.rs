@@ -14,6 +14,7 @@ use axum::extract::{Query, State as Extract};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use durable::json::same_json;
+use durable::store::StartOptions;
 use durable::store::{
     Cancelled, Creation, QueuedStart, RunFilter, RunRecord, RunStatus, Sent, StoreError,
 };
@@ -77,7 +78,7 @@ async fn start_debounced(
     wf: &durable::runner::LoadedWorkflow,
     id: &str,
     input: &str,
-    tags: &Tags,
+    start_options: &StartOptions,
     debounce: DebounceRequest,
     start: Option<QueuedStart>,
 ) -> ApiResult {
@@ -96,7 +97,7 @@ async fn start_debounced(
     match app
         .state
         .rt
-        .debounce(wf, id, input, tags, debounce, start)
+        .debounce(wf, id, input, start_options, debounce, start)
         .await
     {
         Ok(Creation::Created(run)) => {
@@ -143,10 +144,18 @@ pub(super) fn registered(app: &App, name: &str) -> Result<Registered, ApiError> 
 /// id with the same input: 200 with the run as it is; another input: 409.
 pub(super) async fn start_run(
     Extract(app): Extract<App>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     shutting_down(&app)?;
     let req: StartRun = parse(body)?;
+    // A caller's trace: the run's drives become its spans' children. A
+    // malformed one is ignored, as W3C Trace Context asks.
+    let trace_parent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .filter(|t| durable::trace::TraceContext::parse(t).is_some())
+        .map(str::to_string);
     let (digest, queue) = match (&req.workflow, &req.component) {
         (Some(name), None) => {
             let r = registered(&app, name)?;
@@ -162,6 +171,10 @@ pub(super) async fn start_run(
     let input = req.input.to_string();
     within_input_limit(&app, "the run input", &input)?;
     durable::tags::validate_start(&req.tags).map_err(ApiError::bad_request)?;
+    let start_options = StartOptions {
+        tags: req.tags.clone(),
+        trace_parent,
+    };
     let wf = component(&app, &digest, req.workflow.as_deref()).await?;
     let id = req
         .id
@@ -197,13 +210,13 @@ pub(super) async fn start_run(
         )));
     }
     if let Some(debounce) = req.debounce {
-        return start_debounced(&app, &wf, &id, &input, &req.tags, debounce, start).await;
+        return start_debounced(&app, &wf, &id, &input, &start_options, debounce, start).await;
     }
     if let Some(start) = start {
         return match app
             .state
             .rt
-            .enqueue(&wf, &id, &input, &req.tags, start)
+            .enqueue(&wf, &id, &input, &start_options, start)
             .await
         {
             Ok(Creation::Created(run)) => {
@@ -219,7 +232,7 @@ pub(super) async fn start_run(
     if !app
         .state
         .dispatcher
-        .start_run(wf, id.clone(), input.clone(), req.tags, tell)
+        .start_run(wf, id.clone(), input.clone(), start_options, tell)
     {
         // A task of this server holds a run with this id: it exists, or
         // another request's start is about to commit it.

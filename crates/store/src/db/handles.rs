@@ -308,8 +308,9 @@ fn insert_child(
     tx.exec(
         "starting a child workflow",
         "INSERT INTO runs (id, workflow, component_digest, input, status, seed, created_at_ms,
-                           clock_ms, drives, waiting_for, wake_at_ms, parent_id, parent_key)
-         VALUES (?1, ?2, ?3, ?4, 'waiting', ?5, ?6, ?6, 0, 'its start', ?6, ?7, ?8)",
+                           clock_ms, drives, waiting_for, wake_at_ms, parent_id, parent_key,
+                           trace_parent)
+         VALUES (?1, ?2, ?3, ?4, 'waiting', ?5, ?6, ?6, 0, 'its start', ?6, ?7, ?8, ?9)",
         args![
             new.id,
             new.workflow,
@@ -318,7 +319,8 @@ fn insert_child(
             new.seed as i64,
             now,
             parent,
-            child.parent_key
+            child.parent_key,
+            new.trace_parent
         ],
     )?;
     tx.notify(&new.id)?;

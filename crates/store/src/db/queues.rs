@@ -176,8 +176,8 @@ fn insert_queued_run(
         "creating the queued run",
         "INSERT INTO runs (id, workflow, component_digest, input, status, seed, created_at_ms,
                            clock_ms, drives, queue, queue_key, priority, queue_seq,
-                           debounce_key, not_before_ms)
-         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12)
+                           debounce_key, not_before_ms, trace_parent)
+         VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?6, 0, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (workflow, debounce_key)
              WHERE status = 'queued' AND debounce_key IS NOT NULL DO NOTHING",
         args![
@@ -192,7 +192,8 @@ fn insert_queued_run(
             start.map_or(0, |s| i64::from(s.priority)),
             seq,
             debounce.map(|d| d.key.clone()),
-            debounce.map(|d| now + d.ms)
+            debounce.map(|d| now + d.ms),
+            new.trace_parent
         ],
     )?;
     if inserted == 0 {

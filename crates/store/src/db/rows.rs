@@ -156,8 +156,8 @@ pub(super) fn insert_run(
     tx.exec(
         "creating the run",
         "INSERT INTO runs (id, workflow, component_digest, input, status, seed,
-                           created_at_ms, owner, lease_until_ms, clock_ms, drives)
-         VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?6, 1)",
+                           created_at_ms, owner, lease_until_ms, clock_ms, drives, trace_parent)
+         VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?6, ?7, ?8, ?6, 1, ?9)",
         args![
             new.id,
             new.workflow,
@@ -166,7 +166,8 @@ pub(super) fn insert_run(
             new.seed as i64,
             now,
             owner,
-            now + lease_ms
+            now + lease_ms,
+            new.trace_parent
         ],
     )?;
     set_tags(tx, &new.id, &new.tags)?;
@@ -533,11 +534,11 @@ pub(super) fn read_run(tx: &Tx<'_>, run_id: &str) -> Result<Option<RunRecord>, S
 
 /// The columns [`run_from_row`] reads, in order.
 /// How many columns [`RUN_COLUMNS`] has: a query may select more after them.
-pub(super) const RUN_COLUMN_COUNT: usize = 20;
+pub(super) const RUN_COLUMN_COUNT: usize = 21;
 
 pub(super) const RUN_COLUMNS: &str = "id, workflow, component_digest, input, status, output, error, seed, \
      created_at_ms, finished_at_ms, clock_ms, drives, cancel_requested_at_ms, forked_from, \
-     waiting_for, wake_at_ms, wait_event, parent_id, parent_key, queue";
+     waiting_for, wake_at_ms, wait_event, parent_id, parent_key, queue, trace_parent";
 
 pub(super) fn run_from_row(r: &Row<'_>) -> Result<Result<RunRecord, StoreError>, ColumnError> {
     let status: String = r.get(4)?;
@@ -565,6 +566,7 @@ pub(super) fn run_from_row(r: &Row<'_>) -> Result<Result<RunRecord, StoreError>,
         parent: r.get(17)?,
         parent_key: r.get(18)?,
         queue: r.get(19)?,
+        trace_parent: r.get(20)?,
     }))
 }
 

@@ -397,6 +397,8 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, key)
     ) STRICT, WITHOUT ROWID;
     CREATE INDEX run_tags_by_value ON run_tags(key, value, run_id);
+    -- A traceparent given at the start: its drives' spans are its children.
+    ALTER TABLE runs ADD COLUMN trace_parent TEXT;
     -- Retention takes finished runs oldest first.
     CREATE INDEX runs_by_finished ON runs(finished_at_ms) WHERE finished_at_ms IS NOT NULL;
     "#,

@@ -325,6 +325,7 @@ pub(super) fn new_run(id: &str) -> NewRun {
         input: "{}".into(),
         seed: 7,
         tags: Default::default(),
+        trace_parent: None,
     }
 }
 
@@ -807,6 +808,7 @@ async fn version_6(kind: Kind) -> Fresh {
                 .batch_execute(
                     "DROP TABLE run_tags;
                      DROP INDEX runs_by_finished;
+                     ALTER TABLE runs DROP COLUMN trace_parent;
                      DROP TABLE queues;
                      DROP TABLE step_limits;
                      DROP TABLE step_slots;

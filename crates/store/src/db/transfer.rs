@@ -89,6 +89,7 @@ pub const RUNS: Table = Table {
         ("queue_seq", I),
         ("debounce_key", T),
         ("not_before_ms", I),
+        ("trace_parent", T),
     ],
     order: "id",
 };

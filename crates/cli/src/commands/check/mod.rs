@@ -283,6 +283,7 @@ impl Setup {
                         input: self.input.clone(),
                         seed: self.seed,
                         tags: Default::default(),
+                        trace_parent: None,
                     },
                     &owner,
                 )

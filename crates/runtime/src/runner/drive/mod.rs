@@ -22,6 +22,7 @@ use super::slots::{AttemptClock, InstanceSlots};
 use crate::observer::{Observer, Source};
 
 mod messages;
+pub(crate) mod spans;
 mod step_limit;
 mod waits;
 use crate::clock::now_ms;
@@ -79,6 +80,8 @@ pub(crate) struct Drive {
     pub(crate) component: ChildComponent,
     /// Step names with a concurrency limit across every host.
     step_limits: Arc<HashMap<String, u32>>,
+    /// Its spans, when the runtime exports them.
+    pub(crate) trace: Option<Arc<spans::DriveTrace>>,
 }
 
 /// What the runtime hands a new drive.
@@ -103,6 +106,7 @@ pub(crate) struct DriveSetup {
     pub(crate) family: Arc<Family>,
     pub(crate) component: ChildComponent,
     pub(crate) step_limits: Arc<HashMap<String, u32>>,
+    pub(crate) trace: Option<Arc<spans::DriveTrace>>,
 }
 
 /// What a step attempt's instance did: its result (`None` when the
@@ -163,6 +167,7 @@ impl Drive {
             family: s.family,
             component: s.component,
             step_limits: s.step_limits,
+            trace: s.trace,
         }
     }
 
@@ -259,6 +264,9 @@ impl Drive {
         if let Some(outcome) = &found
             && !call.name.starts_with('$')
         {
+            if let Some(trace) = &self.trace {
+                trace.recovered(&call.key, &call.name, outcome);
+            }
             self.observer.step(
                 &self.run_id,
                 &call.key,
@@ -415,6 +423,9 @@ impl Drive {
             let (Attempt { outcome, retryable }, output, calls) =
                 self.attempt(&call, &input, policy.timeout, attempt).await?;
             let elapsed = started.elapsed();
+            if let Some(trace) = &self.trace {
+                trace.attempt(&call.key, &call.name, attempt, started_at, &outcome);
+            }
             let failed = (!matches!(outcome, Outcome::Ok(_))).then(|| AttemptRecord {
                 key: call.key.clone(),
                 attempt,
@@ -725,6 +736,11 @@ impl Drive {
             });
         }
         Ok(())
+    }
+
+    /// The `traceparent` of a child workflow started now.
+    pub(crate) fn trace_parent_for_children(&self) -> Option<String> {
+        self.trace.as_ref().map(|t| t.traceparent())
     }
 
     /// `--crash-after`: die like a power cut right after `key` committed.
