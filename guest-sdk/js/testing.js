@@ -385,6 +385,9 @@ class Host {
       throw new ComponentError(`tag key "${key}" must be 1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'`);
     }
     const bytes = new TextEncoder().encode(value).length;
+    if (/\p{Cc}/u.test(value)) {
+      throw new ComponentError(`tag "${key}": the value contains a control character (a newline, NUL, ...)`);
+    }
     if (bytes > TAG_VALUE_BYTES) {
       throw new ComponentError(`tag "${key}": value is ${bytes} bytes, more than ${TAG_VALUE_BYTES}`);
     }

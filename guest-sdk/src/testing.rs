@@ -418,6 +418,11 @@ fn tag_refusal(tags: &BTreeMap<String, String>, key: &str, value: &str) -> Optio
             "tag key \"{key}\" must be 1 to {MAX_TAG_KEY} characters of a-z, A-Z, 0-9, '_', '.', '-'"
         ));
     }
+    if value.chars().any(char::is_control) {
+        return Some(format!(
+            "tag \"{key}\": the value contains a control character (a newline, NUL, ...)"
+        ));
+    }
     if value.len() > MAX_TAG_VALUE {
         return Some(format!(
             "tag \"{key}\": value is {} bytes, more than {MAX_TAG_VALUE}",

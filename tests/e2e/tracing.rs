@@ -290,12 +290,35 @@ fn with_the_receiver_down_runs_finish_and_the_dropped_spans_are_counted() {
         "{}",
         run.stderr()
     );
-    // A bad endpoint is a usage error before anything runs.
+    // A collector that takes the connection and never answers: the run's
+    // output comes at once, the exit waits the flush's grace (2 s) at most,
+    // and the spans in flight are counted.
+    let hang = std::net::TcpListener::bind("127.0.0.1:0").expect("a listener");
+    let started = Instant::now();
+    let run = env.run(&[
+        "run",
+        &wasm("onboarding"),
+        "--input",
+        crate::polyglot::HIRE,
+        "--otlp-endpoint",
+        &format!("http://{}", hang.local_addr().expect("address")),
+    ]);
+    assert_eq!(run.success()["status"], "onboarded");
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        run.stderr()
+            .contains("span(s) could not be sent to the OTLP collector"),
+        "{}",
+        run.stderr()
+    );
+    drop(hang);
+    // A bad endpoint is a usage error before anything runs, and its
+    // secrets are not repeated.
     let bad = env.run(&[
         "run",
         &wasm("onboarding"),
         "--otlp-endpoint",
-        "grpc://x:4317",
+        "grpc://x:4317/?token=SECRET",
     ]);
     bad.expect_code(Some(2));
     assert!(
@@ -303,4 +326,13 @@ fn with_the_receiver_down_runs_finish_and_the_dropped_spans_are_counted() {
         "{}",
         bad.stderr()
     );
+    assert!(!bad.stderr().contains("SECRET"), "{}", bad.stderr());
+    let bad = env.run(&[
+        "run",
+        &wasm("onboarding"),
+        "--otlp-endpoint",
+        "http://u:SECRET@x:4318",
+    ]);
+    bad.expect_code(Some(2));
+    assert!(!bad.stderr().contains("SECRET"), "{}", bad.stderr());
 }

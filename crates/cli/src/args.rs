@@ -700,7 +700,12 @@ pub struct DriveArgs {
     /// base URL such as http://localhost:4318; `/v1/traces` is added).
     /// Also OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (used as it is) [default:
     /// none, no spans are made].
-    #[arg(long, value_name = "URL", env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "OTEL_EXPORTER_OTLP_ENDPOINT",
+        hide_env_values = true
+    )]
     pub otlp_endpoint: Option<String>,
 
     /// At most N attempts of step NAME at once, across every run and every

@@ -15,8 +15,10 @@ use crate::exit::ExitCode;
 
 static EXPORTER: OnceLock<Arc<Exporter>> = OnceLock::new();
 
-/// How long the end of a command waits for its spans to be sent.
-const FLUSH_GRACE: Duration = Duration::from_secs(5);
+/// How long the end of a command waits for its spans to be sent (its
+/// output is printed before): a collector that hangs delays the exit by
+/// this much, no more.
+const FLUSH_GRACE: Duration = Duration::from_secs(2);
 
 /// The endpoint the flags and environment name, if any.
 ///
@@ -31,7 +33,9 @@ pub(crate) fn endpoint(flag: Option<&str>) -> Result<Option<Endpoint>, ExitCode>
             .map(|url| Endpoint::exact(&url)),
     };
     parsed.transpose().map_err(|e| {
-        error(format_args!("--otlp-endpoint: {e}"));
+        error(format_args!(
+            "--otlp-endpoint (or OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT): {e}"
+        ));
         ExitCode::Usage
     })
 }

@@ -30,6 +30,11 @@ pub fn validate(key: &str, value: &str) -> Result<(), String> {
             "tag key {key:?} must be 1 to {MAX_KEY_LEN} characters of a-z, A-Z, 0-9, '_', '.', '-'"
         ));
     }
+    if value.chars().any(char::is_control) {
+        return Err(format!(
+            "tag {key:?}: the value contains a control character (a newline, NUL, ...)"
+        ));
+    }
     if value.len() > MAX_VALUE_BYTES {
         return Err(format!(
             "tag {key:?}: value is {} bytes, more than {MAX_VALUE_BYTES}",
@@ -91,6 +96,9 @@ mod tests {
                 .unwrap_err()
                 .contains("257 bytes")
         );
+        assert!(validate("k", "a\0b").is_err());
+        assert!(validate("k", "x\nstatus     failed").is_err());
+        assert!(validate("k", "café 42").is_ok());
         assert_eq!(
             parse("customer=4=2", '=').unwrap(),
             ("customer".into(), "4=2".into())

@@ -46,6 +46,8 @@ pub struct Config {
 struct Counts {
     exported: AtomicU64,
     dropped: AtomicU64,
+    /// Spans of the batch being sent now.
+    in_flight: AtomicU64,
 }
 
 /// The exporter: a queue and the task that empties it.
@@ -101,10 +103,9 @@ impl Exporter {
             let abort = task.abort_handle();
             if tokio::time::timeout(grace, task).await.is_err() {
                 abort.abort();
-                let left = QUEUE - self.queue.capacity();
-                self.counts
-                    .dropped
-                    .fetch_add(left as u64, Ordering::Relaxed);
+                let left = (QUEUE - self.queue.capacity()) as u64
+                    + self.counts.in_flight.swap(0, Ordering::Relaxed);
+                self.counts.dropped.fetch_add(left, Ordering::Relaxed);
             }
         }
     }
@@ -165,7 +166,10 @@ async fn run(
             let n = batch.len() as u64;
             let body = encode::request(&resource, &batch);
             batch.clear();
-            match client.post(body).await {
+            counts.in_flight.store(n, Ordering::Relaxed);
+            let sent = client.post(body).await;
+            counts.in_flight.store(0, Ordering::Relaxed);
+            match sent {
                 Ok(()) => {
                     counts.exported.fetch_add(n, Ordering::Relaxed);
                 }

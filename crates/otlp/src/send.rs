@@ -13,6 +13,9 @@ use tokio::net::TcpStream;
 /// How long connecting (and the TLS handshake) may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The most of a collector's answer that is read.
+const MAX_ANSWER: usize = 64 << 10;
+
 /// How long the collector may take to answer a request.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -33,37 +36,58 @@ impl Endpoint {
     /// # Errors
     /// Why it is not an http(s) URL.
     pub fn parse(url: &str) -> Result<Endpoint, String> {
-        let base = url.trim().trim_end_matches('/');
-        if base.ends_with("/v1/traces") {
-            Endpoint::exact(base)
-        } else {
-            Endpoint::exact(&format!("{base}/v1/traces"))
+        let mut e = Endpoint::exact(url)?;
+        let path = e.uri.path().trim_end_matches('/');
+        if !path.ends_with("/v1/traces") {
+            let path = format!("{path}/v1/traces");
+            let path_and_query = match e.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path,
+            };
+            let mut parts = e.uri.clone().into_parts();
+            parts.path_and_query =
+                Some(path_and_query.parse().map_err(|_| {
+                    "an OTLP endpoint whose path cannot take /v1/traces".to_string()
+                })?);
+            e.uri = http::Uri::from_parts(parts)
+                .map_err(|_| "an OTLP endpoint whose path cannot take /v1/traces".to_string())?;
         }
+        Ok(e)
     }
 
     /// A URL used as it is (as `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is).
     ///
     /// # Errors
     /// Why it is not an http(s) URL.
+    ///
+    /// Messages never repeat the URL: it may hold a token.
     pub fn exact(url: &str) -> Result<Endpoint, String> {
+        if url.contains('@') {
+            return Err(
+                "the OTLP endpoint has user info (`user:password@`), which durable does not send; \
+                 put a collector without authentication on a private network or loopback"
+                    .into(),
+            );
+        }
         let uri: http::Uri = url
             .trim()
             .parse()
-            .map_err(|e| format!("OTLP endpoint {url:?}: {e}"))?;
+            .map_err(|e| format!("the OTLP endpoint is not a URL: {e}"))?;
         let https = match uri.scheme_str() {
             Some("http") => false,
             Some("https") => true,
             _ => {
-                return Err(format!(
-                    "OTLP endpoint {url:?}: expected an http:// or https:// URL (OTLP over HTTP, \
+                return Err(
+                    "the OTLP endpoint must be an http:// or https:// URL (OTLP over HTTP, \
                      port 4318 by default)"
-                ));
+                        .into(),
+                );
             }
         };
         let host = uri
             .host()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("OTLP endpoint {url:?}: no host"))?
+            .ok_or("the OTLP endpoint has no host")?
             .to_string();
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         Ok(Endpoint {
@@ -175,8 +199,11 @@ where
             .await
             .map_err(|err| err.to_string())?;
         let status = response.status();
-        // Read the (small) answer so the connection ends cleanly.
-        let _ = response.into_body().collect().await;
+        // Read the (small) answer so the connection ends cleanly; a
+        // collector that sends more is not read further.
+        let _ = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
+            .collect()
+            .await;
         driver.abort();
         Ok::<_, String>(status)
     };
@@ -193,8 +220,23 @@ mod tests {
     fn endpoints_get_their_path_and_hide_secrets() {
         let e = Endpoint::parse("http://collector:4318").expect("url");
         assert_eq!(e.to_string(), "http://collector:4318/v1/traces");
-        let e = Endpoint::parse("https://u:p@otel.example.com/v1/traces?token=x").expect("url");
+        let e = Endpoint::parse("https://otel.example.com/v1/traces?token=x").expect("url");
         assert_eq!(e.to_string(), "https://otel.example.com:443/v1/traces");
+        let e = Endpoint::parse("http://c:4318/base?token=abc").expect("url");
+        assert_eq!(e.uri.to_string(), "http://c:4318/base/v1/traces?token=abc");
+        for secret in [
+            "http://u:SECRET@c:4318",
+            "http://u:SEC/RET@c:1/",
+            "ftp://u:SECRET@h/",
+        ] {
+            let err = Endpoint::parse(secret).expect_err("refused");
+            assert!(!err.contains("SECRET") && !err.contains("RET"), "{err}");
+        }
+        assert!(
+            !Endpoint::parse("http://c/ ?token=SECRET")
+                .unwrap_err()
+                .contains("SECRET")
+        );
         let e = Endpoint::parse("http://c:4318/custom/").expect("url");
         assert_eq!(e.to_string(), "http://c:4318/custom/v1/traces");
         assert!(Endpoint::parse("grpc://c:4317").is_err());

@@ -81,6 +81,7 @@ workflow caught it.
 
 import json
 import re
+import unicodedata
 from typing import Any, NamedTuple, Optional
 
 import durable_sdk as _sdk
@@ -361,6 +362,8 @@ class _Api:
         if not _TAG_KEY.fullmatch(key):
             raise Err(f"tag key \"{key}\" must be 1 to 64 characters of a-z, A-Z, 0-9, '_', '.', '-'")
         n = len(value.encode("utf-8", "surrogatepass"))
+        if any(unicodedata.category(c) == "Cc" for c in value):
+            raise Err(f"tag \"{key}\": the value contains a control character (a newline, NUL, ...)")
         if n > _TAG_VALUE_BYTES:
             raise Err(f"tag \"{key}\": value is {n} bytes, more than {_TAG_VALUE_BYTES}")
         if key not in f.tags and len(f.tags) >= _TAGS:

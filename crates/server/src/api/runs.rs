@@ -154,8 +154,8 @@ pub(super) async fn start_run(
     let trace_parent = headers
         .get("traceparent")
         .and_then(|v| v.to_str().ok())
-        .filter(|t| durable::trace::TraceContext::parse(t).is_some())
-        .map(str::to_string);
+        .and_then(durable::trace::TraceContext::parse)
+        .map(|t| t.traceparent());
     let (digest, queue) = match (&req.workflow, &req.component) {
         (Some(name), None) => {
             let r = registered(&app, name)?;

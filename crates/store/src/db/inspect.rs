@@ -13,29 +13,54 @@ use super::{AttemptRecord, Outcome, OutputLine, RunRecord, StepRecord, Store, St
 #[allow(unused_imports)]
 use durable_core::views::*;
 
+/// The `FROM` of a query on runs with `tags` (each `(key, value)`), and
+/// the conditions to add, their values pushed on `params`. With tags the
+/// query starts from the tag index (`run_tags_by_value`) and reads only
+/// the runs that have the first tag (`CROSS JOIN` keeps SQLite from
+/// walking all runs in time order and testing each); the others are
+/// `EXISTS` on the same index.
+pub(super) fn tag_filter<'a>(
+    tags: &'a [(String, String)],
+    params: &mut Vec<&'a dyn Arg>,
+) -> (&'static str, String) {
+    let mut conditions = String::new();
+    for (i, (key, value)) in tags.iter().enumerate() {
+        let n = params.len();
+        params.push(key);
+        params.push(value);
+        conditions.push_str(&if i == 0 {
+            format!(
+                " AND runs.id = t0.run_id AND t0.key = CAST(?{} AS TEXT) AND t0.value = CAST(?{} AS TEXT)",
+                n + 1,
+                n + 2
+            )
+        } else {
+            format!(
+                " AND EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id
+                              AND t.key = CAST(?{} AS TEXT) AND t.value = CAST(?{} AS TEXT))",
+                n + 1,
+                n + 2
+            )
+        });
+    }
+    let from = if tags.is_empty() {
+        "runs"
+    } else {
+        "run_tags t0 CROSS JOIN runs"
+    };
+    (from, conditions)
+}
+
 impl Store {
     /// Runs matching `filter`, newest first.
     pub async fn list(&self, filter: RunFilter) -> Result<Vec<RunSummary>, StoreError> {
         self
             .read(move |tx| {
                 let limit = if filter.limit == 0 { i64::MAX } else { filter.limit as i64 };
-                // One EXISTS per tag, each answered by the index on
-                // (key, value, run_id).
                 let status = filter.status.map(|s| s.as_str());
                 let mut params: Vec<&dyn Arg> =
                     vec![&status, &filter.workflow, &limit, &filter.after, &filter.prefix, &filter.parent];
-                let mut tagged = String::new();
-                for (key, value) in &filter.tags {
-                    let n = params.len();
-                    tagged.push_str(&format!(
-                        " AND EXISTS (SELECT 1 FROM run_tags t WHERE t.run_id = runs.id
-                                      AND t.key = CAST(?{} AS TEXT) AND t.value = CAST(?{} AS TEXT))",
-                        n + 1,
-                        n + 2
-                    ));
-                    params.push(key);
-                    params.push(value);
-                }
+                let (from, tagged) = tag_filter(&filter.tags, &mut params);
                 let rows = tx.all(
                     "listing runs",
                     &format!(
@@ -43,7 +68,7 @@ impl Store {
                             (SELECT count(*) FROM steps s WHERE s.run_id = runs.id AND s.name NOT LIKE '$%'),
                             (SELECT count(*) FROM steps s WHERE s.run_id = runs.id AND s.name NOT LIKE '$%'
                                                           AND s.drive = runs.drives)
-                         FROM runs
+                         FROM {from}
                          WHERE (CAST(?1 AS TEXT) IS NULL OR status = CAST(?1 AS TEXT))
                            AND (CAST(?2 AS TEXT) IS NULL OR workflow = CAST(?2 AS TEXT))
                            AND (CAST(?4 AS TEXT) IS NULL OR (created_at_ms, id) <

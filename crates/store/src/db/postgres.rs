@@ -230,7 +230,7 @@ CREATE TABLE run_tags (
     PRIMARY KEY (run_id, key)
 );
 CREATE INDEX run_tags_by_value ON run_tags(key, value, run_id);
-CREATE INDEX runs_by_finished ON runs(finished_at_ms) WHERE finished_at_ms IS NOT NULL;
+CREATE INDEX runs_by_finished ON runs(finished_at_ms, id) WHERE finished_at_ms IS NOT NULL;
 ALTER TABLE runs ADD COLUMN trace_parent TEXT COLLATE "C"
 "#,
 ];

@@ -141,20 +141,22 @@ impl Store {
         parent: Option<String>,
         tag: Option<(String, String)>,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        let (tag_key, tag_value) = tag.unzip();
+        let tags: Vec<(String, String)> = tag.into_iter().collect();
         self.read(move |tx| {
+            let mut params: Vec<&dyn crate::sql::Arg> = vec![&workflow, &prefix, &parent];
+            let (from, tagged) = super::inspect::tag_filter(&tags, &mut params);
             let rows = tx.all(
                 "counting runs",
-                "SELECT status, count(*) FROM runs
-                 WHERE (CAST(?1 AS TEXT) IS NULL OR workflow = CAST(?1 AS TEXT))
-                   AND (CAST(?2 AS TEXT) IS NULL
-                        OR substr(id, 1, length(CAST(?2 AS TEXT))) = CAST(?2 AS TEXT))
-                   AND (CAST(?3 AS TEXT) IS NULL OR parent_id = CAST(?3 AS TEXT))
-                   AND (CAST(?4 AS TEXT) IS NULL OR EXISTS (
-                        SELECT 1 FROM run_tags t WHERE t.run_id = runs.id
-                           AND t.key = CAST(?4 AS TEXT) AND t.value = CAST(?5 AS TEXT)))
-                 GROUP BY status",
-                args![workflow, prefix, parent, tag_key, tag_value],
+                &format!(
+                    "SELECT status, count(*) FROM {from}
+                     WHERE (CAST(?1 AS TEXT) IS NULL OR workflow = CAST(?1 AS TEXT))
+                       AND (CAST(?2 AS TEXT) IS NULL
+                            OR substr(id, 1, length(CAST(?2 AS TEXT))) = CAST(?2 AS TEXT))
+                       AND (CAST(?3 AS TEXT) IS NULL OR parent_id = CAST(?3 AS TEXT))
+                       {tagged}
+                     GROUP BY status"
+                ),
+                &params,
                 |r| Ok((r.get::<String>(0)?, r.get::<i64>(1)?)),
             )?;
             Ok(rows

@@ -400,7 +400,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     -- A traceparent given at the start: its drives' spans are its children.
     ALTER TABLE runs ADD COLUMN trace_parent TEXT;
     -- Retention takes finished runs oldest first.
-    CREATE INDEX runs_by_finished ON runs(finished_at_ms) WHERE finished_at_ms IS NOT NULL;
+    CREATE INDEX runs_by_finished ON runs(finished_at_ms, id) WHERE finished_at_ms IS NOT NULL;
     "#,
 ];
 

@@ -432,6 +432,29 @@ impl Store {
             .ok_or_else(|| StoreError::Import("a run without an id".into()))?
             .to_string();
         durable_core::names::validate_run_id(&id).map_err(|e| StoreError::Import(e.to_string()))?;
+        // Tags as a start or `set-tag` would take them: a file is not
+        // trusted more than an API caller.
+        for (name, rows) in &export.records {
+            if name != "run_tags" {
+                continue;
+            }
+            if rows.len() > 2 * durable_core::tags::MAX_KEYS {
+                return Err(StoreError::Import(format!("run {id}: {} tags", rows.len())));
+            }
+            for row in rows {
+                let text = |c: &str| {
+                    row.iter().find_map(|(k, v)| match v {
+                        Field::Text(t) if k == c => Some(t.as_str()),
+                        _ => None,
+                    })
+                };
+                durable_core::tags::validate(
+                    text("key").unwrap_or(""),
+                    text("value").unwrap_or(""),
+                )
+                .map_err(|e| StoreError::Import(format!("run {id}: {e}")))?;
+            }
+        }
         let digest = export
             .component_digest()
             .ok_or_else(|| StoreError::Import(format!("run {id}: no component_digest")))?
