@@ -128,6 +128,10 @@ impl Default for StoreOptions {
     }
 }
 
+/// How often a claim is tried again while another transaction holds the
+/// run's row (20 ms apart).
+const CLAIM_TRIES: u32 = 25;
+
 impl Store {
     /// Opens the database at `path` (a SQLite file, created if it does not
     /// exist, or a `postgres://` URL) with the default [`StoreOptions`], and
@@ -338,14 +342,7 @@ impl Store {
     /// [`StoreError::RunNotFound`], or [`StoreError::Owned`] when a live
     /// process drives it. A finished run is returned as [`Claim::Finished`].
     pub async fn claim_existing(&self, run_id: &str, owner: &Owner) -> Result<Claim, StoreError> {
-        let lease_ms = self.lease_ms;
-        let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer_for(&run_id)
-            .transact(move |tx| {
-                let run = read_run(tx, &run_id)?.ok_or(StoreError::RunNotFound(run_id.clone()))?;
-                claim_existing_run(tx, run, &owner, tx.now_ms(), lease_ms)
-            })
-            .await
+        Ok(self.claim_existing_for_drive(run_id, owner).await?.0)
     }
 
     /// [`Store::claim_existing`], and for a run it took, what its drive
@@ -356,19 +353,33 @@ impl Store {
         run_id: &str,
         owner: &Owner,
     ) -> Result<(Claim, Option<DriveStart>), StoreError> {
-        let lease_ms = self.lease_ms;
-        let (run_id, owner) = (run_id.to_string(), owner.to_string());
-        self.writer_for(&run_id)
-            .transact(move |tx| {
-                let run = read_run(tx, &run_id)?.ok_or(StoreError::RunNotFound(run_id.clone()))?;
-                let claim = claim_existing_run(tx, run, &owner, tx.now_ms(), lease_ms)?;
-                let start = match &claim {
-                    Claim::Finished(_) => None,
-                    Claim::Created(_) | Claim::Resumed(_) => Some(read_drive_start(tx, &run_id)?),
-                };
-                Ok((claim, start))
-            })
-            .await
+        // A row held by another transaction for a moment (an event being
+        // sent wakes the run in the same row) is tried again shortly; a
+        // host that really took it answers with its own pid by then.
+        let mut tries = 0;
+        loop {
+            let lease_ms = self.lease_ms;
+            let (id, me) = (run_id.to_string(), owner.to_string());
+            let claimed = self
+                .writer_for(&id)
+                .transact(move |tx| {
+                    let run = read_run(tx, &id)?.ok_or(StoreError::RunNotFound(id.clone()))?;
+                    let claim = claim_existing_run(tx, run, &me, tx.now_ms(), lease_ms)?;
+                    let start = match &claim {
+                        Claim::Finished(_) => None,
+                        Claim::Created(_) | Claim::Resumed(_) => Some(read_drive_start(tx, &id)?),
+                    };
+                    Ok((claim, start))
+                })
+                .await;
+            match claimed {
+                Err(e) if rows::locked_now(&e) && tries < CLAIM_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The run's committed history, in no particular order.

@@ -17,6 +17,15 @@ pub(super) fn owner_is_gone(owner: Option<&str>, lease_until: Option<i64>, now: 
     Owner::parse(owner).is_some_and(|o| o.is_provably_dead())
 }
 
+/// Who owns a run whose row another transaction holds (PostgreSQL).
+pub(super) const LOCKED_NOW: &str = "another host, which is writing to it now";
+
+/// Whether `e` says only that another transaction held the run's row: an
+/// event being sent, another host's claim. Worth trying again at once.
+pub(super) fn locked_now(e: &StoreError) -> bool {
+    matches!(e, StoreError::Owned { pid: 0, host, .. } if host == LOCKED_NOW)
+}
+
 /// Takes run `run_id` over for `owner` (see [`claim_existing_run`]);
 /// `false` when it has ended since the caller read it (nothing is taken).
 pub(super) fn take_over(
@@ -40,7 +49,7 @@ pub(super) fn take_over(
         return Err(StoreError::Owned {
             run: run_id.to_string(),
             pid: 0,
-            host: "another host, which is writing to it now".into(),
+            host: LOCKED_NOW.into(),
         });
     };
     if !RunStatus::parse_name(&status).is_some_and(RunStatus::is_open) {
